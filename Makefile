@@ -1,0 +1,24 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,export,dev]"
+
+demo: install
+	$(BIN)/onnx-engine demo
+
+test: install
+	$(BIN)/python -m pytest tests
+
+bench: install
+	$(BIN)/onnx-engine bench --json benchmarks/results/latest.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,108 @@
+"""Opening an artifact folder: manifest, task check and file integrity.
+
+Integrity is checked before any file is handed to ONNX Runtime or `tokenizers`, so a truncated,
+edited or missing file is reported by name instead of surfacing as a parse error deep inside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import (
+    ArtifactNotFoundError,
+    CorruptArtifactError,
+    HashMismatchError,
+    TaskMismatchError,
+)
+from engine.manifest import ArtifactManifest, FileRecord
+
+CONFIG_NAME = "config.json"
+TOKENIZER_NAME = "tokenizer.json"
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large graphs do not need to fit in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_record(path: Path) -> FileRecord:
+    return FileRecord(sha256=sha256_of(path), size=path.stat().st_size)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An opened, integrity-checked artifact folder."""
+
+    path: Path
+    manifest: ArtifactManifest
+
+    @classmethod
+    def open(cls, path: str | Path, task: str | None = None, verify_hashes: bool = True) -> Artifact:
+        """Open an artifact and check it is complete and unchanged.
+
+        Args:
+            path: the artifact folder written by ``onnx-engine export``.
+            task: when given, the task the caller can serve; another task is an error.
+            verify_hashes: compare every file's sha256 with the manifest (sizes are always
+                compared). Turning it off saves ~1 ms per MB at load for trusted deployments.
+
+        Raises:
+            ArtifactNotFoundError: the folder, its manifest or a listed file is missing.
+            CorruptArtifactError: the manifest cannot be parsed.
+            HashMismatchError: a file differs from what was exported.
+            TaskMismatchError: the artifact was exported for another task.
+        """
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"artifact path must be a str or Path, got {type(path).__name__}")
+        folder = Path(path)
+        manifest = ArtifactManifest.read(folder)
+        if task is not None and manifest.task != task:
+            raise TaskMismatchError(
+                f"'{folder}' holds a '{manifest.task}' model, not '{task}'. Load it with "
+                f"engine.load('{folder}'), which picks the class for its task."
+            )
+        artifact = cls(path=folder, manifest=manifest)
+        artifact.check_files(verify_hashes=verify_hashes)
+        return artifact
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def check_files(self, verify_hashes: bool = True) -> None:
+        """Check that each file the manifest lists exists with its recorded size (and hash)."""
+        for name, record in self.manifest.files.items():
+            path = self.file(name)
+            if not path.is_file():
+                raise ArtifactNotFoundError(
+                    f"'{self.path}' is missing '{name}'. Re-export the artifact with --force."
+                )
+            size = path.stat().st_size
+            if size != record.size:
+                raise HashMismatchError(
+                    f"'{path}' has {size} bytes but was exported with {record.size}: the file is "
+                    f"truncated or was replaced. Re-export the artifact with --force."
+                )
+            if verify_hashes and sha256_of(path) != record.sha256:
+                raise HashMismatchError(
+                    f"'{path}' was modified after export (sha256 differs from manifest.json). "
+                    f"Re-export the artifact, or run 'onnx-engine verify {self.path}'."
+                )
+
+    def config(self) -> dict[str, Any]:
+        """The Hugging Face ``config.json`` copied into the artifact (labels, token ids)."""
+        path = self.file(CONFIG_NAME)
+        if not path.is_file():
+            raise ArtifactNotFoundError(f"'{self.path}' is missing '{CONFIG_NAME}'. Re-export it.")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise CorruptArtifactError(f"{path} is not valid JSON ({error}). Re-export it.") from error

@@ -1,0 +1,155 @@
+"""Sequence classification from an exported artifact, shaped exactly like the HF pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine.artifact import TOKENIZER_NAME, Artifact
+from engine.errors import InputError
+from engine.manifest import TASK_CLASSIFICATION
+from engine.numerics import sigmoid, softmax
+from engine.session import EngineSession, RuntimeOptions
+from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
+
+_TOP_K_UNSET = object()
+ACTIVATIONS = ("softmax", "sigmoid", "none")
+
+
+def default_activation(config: dict[str, Any]) -> str:
+    """The score function ``transformers.pipeline`` applies for this config, decided the same way."""
+    problem_type = config.get("problem_type")
+    num_labels = len(config.get("id2label", {})) or 2
+    if problem_type == "regression":
+        return "none"
+    if problem_type == "multi_label_classification" or num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+class Classifier:
+    """A text classifier running on ONNX Runtime with tokenizers and NumPy only.
+
+    ``clf(texts)`` returns what ``transformers.pipeline("text-classification")`` returns for the
+    same arguments; ``logits`` and ``predict_proba`` give the arrays behind it.
+    """
+
+    def __init__(
+        self, artifact: Artifact, session: EngineSession, tokenizer: TextTokenizer
+    ) -> None:
+        config = artifact.config()
+        self.artifact = artifact
+        self.session = session
+        self.tokenizer = tokenizer
+        self.id2label = {int(key): label for key, label in config["id2label"].items()}
+        self.activation = default_activation(config)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        provider: str | None = None,
+        threads: int | None = None,
+        options: RuntimeOptions | None = None,
+    ) -> Classifier:
+        """Load a classifier artifact.
+
+        Args:
+            path: artifact folder written by ``onnx-engine export``.
+            provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
+            threads: intra-op threads; overrides ``options.threads``.
+            options: session settings (see :class:`RuntimeOptions`).
+
+        Raises:
+            ArtifactError: the folder is missing, corrupt, tampered with or of another task.
+            ProviderError: unknown provider, or CUDA requested but not usable.
+        """
+        options = (options or RuntimeOptions()).with_overrides(provider=provider, threads=threads)
+        artifact = Artifact.open(path, task=TASK_CLASSIFICATION, verify_hashes=options.verify_hashes)
+        manifest = artifact.manifest
+        session = EngineSession(artifact.file(manifest.graphs["model"].file), options)
+        tokenizer = TextTokenizer.from_file(
+            artifact.file(TOKENIZER_NAME),
+            max_length=manifest.max_length,
+            pad_id=manifest.tokenizer["pad_id"],
+            pad_token=manifest.tokenizer["pad_token"],
+        )
+        return cls(artifact, session, tokenizer)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session really uses, best first."""
+        return self.session.providers
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.id2label[index] for index in sorted(self.id2label)]
+
+    def logits(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Raw logits ``[batch, num_labels]`` before any activation, in the order of ``texts``.
+
+        Texts are grouped by length before batching so short texts are not padded to long ones;
+        the result is put back in input order. Over-long texts are truncated at ``max_length``.
+        """
+        items, _ = as_text_list(texts)
+        batch_size = check_batch_size(batch_size)
+        order = sorted(range(len(items)), key=lambda index: len(items[index]))
+        result = np.empty((len(items), len(self.id2label)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            encoded = self.tokenizer.encode([items[index] for index in chunk])
+            (logits,) = self.session.run(encoded.feeds(), ["logits"])
+            result[chunk] = logits
+        return result
+
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Scores ``[batch, num_labels]`` after the model's activation (softmax for single-label)."""
+        return self._activate(self.logits(texts, batch_size=batch_size), self.activation)
+
+    def __call__(
+        self,
+        texts: str | Sequence[str],
+        top_k: int | None | object = _TOP_K_UNSET,
+        batch_size: int = 32,
+        function_to_apply: str | None = None,
+    ) -> list[Any]:
+        """Classify like ``pipeline("text-classification")``, with the same result structure.
+
+        Without ``top_k`` each text gets one ``{"label", "score"}`` dict (one string still returns a
+        list of one dict). With ``top_k`` each text gets a list of the ``top_k`` best labels
+        (``None``: all, sorted by score), and a list of texts gets a list of those lists.
+        """
+        items, single = as_text_list(texts)
+        legacy = top_k is _TOP_K_UNSET
+        if not legacy and top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+                raise InputError(f"top_k must be a positive integer or None, got {top_k!r}.")
+        activation = function_to_apply or self.activation
+        if activation not in ACTIVATIONS:
+            raise InputError(
+                f"function_to_apply must be one of {', '.join(ACTIVATIONS)}, got {activation!r}."
+            )
+        scores = self._activate(self.logits(items, batch_size=batch_size), activation)
+        if legacy:
+            return [self._best(row) for row in scores]
+        ranked = [self._ranked(row, top_k) for row in scores]
+        return ranked[0] if single else ranked
+
+    def _best(self, row: np.ndarray) -> dict[str, Any]:
+        index = int(np.argmax(row))
+        return {"label": self.id2label[index], "score": float(row[index])}
+
+    def _ranked(self, row: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
+        # A stable sort on the negated scores keeps label order among ties, as Python's sort does.
+        order = np.argsort(-row, kind="stable")[:top_k]
+        return [{"label": self.id2label[int(i)], "score": float(row[i])} for i in order]
+
+    @staticmethod
+    def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
+        if activation == "softmax":
+            return softmax(logits)
+        if activation == "sigmoid":
+            return sigmoid(logits)
+        return logits

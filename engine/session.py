@@ -1,0 +1,173 @@
+"""ONNX Runtime sessions: provider choice, session options and error translation.
+
+This is the only module that talks to ``onnxruntime`` directly. It guarantees two things users of
+Optimum trip over: a requested CUDA provider is either really used or an error (ONNX Runtime itself
+silently falls back to CPU), and ONNX Runtime's exceptions are turned into ours, naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from engine.errors import CorruptArtifactError, MissingDependencyError, OnnxEngineError, ProviderError
+
+try:
+    import onnxruntime as ort
+except ImportError as _error:  # pragma: no cover - exercised only in broken installs
+    raise MissingDependencyError(
+        "onnx-engine needs ONNX Runtime: pip install 'onnx-engine[cpu]' (or '[gpu]' for CUDA; "
+        "never both onnxruntime and onnxruntime-gpu)."
+    ) from _error
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How sessions are created; one object instead of keyword arguments scattered over classes.
+
+    Attributes:
+        provider: ``auto`` (CUDA when it really works, else CPU), ``cpu`` or ``cuda``.
+        threads: intra-op threads; ``None`` lets ONNX Runtime use one per physical core, which
+            measured fastest here (hyper-threads only contend for the same matmul units).
+        graph_optimization: ``all`` (default: ORT fuses at load), ``extended``, ``basic`` or
+            ``disable`` (useful to compare with offline-optimized variants).
+        memory_arena: keep ORT's CPU arena, which avoids re-allocating activations per call.
+        spin_wait: let idle intra-op threads spin. It saves a wake-up per call for one session,
+            but a decode loop that alternates sessions pays ~10 ms for the other session's spinning
+            threads; seq2seq turns it off for that reason.
+        verify_hashes: check every file's sha256 against the manifest at load.
+    """
+
+    provider: str = "auto"
+    threads: int | None = None
+    graph_optimization: str = "all"
+    memory_arena: bool = True
+    spin_wait: bool = True
+    verify_hashes: bool = True
+
+    def with_overrides(self, **overrides: object) -> RuntimeOptions:
+        """A copy with the given fields replaced; ``None`` values leave a field as it is."""
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def available_providers() -> list[str]:
+    return list(ort.get_available_providers())
+
+
+def requested_providers(provider: str) -> list[str]:
+    """The ORT provider list for one of ``PROVIDER_CHOICES``.
+
+    Raises:
+        ProviderError: the name is unknown, or ``cuda`` is asked for but this ONNX Runtime build
+            has no CUDA provider.
+    """
+    if not isinstance(provider, str) or provider.lower() not in PROVIDER_CHOICES:
+        raise ProviderError(
+            f"Unknown provider {provider!r}. Choose one of: {', '.join(PROVIDER_CHOICES)}."
+        )
+    provider = provider.lower()
+    available = available_providers()
+    if provider == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if provider == "cuda":
+        raise ProviderError(
+            f"Provider 'cuda' is not available. Available providers: {', '.join(available)}. "
+            "Install onnxruntime-gpu (pip install 'onnx-engine[gpu]', without onnxruntime) on a "
+            "machine with an NVIDIA GPU, or use provider='cpu'."
+        )
+    return [CPU]
+
+
+def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
+    if options.graph_optimization not in _OPTIMIZATION_LEVELS:
+        raise ProviderError(
+            f"Unknown graph_optimization {options.graph_optimization!r}. "
+            f"Choose one of: {', '.join(_OPTIMIZATION_LEVELS)}."
+        )
+    if options.threads is not None and (not isinstance(options.threads, int) or options.threads < 1):
+        raise ProviderError(f"threads must be a positive integer or None, got {options.threads!r}.")
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = _OPTIMIZATION_LEVELS[options.graph_optimization]
+    session_options.intra_op_num_threads = options.threads or 0
+    session_options.enable_cpu_mem_arena = options.memory_arena
+    spin = "1" if options.spin_wait else "0"
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    session_options.log_severity_level = 3
+    return session_options
+
+
+class EngineSession:
+    """An ``InferenceSession`` that knows its file, its real providers and how to fail clearly."""
+
+    def __init__(self, model_path: Path, options: RuntimeOptions) -> None:
+        providers = requested_providers(options.provider)
+        if CUDA in providers and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed
+        self.path = Path(model_path)
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=_session_options(options), providers=providers
+            )
+        except Exception as error:  # ORT raises its own untyped pybind errors
+            raise CorruptArtifactError(
+                f"ONNX Runtime cannot load '{self.path}': {_first_line(error)}. The file is "
+                "corrupt or not an ONNX model; re-export the artifact."
+            ) from error
+        self.providers: list[str] = list(self._session.get_providers())
+        if CUDA in providers and CUDA not in self.providers:
+            if options.provider == "cuda":
+                raise ProviderError(
+                    f"CUDA was requested but ONNX Runtime fell back to {self.providers} for "
+                    f"'{self.path.name}' (no usable GPU, driver or CUDA libraries). Available "
+                    f"providers: {', '.join(available_providers())}. Use provider='cpu'."
+                )
+            logger.warning("CUDA is not usable here; '%s' runs on CPU.", self.path.name)
+        self.input_names = tuple(node.name for node in self._session.get_inputs())
+        self.output_names = tuple(node.name for node in self._session.get_outputs())
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.providers[0] == CUDA
+
+    @property
+    def raw(self) -> ort.InferenceSession:
+        """The underlying ORT session, for IO binding and benchmarks of the bare call."""
+        return self._session
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None
+    ) -> list[np.ndarray]:
+        """Run the graph, feeding only the inputs it declares (e.g. no token_type_ids to RoBERTa)."""
+        inputs = {name: feeds[name] for name in self.input_names if name in feeds}
+        missing = [name for name in self.input_names if name not in inputs]
+        if missing:
+            raise OnnxEngineError(f"'{self.path.name}' needs inputs {missing} that were not given.")
+        try:
+            return self._session.run(output_names, inputs)
+        except Exception as error:
+            raise OnnxEngineError(
+                f"ONNX Runtime failed running '{self.path.name}': {_first_line(error)}"
+            ) from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,111 @@
+"""Tokenization with the `tokenizers` library, reproducing ``AutoTokenizer`` ids exactly.
+
+A ``tokenizer.json`` saved by transformers may carry fixed padding/truncation settings (the
+all-MiniLM package pads everything to 128); they are cleared and replaced by the artifact's own:
+pad to the longest text in the batch, truncate at the model's maximum length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from engine.errors import ArtifactNotFoundError, CorruptArtifactError, InputError
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Token ids of a batch as the int64 arrays ONNX graphs take; padded positions have mask 0."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "token_type_ids": self.token_type_ids,
+        }
+
+
+class TextTokenizer:
+    """Turns texts into padded id arrays and ids back into text."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int, pad_id: int, pad_token: str) -> None:
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        tokenizer.enable_truncation(max_length=max_length)
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        self._tokenizer = tokenizer
+        self.max_length = max_length
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_file(cls, path: Path, max_length: int, pad_id: int, pad_token: str) -> TextTokenizer:
+        """Load ``tokenizer.json``.
+
+        Raises:
+            ArtifactNotFoundError: the file does not exist.
+            CorruptArtifactError: the file is not a valid tokenizers JSON.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactNotFoundError(f"Tokenizer file '{path}' does not exist. Re-export it.")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # tokenizers raises a bare Exception on parse errors
+            raise CorruptArtifactError(
+                f"'{path}' is not a valid tokenizer.json ({error}). Re-export the artifact."
+            ) from error
+        return cls(tokenizer, max_length=max_length, pad_id=pad_id, pad_token=pad_token)
+
+    def encode(self, texts: Sequence[str]) -> EncodedBatch:
+        """Tokenize a batch; sequences are truncated at ``max_length`` and padded to the longest."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        return EncodedBatch(
+            input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
+            attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
+        )
+
+    def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
+        return self._tokenizer.decode_batch(
+            [list(map(int, row)) for row in ids], skip_special_tokens=skip_special_tokens
+        )
+
+    def token_to_text(self, token_id: int) -> str:
+        return self._tokenizer.id_to_token(int(token_id)) or f"<{token_id}>"
+
+
+def as_text_list(texts: object, what: str = "text") -> tuple[list[str], bool]:
+    """Normalize a string or a sequence of strings to a list, and say whether one string was given.
+
+    Raises:
+        InputError: not a string or sequence of strings, or an empty sequence.
+    """
+    if isinstance(texts, str):
+        return [texts], True
+    if isinstance(texts, (list, tuple)):
+        if not texts:
+            raise InputError(f"Got an empty list of {what}s; pass at least one string.")
+        for index, item in enumerate(texts):
+            if not isinstance(item, str):
+                raise InputError(
+                    f"{what} #{index} is {type(item).__name__} ({item!r:.40}), not str. Pass "
+                    f"a string or a list of strings."
+                )
+        return list(texts), False
+    raise InputError(
+        f"Expected a string or a list of strings as {what}, got {type(texts).__name__}."
+    )
+
+
+def check_batch_size(batch_size: object) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return batch_size

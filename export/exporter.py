@@ -1,0 +1,134 @@
+"""The export driver: Optimum export, artifact files, manifest, parity gate, atomic move."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.artifact import CONFIG_NAME, TOKENIZER_NAME, file_record
+from engine.errors import ParityError
+from engine.manifest import MANIFEST_NAME, ArtifactManifest
+from engine.version import __version__
+from export.classification import ClassificationExporter
+from export.errors import ExportError
+from export.optimum_export import run_optimum_export
+from export.parity import DEFAULT_ATOL
+from export.progress import StageProgress
+from export.signature import graph_spec, opset_of
+from export.staging import check_output_free, staged_output
+from export.task import TaskExporter
+
+TASK_EXPORTERS: dict[str, type[TaskExporter]] = {
+    ClassificationExporter.task: ClassificationExporter,
+}
+_KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What to export and where; ``force`` replaces an existing output folder."""
+
+    model: str
+    output: Path
+    task: str = ClassificationExporter.task
+    opset: int | None = None
+    force: bool = False
+    quiet: bool = False
+    atol: float = DEFAULT_ATOL
+
+
+def task_exporter(task: str) -> TaskExporter:
+    if task not in TASK_EXPORTERS:
+        raise ExportError(f"Unknown task {task!r}. Choose one of: {', '.join(TASK_EXPORTERS)}.")
+    return TASK_EXPORTERS[task]()
+
+
+def export_model(settings: ExportSettings) -> ArtifactManifest:
+    """Export a Hugging Face model to a checked artifact folder.
+
+    The artifact is assembled in a staging folder and moved to ``settings.output`` only after the
+    engine's output matched PyTorch's on the check set, so a failed export leaves nothing behind.
+
+    Raises:
+        OutputExistsError: the output exists and ``force`` is not set.
+        ExportError: the model cannot be loaded or exported.
+        ParityError: the exported model disagrees with PyTorch; the message names the worst input.
+    """
+    exporter = task_exporter(settings.task)
+    output = Path(settings.output)
+    check_output_free(output, settings.force)
+    progress = StageProgress(total=4, quiet=settings.quiet)
+    with progress.stage(f"loading {settings.model}"):
+        reference = exporter.load_reference(settings.model)
+    with staged_output(output, settings.force) as staging:
+        with progress.stage(f"exporting ONNX ({exporter.optimum_task})"):
+            raw = staging / "optimum"
+            run_optimum_export(settings.model, raw, exporter.optimum_task, settings.opset)
+            _collect_files(exporter, reference, raw, staging)
+            manifest = _write_manifest(exporter, reference, settings, staging)
+        with progress.stage("checking parity against PyTorch"):
+            report = exporter.check_parity(reference, staging, settings.atol)
+        if not report.passed:
+            raise ParityError(f"Export of '{settings.model}' rejected: {report.summary()}")
+        with progress.stage("writing artifact"):
+            manifest = replace(manifest, parity=report.to_dict())
+            manifest.write(staging)
+    return manifest
+
+
+def _collect_files(exporter: TaskExporter, reference: object, raw: Path, staging: Path) -> None:
+    """Move the graphs and config Optimum wrote into the artifact; save the tokenizer ourselves."""
+    for file_name in exporter.graph_files.values():
+        source = raw / file_name
+        if not source.is_file():
+            raise ExportError(f"Optimum did not write '{file_name}' (found {sorted(_names(raw))}).")
+        shutil.move(str(source), staging / file_name)
+        data = raw / f"{file_name}_data"
+        if data.exists():  # graphs over 2 GB keep their weights in a side file
+            shutil.move(str(data), staging / data.name)
+    shutil.move(str(raw / CONFIG_NAME), staging / CONFIG_NAME)
+    shutil.rmtree(raw)
+    # Saved apart and copied selectively: tokenizer.json holds the whole vocabulary, so vocab.txt,
+    # merges.txt or spiece.model would only be unhashed-looking duplicates in the artifact.
+    with tempfile.TemporaryDirectory() as scratch:
+        exporter.save_tokenizer(reference, Path(scratch))
+        if not (Path(scratch) / TOKENIZER_NAME).is_file():
+            raise ExportError("The tokenizer has no tokenizer.json (fast tokenizer) to ship.")
+        for name in _KEPT_TOKENIZER_FILES:
+            if (Path(scratch) / name).is_file():
+                shutil.copyfile(Path(scratch) / name, staging / name)
+
+
+def _write_manifest(
+    exporter: TaskExporter, reference, settings: ExportSettings, staging: Path
+) -> ArtifactManifest:
+    graphs = {
+        role: graph_spec(staging / file_name, file_name)
+        for role, file_name in exporter.graph_files.items()
+    }
+    tokenizer = reference.tokenizer
+    manifest = ArtifactManifest(
+        task=exporter.task,
+        source_model=_model_reference(settings.model),
+        engine_version=__version__,
+        opset=opset_of(staging / next(iter(exporter.graph_files.values()))),
+        max_length=reference.max_length,
+        graphs=graphs,
+        files={name: file_record(staging / name) for name in sorted(_names(staging))},
+        tokenizer={"pad_token": tokenizer.pad_token, "pad_id": int(tokenizer.pad_token_id)},
+        generation=exporter.generation_settings(reference),
+    )
+    manifest.write(staging)
+    return manifest
+
+
+def _names(folder: Path) -> list[str]:
+    return [path.name for path in folder.iterdir() if path.is_file() and path.name != MANIFEST_NAME]
+
+
+def _model_reference(model: str) -> str:
+    """A local checkpoint is recorded by absolute path so ``verify`` finds it from anywhere."""
+    path = Path(model)
+    return str(path.resolve()) if path.exists() else model

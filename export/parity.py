@@ -1,0 +1,102 @@
+"""Parity between an exported graph and the PyTorch model it came from.
+
+A report is a list of rows, one per checked input, each with the worst absolute difference and
+whether the predicted class (or token) agrees. It is stored in the manifest and printed by
+``onnx-engine verify``. Argmax agreement is strict except for exact ties: where the reference's own
+top two values are closer than the tolerance, either choice is the same prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    """One compared input: what it was, the worst |Δ| and whether the argmax agrees."""
+
+    name: str
+    text: str
+    max_abs_diff: float
+    argmax_agree: bool
+    passed: bool
+
+
+@dataclass
+class ParityReport:
+    """All rows of a parity check with its tolerance; ``passed`` only if every row passed."""
+
+    atol: float = DEFAULT_ATOL
+    rows: list[ParityRow] = field(default_factory=list)
+
+    def add(self, name: str, text: str, reference: np.ndarray, candidate: np.ndarray) -> ParityRow:
+        """Compare ``candidate`` with ``reference`` (last axis = classes or vocabulary)."""
+        reference = np.asarray(reference, dtype=np.float64)
+        candidate = np.asarray(candidate, dtype=np.float64)
+        if reference.shape != candidate.shape:
+            row = ParityRow(name, _preview(text), float("inf"), False, False)
+        else:
+            finite = bool(np.isfinite(candidate).all())
+            diff = float(np.max(np.abs(reference - candidate))) if finite else float("inf")
+            agree = argmax_agrees(reference, candidate, self.atol)
+            row = ParityRow(name, _preview(text), diff, agree, finite and diff <= self.atol and agree)
+        self.rows.append(row)
+        return row
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(row.passed for row in self.rows)
+
+    @property
+    def worst(self) -> ParityRow:
+        return max(self.rows, key=lambda row: (not row.passed, row.max_abs_diff))
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(row.max_abs_diff for row in self.rows)
+
+    def summary(self) -> str:
+        worst = self.worst
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"parity {verdict}: max |Δ| = {self.max_abs_diff:.2e} (tolerance {self.atol:.0e}) over "
+            f"{len(self.rows)} inputs; worst input: {worst.name} {worst.text!r}"
+            + ("" if worst.argmax_agree else " (argmax differs)")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "atol": self.atol,
+            "passed": self.passed,
+            "max_abs_diff": self.max_abs_diff,
+            "rows": [asdict(row) for row in self.rows],
+        }
+
+    def table(self) -> str:
+        """A plain-text table: input, max |Δ|, argmax agree, pass/fail."""
+        lines = [f"{'input':<44} {'max |Δ|':>10} {'argmax':>7} {'result':>6}"]
+        for row in self.rows:
+            label = f"{row.name} {row.text!r}"
+            lines.append(
+                f"{label[:44]:<44} {row.max_abs_diff:>10.2e} "
+                f"{'yes' if row.argmax_agree else 'NO':>7} {'pass' if row.passed else 'FAIL':>6}"
+            )
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+
+def argmax_agrees(reference: np.ndarray, candidate: np.ndarray, atol: float) -> bool:
+    """True where the candidate's argmax is the reference's, or ties with it within ``atol``."""
+    chosen = np.argmax(candidate, axis=-1)
+    best = np.max(reference, axis=-1)
+    at_chosen = np.take_along_axis(reference, chosen[..., None], axis=-1)[..., 0]
+    return bool(np.all(best - at_chosen <= atol))
+
+
+def _preview(text: str, width: int = 32) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,65 @@
+"""What differs between tasks at export time, behind one small interface.
+
+The export driver (``export.exporter``) is the same for every task: run Optimum, write files and
+manifest, check parity, move into place. A ``TaskExporter`` supplies the task-specific parts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from export.dependencies import require
+from export.parity import ParityReport
+
+# Tokenizers that say "no limit" use this sentinel (transformers' VERY_LARGE_INTEGER is 1e30).
+_NO_LIMIT = 1_000_000
+
+
+class TaskExporter(ABC):
+    """Task-specific steps of an export; subclasses are stateless apart from their settings."""
+
+    task: str  # the manifest task name, e.g. "text-classification"
+    optimum_task: str  # the task name Optimum's exporter takes
+    graph_files: dict[str, str]  # role in the manifest -> ONNX file Optimum writes
+    unused_files: tuple[str, ...] = ()  # files Optimum writes that the artifact does not keep
+
+    @abstractmethod
+    def load_reference(self, model: str) -> Any:
+        """Load the PyTorch model (and tokenizer) that the export is checked against."""
+
+    @abstractmethod
+    def check_parity(self, reference: Any, artifact_dir: Path, atol: float) -> ParityReport:
+        """Run the engine on ``artifact_dir`` and PyTorch on the same inputs, and compare."""
+
+    def generation_settings(self, reference: Any) -> dict[str, Any]:
+        """Task settings the engine needs besides the graphs (decoding ids for seq2seq)."""
+        return {}
+
+    def save_tokenizer(self, reference: Any, folder: Path) -> None:
+        reference.tokenizer.save_pretrained(str(folder))
+
+
+def tokenizer_limit(tokenizer: Any) -> int | None:
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < _NO_LIMIT else None
+
+
+def max_input_length(model: Any, tokenizer: Any, default: int = 512) -> int:
+    """The longest input the model accepts: the tokenizer's limit and the position table's.
+
+    RoBERTa-style embeddings start positions after the padding index, so their usable length is
+    ``max_position_embeddings - padding_idx - 1`` (514 -> 512 for roberta-base).
+    """
+    limits = [limit for limit in (tokenizer_limit(tokenizer),) if limit]
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions:
+        embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+        padding_idx = getattr(embeddings, "padding_idx", None)
+        limits.append(positions - (padding_idx + 1 if padding_idx is not None else 0))
+    return min(limits) if limits else default
+
+
+def torch_no_grad():
+    return require("torch").inference_mode()

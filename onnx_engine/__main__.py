@@ -1,0 +1,3 @@
+from onnx_engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""``onnx-engine classify ARTIFACT TEXT...``: one JSON line per text on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine.classifier import Classifier
+from onnx_engine.commands.runtime_args import (
+    add_runtime_arguments,
+    add_text_arguments,
+    read_texts,
+    runtime_options,
+)
+from onnx_engine.progress_bar import ProgressBar
+
+# Texts per engine call: large enough to batch well, small enough for the progress bar to move.
+_CHUNK = 256
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("classify", help="classify texts with a classifier artifact")
+    parser.add_argument("artifact", help="artifact folder")
+    add_text_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="print the k best labels per text (default: the best one)")
+    parser.add_argument("--all-labels", action="store_true", help="print every label, sorted")
+    parser.add_argument("--batch-size", type=int, default=32)
+    add_runtime_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    texts = read_texts(args)
+    classifier = Classifier.load(args.artifact, options=runtime_options(args))
+    ranked = args.all_labels or args.top_k is not None
+    top_k = None if args.all_labels else args.top_k
+    bar = ProgressBar(total=len(texts), label="classifying",
+                      enabled=len(texts) > _CHUNK and sys.stderr.isatty())
+    for start in range(0, len(texts), _CHUNK):
+        chunk = texts[start : start + _CHUNK]
+        if ranked:
+            results = classifier(chunk, top_k=top_k, batch_size=args.batch_size)
+            lines = [{"text": text, "labels": labels} for text, labels in zip(chunk, results)]
+        else:
+            results = classifier(chunk, batch_size=args.batch_size)
+            lines = [{"text": text, **result} for text, result in zip(chunk, results)]
+        for line in lines:
+            print(json.dumps(line, ensure_ascii=False))
+        bar.update(len(chunk))
+    bar.close()
+    return 0

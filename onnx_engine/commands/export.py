@@ -1,0 +1,46 @@
+"""``onnx-engine export MODEL OUT``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a Hugging Face model to a checked ONNX artifact folder"
+    )
+    parser.add_argument("model", help="hub id (needs internet) or local checkpoint folder")
+    parser.add_argument("output", type=Path, help="artifact folder to write")
+    parser.add_argument("--task", default="text-classification",
+                        help="text-classification (default) or text2text-generation")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--atol", type=float, default=None, help="parity tolerance (default 1e-4)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.exporter import ExportSettings, export_model
+    from export.parity import DEFAULT_ATOL
+
+    settings = ExportSettings(
+        model=args.model,
+        output=args.output,
+        task=args.task,
+        opset=args.opset,
+        force=args.force,
+        quiet=args.quiet,
+        atol=args.atol or DEFAULT_ATOL,
+    )
+    manifest = export_model(settings)
+    if not args.quiet:
+        parity = manifest.parity
+        print(
+            f"exported {args.model} -> {args.output} ({manifest.task}, opset {manifest.opset}); "
+            f"parity passed, max |Δ| = {parity['max_abs_diff']:.2e}",
+            file=sys.stderr,
+        )
+    return 0
