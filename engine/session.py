@@ -119,12 +119,13 @@ class EngineSession:
 
     def __init__(self, model_path: Path, options: RuntimeOptions) -> None:
         providers = requested_providers(options.provider)
+        session_options = _session_options(options)
         if CUDA in providers and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed
         self.path = Path(model_path)
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=_session_options(options), providers=providers
+                str(self.path), sess_options=session_options, providers=providers
             )
         except Exception as error:  # ORT raises its own untyped pybind errors
             raise CorruptArtifactError(

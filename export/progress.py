@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, TextIO
 
 
@@ -15,7 +15,7 @@ class StageProgress:
 
     total: int
     quiet: bool = False
-    stream: TextIO = sys.stderr
+    stream: TextIO = field(default_factory=lambda: sys.stderr)  # looked up when created
     _index: int = 0
 
     @contextmanager

@@ -15,7 +15,7 @@ class ProgressBar:
     total: int
     label: str = ""
     enabled: bool = True
-    stream: TextIO = sys.stderr
+    stream: TextIO = field(default_factory=lambda: sys.stderr)  # looked up when created
     width: int = 30
     done: int = 0
     _started: float = field(default_factory=time.perf_counter)

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny seeded models built and exported once per test session.
+
+Every model here is made locally from a config with a fixed seed (no hub access). Tests that
+modify an artifact must copy it first (``copy_artifact``): the session fixtures are shared.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from export.exporter import ExportSettings, export_model
+from export.tiny_models import TinyClassifierSpec, build_tiny_classifier
+
+# DistilBERT, BERT and RoBERTa with 2 and more labels, and one multi-label (sigmoid) head.
+CLASSIFIER_SPECS = {
+    "distilbert-2": TinyClassifierSpec("distilbert", num_labels=2, seed=1),
+    "bert-3": TinyClassifierSpec("bert", num_labels=3, seed=2),
+    "roberta-2": TinyClassifierSpec("roberta", num_labels=2, seed=3),
+    "roberta-4": TinyClassifierSpec("roberta", num_labels=4, seed=4),
+    "bert-3-multilabel": TinyClassifierSpec(
+        "bert", num_labels=3, seed=5, problem_type="multi_label_classification"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ExportedClassifier:
+    """A tiny PyTorch checkpoint and the artifact exported from it."""
+
+    key: str
+    checkpoint: Path
+    artifact: Path
+
+
+@pytest.fixture(scope="session")
+def classifier_factory(tmp_path_factory) -> Callable[[str], ExportedClassifier]:
+    """Builds and exports a tiny classifier on first request, then returns the cached one."""
+    cache: dict[str, ExportedClassifier] = {}
+
+    def get(key: str) -> ExportedClassifier:
+        if key not in cache:
+            root = tmp_path_factory.mktemp(key)
+            checkpoint = build_tiny_classifier(root / "checkpoint", CLASSIFIER_SPECS[key])
+            artifact = root / "artifact"
+            export_model(ExportSettings(model=str(checkpoint), output=artifact, quiet=True))
+            cache[key] = ExportedClassifier(key, checkpoint, artifact)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=sorted(CLASSIFIER_SPECS))
+def any_classifier(request, classifier_factory) -> ExportedClassifier:
+    """Each tiny classifier architecture in turn."""
+    return classifier_factory(request.param)
+
+
+@pytest.fixture(scope="session")
+def distilbert(classifier_factory) -> ExportedClassifier:
+    """The DistilBERT SST-2-style binary classifier most single-model tests use."""
+    return classifier_factory("distilbert-2")
+
+
+@pytest.fixture
+def copy_artifact(tmp_path) -> Callable[[Path], Path]:
+    """Copy a shared artifact into this test's tmp folder so the test may modify it."""
+
+    def copy(artifact: Path) -> Path:
+        target = tmp_path / artifact.name
+        shutil.copytree(artifact, target)
+        return target
+
+    return copy

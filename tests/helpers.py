@@ -1,0 +1,35 @@
+"""Reference computations with transformers, shared by the tests (never used by the engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+
+def torch_logits(checkpoint: Path, texts: list[str], max_length: int = 512) -> np.ndarray:
+    """Logits of the PyTorch model for one padded batch tokenized by AutoTokenizer."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.inference_mode():
+        return model(**batch).logits.numpy()
+
+
+def hf_pipeline(checkpoint: Path):
+    return transformers.pipeline("text-classification", model=str(checkpoint), device="cpu")
+
+
+def assert_same_results(ours, theirs, atol: float = 1e-5) -> None:
+    """Same nesting, same labels in the same order, scores within ``atol``."""
+    assert type(ours) is type(theirs), f"{type(ours).__name__} != {type(theirs).__name__}"
+    if isinstance(theirs, dict):
+        assert set(ours) == set(theirs)
+        assert ours["label"] == theirs["label"]
+        assert abs(ours["score"] - theirs["score"]) <= atol, (ours, theirs)
+        return
+    assert len(ours) == len(theirs)
+    for mine, reference in zip(ours, theirs):
+        assert_same_results(mine, reference, atol)

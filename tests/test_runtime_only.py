@@ -1,0 +1,72 @@
+"""The engine runs with ONNX Runtime, tokenizers and NumPy alone: no torch, no transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FORBIDDEN = ("torch", "transformers", "optimum")
+
+
+def test_importing_engine_imports_no_heavy_framework():
+    code = (
+        "import sys, engine; from engine import Classifier, load; "
+        f"print([m for m in {FORBIDDEN!r} if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory) -> Path:
+    """A fresh virtualenv with only the runtime install: `pip install .[cpu]`."""
+    root = tmp_path_factory.mktemp("runtime-venv")
+    venv.create(root, with_pip=True)
+    python = root / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"),
+         f"{REPO}[cpu]"],
+        check=True, capture_output=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    return python
+
+
+def test_runtime_only_install_classifies_without_torch(runtime_venv, distilbert):
+    code = f"""
+import importlib.util, json, sys
+import engine
+clf = engine.load({str(distilbert.artifact)!r})
+print(json.dumps({{
+    "torch_installed": importlib.util.find_spec("torch") is not None,
+    "transformers_installed": importlib.util.find_spec("transformers") is not None,
+    "loaded": [m for m in {FORBIDDEN!r} if m in sys.modules],
+    "result": clf(["I love it", ""]),
+}}))
+"""
+    result = subprocess.run(
+        [str(runtime_venv), "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    )
+    report = json.loads(result.stdout)
+    assert report["torch_installed"] is False and report["transformers_installed"] is False
+    assert report["loaded"] == []
+    from engine import Classifier
+
+    assert report["result"] == Classifier.load(distilbert.artifact)(["I love it", ""])
+
+
+def test_runtime_only_cli_classifies_and_explains_missing_export_extra(runtime_venv, distilbert):
+    cli = runtime_venv.parent / "onnx-engine"
+    classified = subprocess.run([str(cli), "classify", str(distilbert.artifact), "fine"],
+                                capture_output=True, text=True, check=True)
+    assert json.loads(classified.stdout)["text"] == "fine"
+    export = subprocess.run([str(cli), "export", "some-model", "/tmp/never-written"],
+                            capture_output=True, text=True)
+    assert export.returncode == 2
+    assert "pip install" in export.stderr and "Traceback" not in export.stderr
