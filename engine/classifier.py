@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -12,9 +12,10 @@ from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.session import EngineSession, RuntimeOptions
-from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
+from engine.tokenization import TextInput, TextTokenizer, as_text_list, check_batch_size
 
 _TOP_K_UNSET = object()
+Inputs = Union[str, dict, Sequence[Union[str, dict]]]
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
@@ -87,15 +88,20 @@ class Classifier:
     def labels(self) -> list[str]:
         return [self.id2label[index] for index in sorted(self.id2label)]
 
-    def logits(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def logits(self, texts: Inputs, batch_size: int = 32) -> np.ndarray:
         """Raw logits ``[batch, num_labels]`` before any activation, in the order of ``texts``.
+
+        ``texts`` is a string, a ``{"text", "text_pair"}`` dict for sentence-pair models, or a
+        list of either.
 
         Texts are grouped by length before batching so short texts are not padded to long ones;
         the result is put back in input order. Over-long texts are truncated at ``max_length``.
         """
-        items, _ = as_text_list(texts)
-        batch_size = check_batch_size(batch_size)
-        order = sorted(range(len(items)), key=lambda index: len(items[index]))
+        items, _ = as_text_list(texts, allow_pairs=True)
+        return self._logits(items, check_batch_size(batch_size))
+
+    def _logits(self, items: list[TextInput], batch_size: int) -> np.ndarray:
+        order = sorted(range(len(items)), key=lambda index: _char_length(items[index]))
         result = np.empty((len(items), len(self.id2label)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
@@ -104,13 +110,13 @@ class Classifier:
             result[chunk] = logits
         return result
 
-    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, texts: Inputs, batch_size: int = 32) -> np.ndarray:
         """Scores ``[batch, num_labels]`` after the model's activation (softmax for single-label)."""
         return self._activate(self.logits(texts, batch_size=batch_size), self.activation)
 
     def __call__(
         self,
-        texts: str | Sequence[str],
+        texts: Inputs,
         top_k: int | None | object = _TOP_K_UNSET,
         batch_size: int = 32,
         function_to_apply: str | None = None,
@@ -118,10 +124,11 @@ class Classifier:
         """Classify like ``pipeline("text-classification")``, with the same result structure.
 
         Without ``top_k`` each text gets one ``{"label", "score"}`` dict (one string still returns a
-        list of one dict). With ``top_k`` each text gets a list of the ``top_k`` best labels
-        (``None``: all, sorted by score), and a list of texts gets a list of those lists.
+        list of one dict; one pair dict returns one dict, as the pipeline does). With ``top_k``
+        each text gets a list of the ``top_k`` best labels (``None``: all, sorted by score), and a
+        list of texts gets a list of those lists.
         """
-        items, single = as_text_list(texts)
+        items, single = as_text_list(texts, allow_pairs=True)
         legacy = top_k is _TOP_K_UNSET
         if not legacy and top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -131,9 +138,10 @@ class Classifier:
             raise InputError(
                 f"function_to_apply must be one of {', '.join(ACTIVATIONS)}, got {activation!r}."
             )
-        scores = self._activate(self.logits(items, batch_size=batch_size), activation)
+        scores = self._activate(self._logits(items, check_batch_size(batch_size)), activation)
         if legacy:
-            return [self._best(row) for row in scores]
+            best = [self._best(row) for row in scores]
+            return best[0] if isinstance(texts, dict) else best
         ranked = [self._ranked(row, top_k) for row in scores]
         return ranked[0] if single else ranked
 
@@ -153,3 +161,7 @@ class Classifier:
         if activation == "sigmoid":
             return sigmoid(logits)
         return logits
+
+
+def _char_length(item: TextInput) -> int:
+    return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])

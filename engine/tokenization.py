@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -64,8 +64,12 @@ class TextTokenizer:
             ) from error
         return cls(tokenizer, max_length=max_length, pad_id=pad_id, pad_token=pad_token)
 
-    def encode(self, texts: Sequence[str]) -> EncodedBatch:
-        """Tokenize a batch; sequences are truncated at ``max_length`` and padded to the longest."""
+    def encode(self, texts: Sequence[TextInput]) -> EncodedBatch:
+        """Tokenize a batch of texts or ``(text, pair)`` tuples.
+
+        Sequences are truncated at ``max_length`` (longest-first for pairs, as ``AutoTokenizer``)
+        and padded to the longest in the batch.
+        """
         encodings = self._tokenizer.encode_batch(list(texts))
         return EncodedBatch(
             input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
@@ -82,26 +86,40 @@ class TextTokenizer:
         return self._tokenizer.id_to_token(int(token_id)) or f"<{token_id}>"
 
 
-def as_text_list(texts: object, what: str = "text") -> tuple[list[str], bool]:
-    """Normalize a string or a sequence of strings to a list, and say whether one string was given.
+TextInput = Union[str, Tuple[str, str]]
+
+
+def as_text_list(
+    texts: object, what: str = "text", allow_pairs: bool = False
+) -> tuple[list[TextInput], bool]:
+    """Normalize one input or a sequence of inputs to a list, and say whether one was given.
+
+    An input is a string or, with ``allow_pairs``, a ``{"text": ..., "text_pair": ...}`` dict as
+    ``transformers.pipeline`` takes it (sentence-pair models: NLI, cross-encoder rerankers); a
+    pair becomes a ``(text, text_pair)`` tuple, which `tokenizers` encodes as two segments.
 
     Raises:
-        InputError: not a string or sequence of strings, or an empty sequence.
+        InputError: not a string (or pair) or a sequence of them, or an empty sequence.
     """
-    if isinstance(texts, str):
-        return [texts], True
     if isinstance(texts, (list, tuple)):
         if not texts:
             raise InputError(f"Got an empty list of {what}s; pass at least one string.")
-        for index, item in enumerate(texts):
-            if not isinstance(item, str):
-                raise InputError(
-                    f"{what} #{index} is {type(item).__name__} ({item!r:.40}), not str. Pass "
-                    f"a string or a list of strings."
-                )
-        return list(texts), False
+        return [_as_input(item, what, allow_pairs, index) for index, item in enumerate(texts)], False
+    return [_as_input(texts, what, allow_pairs)], True
+
+
+def _as_input(item: object, what: str, allow_pairs: bool, index: int | None = None) -> TextInput:
+    if isinstance(item, str):
+        return item
+    name = what if index is None else f"{what} #{index}"
+    if allow_pairs and isinstance(item, dict) and "text" in item and set(item) <= {"text", "text_pair"}:
+        text, pair = item["text"], item.get("text_pair")
+        if isinstance(text, str) and (pair is None or isinstance(pair, str)):
+            return text if pair is None else (text, pair)
+    expected = 'a string or a {"text": ..., "text_pair": ...} dict' if allow_pairs else "a string"
     raise InputError(
-        f"Expected a string or a list of strings as {what}, got {type(texts).__name__}."
+        f"{name} is {type(item).__name__} ({item!r:.40}), not {expected}. Pass {expected} or a "
+        f"list of them."
     )
 
 

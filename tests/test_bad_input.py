@@ -100,7 +100,8 @@ def test_manifest_of_another_task(distilbert, copy_artifact):
         (42, "int"),
         (["fine", 3], "#1 is int"),
         ([b"bytes"], "bytes"),
-        ({"text": "a"}, "dict"),
+        ({"txt": "a"}, "dict"),
+        ({"text": "a", "text_pair": 3}, "dict"),
     ],
 )
 def test_wrong_input_types(distilbert, texts, message):

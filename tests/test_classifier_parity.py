@@ -101,3 +101,22 @@ def test_artifact_is_self_describing(any_classifier):
     assert len(manifest["parity"]["rows"]) >= 2 * 8
     assert {"model.onnx", "tokenizer.json", "config.json"} <= set(manifest["files"])
     assert all(len(record["sha256"]) == 64 for record in manifest["files"].values())
+
+
+PAIRS = [
+    {"text": "A man is playing a guitar.", "text_pair": "Someone makes music."},
+    {"text": "The cat sleeps.", "text_pair": "word " * 600},  # longest-first truncation
+    {"text": "Only a text, no pair."},
+]
+
+
+@pytest.mark.parametrize(
+    "texts, kwargs",
+    [(PAIRS[0], {}), (PAIRS, {}), (PAIRS[2], {}), (PAIRS[0], {"top_k": None}), (PAIRS, {"top_k": 2})],
+    ids=["pair", "pairs", "text-only-dict", "pair-all", "pairs-top2"],
+)
+def test_sentence_pairs_match_the_pipeline(classifier_factory, texts, kwargs):
+    model = classifier_factory("bert-3")  # BERT: pairs also differ in token_type_ids
+    ours = Classifier.load(model.artifact)(texts, **kwargs)
+    theirs = hf_pipeline(model.checkpoint)(texts, truncation=True, **kwargs)
+    assert_same_results(ours, theirs, atol=ATOL_SCORES)

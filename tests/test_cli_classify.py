@@ -71,3 +71,14 @@ def test_console_script_runs(distilbert):
         capture_output=True, text=True, check=True,
     )
     assert json.loads(result.stdout)["text"] == "good"
+
+
+def test_large_input_file_shows_progress_on_stderr_only(distilbert, tmp_path, capsys):
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(f"text number {index}" for index in range(600)), encoding="utf-8")
+    assert main(["classify", str(distilbert.artifact), "--input", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 600
+    assert "classifying [" in captured.err and "600/600" in captured.err
+    assert main(["classify", str(distilbert.artifact), "--input", str(path), "-q"]) == 0
+    assert capsys.readouterr().err == ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from engine.classifier import Classifier
 from onnx_engine.commands.runtime_args import (
@@ -27,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print the k best labels per text (default: the best one)")
     parser.add_argument("--all-labels", action="store_true", help="print every label, sorted")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     add_runtime_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     ranked = args.all_labels or args.top_k is not None
     top_k = None if args.all_labels else args.top_k
     bar = ProgressBar(total=len(texts), label="classifying",
-                      enabled=len(texts) > _CHUNK and sys.stderr.isatty())
+                      enabled=len(texts) > _CHUNK and not args.quiet)
     for start in range(0, len(texts), _CHUNK):
         chunk = texts[start : start + _CHUNK]
         if ranked:
