@@ -14,7 +14,7 @@ from engine.session import RuntimeOptions
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
-from export.parity import ParityReport
+from export.parity import OutputPair, ParityReport
 from export.task import TaskExporter, max_input_length, torch_no_grad
 
 
@@ -54,12 +54,19 @@ class ClassificationExporter(TaskExporter):
         torch_model.eval()
         return ClassifierReference(torch_model, tokenizer, max_input_length(torch_model, tokenizer))
 
+    def config_overrides(self, reference: ClassifierReference) -> dict[str, Any]:
+        """Write the labels out in full: transformers omits the default LABEL_i names from
+        config.json, and the artifact must name its labels without transformers at hand."""
+        labels = {str(index): label for index, label in reference.model.config.id2label.items()}
+        return {"id2label": labels, "label2id": {label: int(i) for i, label in labels.items()}}
+
     def check_parity(
         self, reference: ClassifierReference, artifact_dir: Path, atol: float
     ) -> ParityReport:
         """Batch-1 and padded-batch logits of the engine vs PyTorch on the check set."""
         # Hashes are checked by the caller (export just wrote them; verify reports them itself).
-        options = RuntimeOptions(provider="cpu", verify_hashes=False)
+        # The exported fp32 graph is what is checked here, never an optimized variant.
+        options = RuntimeOptions(provider="cpu", verify_hashes=False, variant="fp32")
         classifier = Classifier.load(artifact_dir, options=options)
         return compare_classifier(classifier, reference, atol)
 
@@ -68,12 +75,22 @@ def compare_classifier(
     classifier: Classifier, reference: ClassifierReference, atol: float
 ) -> ParityReport:
     """Compare a loaded engine classifier (any variant) with its PyTorch reference."""
-    texts = check_texts(reference.max_length)
     report = ParityReport(atol=atol)
-    for index, text in enumerate(texts):
-        report.add(f"b1[{index}]", text, reference.logits([text]), classifier.logits([text]))
+    for pair in check_set_outputs(classifier, reference):
+        report.add(pair.name, pair.text, pair.reference, pair.candidate)
+    return report
+
+
+def check_set_outputs(classifier: Classifier, reference: ClassifierReference) -> list[OutputPair]:
+    """Engine and PyTorch logits for each check-set text, at batch 1 and in one padded batch."""
+    texts = check_texts(reference.max_length)
+    pairs = [
+        OutputPair(f"b1[{index}]", text, reference.logits([text])[0], classifier.logits([text])[0])
+        for index, text in enumerate(texts)
+    ]
     batch_reference = reference.logits(texts)
     batch_engine = classifier.logits(texts, batch_size=len(texts))
     for index, text in enumerate(texts):
-        report.add(f"batch{len(texts)}[{index}]", text, batch_reference[index], batch_engine[index])
-    return report
+        name = f"batch{len(texts)}[{index}]"
+        pairs.append(OutputPair(name, text, batch_reference[index], batch_engine[index]))
+    return pairs

@@ -37,6 +37,10 @@ class TaskExporter(ABC):
         """Task settings the engine needs besides the graphs (decoding ids for seq2seq)."""
         return {}
 
+    def config_overrides(self, reference: Any) -> dict[str, Any]:
+        """Keys written into the artifact's config.json on top of what Optimum saved."""
+        return {}
+
     def save_tokenizer(self, reference: Any, folder: Path) -> None:
         reference.tokenizer.save_pretrained(str(folder))
 

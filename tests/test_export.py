@@ -61,3 +61,24 @@ def test_progress_goes_to_stderr_and_quiet_silences_it(distilbert, tmp_path, cap
     assert loud.out == ""
     assert main(["export", str(distilbert.checkpoint), str(tmp_path / "quiet"), "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_default_labels_are_written_out_and_opset_is_honoured(distilbert, tmp_path):
+    import json
+
+    import transformers
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(distilbert.checkpoint)
+    model.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}  # defaults: config.json omits them
+    model.config.label2id = {"LABEL_0": 0, "LABEL_1": 1}
+    model.save_pretrained(tmp_path / "ckpt")
+    transformers.AutoTokenizer.from_pretrained(distilbert.checkpoint).save_pretrained(tmp_path / "ckpt")
+    assert "id2label" not in json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    settings = ExportSettings(model=str(tmp_path / "ckpt"), output=tmp_path / "out", opset=17, quiet=True)
+    manifest = export_model(settings)
+    assert manifest.opset == 17
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["id2label"] == {"0": "LABEL_0", "1": "LABEL_1"}
+    from engine import Classifier
+
+    assert Classifier.load(tmp_path / "out").labels == ["LABEL_0", "LABEL_1"]
