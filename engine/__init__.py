@@ -14,6 +14,7 @@ from engine.errors import (
     TaskMismatchError,
 )
 from engine.loading import load
+from engine.seq2seq import Seq2SeqLM
 from engine.session import RuntimeOptions
 from engine.version import __version__
 
@@ -29,6 +30,7 @@ __all__ = [
     "ParityError",
     "ProviderError",
     "RuntimeOptions",
+    "Seq2SeqLM",
     "TaskMismatchError",
     "__version__",
     "load",

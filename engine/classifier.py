@@ -8,11 +8,13 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from engine.artifact import TOKENIZER_NAME, Artifact
-from engine.errors import InputError
+from engine.errors import InputError, OnnxEngineError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.session import EngineSession, RuntimeOptions
 from engine.tokenization import TextInput, TextTokenizer, as_text_list, check_batch_size
+from engine.variant_sessions import open_variant
+from engine.variants import FP32
 
 _TOP_K_UNSET = object()
 Inputs = Union[str, dict, Sequence[Union[str, dict]]]
@@ -34,16 +36,22 @@ class Classifier:
     """A text classifier running on ONNX Runtime with tokenizers and NumPy only.
 
     ``clf(texts)`` returns what ``transformers.pipeline("text-classification")`` returns for the
-    same arguments; ``logits`` and ``predict_proba`` give the arrays behind it.
+    same arguments; ``logits`` and ``predict_proba`` give the arrays behind it. ``variant`` names
+    the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``).
     """
 
     def __init__(
-        self, artifact: Artifact, session: EngineSession, tokenizer: TextTokenizer
+        self,
+        artifact: Artifact,
+        session: EngineSession,
+        tokenizer: TextTokenizer,
+        variant: str = FP32,
     ) -> None:
         config = artifact.config()
         self.artifact = artifact
         self.session = session
         self.tokenizer = tokenizer
+        self.variant = variant
         self.id2label = {int(key): label for key, label in config["id2label"].items()}
         self.activation = default_activation(config)
 
@@ -54,6 +62,7 @@ class Classifier:
         provider: str | None = None,
         threads: int | None = None,
         options: RuntimeOptions | None = None,
+        variant: str | None = None,
     ) -> Classifier:
         """Load a classifier artifact.
 
@@ -62,22 +71,35 @@ class Classifier:
             provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
             threads: intra-op threads; overrides ``options.threads``.
             options: session settings (see :class:`RuntimeOptions`).
+            variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
+                ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
 
         Raises:
-            ArtifactError: the folder is missing, corrupt, tampered with or of another task.
+            ArtifactError: the folder is missing, corrupt, tampered with or of another task, or
+                the variant asked for was not made or failed its accuracy gate.
+            InputError: unknown variant, or one made for another provider (int8 on CUDA).
             ProviderError: unknown provider, or CUDA requested but not usable.
         """
-        options = (options or RuntimeOptions()).with_overrides(provider=provider, threads=threads)
-        artifact = Artifact.open(path, task=TASK_CLASSIFICATION, verify_hashes=options.verify_hashes)
-        manifest = artifact.manifest
-        session = EngineSession(artifact.file(manifest.graphs["model"].file), options)
-        tokenizer = TextTokenizer.from_file(
-            artifact.file(TOKENIZER_NAME),
-            max_length=manifest.max_length,
-            pad_id=manifest.tokenizer["pad_id"],
-            pad_token=manifest.tokenizer["pad_token"],
+        options = (options or RuntimeOptions()).with_overrides(
+            provider=provider, threads=threads, variant=variant
         )
-        return cls(artifact, session, tokenizer)
+        artifact = Artifact.open(path, task=TASK_CLASSIFICATION, verify_hashes=options.verify_hashes)
+        chosen = open_variant(artifact, options.variant, options)
+        return cls(artifact, chosen.sessions["model"], _artifact_tokenizer(artifact), chosen.name)
+
+    @classmethod
+    def from_graph(
+        cls, artifact: Artifact, graph_file: str, options: RuntimeOptions, variant: str
+    ) -> Classifier:
+        """A classifier on one given graph file of ``artifact``, with no variant choice or gate.
+
+        For the optimizer, which must measure a variant before the manifest may vouch for it.
+
+        Raises:
+            CorruptArtifactError: ONNX Runtime cannot load the file.
+        """
+        session = EngineSession(artifact.file(graph_file), options)
+        return cls(artifact, session, _artifact_tokenizer(artifact), variant)
 
     @property
     def providers(self) -> list[str]:
@@ -107,12 +129,21 @@ class Classifier:
             chunk = order[start : start + batch_size]
             encoded = self.tokenizer.encode([items[index] for index in chunk])
             (logits,) = self.session.run(encoded.feeds(), ["logits"])
+            if not np.isfinite(logits).all():  # an fp16 overflow must never pass as a score
+                raise OnnxEngineError(
+                    f"The '{self.variant}' graph returned NaN/inf logits. Load the artifact with "
+                    "variant='fp32' and report the input that caused it."
+                )
             result[chunk] = logits
         return result
 
     def predict_proba(self, texts: Inputs, batch_size: int = 32) -> np.ndarray:
         """Scores ``[batch, num_labels]`` after the model's activation (softmax for single-label)."""
-        return self._activate(self.logits(texts, batch_size=batch_size), self.activation)
+        return self.scores(self.logits(texts, batch_size=batch_size))
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """The model's activation (softmax, sigmoid or none) applied to ``logits``."""
+        return self._activate(logits, self.activation)
 
     def __call__(
         self,
@@ -165,3 +196,13 @@ class Classifier:
 
 def _char_length(item: TextInput) -> int:
     return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
+
+
+def _artifact_tokenizer(artifact: Artifact) -> TextTokenizer:
+    manifest = artifact.manifest
+    return TextTokenizer.from_file(
+        artifact.file(TOKENIZER_NAME),
+        max_length=manifest.max_length,
+        pad_id=manifest.tokenizer["pad_id"],
+        pad_token=manifest.tokenizer["pad_token"],
+    )

@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.classifier import Classifier
-from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
+from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT, ArtifactManifest
+from engine.seq2seq import Seq2SeqLM
 from engine.errors import TaskMismatchError
 
-_TASK_CLASSES: dict[str, Any] = {TASK_CLASSIFICATION: Classifier}
+_TASK_CLASSES: dict[str, Any] = {TASK_CLASSIFICATION: Classifier, TASK_TEXT2TEXT: Seq2SeqLM}
 
 
 def load(path: str | Path, **kwargs: Any) -> Any:
     """Load an artifact with the engine class for the task its manifest names.
 
-    Keyword arguments are passed to that class's ``load`` (``provider``, ``threads``, ``options``).
+    Keyword arguments are passed to that class's ``load`` (``provider``, ``threads``, ``options``,
+    ``variant``).
 
     Raises:
         ArtifactError: missing or corrupt artifact, or a task this engine cannot serve.

@@ -52,6 +52,9 @@ class RuntimeOptions:
             but a decode loop that alternates sessions pays ~10 ms for the other session's spinning
             threads; seq2seq turns it off for that reason.
         verify_hashes: check every file's sha256 against the manifest at load.
+        variant: which graphs to run: ``auto`` (the fastest variant that passed its accuracy
+            gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
+            ``fp16`` (CUDA only); see :mod:`engine.variants`.
     """
 
     provider: str = "auto"
@@ -60,6 +63,7 @@ class RuntimeOptions:
     memory_arena: bool = True
     spin_wait: bool = True
     verify_hashes: bool = True
+    variant: str = "auto"
 
     def with_overrides(self, **overrides: object) -> RuntimeOptions:
         """A copy with the given fields replaced; ``None`` values leave a field as it is."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -16,12 +17,14 @@ from export.errors import ExportError
 from export.optimum_export import run_optimum_export
 from export.parity import DEFAULT_ATOL
 from export.progress import StageProgress
+from export.seq2seq import Seq2SeqExporter
 from export.signature import graph_spec, opset_of
 from export.staging import check_output_free, staged_output
 from export.task import TaskExporter
 
 TASK_EXPORTERS: dict[str, type[TaskExporter]] = {
     ClassificationExporter.task: ClassificationExporter,
+    Seq2SeqExporter.task: Seq2SeqExporter,
 }
 _KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json")
 
@@ -88,7 +91,9 @@ def _collect_files(exporter: TaskExporter, reference: object, raw: Path, staging
         data = raw / f"{file_name}_data"
         if data.exists():  # graphs over 2 GB keep their weights in a side file
             shutil.move(str(data), staging / data.name)
-    shutil.move(str(raw / CONFIG_NAME), staging / CONFIG_NAME)
+    config = json.loads((raw / CONFIG_NAME).read_text(encoding="utf-8"))
+    config.update(exporter.config_overrides(reference))
+    (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(raw)
     # Saved apart and copied selectively: tokenizer.json holds the whole vocabulary, so vocab.txt,
     # merges.txt or spiece.model would only be unhashed-looking duplicates in the artifact.

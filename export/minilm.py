@@ -17,7 +17,7 @@ from export.tiny_models import real_minilm_folder
 
 # The seeded head is drawn wider than BERT's 0.02 initializer so that logits spread over a few
 # units, like a trained head's; with 0.02 every text scores ~50/50 and any noise flips the label.
-_HEAD_STD = 0.5
+HEAD_STD = 0.5
 
 
 def build_minilm_classifier(output: Path, num_labels: int = 2, seed: int = 0) -> Path:
@@ -37,14 +37,19 @@ def build_minilm_classifier(output: Path, num_labels: int = 2, seed: int = 0) ->
         source = Path(scratch) / "minilm"
         shutil.copytree(real_minilm_folder(), source)
         torch.manual_seed(seed)
+        # Named labels: transformers leaves default LABEL_i names out of config.json.
+        labels = {index: f"RANDOM_{index}" for index in range(num_labels)}
         model = transformers.BertForSequenceClassification.from_pretrained(
-            str(source), num_labels=num_labels
+            str(source),
+            num_labels=num_labels,
+            id2label=labels,
+            label2id={label: index for index, label in labels.items()},
         )
         tokenizer = transformers.BertTokenizerFast(
             vocab_file=str(source / "vocab.txt"), do_lower_case=True, model_max_length=512
         )
     with torch.no_grad():
-        model.classifier.weight.normal_(0.0, _HEAD_STD)
+        model.classifier.weight.normal_(0.0, HEAD_STD)
         model.classifier.bias.zero_()
     model.eval()
     output.mkdir(parents=True, exist_ok=True)

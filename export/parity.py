@@ -27,6 +27,16 @@ class ParityRow:
     passed: bool
 
 
+@dataclass(frozen=True)
+class OutputPair:
+    """One checked input with the reference's and the candidate's output for it."""
+
+    name: str
+    text: str
+    reference: np.ndarray
+    candidate: np.ndarray
+
+
 @dataclass
 class ParityReport:
     """All rows of a parity check with its tolerance; ``passed`` only if every row passed."""

@@ -76,3 +76,60 @@ def copy_artifact(tmp_path) -> Callable[[Path], Path]:
         return target
 
     return copy
+
+
+# --- T5 fixtures ---
+# Tiny seeded T5 checkpoints (export/tiny_t5.py) with their artifacts and PyTorch references,
+# built and exported once per session on first use.
+
+from export.seq2seq import Seq2SeqExporter, Seq2SeqReference  # noqa: E402
+from export.tiny_t5 import TinyT5Spec, build_tiny_t5  # noqa: E402
+
+T5_SPECS = {
+    "t5": TinyT5Spec("t5"),  # original T5: ReLU feed-forward, LM head tied to the embeddings
+    "t5-v1_1": TinyT5Spec("t5-v1_1"),  # T5 v1.1 / flan-T5: gated-GELU, untied LM head
+    # The t5-v1_1 weights with token 135, one of its most frequent random outputs, also ending a
+    # sequence: beam search then meets finished hypotheses at many steps.
+    "t5-v1_1-two-eos": TinyT5Spec("t5-v1_1", eos_token_ids=(1, 135)),
+}
+
+
+@dataclass(frozen=True)
+class ExportedT5:
+    """A tiny T5 checkpoint, its text2text-generation artifact and its PyTorch reference."""
+
+    key: str
+    checkpoint: Path
+    artifact: Path
+    reference: Seq2SeqReference
+
+
+@pytest.fixture(scope="session")
+def t5_factory(tmp_path_factory) -> Callable[[str], ExportedT5]:
+    cache: dict[str, ExportedT5] = {}
+
+    def get(key: str) -> ExportedT5:
+        if key not in cache:
+            root = tmp_path_factory.mktemp(key)
+            checkpoint = build_tiny_t5(root / "checkpoint", T5_SPECS[key])
+            artifact = root / "artifact"
+            export_model(ExportSettings(
+                model=str(checkpoint), output=artifact, task="text2text-generation", quiet=True
+            ))
+            reference = Seq2SeqExporter().load_reference(str(checkpoint))
+            cache[key] = ExportedT5(key, checkpoint, artifact, reference)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=["t5", "t5-v1_1"])
+def any_t5(request, t5_factory) -> ExportedT5:
+    """Original T5 and T5 v1.1 in turn."""
+    return t5_factory(request.param)
+
+
+@pytest.fixture(scope="session")
+def t5_v1_1(t5_factory) -> ExportedT5:
+    """T5 v1.1: its random outputs end with EOS for some inputs and run long for others."""
+    return t5_factory("t5-v1_1")

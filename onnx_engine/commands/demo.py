@@ -18,18 +18,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="where the demo's checkpoints and artifacts go")
     parser.add_argument("--model", default=None,
                         help="a real classifier checkpoint (hub id or folder) instead of the tiny one")
+    parser.add_argument("--t5-model", default=None,
+                        help="a real T5 checkpoint (hub id or folder) instead of the tiny one")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("-q", "--quiet", action="store_true", help="no export progress output")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.demo import DemoSettings, demo_max_difference, run_classifier_demo
+    from export.demo import DemoSettings, demo_max_difference, run_classifier_demo, run_seq2seq_demo
 
     settings = DemoSettings(
-        workdir=args.workdir, classifier_model=args.model, provider=args.provider, quiet=args.quiet
+        workdir=args.workdir, classifier_model=args.model, provider=args.provider, quiet=args.quiet,
+        t5_model=args.t5_model,
     )
     differences = [run_classifier_demo(settings, sys.stdout)]
+    differences.append(run_seq2seq_demo(settings, sys.stdout))
     worst = demo_max_difference(differences)
     verdict = "PASS" if worst <= DEMO_TOLERANCE else "FAIL"
     print(f"\ndemo {verdict}: engine vs PyTorch max |Δ| = {worst:.2e} (tolerance {DEMO_TOLERANCE:.0e})")

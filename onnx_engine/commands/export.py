@@ -6,6 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from onnx_engine.commands.optimize import (
+    add_variant_arguments,
+    optimize_and_report,
+    requested_variants,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--atol", type=float, default=None, help="parity tolerance (default 1e-4)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_variant_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -43,4 +50,6 @@ def run(args: argparse.Namespace) -> int:
             f"parity passed, max |Δ| = {parity['max_abs_diff']:.2e}",
             file=sys.stderr,
         )
+    if requested_variants(args):
+        return optimize_and_report(args, args.output, reference=args.model)
     return 0

@@ -1,4 +1,4 @@
-"""Arguments shared by the subcommands that run an artifact: provider, threads, input texts."""
+"""Arguments shared by the subcommands that run an artifact: provider, threads, variant, texts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
+from engine.variants import VARIANT_CHOICES
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,11 +17,17 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument("--no-verify-hashes", action="store_true",
                         help="skip the sha256 check of the artifact files at load")
+    parser.add_argument("--variant", default="auto", choices=VARIANT_CHOICES,
+                        help="graphs to run (default: auto = fastest variant that passed its "
+                        "accuracy gate for the provider; see 'onnx-engine optimize')")
 
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     return RuntimeOptions(
-        provider=args.provider, threads=args.threads, verify_hashes=not args.no_verify_hashes
+        provider=args.provider,
+        threads=args.threads,
+        verify_hashes=not args.no_verify_hashes,
+        variant=args.variant,
     )
 
 

@@ -1,0 +1,23 @@
+"""distilbert-base (random weights) classification: every contender on the same texts.
+
+``pytest benchmarks/test_bench_classifier.py --benchmark-only`` prints one table per workload, so
+the contenders of a workload sit side by side. The CLI (``onnx-engine bench``) adds alternating
+rounds, ratios, the physical floor, cold start and memory; this suite is the quick look.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.conftest import bench_contender
+
+MODEL = "distilbert-base"
+CONTENDERS = ("engine", "ort-raw", "optimum", "pytorch", "pipeline")
+WORKLOADS = ((1, 8), (1, 32), (1, 128), (8, 128))
+
+
+@pytest.mark.parametrize("batch,seq", WORKLOADS, ids=[f"b{b}-s{s}" for b, s in WORKLOADS])
+@pytest.mark.parametrize("name", CONTENDERS)
+def test_classify(benchmark, loaded, texts, name, variant, batch, seq):
+    contender = loaded(MODEL, name, variant if name in ("engine", "ort-raw", "optimum") else "fp32")
+    bench_contender(benchmark, contender, texts(MODEL, batch, seq), f"classifier b{batch} s{seq}")

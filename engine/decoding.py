@@ -1,0 +1,249 @@
+"""The seq2seq decode loop: the three graphs, one loop, and the strategies that pick tokens.
+
+``Seq2SeqGraphs`` is the only place that calls the encoder, ``decoder_model`` (first step: reads
+the encoder output, returns self- and cross-attention caches) and ``decoder_with_past`` (every later
+step: one new token per row against the cache). ``run_decoder`` drives it, and a strategy (greedy,
+beam search, forced tokens) decides after each step which token each row feeds next and whether
+cache rows move. Swapping in IO binding or another first-step graph only touches ``Seq2SeqGraphs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from engine.artifact import Artifact
+from engine.errors import CorruptArtifactError
+from engine.kv_cache import DecoderCache, is_present
+from engine.session import EngineSession, RuntimeOptions
+
+GRAPH_ROLES = ("encoder", "decoder", "decoder_with_past")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Token ids and limits of generation, recorded in the manifest at export.
+
+    T5 starts decoding from ``decoder_start_token_id`` (its pad token) rather than a BOS token, and
+    ``max_length`` counts that start token, as ``transformers``' generation config does.
+    """
+
+    decoder_start_token_id: int
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
+    max_length: int
+
+    @classmethod
+    def from_manifest(cls, generation: Mapping[str, Any]) -> GenerationSettings:
+        """Read the manifest's ``generation`` section.
+
+        Raises:
+            CorruptArtifactError: a required id is missing (the artifact is not a seq2seq export).
+        """
+        try:
+            eos = generation["eos_token_id"]
+            return cls(
+                decoder_start_token_id=int(generation["decoder_start_token_id"]),
+                eos_token_ids=tuple(int(i) for i in (eos if isinstance(eos, list) else [eos])),
+                pad_token_id=int(generation["pad_token_id"]),
+                max_length=int(generation.get("max_length", 20)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptArtifactError(
+                f"The manifest's 'generation' section lacks or garbles {error}: re-export the "
+                "artifact with --task text2text-generation."
+            ) from error
+
+    @property
+    def default_max_new_tokens(self) -> int:
+        return max(1, self.max_length - 1)
+
+
+@dataclass(frozen=True)
+class EncoderState:
+    """Encoder output and its attention mask; every decoder step needs the mask."""
+
+    hidden: np.ndarray  # [rows, source_len, d_model]
+    mask: np.ndarray  # [rows, source_len], int64, 0 on padding
+
+
+class Seq2SeqGraphs:
+    """The encoder, first-step decoder and with-past decoder sessions of one artifact."""
+
+    def __init__(self, sessions: Mapping[str, EngineSession]) -> None:
+        self.encoder = sessions["encoder"]
+        self.decoder = sessions["decoder"]
+        self.decoder_with_past = sessions["decoder_with_past"]
+        # Asked for by name, logits first: the graphs' own output order is Optimum's business.
+        self._first_outputs = _logits_and_presents(self.decoder)
+        self._next_outputs = _logits_and_presents(self.decoder_with_past)
+
+    @classmethod
+    def load(cls, artifact: Artifact, options: RuntimeOptions) -> Seq2SeqGraphs:
+        """Open the three graphs the manifest lists under their roles.
+
+        Raises:
+            CorruptArtifactError: a role is missing from the manifest or a graph does not load.
+        """
+        graphs = artifact.manifest.graphs
+        missing = [role for role in GRAPH_ROLES if role not in graphs]
+        if missing:
+            raise CorruptArtifactError(
+                f"'{artifact.path}' lists no graph for {missing}; a seq2seq artifact needs "
+                f"{', '.join(GRAPH_ROLES)}. Re-export it with --task text2text-generation."
+            )
+        files = {role: artifact.file(graphs[role].file) for role in GRAPH_ROLES}
+        return cls({role: EngineSession(path, options) for role, path in files.items()})
+
+    @property
+    def providers(self) -> list[str]:
+        return self.decoder_with_past.providers
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> EncoderState:
+        (hidden,) = self.encoder.run({"input_ids": input_ids, "attention_mask": attention_mask})
+        return EncoderState(hidden, attention_mask)
+
+    def first_step(
+        self, decoder_ids: np.ndarray, encoder: EncoderState
+    ) -> tuple[np.ndarray, DecoderCache]:
+        """Logits ``[rows, len, vocab]`` for whole decoder inputs, and the cache they leave."""
+        feeds = {
+            "input_ids": decoder_ids,
+            "encoder_hidden_states": encoder.hidden,
+            "encoder_attention_mask": encoder.mask,
+        }
+        logits, *presents = self.decoder.run(feeds, self._first_outputs)
+        return logits, DecoderCache.from_first_step(self._first_outputs[1:], presents)
+
+    def next_step(
+        self, decoder_ids: np.ndarray, cache: DecoderCache, encoder_mask: np.ndarray
+    ) -> tuple[np.ndarray, DecoderCache]:
+        """Logits ``[rows, 1, vocab]`` for one new token per row, and the grown cache."""
+        feeds = {"input_ids": decoder_ids, "encoder_attention_mask": encoder_mask, **cache.feeds()}
+        logits, *presents = self.decoder_with_past.run(feeds, self._next_outputs)
+        return logits, cache.advanced(self._next_outputs[1:], presents)
+
+
+def _logits_and_presents(session: EngineSession) -> list[str]:
+    return ["logits", *(name for name in session.output_names if is_present(name))]
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """What a strategy wants after a step: next ids per row (None: stop) and cache row moves.
+
+    ``expand`` repeats every row first (beam search turns one row per input into ``num_beams``
+    after the first step); ``reorder`` then picks cache rows by index.
+    """
+
+    next_ids: np.ndarray | None
+    reorder: np.ndarray | None = None
+    expand: int = 1
+
+
+class DecodeStrategy(Protocol):
+    def advance(self, logits: np.ndarray) -> StepDecision:
+        """Take the last-position logits ``[rows, vocab]`` of a step and decide the next one."""
+
+
+def run_decoder(
+    graphs: Seq2SeqGraphs, encoder: EncoderState, start_ids: np.ndarray, strategy: DecodeStrategy
+) -> None:
+    """Decode with the KV cache until the strategy stops: ``decoder`` once, then with-past steps."""
+    mask = encoder.mask
+    logits, cache = graphs.first_step(start_ids.reshape(-1, 1), encoder)
+    while True:
+        decision = strategy.advance(logits[:, -1, :])
+        if decision.next_ids is None:
+            return
+        if decision.expand > 1:
+            cache = cache.expanded(decision.expand)
+            mask = np.repeat(mask, decision.expand, axis=0)
+        if decision.reorder is not None:
+            cache = cache.reordered(decision.reorder)
+        logits, cache = graphs.next_step(decision.next_ids.reshape(-1, 1), cache, mask)
+
+
+@dataclass(frozen=True)
+class DecodedTokens:
+    """Generated ids of a batch and where each step's logits are, for per-token scores.
+
+    ``rows[i, t]`` is the row of ``step_logits[t]`` that produced token ``t`` of sequence ``i``
+    (beam search moves sequences between rows). ``step_logits`` is kept only when scores are asked.
+    """
+
+    tokens: np.ndarray  # [batch, max_new_tokens], valid up to lengths[i]
+    lengths: np.ndarray  # [batch], generated tokens including a final EOS
+    rows: np.ndarray  # [batch, max_new_tokens]
+    scores: np.ndarray | None  # [batch] sequence scores (beam search), else None
+    step_logits: list[np.ndarray] | None
+
+    def token_rows(self) -> list[np.ndarray]:
+        """The generated ids of each sequence, cut at its length."""
+        return [row[:length] for row, length in zip(self.tokens, self.lengths)]
+
+    def path_logits(self, index: int) -> np.ndarray:
+        """The full logits ``[length, vocab]`` of each step along sequence ``index``'s path."""
+        if self.step_logits is None:
+            raise ValueError("step logits were not kept; decode with keep_logits=True")
+        return np.stack(
+            [self.step_logits[t][self.rows[index, t]] for t in range(int(self.lengths[index]))]
+        )
+
+
+class GreedySearch:
+    """Greedy decoding as ``transformers`` does it: argmax, then pad once a row has hit EOS."""
+
+    def __init__(
+        self, batch: int, max_new_tokens: int, eos_ids: tuple[int, ...], pad_id: int,
+        keep_logits: bool = False,
+    ) -> None:
+        self.tokens = np.full((batch, max_new_tokens), pad_id, dtype=np.int64)
+        self.lengths = np.zeros(batch, dtype=np.int64)
+        self.unfinished = np.ones(batch, dtype=bool)
+        self.eos_ids = np.array(eos_ids, dtype=np.int64)
+        self.pad_id = pad_id
+        self.step_logits: list[np.ndarray] | None = [] if keep_logits else None
+        self._step = 0
+
+    def advance(self, logits: np.ndarray) -> StepDecision:
+        chosen = np.where(self.unfinished, np.argmax(logits, axis=-1), self.pad_id)
+        self.tokens[:, self._step] = chosen
+        self.lengths += self.unfinished
+        if self.step_logits is not None:
+            self.step_logits.append(logits)
+        self.unfinished &= ~np.isin(chosen, self.eos_ids)
+        self._step += 1
+        if not self.unfinished.any() or self._step == self.tokens.shape[1]:
+            return StepDecision(None)
+        return StepDecision(chosen)
+
+    def result(self) -> DecodedTokens:
+        batch, width = self.tokens.shape
+        rows = np.broadcast_to(np.arange(batch)[:, None], (batch, width))
+        return DecodedTokens(self.tokens, self.lengths, rows, None, self.step_logits)
+
+
+class ForcedDecoding:
+    """Feeds given decoder inputs one token per step and keeps every step's logits.
+
+    Teacher forcing through the KV cache: its logits must equal one ``decoder_model`` call on the
+    whole input, which is how export checks the cached path.
+    """
+
+    def __init__(self, decoder_inputs: np.ndarray) -> None:
+        self.decoder_inputs = decoder_inputs
+        self.step_logits: list[np.ndarray] = []
+
+    def advance(self, logits: np.ndarray) -> StepDecision:
+        self.step_logits.append(logits)
+        step = len(self.step_logits)
+        if step == self.decoder_inputs.shape[1]:
+            return StepDecision(None)
+        return StepDecision(self.decoder_inputs[:, step])
+
+    def logits(self) -> np.ndarray:
+        """``[rows, steps, vocab]``."""
+        return np.stack(self.step_logits, axis=1)

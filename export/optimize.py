@@ -1,0 +1,231 @@
+"""``onnx-engine optimize``: add gated variants (fused, int8, fp16) to an exported artifact.
+
+Optimum can optimize and quantize but never checks the result. Here every variant runs the
+export's check set against the PyTorch fp32 model; its figures, the gate they were held to and the
+verdict go into the manifest, and the engine only ever uses variants that passed. Each passing
+variant is also timed on CPU, all variants alternating, so ``variant="auto"`` can pick by measured
+speed instead of by assumption.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from engine.artifact import Artifact, file_record
+from engine.errors import InputError, OnnxEngineError
+from engine.manifest import ArtifactManifest
+from engine.session import RuntimeOptions
+from engine.variants import (
+    FP16,
+    FP32,
+    FUSED,
+    INT8,
+    TARGET_ANY,
+    TARGET_CPU,
+    TARGET_CUDA,
+    VariantGate,
+    VariantRecord,
+    variant_file_name,
+    variant_records,
+)
+from export.fusion import fuse_graph, half_precision_graph
+from export.gates import gate_verdict, gates_with_overrides
+from export.progress import StageProgress
+from export.quantize import QuantizeSettings, quantize_graph
+from export.variant_checks import VariantChecker, measure_speeds, variant_checker
+
+MAKEABLE_VARIANTS = (FUSED, INT8, FP16)
+_STAGING_PREFIX = ".optimizing."
+
+GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class VariantRecipe:
+    """How a variant's graph is made from an fp32 graph, and which provider it is made for.
+
+    ``build(source, target, config)`` writes ``target`` and returns how it was made;
+    ``config`` is the model's Hugging Face ``config.json``.
+    """
+
+    target: str
+    build: GraphBuilder
+
+
+def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
+    return {
+        FUSED: VariantRecipe(TARGET_ANY, fuse_graph),
+        INT8: VariantRecipe(TARGET_CPU, partial(quantize_graph, settings=quantize)),
+        FP16: VariantRecipe(TARGET_CUDA, half_precision_graph),
+    }
+
+
+@dataclass(frozen=True)
+class OptimizeSettings:
+    """Which variants to add to which artifact, and how they are judged.
+
+    Attributes:
+        artifact: folder written by ``onnx-engine export``.
+        variants: names from ``MAKEABLE_VARIANTS``; existing ones are re-made.
+        gate_overrides: ``VARIANT.FIELD=VALUE`` changes to the default gates.
+        reference_model: PyTorch model to compare with (default: the manifest's source model).
+        quantize: how the int8 variant is made.
+        timing_runs: timed rounds per workload when ranking the variants' speed.
+    """
+
+    artifact: Path
+    variants: tuple[str, ...] = MAKEABLE_VARIANTS
+    gate_overrides: tuple[str, ...] = ()
+    reference_model: str | None = None
+    quantize: QuantizeSettings = field(default_factory=QuantizeSettings)
+    timing_runs: int = 5
+    quiet: bool = False
+
+
+def optimize_artifact(
+    settings: OptimizeSettings, recipes: Mapping[str, VariantRecipe] | None = None
+) -> ArtifactManifest:
+    """Make, check, time and record the requested variants; returns the rewritten manifest.
+
+    A variant that fails its gate (or cannot be built or loaded) is recorded with the reason and
+    kept out of use; that is a result, not an error. ``recipes`` replaces how variants are made
+    (tests use it to make a deliberately broken one).
+
+    Raises:
+        ArtifactError: the artifact is missing, or changed since it was exported.
+        InputError: an unknown variant name, a malformed gate override or timing_runs < 1.
+        ExportError: the task has no variants yet, or the reference model cannot be loaded.
+    """
+    recipes = dict(recipes) if recipes is not None else default_recipes(settings.quantize)
+    unknown = [name for name in settings.variants if name not in recipes]
+    if unknown or not settings.variants:
+        raise InputError(
+            f"Cannot make variant(s) {unknown or '(none given)'}. "
+            f"Choose from: {', '.join(recipes)}."
+        )
+    if settings.timing_runs < 1:
+        raise InputError(f"timing_runs must be at least 1, got {settings.timing_runs}.")
+    artifact = Artifact.open(settings.artifact)  # unchanged since export before adding to it
+    manifest = artifact.manifest
+    checker = variant_checker(manifest.task)
+    gates = gates_with_overrides(manifest.task, settings.variants, settings.gate_overrides)
+    progress = StageProgress(total=len(settings.variants) + 3, quiet=settings.quiet)
+    model = settings.reference_model or manifest.source_model
+    with progress.stage(f"loading PyTorch reference {model}"):
+        reference = checker.load_reference(model)
+    records = variant_records(manifest)
+    staged: dict[str, str] = {}  # staging file -> final file
+    try:
+        for name in settings.variants:
+            with progress.stage(f"making and checking '{name}'"):
+                record, files = _make_variant(
+                    name, recipes[name], gates[name], artifact, checker, reference
+                )
+                records[name] = record
+                staged.update(files)
+        with progress.stage("recording files and gate results"):
+            _move_into_place(artifact, staged)
+            staged.clear()
+            # Written now, so the new files are never left without their hashes in the manifest.
+            _recorded(manifest, records, artifact).write(artifact.path)
+        with progress.stage("timing variants on CPU"):
+            records = _with_cpu_speeds(records, artifact, checker, settings.timing_runs)
+            manifest = _recorded(manifest, records, artifact)
+            manifest.write(artifact.path)
+    finally:
+        for staging in staged:
+            artifact.file(staging).unlink(missing_ok=True)
+    return manifest
+
+
+def _make_variant(
+    name: str,
+    recipe: VariantRecipe,
+    gate: VariantGate,
+    artifact: Artifact,
+    checker: VariantChecker,
+    reference: Any,
+) -> tuple[VariantRecord, dict[str, str]]:
+    """Build the variant under staging names and judge it; returns its record and its files."""
+    graphs = artifact.manifest.graphs
+    final = {role: variant_file_name(spec.file, name) for role, spec in graphs.items()}
+    staging = {role: _STAGING_PREFIX + file for role, file in final.items()}
+    files = {staging[role]: final[role] for role in final}
+    record = VariantRecord(name, final, target=recipe.target, gate=gate, passed=False)
+    config = artifact.config()
+    made_with: dict[str, Any] = {}
+    try:
+        for role, spec in graphs.items():
+            built = recipe.build(artifact.file(spec.file), artifact.file(staging[role]), config)
+            made_with[role] = {"source": spec.file, **built}
+    except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
+        reason = f"could not be built: {_brief(error)}"
+        return replace(record, made_with=made_with, reason=reason), files
+    record = replace(record, made_with=made_with)
+    # A CUDA variant is checked on CUDA where it works here; elsewhere ORT runs it on CPU.
+    provider = "auto" if recipe.target == TARGET_CUDA else "cpu"
+    try:
+        engine = checker.open(artifact, staging, RuntimeOptions(provider=provider), name)
+        figures = checker.figures(engine, reference)
+    except OnnxEngineError as error:
+        return replace(record, reason=f"does not run: {_brief(error)}"), files
+    passed, reason = gate_verdict(gate, figures)
+    checked_on = TARGET_CUDA if checker.on_cuda(engine) else TARGET_CPU
+    record = replace(record, figures=figures, passed=passed, reason=reason, checked_on=checked_on)
+    return record, files
+
+
+def _move_into_place(artifact: Artifact, staged: Mapping[str, str]) -> None:
+    """Give the checked files their final names; a variant that was not built loses its old file."""
+    for staging, final in staged.items():
+        if artifact.file(staging).is_file():
+            os.replace(artifact.file(staging), artifact.file(final))
+        else:
+            artifact.file(final).unlink(missing_ok=True)
+
+
+def _with_cpu_speeds(
+    records: dict[str, VariantRecord], artifact: Artifact, checker: VariantChecker, runs: int
+) -> dict[str, VariantRecord]:
+    """Every passing CPU-capable variant, fp32 included, re-timed together so ranks compare."""
+    options = RuntimeOptions(provider="cpu", verify_hashes=False)
+    timed = [record for record in records.values() if record.passed and record.suits(TARGET_CPU)]
+    workloads = {
+        record.name: checker.workloads(checker.open(artifact, record.graphs, options, record.name))
+        for record in timed
+    }
+    speeds = measure_speeds(workloads, runs)
+    return {
+        name: replace(record, speeds={**record.speeds, TARGET_CPU: speeds[name]})
+        if name in speeds
+        else record
+        for name, record in records.items()
+    }
+
+
+def _recorded(
+    manifest: ArtifactManifest, records: Mapping[str, VariantRecord], artifact: Artifact
+) -> ArtifactManifest:
+    """The manifest with the variant records and the sha256 of every variant file."""
+    files = dict(manifest.files)
+    for record in records.values():
+        if record.name == FP32:
+            continue
+        for name in record.graphs.values():
+            path = artifact.file(name)
+            if path.is_file():
+                files[name] = file_record(path)
+            else:  # a variant that could not be built leaves no file
+                files.pop(name, None)
+    variants = {name: record.to_dict() for name, record in records.items()}
+    return replace(manifest, variants=variants, files=dict(sorted(files.items())))
+
+
+def _brief(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+

@@ -1,0 +1,113 @@
+"""The ``int8`` variant: dynamic quantization for CPU.
+
+Weights of MatMul (and embedding Gather) nodes are stored as int8 and activations are quantized
+per call, so no calibration data is needed. Measured on the real all-MiniLM-L6-v2 encoder
+(benchmarks/int8_accuracy.py): per-channel weight scales flip fewer labels than one scale per
+tensor and run no slower, so they are the default; keeping the feed-forward down-projections in
+fp32 removes about half of the remaining flips at a cost in speed, so it is an option.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from engine.errors import InputError
+from export.dependencies import require
+
+# Node-name patterns of layers that may be kept in fp32, by the name the CLI accepts.
+SENSITIVE_LAYERS = {
+    # The second feed-forward matmul (BERT/RoBERTa output.dense, DistilBERT ffn.lin2, T5 wo):
+    # its inputs are the widest-ranging activations of a layer, the worst case for 8 bits.
+    "ffn-down": r"(layer\.\d+/output/dense|ffn/lin2|DenseReluDense/wo)/",
+}
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """How the int8 variant is made.
+
+    Attributes:
+        per_channel: one weight scale per output channel instead of one per tensor.
+        reduce_range: 7-bit weights; needed only on x86 CPUs without VNNI, where the u8 x s8
+            dot products can saturate.
+        keep_fp32: names from ``SENSITIVE_LAYERS`` whose nodes stay in fp32.
+    """
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    keep_fp32: tuple[str, ...] = ()
+
+
+def quantize_graph(
+    source: Path, target: Path, config: Mapping[str, Any], settings: QuantizeSettings
+) -> dict[str, Any]:
+    """Write the dynamically quantized version of ``source`` to ``target``.
+
+    Returns:
+        How the variant was made, for the manifest.
+
+    Raises:
+        InputError: ``keep_fp32`` names an unknown layer group.
+        MissingDependencyError: onnx or onnxruntime's quantization tools are not installed.
+    """
+    onnx = require("onnx")
+    quantization = require("onnxruntime.quantization")
+    excluded = excluded_nodes(onnx.load(str(source), load_external_data=False), settings.keep_fp32)
+    with quiet_root_logger():  # it logs a "consider pre-processing" hint on every call
+        quantization.quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            nodes_to_exclude=excluded,
+            # Needed on graphs that went through the transformer optimizer (ONNX-FACTS).
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "QInt8",
+        "activation_type": "QUInt8 (dynamic)",
+        "per_channel": settings.per_channel,
+        "reduce_range": settings.reduce_range,
+        "kept_fp32": list(settings.keep_fp32),
+        "nodes_kept_fp32": len(excluded),
+        "onnxruntime": require("onnxruntime").__version__,
+    }
+
+
+def excluded_nodes(model: Any, groups: tuple[str, ...]) -> list[str]:
+    """Names of the nodes matched by the ``SENSITIVE_LAYERS`` groups in ``groups``.
+
+    Raises:
+        InputError: a group name is unknown.
+    """
+    unknown = [group for group in groups if group not in SENSITIVE_LAYERS]
+    if unknown:
+        raise InputError(
+            f"Unknown layer group(s) {unknown} to keep in fp32. Choose from: "
+            f"{', '.join(SENSITIVE_LAYERS)}."
+        )
+    patterns = [re.compile(SENSITIVE_LAYERS[group]) for group in groups]
+    return [
+        node.name
+        for node in model.graph.node
+        if any(pattern.search(node.name) for pattern in patterns)
+    ]
+
+
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """Silence the root logger below ERROR for a block (libraries that log hints on it)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)

@@ -1,0 +1,115 @@
+"""What checking and timing a variant means for a task, behind one small interface.
+
+The optimize driver (``export.optimize``) is the same for every task: build the variant files,
+measure them against PyTorch, time them, record them. A ``VariantChecker`` supplies the
+task-specific parts: how to run the engine on given graph files, how to compare it with the
+reference on the export's check set, and which calls to time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Mapping
+
+from engine.artifact import Artifact
+from engine.classifier import Classifier
+from engine.manifest import TASK_CLASSIFICATION
+from engine.session import RuntimeOptions
+from engine.variants import VariantFigures, VariantSpeed
+from export.check_set import SENTENCES, check_texts
+from export.classification import ClassificationExporter, ClassifierReference, check_set_outputs
+from export.errors import ExportError
+from export.gates import measure_figures
+from onnx_engine.bench.timing import TimingPlan, time_alternating
+
+
+class VariantChecker(ABC):
+    """Task-specific steps of checking a variant; stateless."""
+
+    task: str
+
+    @abstractmethod
+    def load_reference(self, model: str) -> Any:
+        """The PyTorch model every variant is compared with."""
+
+    @abstractmethod
+    def open(
+        self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
+    ) -> Any:
+        """The engine object running exactly ``graphs`` (role -> file), with no gate applied."""
+
+    @abstractmethod
+    def on_cuda(self, engine: Any) -> bool:
+        """Whether the engine object really runs on CUDA."""
+
+    @abstractmethod
+    def figures(self, engine: Any, reference: Any) -> VariantFigures:
+        """The engine's outputs vs the reference's on the export's check set."""
+
+    @abstractmethod
+    def workloads(self, engine: Any) -> dict[str, Callable[[], object]]:
+        """Named calls to time: a short input at batch 1 and a long padded batch."""
+
+
+class ClassifierChecker(VariantChecker):
+    task = TASK_CLASSIFICATION
+
+    def load_reference(self, model: str) -> ClassifierReference:
+        return ClassificationExporter().load_reference(model)
+
+    def open(
+        self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
+    ) -> Classifier:
+        return Classifier.from_graph(artifact, graphs["model"], options, variant)
+
+    def on_cuda(self, engine: Classifier) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: Classifier, reference: ClassifierReference) -> VariantFigures:
+        pairs = check_set_outputs(engine, reference)
+        return measure_figures(pairs, engine.scores, multi_label=engine.activation == "sigmoid")
+
+    def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
+        short = [SENTENCES[1]]
+        long = check_texts(engine.tokenizer.max_length)
+        return {
+            "b1_short": lambda: engine.logits(short),
+            f"batch{len(long)}_long": lambda: engine.logits(long, batch_size=len(long)),
+        }
+
+
+VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
+    ClassifierChecker.task: ClassifierChecker,
+}
+
+
+def variant_checker(task: str) -> VariantChecker:
+    """The checker for ``task``.
+
+    Raises:
+        ExportError: variants are not supported for this task yet.
+    """
+    if task not in VARIANT_CHECKERS:
+        raise ExportError(
+            f"Optimized variants are not available for '{task}' artifacts yet (supported: "
+            f"{', '.join(VARIANT_CHECKERS)})."
+        )
+    return VARIANT_CHECKERS[task]()
+
+
+def measure_speeds(
+    workloads: Mapping[str, Mapping[str, Callable[[], object]]], runs: int
+) -> dict[str, VariantSpeed]:
+    """Median latency of every variant's workloads, the variants alternating round by round.
+
+    Alternating spreads the drift of a shared machine over all variants, so their ranking holds
+    even when absolute times move between runs.
+    """
+    plan = TimingPlan(warmup=1, rounds=runs, min_rounds=runs, timed_per_turn=1, budget_s=3600.0)
+    names = {workload for calls in workloads.values() for workload in calls}
+    latency: dict[str, dict[str, float]] = {variant: {} for variant in workloads}
+    for workload in sorted(names):
+        calls = {variant: calls[workload] for variant, calls in workloads.items()}
+        for variant, stats in time_alternating(calls, plan).items():
+            latency[variant][workload] = round(stats.p50_ms, 4)
+    return {name: VariantSpeed(latency_ms=values, runs=runs) for name, values in latency.items()}

@@ -1,0 +1,79 @@
+"""The machine a benchmark ran on, recorded in its JSON so figures are never quoted without it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Distributions whose versions decide the figures; read from metadata, so nothing is imported.
+_PACKAGES = (
+    "onnx-engine", "onnxruntime", "onnxruntime-gpu", "numpy", "tokenizers", "onnx", "torch",
+    "transformers", "optimum", "optimum-onnx",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int:
+    """Physical cores: the thread count every contender gets (hyper-threads share matmul units)."""
+    try:
+        import psutil
+
+        count = psutil.cpu_count(logical=False)
+        if count:
+            return int(count)
+    except ImportError:
+        pass
+    return os.cpu_count() or 1
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the OS has none)."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def machine_info(threads: int, environment: dict[str, str]) -> dict[str, Any]:
+    """CPU, cores, memory, OS, versions, the threads used and the environment that matters.
+
+    The load average is recorded because this benchmark often runs on shared machines: a load
+    above the core count means other processes competed for the CPU during the run.
+    """
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "physical_cores": physical_cores(),
+        "logical_cpus": os.cpu_count(),
+        "threads_used": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "environment": dict(environment),
+        "load_average_at_start": load_average(),
+    }
+    try:
+        import psutil
+
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        info["memory_gb"] = None
+    return info

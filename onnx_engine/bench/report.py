@@ -1,0 +1,144 @@
+"""Benchmark results: rows, the ratios between contenders, the end table and the JSON file.
+
+Ratios are taken within one run on the same workload, which is what holds on a shared machine
+(absolute times drift). ``speedup_vs_pipeline`` above 1 means faster than the transformers
+pipeline; ``time_vs_ort_raw`` is a contender's time over the bare ONNX Runtime call on the same
+variant, so for ``engine`` it is 1 + our overhead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from onnx_engine.bench.graph_cost import GraphCost
+from onnx_engine.bench.timing import LatencyStats
+
+PIPELINE, ORT_RAW = "pipeline", "ort-raw"
+REFERENCE_VARIANT = "fp32"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One (contender, variant, batch, seq): latency percentiles, throughput, ratios, floor."""
+
+    model: str
+    contender: str
+    variant: str
+    batch: int
+    seq: int
+    stats: LatencyStats
+    new_tokens: int | None = None
+    generated_tokens: float | None = None  # mean per row, for tokens/s
+    cost: GraphCost | None = None  # FLOPs and weight bytes of one call
+    floor_ms: float | None = None
+    cold_start_s: float | None = None
+    peak_rss_mb: float | None = None
+    speedup_vs_pipeline: float | None = None
+    time_vs_ort_raw: float | None = None
+
+    @property
+    def items_per_s(self) -> float:
+        return self.batch / (self.stats.p50_ms / 1e3)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.generated_tokens is None:
+            return None
+        return self.batch * self.generated_tokens / (self.stats.p50_ms / 1e3)
+
+    @property
+    def vs_floor(self) -> float | None:
+        return self.stats.p50_ms / self.floor_ms if self.floor_ms else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(asdict(self.stats))
+        data.update(asdict(self.cost) if self.cost else {})
+        del data["stats"], data["cost"]
+        data.update(items_per_s=self.items_per_s, tokens_per_s=self.tokens_per_s,
+                    vs_floor=self.vs_floor)
+        return data
+
+
+def with_ratios(rows: Iterable[ResultRow]) -> list[ResultRow]:
+    """Rows with ``speedup_vs_pipeline`` and ``time_vs_ort_raw`` filled in where both exist."""
+    rows = list(rows)
+    p50 = {(r.model, r.contender, r.variant, r.batch, r.seq): r.stats.p50_ms for r in rows}
+    result = []
+    for row in rows:
+        pipeline = p50.get((row.model, PIPELINE, REFERENCE_VARIANT, row.batch, row.seq))
+        ort_variant = row.variant if (row.model, ORT_RAW, row.variant, row.batch, row.seq) in p50 \
+            else REFERENCE_VARIANT
+        ort_raw = p50.get((row.model, ORT_RAW, ort_variant, row.batch, row.seq))
+        result.append(replace(
+            row,
+            speedup_vs_pipeline=pipeline / row.stats.p50_ms if pipeline else None,
+            time_vs_ort_raw=row.stats.p50_ms / ort_raw if ort_raw else None,
+        ))
+    return result
+
+
+@dataclass
+class ModelReport:
+    """Everything measured for one model."""
+
+    name: str
+    task: str
+    artifact: str
+    reference: str | None
+    random_weights: bool
+    variants: dict[str, Any] = field(default_factory=dict)
+    rows: list[ResultRow] = field(default_factory=list)
+    cold_starts: list[dict[str, Any]] = field(default_factory=list)
+    agreement: list[dict[str, Any]] = field(default_factory=list)
+    decode_steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = [row.to_dict() for row in self.rows]
+        return data
+
+
+_COLUMNS = (
+    ("contender", "{:<9}", "contender"), ("variant", "{:<7}", "variant"),
+    ("batch", "{:>3}", "b"), ("seq", "{:>4}", "seq"),
+    ("p50_ms", "{:>9.2f}", "p50 ms"), ("p90_ms", "{:>9.2f}", "p90 ms"),
+    ("p99_ms", "{:>9.2f}", "p99 ms"), ("throughput", "{:>9.1f}", "items/s"),
+    ("speedup_vs_pipeline", "{:>7.2f}", "x pipe"), ("time_vs_ort_raw", "{:>7.3f}", "/ort-raw"),
+    ("vs_floor", "{:>6.2f}", "/floor"), ("cold_start_s", "{:>6.2f}", "cold s"),
+    ("peak_rss_mb", "{:>7.0f}", "RSS MB"),
+)
+
+
+def table(report: ModelReport) -> str:
+    """A plain-text table of one model's rows, grouped by workload."""
+    generation = any(row.generated_tokens is not None for row in report.rows)
+    header = []
+    for key, template, title in _COLUMNS:
+        width = len(template.format(0) if "f" in template else template.format(""))
+        if key == "throughput" and generation:
+            title = "tokens/s"
+        header.append(f"{title:>{max(width, len(title))}}" if ">" in template else
+                      f"{title:<{max(width, len(title))}}")
+    lines = [f"== {report.name} ({report.task}) ==", " ".join(header)]
+    for row in sorted(report.rows, key=lambda r: (r.batch, r.seq)):
+        data = row.to_dict()
+        data["throughput"] = row.tokens_per_s if generation else row.items_per_s
+        cells = []
+        for (key, template, _), title in zip(_COLUMNS, header):
+            value = data.get(key)
+            text = "-" if value is None else template.format(value)
+            cells.append(f"{text:>{len(title)}}" if ">" in template else f"{text:<{len(title)}}")
+        lines.append(" ".join(cells))
+    lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -1,0 +1,132 @@
+"""The issue's speed targets, checked against one run's figures and reported (never asserted:
+they hold for the 2-core reference machine, and a shared machine can miss them for reasons that
+are not ours). Each check names the figure it used, so a miss can be traced in the JSON."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+
+_OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """One target on one workload: the measured figure, the limit and whether it was met."""
+
+    target: str
+    workload: str
+    measured: float
+    limit: float
+    comparison: str
+    met: bool
+
+
+def _p50(rows: list[dict[str, Any]], contender: str, variant: str, batch: int, seq: int) -> float | None:
+    for row in rows:
+        if (row["contender"], row["variant"], row["batch"], row["seq"]) == (contender, variant, batch, seq):
+            return row["p50_ms"]
+    return None
+
+
+class _Checks:
+    def __init__(self, model: dict[str, Any]) -> None:
+        self.model, self.rows, self.found = model, model["rows"], []
+
+    def add(self, target: str, workload: str, measured: float | None, comparison: str,
+            limit: float) -> None:
+        if measured is not None:
+            self.found.append(TargetCheck(target, workload, measured, limit, comparison,
+                                          _OPS[comparison](measured, limit)))
+
+    def speedup(self, target: str, fast: tuple[str, str], slow: tuple[str, str], limit: float,
+                batch: int, seq: int) -> None:
+        """``slow`` p50 over ``fast`` p50 at one workload must reach ``limit``."""
+        ours, theirs = _p50(self.rows, *fast, batch, seq), _p50(self.rows, *slow, batch, seq)
+        if ours and theirs:
+            self.add(target, f"b{batch} s{seq}", theirs / ours, ">=", limit)
+
+    def row_field(self, target: str, contender: str, variant: str, field: str, limit: float,
+                  keep: Callable[[dict[str, Any]], bool] = lambda row: True) -> None:
+        for row in self.rows:
+            if (row["contender"], row["variant"]) == (contender, variant) and keep(row):
+                self.add(target, f"b{row['batch']} s{row['seq']}", row.get(field), "<=", limit)
+
+
+def check_targets(model: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets that apply to this model's task, for every workload that measured them."""
+    checks = _Checks(model)
+    workloads = sorted({(row["batch"], row["seq"]) for row in model["rows"]})
+    variants = model["variants"].get("run", ["fp32"])
+    if model["task"] == TASK_CLASSIFICATION:
+        _classifier_targets(checks, model, workloads, variants)
+    elif model["task"] == TASK_TEXT2TEXT:
+        _seq2seq_targets(checks, model, workloads, variants)
+    return [asdict(check) for check in checks.found]
+
+
+def _classifier_targets(checks: _Checks, model: dict[str, Any], workloads: list[tuple[int, int]],
+                        variants: list[str]) -> None:
+    auto = model["variants"].get("auto")
+    for batch, seq in workloads:
+        if batch != 1:
+            continue
+        checks.speedup("engine fp32 vs pipeline", ("engine", "fp32"), ("pipeline", "fp32"), 2.2,
+                       batch, seq)
+        if auto:
+            checks.speedup(f"engine auto ({auto}) vs pipeline", ("engine", auto),
+                           ("pipeline", "fp32"), 5.5, batch, seq)
+        for variant in variants:
+            checks.speedup(f"engine {variant} not slower than optimum {variant}",
+                           ("engine", variant), ("optimum", variant), 1.0, batch, seq)
+    for variant in variants:
+        checks.row_field(f"engine {variant} overhead over ort-raw", "engine", variant,
+                         "time_vs_ort_raw", 1.03, keep=lambda row: row["batch"] == 1)
+        checks.row_field(f"engine {variant} vs floor (seq >= 128)", "engine", variant, "vs_floor",
+                         1.2, keep=lambda row: row["seq"] >= 128 and variant == "fp32")
+    for agreement in model["agreement"]:
+        checks.add(f"{agreement['candidate']} top-1 agreement with {agreement['reference']}",
+                   "check set", agreement["agreement"], ">=", 1.0)
+    _start_targets(checks, model, auto or "fp32")
+
+
+def _seq2seq_targets(checks: _Checks, model: dict[str, Any], workloads: list[tuple[int, int]],
+                     variants: list[str]) -> None:
+    for batch, seq in workloads:
+        checks.speedup("engine fp32 vs pytorch generate", ("engine", "fp32"), ("pytorch", "fp32"),
+                       2.3, batch, seq)
+        checks.speedup("engine fp32 vs optimum generate", ("engine", "fp32"), ("optimum", "fp32"),
+                       1.15, batch, seq)
+        if "int8" in variants:
+            checks.speedup("engine int8 vs pytorch generate", ("engine", "int8"),
+                           ("pytorch", "fp32"), 4.5, batch, seq)
+    for step in model["decode_steps"]:
+        if step["variant"] == "fp32" and step["batch"] == 1 and "vs_floor" in step:
+            checks.add("fp32 decode step vs floor", f"b1 s{step['seq']} past {step['past_length']}",
+                       step["vs_floor"], "<=", 1.5)
+    for agreement in model["agreement"]:
+        checks.add(f"{agreement['candidate']} token agreement with {agreement['reference']} "
+                   "(reported)", "check set", agreement["agreement"], ">=", 0.0)
+
+
+def _start_targets(checks: _Checks, model: dict[str, Any], variant: str) -> None:
+    starts = {(entry["contender"], entry["variant"]): entry for entry in model["cold_starts"]}
+    engine = starts.get(("engine", variant))
+    if engine:
+        checks.add(f"engine {variant} cold start (s)", "b1", engine["seconds"], "<=", 0.5)
+        if engine.get("rss_vs_optimum") is not None:
+            checks.add(f"engine {variant} peak RSS / optimum's", "b1", engine["rss_vs_optimum"],
+                       "<=", 0.6)
+
+
+def targets_table(checks: list[dict[str, Any]]) -> str:
+    """Plain-text lines: met or MISSED, the target, the workload and measured vs limit."""
+    lines = []
+    for check in checks:
+        verdict = "met   " if check["met"] else "MISSED"
+        lines.append(f"{verdict} {check['target']:<58} {check['workload']:<18} "
+                     f"{check['measured']:.3g} {check['comparison']} {check['limit']:g}")
+    return "\n".join(lines)

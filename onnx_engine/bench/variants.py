@@ -1,0 +1,89 @@
+"""Optimized model variants (fused, int8, fp16) as the benchmark finds, resolves and builds them.
+
+``fp32`` is the exported graph. The other variants are written next to it by
+``onnx-engine optimize ARTIFACT --fusion --int8`` and recorded in the manifest; which files a
+variant has, whether it passed its accuracy gate, and what ``auto`` means on this machine are all
+decided by :mod:`engine.variants`, so every contender runs exactly the files the engine would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from onnx_engine.bench.errors import BenchError, ContenderUnavailable
+
+FP32 = "fp32"
+AUTO = "auto"
+VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", AUTO)
+# ``onnx-engine optimize`` flag that builds each variant.
+_OPTIMIZE_FLAGS = {"fused": "--fusion", "int8": "--int8", "fp16": "--fp16"}
+
+
+def check_variants(variants: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [name for name in variants if name not in VARIANT_CHOICES]
+    if unknown:
+        raise BenchError(f"Unknown variant(s) {unknown}. Choose from: {', '.join(VARIANT_CHOICES)}.")
+    return variants
+
+
+def graph_files(artifact: Path, variant: str) -> dict[str, Path]:
+    """The ONNX file per graph role of ``variant`` (or ``auto``) for the CPU, as the engine picks.
+
+    Raises:
+        ContenderUnavailable: the variant was not made, failed its gate or is not for the CPU.
+    """
+    from engine.errors import OnnxEngineError
+    from engine.manifest import ArtifactManifest
+    from engine.variants import select_variant
+
+    try:
+        _, graphs = select_variant(ArtifactManifest.read(artifact), variant, on_cuda=False)
+    except OnnxEngineError as error:
+        raise ContenderUnavailable(str(error)) from error
+    return {role: artifact / name for role, name in graphs.items()}
+
+
+def resolve_auto(artifact: Path) -> str:
+    """The variant ``auto`` selects on the CPU for this artifact."""
+    from engine.manifest import ArtifactManifest
+    from engine.variants import select_variant
+
+    return select_variant(ArtifactManifest.read(artifact), AUTO, on_cuda=False)[0]
+
+
+def load_engine(engine_class: type, base_options: Any, settings: Any) -> Any:
+    """``engine_class.load`` on the CPU with the benchmark's threads and variant.
+
+    Raises:
+        ContenderUnavailable: the engine ran another variant than asked (one that ignores
+            ``RuntimeOptions.variant`` reports none and runs fp32).
+    """
+    options = base_options.with_overrides(
+        provider="cpu", threads=settings.threads, variant=settings.variant
+    )
+    model = engine_class.load(settings.artifact, options=options)
+    running = getattr(model, "variant", FP32)
+    if running != settings.variant:
+        raise ContenderUnavailable(
+            f"{engine_class.__name__} runs variant {running!r}, not {settings.variant!r}: this "
+            "engine class does not load optimized variants yet."
+        )
+    return model
+
+
+def build_missing_variant(artifact: Path, variant: str) -> None:
+    """Run ``onnx-engine optimize`` for ``variant``; for the benchmark's own cached artifacts.
+
+    Raises:
+        ContenderUnavailable: no optimize flag builds it, or the optimizer or its gate failed.
+    """
+    from onnx_engine.cli import main
+
+    if variant not in _OPTIMIZE_FLAGS:
+        raise ContenderUnavailable(f"No optimize flag builds variant {variant!r}.")
+    if main(["optimize", str(artifact), _OPTIMIZE_FLAGS[variant]]) != 0:
+        raise ContenderUnavailable(
+            f"'onnx-engine optimize {artifact} {_OPTIMIZE_FLAGS[variant]}' failed or its gate "
+            "rejected the variant (see its output above)."
+        )

@@ -1,0 +1,65 @@
+"""``onnx-engine generate ARTIFACT TEXT...``: one JSON line per text with the generated text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from engine.seq2seq import Seq2SeqLM
+from engine.seq2seq_outputs import GeneratedSequence
+from onnx_engine.commands.runtime_args import (
+    add_runtime_arguments,
+    add_text_arguments,
+    read_texts,
+    runtime_options,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="generate text with a text2text-generation (T5) artifact"
+    )
+    parser.add_argument("artifact", help="artifact folder")
+    add_text_arguments(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="tokens to generate at most (default: the model's max_length - 1)")
+    parser.add_argument("--num-beams", type=int, default=1, help="beam width (1 = greedy)")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="beam scores are divided by length ** this (default 1.0)")
+    parser.add_argument("--early-stopping", choices=("true", "false", "never"), default="false",
+                        help="beam search stopping rule, as in transformers (default false)")
+    parser.add_argument("--scores", action="store_true",
+                        help="add the sequence score and each token's log-probability and logit")
+    parser.add_argument("--batch-size", type=int, default=16)
+    add_runtime_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    texts = read_texts(args)
+    model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
+    early_stopping = {"true": True, "false": False, "never": "never"}[args.early_stopping]
+    results = model.generate(
+        texts,
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.num_beams,
+        length_penalty=args.length_penalty,
+        early_stopping=early_stopping,
+        output_scores=args.scores,
+        batch_size=args.batch_size,
+    )
+    for source, result in zip(texts, results):
+        print(json.dumps(generation_line(source, result, args.scores), ensure_ascii=False))
+    return 0
+
+
+def generation_line(source: str, result: GeneratedSequence, scores: bool) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "source": source, "text": result.text, "token_ids": result.token_ids.tolist()
+    }
+    if scores:
+        line["score"] = result.score
+        line["token_logprobs"] = result.token_logprobs.tolist()
+        line["token_logits"] = result.token_logits.tolist()
+    return line

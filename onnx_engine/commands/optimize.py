@@ -1,0 +1,145 @@
+"""``onnx-engine optimize ARTIFACT --fusion --int8 --fp16 | --all``: add gated variants.
+
+The same flags on ``onnx-engine export`` run this right after the export. The exit status is 1
+when a requested variant failed its accuracy gate (it is recorded, with the reason, and never
+used), so scripts notice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_GATE_FAILED = 1
+_FLAG_VARIANTS = (("fusion", "fused"), ("int8", "int8"), ("fp16", "fp16"))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "optimize", help="add fused / int8 / fp16 variants, each checked against PyTorch"
+    )
+    parser.add_argument("artifact", type=Path, help="artifact folder written by export")
+    parser.add_argument("--reference", default=None,
+                        help="PyTorch model to compare with (default: the manifest's source)")
+    add_variant_arguments(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(handler=run)
+
+
+def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
+    """The variant flags shared by ``optimize`` and ``export``."""
+    from export.quantize import SENSITIVE_LAYERS
+
+    group = parser.add_argument_group("optimized variants")
+    group.add_argument("--fusion", action="store_true",
+                       help="ORT transformer optimizer (fused attention/layer norm); fp32")
+    group.add_argument("--int8", action="store_true", help="dynamic int8 quantization (CPU)")
+    group.add_argument("--fp16", action="store_true", help="fused + float16 (CUDA)")
+    group.add_argument("--all", action="store_true", help="all of the above")
+    group.add_argument("--gate", action="append", default=[], metavar="VARIANT.FIELD=VALUE",
+                       help="change an accuracy limit, e.g. int8.max_prob_diff=0.05 (fields: "
+                       "max_abs_diff, max_prob_diff, min_agreement; 'none' drops a limit)")
+    group.add_argument("--int8-per-tensor", action="store_true",
+                       help="one weight scale per tensor instead of per channel")
+    group.add_argument("--int8-reduce-range", action="store_true",
+                       help="7-bit weights, for x86 CPUs without VNNI")
+    group.add_argument("--int8-keep-fp32", action="append", default=[],
+                       choices=sorted(SENSITIVE_LAYERS), help="keep these layers in fp32")
+    group.add_argument("--timing-runs", type=int, default=5,
+                       help="timed rounds per workload when ranking variant speed (default 5)")
+
+
+def requested_variants(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(name for flag, name in _FLAG_VARIANTS if args.all or getattr(args, flag))
+
+
+def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str | None) -> int:
+    """Run the optimizer for the flags in ``args``, print the variant table, return the status."""
+    from export.optimize import OptimizeSettings, QuantizeSettings, optimize_artifact
+
+    variants = requested_variants(args)
+    settings = OptimizeSettings(
+        artifact=artifact,
+        variants=variants,
+        gate_overrides=tuple(args.gate),
+        reference_model=reference,
+        quantize=QuantizeSettings(
+            per_channel=not args.int8_per_tensor,
+            reduce_range=args.int8_reduce_range,
+            keep_fp32=tuple(args.int8_keep_fp32),
+        ),
+        timing_runs=args.timing_runs,
+        quiet=args.quiet,
+    )
+    manifest = optimize_artifact(settings)
+    print(variant_table(manifest))
+    print(auto_choice_line(manifest))
+    failed = [name for name in variants if not manifest.variants[name]["passed"]]
+    if failed:
+        print(f"kept out of use (failed their gate): {', '.join(failed)}", file=sys.stderr)
+        return EXIT_GATE_FAILED
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.errors import InputError
+
+    if not requested_variants(args):
+        raise InputError("Choose the variants to make: --fusion, --int8, --fp16 or --all.")
+    return optimize_and_report(args, args.artifact, args.reference)
+
+
+def variant_table(manifest: Any) -> str:
+    """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
+    from engine.variants import FP32, VARIANT_NAMES
+
+    header = f"{'variant':<8} {'target':<6} {'gate':<30} {'measured vs PyTorch':<44} {'cpu ms':<16}"
+    lines = [header + " result"]
+    order = sorted(manifest.variants, key=lambda name: VARIANT_NAMES.index(name))
+    for name in order:
+        record = manifest.variants[name]
+        gate, figures = record.get("gate"), record.get("figures")
+        cpu = record.get("speeds", {}).get("cpu")
+        latency = " / ".join(f"{value:.2f}" for value in cpu["latency_ms"].values()) if cpu else "-"
+        verdict = "passed" if record["passed"] else f"FAILED: {record['reason']}"
+        measured = _measured(figures)
+        if name == FP32 and manifest.parity:
+            measured = f"|Δlogit| {manifest.parity['max_abs_diff']:.1e} (export)"
+        if record["passed"] and record.get("checked_on") == "cpu" and record["target"] == "cuda":
+            verdict += " (checked on CPU)"
+        lines.append(
+            f"{name:<8} {record['target']:<6} {_limits(gate):<30} {measured:<44} "
+            f"{latency:<16} {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def auto_choice_line(manifest: Any) -> str:
+    from engine.variants import AUTO, select_variant
+
+    cpu, _ = select_variant(manifest, AUTO, on_cuda=False)
+    cuda, _ = select_variant(manifest, AUTO, on_cuda=True)
+    return f"variant='auto' picks: {cpu} on CPU, {cuda} on CUDA"
+
+
+def _limits(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return "(export parity)"
+    parts = []
+    if gate.get("max_abs_diff") is not None:
+        parts.append(f"|Δlogit|<={gate['max_abs_diff']:g}")
+    if gate.get("max_prob_diff") is not None:
+        parts.append(f"|Δprob|<={gate['max_prob_diff']:g}")
+    parts.append(f"top1>={gate['min_agreement']:.0%}")
+    return " ".join(parts)
+
+
+def _measured(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "-"
+    return (
+        f"|Δlogit| {figures['max_abs_diff']:.1e} |Δprob| {figures['max_prob_diff']:.1e} "
+        f"top1 {figures['agreement']:.0%}"
+    )

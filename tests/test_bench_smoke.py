@@ -1,0 +1,76 @@
+"""A seconds-long run of ``onnx-engine bench`` on the tiny classifier: the benchmark's plumbing
+(JSON fields, ratios, floor, cold start, plot) works; the figures themselves are not judged here,
+they depend on the machine (full runs: ``pytest benchmarks/ --benchmark-only``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from onnx_engine.cli import main
+
+CONTENDERS = ("engine", "ort-raw", "pipeline")
+ROW_FIELDS = (
+    "p50_ms", "p90_ms", "p99_ms", "items_per_s", "speedup_vs_pipeline", "time_vs_ort_raw",
+    "floor_ms", "vs_floor", "float_flops", "weight_bytes", "cold_start_s", "peak_rss_mb",
+)
+
+
+@pytest.fixture(scope="module")
+def bench_run(distilbert, tmp_path_factory):
+    """One small benchmark run: batch 1 and 2, seq 8, three contenders, one cold start each."""
+    out = tmp_path_factory.mktemp("bench")
+    status = main([
+        "bench", str(distilbert.artifact), "--batch", "1,2", "--seq", "8",
+        "--contenders", ",".join(CONTENDERS), "--warmup", "1", "--rounds", "2",
+        "--min-rounds", "1", "--cold-runs", "1", "--no-progress",
+        "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
+        "--markdown", str(out / "bench.md"),
+    ])
+    return status, out
+
+
+def test_bench_exits_cleanly(bench_run):
+    status, _ = bench_run
+    assert status == 0
+
+
+def test_json_records_machine_command_and_peaks(bench_run):
+    document = json.loads((bench_run[1] / "bench.json").read_text())
+    assert document["command"].startswith("onnx-engine bench ")
+    machine = document["machine"]
+    assert machine["cpu_model"] and machine["physical_cores"] >= 1
+    assert machine["threads_used"] >= 1 and machine["packages"]["onnxruntime"]
+    assert machine["environment"]["OMP_WAIT_POLICY"]
+    assert document["peaks"]["fp32_gflops"] > 0 and document["peaks"]["bandwidth_gb_s"] > 0
+
+
+def test_every_row_has_latency_ratios_floor_and_memory(bench_run):
+    model = json.loads((bench_run[1] / "bench.json").read_text())["models"][0]
+    rows = model["rows"]
+    assert {(row["contender"], row["batch"]) for row in rows} == {
+        (name, batch) for name in CONTENDERS for batch in (1, 2)
+    }
+    for row in rows:
+        for field in ROW_FIELDS:
+            assert row[field] is not None and row[field] > 0, (row["contender"], field)
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    pipeline = [row for row in rows if row["contender"] == "pipeline"]
+    ort_raw = [row for row in rows if row["contender"] == "ort-raw"]
+    assert all(row["speedup_vs_pipeline"] == pytest.approx(1.0) for row in pipeline)
+    assert all(row["time_vs_ort_raw"] == pytest.approx(1.0) for row in ort_raw)
+
+
+def test_engine_agrees_with_pytorch_and_reports_cold_start(bench_run):
+    model = json.loads((bench_run[1] / "bench.json").read_text())["models"][0]
+    (agreement,) = model["agreement"]
+    assert agreement["candidate"] == "engine fp32" and agreement["agreement"] == 1.0
+    engine = next(entry for entry in model["cold_starts"] if entry["contender"] == "engine")
+    assert "torch" not in engine["imported"] and engine["seconds"] > 0
+
+
+def test_plot_and_markdown_are_written(bench_run):
+    out = bench_run[1]
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| engine | fp32 | 1 | 8 |" in (out / "bench.md").read_text()
