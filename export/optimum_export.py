@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 from export.dependencies import require
 from export.errors import ExportError
+from export.quiet import quiet_library_output
 
 
 def run_optimum_export(model: str, output: Path, optimum_task: str, opset: int | None) -> None:
@@ -22,19 +19,8 @@ def run_optimum_export(model: str, output: Path, optimum_task: str, opset: int |
         ExportError: Optimum failed (unsupported architecture, unreachable hub id, ...).
     """
     exporters = require("optimum.exporters.onnx")
-    quiet_loggers = [
-        logging.getLogger(name)
-        for name in logging.root.manager.loggerDict
-        if name.split(".")[0] in ("optimum", "transformers")
-    ]
-    levels = [logger.level for logger in quiet_loggers]
-    captured = io.StringIO()
     try:
-        for logger in quiet_loggers:
-            logger.setLevel(logging.ERROR)
-        with contextlib.redirect_stdout(captured), warnings.catch_warnings():
-            # Tracing warnings about constants are expected for these graphs; parity checks them.
-            warnings.simplefilter("ignore")
+        with quiet_library_output():
             exporters.main_export(
                 model,
                 output=output,
@@ -48,6 +34,4 @@ def run_optimum_export(model: str, output: Path, optimum_task: str, opset: int |
             f"Optimum could not export '{model}' for task '{optimum_task}': "
             f"{type(error).__name__}: {error}"
         ) from error
-    finally:
-        for logger, level in zip(quiet_loggers, levels):
-            logger.setLevel(level)
+

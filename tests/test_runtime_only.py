@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -26,13 +27,23 @@ def test_importing_engine_imports_no_heavy_framework():
 
 @pytest.fixture(scope="module")
 def runtime_venv(tmp_path_factory) -> Path:
-    """A fresh virtualenv with only the runtime install: `pip install .[cpu]`."""
+    """A fresh virtualenv with only the runtime install: `pip install .[cpu]`.
+
+    It installs from a copy of the sources, because setuptools leaves a build/ folder in the
+    tree it builds from, and a stale one would shadow the modules under test.
+    """
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("engine", "export", "onnx_engine"):
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     root = tmp_path_factory.mktemp("runtime-venv")
     venv.create(root, with_pip=True)
     python = root / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"),
-         f"{REPO}[cpu]"],
+        [str(python), "-m", "pip", "install", "-q", "-c", str(source / "constraints.txt"),
+         f"{source}[cpu]"],
         check=True, capture_output=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     return python
