@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,export,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,export,dev,bench]"
 
 demo: install
 	$(BIN)/onnx-engine demo
