@@ -17,12 +17,12 @@ from typing import Callable  # noqa: E402
 
 import pytest  # noqa: E402
 
-from onnx_engine.bench.contenders.base import Contender, ContenderSettings  # noqa: E402
+from onnx_engine.bench.contenders.base import Contender  # noqa: E402
 from onnx_engine.bench.errors import ContenderUnavailable  # noqa: E402
 from onnx_engine.bench.machine import physical_cores  # noqa: E402
 from onnx_engine.bench.models import BenchTarget, resolve_target  # noqa: E402
-from onnx_engine.bench.registry import contender_class  # noqa: E402
-from onnx_engine.bench.variants import graph_files  # noqa: E402
+from onnx_engine.bench.registry import contender_class, load_contender  # noqa: E402
+from onnx_engine.bench.variants import FP32  # noqa: E402
 from onnx_engine.bench.workloads import WorkloadFactory  # noqa: E402
 
 NEW_TOKENS = 32
@@ -66,15 +66,10 @@ def loaded(targets) -> Callable[[str, str, str], Contender]:
         key = (model, name, variant)
         if key not in cache:
             target = targets(model)
+            if not contender_class(target.task, name).runs_variants and variant != FP32:
+                pytest.skip(f"{name} runs the PyTorch fp32 model only (see the fp32 case)")
             try:
-                settings = ContenderSettings(
-                    target.artifact, target.reference, variant,
-                    graph_files(target.artifact, variant), physical_cores(), NEW_TOKENS,
-                )
-                contender = contender_class(target.task, name)
-                contender.check_available(settings)
-                cache[key] = contender(settings)
-                cache[key].load()
+                cache[key] = load_contender(target, name, variant, physical_cores(), NEW_TOKENS)
             except ContenderUnavailable as error:
                 pytest.skip(str(error))
         return cache[key]
@@ -94,10 +89,15 @@ def texts(targets) -> Callable[[str, int, int], tuple[str, ...]]:
     return get
 
 
-def bench_contender(benchmark, contender: Contender, texts: tuple[str, ...], group: str) -> None:
-    """Time ``contender.run`` on ``texts`` with pytest-benchmark, grouped for side-by-side tables."""
-    contender.prepare(texts)
-    benchmark.group = group
-    benchmark.extra_info.update(contender=contender.name, variant=contender.settings.variant,
-                                threads=contender.settings.threads)
-    benchmark.pedantic(contender.run, warmup_rounds=3, rounds=15, iterations=1)
+@pytest.fixture
+def bench_contender(benchmark) -> Callable[[Contender, tuple[str, ...], str], None]:
+    """Time ``contender.run`` on texts with pytest-benchmark, grouped for side-by-side tables."""
+
+    def run(contender: Contender, texts: tuple[str, ...], group: str) -> None:
+        contender.prepare(texts)
+        benchmark.group = group
+        benchmark.extra_info.update(contender=contender.name, variant=contender.settings.variant,
+                                    threads=contender.settings.threads)
+        benchmark.pedantic(contender.run, warmup_rounds=3, rounds=15, iterations=1)
+
+    return run

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.conftest import bench_contender
 
 MODEL = "distilbert-base"
 CONTENDERS = ("engine", "ort-raw", "optimum", "pytorch", "pipeline")
@@ -18,6 +17,6 @@ WORKLOADS = ((1, 8), (1, 32), (1, 128), (8, 128))
 
 @pytest.mark.parametrize("batch,seq", WORKLOADS, ids=[f"b{b}-s{s}" for b, s in WORKLOADS])
 @pytest.mark.parametrize("name", CONTENDERS)
-def test_classify(benchmark, loaded, texts, name, variant, batch, seq):
-    contender = loaded(MODEL, name, variant if name in ("engine", "ort-raw", "optimum") else "fp32")
-    bench_contender(benchmark, contender, texts(MODEL, batch, seq), f"classifier b{batch} s{seq}")
+def test_classify(bench_contender, loaded, texts, name, variant, batch, seq):
+    contender = loaded(MODEL, name, variant)
+    bench_contender(contender, texts(MODEL, batch, seq), f"classifier b{batch} s{seq}")

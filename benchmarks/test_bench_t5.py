@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.conftest import NEW_TOKENS, bench_contender
+from benchmarks.conftest import NEW_TOKENS
 
 MODEL = "t5-small"
 CONTENDERS = ("engine", "ort-raw", "optimum", "pytorch", "pipeline")
@@ -17,7 +17,7 @@ SEQ = 32
 
 @pytest.mark.parametrize("batch", (1, 8), ids=lambda batch: f"b{batch}")
 @pytest.mark.parametrize("name", CONTENDERS)
-def test_generate(benchmark, loaded, texts, name, variant, batch):
-    contender = loaded(MODEL, name, variant if name in ("engine", "ort-raw", "optimum") else "fp32")
+def test_generate(bench_contender, loaded, texts, name, variant, batch):
+    contender = loaded(MODEL, name, variant)
     group = f"t5 greedy b{batch} s{SEQ} +{NEW_TOKENS} tokens"
-    bench_contender(benchmark, contender, texts(MODEL, batch, SEQ), group)
+    bench_contender(contender, texts(MODEL, batch, SEQ), group)

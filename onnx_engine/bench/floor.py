@@ -32,6 +32,13 @@ class MachinePeaks:
     int8_ops: float | None
     bandwidth: float
 
+    @classmethod
+    def best(cls, measured: list[MachinePeaks]) -> MachinePeaks:
+        """The highest of each rate over several measurements (noise only ever lowers a peak)."""
+        int8 = [peaks.int8_ops for peaks in measured if peaks.int8_ops]
+        return cls(max(p.fp32_flops for p in measured), max(int8) if int8 else None,
+                   max(p.bandwidth for p in measured))
+
     def floor_seconds(self, cost: GraphCost) -> float:
         """The least time one call of that cost can take here."""
         int8_rate = self.int8_ops or self.fp32_flops

@@ -1,5 +1,6 @@
-"""The README's benchmark table, generated from a results JSON so quoted figures never drift
-from the measurement (``onnx-engine bench --markdown``, or ``markdown_table(json.load(...))``)."""
+"""The README's benchmark tables, generated from a results JSON so quoted figures never drift
+from the measurement (``onnx-engine bench --markdown``, or ``markdown_table(json.load(...))``):
+a short summary per model for the README, then every row, cold starts and the targets."""
 
 from __future__ import annotations
 
@@ -10,6 +11,43 @@ def _ratio(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}x"
 
 
+def _load(machine: dict[str, Any], when: str) -> str:
+    load = machine.get(f"load_average_at_{when}")
+    return f"{load[0]:.1f}" if load else "?"
+
+
+def _shared_warning(machine: dict[str, Any]) -> str:
+    loads = [machine.get(f"load_average_at_{when}") for when in ("start", "end")]
+    busy = any(load and load[0] > machine["physical_cores"] for load in loads)
+    return " (**the machine was shared: other jobs competed for the CPU; absolute times are " \
+        "inflated and ratios noisy**)" if busy else ""
+
+
+_COLUMN_ORDER = ("pipeline", "pytorch", "optimum", "ort-raw", "engine")
+
+
+def summary_table(model: dict[str, Any]) -> str:
+    """The short table for the README: p50 ms per workload (rows) and contender (columns), then
+    each engine variant's speed-up over the pipeline and its time over bare ORT."""
+    rows = model["rows"]
+    columns = sorted({(row["contender"], row["variant"]) for row in rows},
+                     key=lambda key: (_COLUMN_ORDER.index(key[0]), key[1]))
+    engines = [variant for contender, variant in columns if contender == "engine"]
+    by_key = {(r["batch"], r["seq"], r["contender"], r["variant"]): r for r in rows}
+    header = ["batch", "seq", *(f"{c} {v} ms" for c, v in columns),
+              *(f"engine {v} vs pipeline" for v in engines), *(f"engine {v} / ort-raw" for v in engines)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for batch, seq in sorted({(r["batch"], r["seq"]) for r in rows}):
+        cells = [str(batch), str(seq)]
+        cells += [f"{by_key[(batch, seq, *key)]['p50_ms']:.1f}" if (batch, seq, *key) in by_key
+                  else "-" for key in columns]
+        for field, digits in (("speedup_vs_pipeline", 2), ("time_vs_ort_raw", 3)):
+            cells += [_ratio(by_key.get((batch, seq, "engine", v), {}).get(field), digits)
+                      for v in engines]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(document: dict[str, Any]) -> str:
     """Per model: p50 latency, throughput and ratios for each row, then cold start and RSS."""
     machine = document["machine"]
@@ -18,7 +56,8 @@ def markdown_table(document: dict[str, Any]) -> str:
         f"Measured on {machine['cpu_model']} ({machine['physical_cores']} cores, "
         f"{machine['threads_used']} threads for every contender), onnxruntime "
         f"{machine['packages'].get('onnxruntime')}, torch {machine['packages'].get('torch')}; "
-        f"load average at start {machine.get('load_average_at_start')}.",
+        f"1-minute load average {_load(machine, 'start')} at start, {_load(machine, 'end')} at end"
+        f"{_shared_warning(machine)}.",
     ]
     if peaks:
         lines.append(
@@ -32,6 +71,10 @@ def markdown_table(document: dict[str, Any]) -> str:
         unit = "tokens/s" if generation else "items/s"
         lines += [
             f"**{model['name']}** ({model['task']}{', random weights' if model['random_weights'] else ''})",
+            "",
+            summary_table(model),
+            "",
+            "All rows:",
             "",
             f"| contender | variant | batch | seq | p50 ms | p90 ms | p99 ms | {unit} | "
             "vs pipeline | / ort-raw | / floor |",

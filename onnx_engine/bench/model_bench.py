@@ -12,15 +12,15 @@ import numpy as np
 from engine.manifest import TASK_TEXT2TEXT
 from onnx_engine.bench.agreement import check_texts_for, compare
 from onnx_engine.bench.coldstart import measure_cold_start
-from onnx_engine.bench.contenders.base import Contender, ContenderSettings
+from onnx_engine.bench.contenders.base import Contender
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.graph_cost import GraphCost, GraphCostCounter
 from onnx_engine.bench.models import BenchTarget
-from onnx_engine.bench.registry import contender_class
+from onnx_engine.bench.registry import contender_class, load_contender
 from onnx_engine.bench.report import ModelReport, ResultRow
 from onnx_engine.bench.settings import BenchSettings
 from onnx_engine.bench.timing import TimingPlan, time_alternating
-from onnx_engine.bench.variants import FP32, graph_files
+from onnx_engine.bench.variants import FP32
 from onnx_engine.bench.workloads import Workload, WorkloadFactory
 
 Key = tuple[str, str]  # (contender, variant)
@@ -28,7 +28,8 @@ _STEP_PLAN = TimingPlan(warmup=3, rounds=10, min_rounds=3, timed_per_turn=5, bud
 
 
 class ModelBench:
-    """The measurements of one target; ``run`` fills and returns a :class:`ModelReport`."""
+    """The measurements of one target, filling ``report``; ``runner`` calls ``load``, then
+    ``measure`` per workload, ``cold_starts`` and ``agreement``."""
 
     def __init__(self, target: BenchTarget, settings: BenchSettings, variants: list[str],
                  threads: int, env: dict[str, str], log: TextIO) -> None:
@@ -45,11 +46,8 @@ class ModelBench:
         self.report.notes.append(text)
         self.log.write(f"note: {text}\n")
 
-    def settings_for(self, variant: str) -> ContenderSettings:
-        return ContenderSettings(
-            self.target.artifact, self.target.reference, variant,
-            graph_files(self.target.artifact, variant), self.threads, self.settings.new_tokens,
-        )
+    def _load(self, name: str, variant: str) -> Contender:
+        return load_contender(self.target, name, variant, self.threads, self.settings.new_tokens)
 
     def load(self) -> None:
         """Load every contender x variant that can run here; the rest become notes."""
@@ -57,14 +55,9 @@ class ModelBench:
             cls = contender_class(self.target.task, name)
             for variant in self.variants if cls.runs_variants else [FP32]:
                 try:
-                    settings = self.settings_for(variant)
-                    cls.check_available(settings)
-                    contender = cls(settings)
-                    contender.load()
+                    self.contenders[(name, variant)] = self._load(name, variant)
                 except ContenderUnavailable as error:
                     self.note(f"{name} {variant} skipped: {error}")
-                    continue
-                self.contenders[(name, variant)] = contender
         if not self.contenders:
             raise BenchError(f"No contender can run {self.target.name}; see the notes above.")
 
@@ -107,9 +100,7 @@ class ModelBench:
         if ("ort-raw", variant) in self.contenders:
             return self.contenders[("ort-raw", variant)]
         if variant not in self._probes:
-            probe = contender_class(self.target.task, "ort-raw")(self.settings_for(variant))
-            probe.load()
-            self._probes[variant] = probe
+            self._probes[variant] = self._load("ort-raw", variant)
         return self._probes[variant]
 
     def _variant_costs(self, workload: Workload) -> dict[str, dict[str, GraphCost]]:
@@ -185,13 +176,8 @@ class ModelBench:
         """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine fp32."""
         if ("pytorch", FP32) in self.contenders:
             return self.contenders[("pytorch", FP32)], "pytorch fp32"
-        cls = contender_class(self.target.task, "pytorch")
         try:
-            settings = self.settings_for(FP32)
-            cls.check_available(settings)
-            reference = cls(settings)
-            reference.load()
-            return reference, "pytorch fp32"
+            return self._load("pytorch", FP32), "pytorch fp32"
         except ContenderUnavailable as error:
             self.note(f"agreement against engine fp32 instead of PyTorch: {error}")
             return self.contenders.get(("engine", FP32)), "engine fp32"

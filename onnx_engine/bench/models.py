@@ -31,37 +31,16 @@ class BuiltinModel:
     build: Callable[[Path], Path]  # writes the PyTorch checkpoint, returns its folder
 
 
-# The tiny models draw weights with std 0.2 so that their logits differ clearly; at 768 wide and 6
-# deep that saturates attention and LayerNorm, and fp32 rounding alone then moves logits by ~0.1
-# (the export's parity gate rejects it). The real checkpoints were trained from std 0.02.
-_FULL_SIZE_INITIALIZER_RANGE = 0.02
-
-
 def _distilbert_spec() -> object:
     from export.tiny_models import FULL_SIZE_DISTILBERT
 
-    return (FULL_SIZE_DISTILBERT, _FULL_SIZE_INITIALIZER_RANGE)
+    return FULL_SIZE_DISTILBERT
 
 
 def _build_distilbert(folder: Path) -> Path:
     from export.tiny_models import FULL_SIZE_DISTILBERT, build_tiny_classifier
 
-    checkpoint = build_tiny_classifier(folder, FULL_SIZE_DISTILBERT)
-    return _redraw_weights(checkpoint, _FULL_SIZE_INITIALIZER_RANGE, FULL_SIZE_DISTILBERT.seed)
-
-
-def _redraw_weights(checkpoint: Path, initializer_range: float, seed: int) -> Path:
-    """Re-initialize a saved random checkpoint in place with another weight scale."""
-    from export.dependencies import require
-
-    torch = require("torch")
-    transformers = require("transformers")
-    config = transformers.AutoConfig.from_pretrained(checkpoint)
-    config.initializer_range = initializer_range
-    torch.manual_seed(seed)
-    model = transformers.AutoModelForSequenceClassification.from_config(config).eval()
-    model.save_pretrained(str(checkpoint))
-    return checkpoint
+    return build_tiny_classifier(folder, FULL_SIZE_DISTILBERT)
 
 
 def _t5_spec() -> object:

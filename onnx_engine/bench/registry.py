@@ -1,12 +1,14 @@
-"""Contenders by task and name."""
+"""Contenders by task and name, and loading one for a target."""
 
 from __future__ import annotations
 
 from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
-from onnx_engine.bench.contenders.base import Contender
+from onnx_engine.bench.contenders.base import Contender, ContenderSettings
 from onnx_engine.bench.contenders.classification import CLASSIFIER_CONTENDERS
 from onnx_engine.bench.contenders.seq2seq import SEQ2SEQ_CONTENDERS
 from onnx_engine.bench.errors import BenchError
+from onnx_engine.bench.models import BenchTarget
+from onnx_engine.bench.variants import graph_files
 
 CONTENDER_NAMES = ("engine", "ort-raw", "pytorch", "pipeline", "optimum")
 _BY_TASK = {
@@ -32,3 +34,19 @@ def contender_class(task: str, name: str) -> type[Contender]:
         raise BenchError(f"The benchmark has no contenders for task {task!r}.")
     check_contender_names((name,))
     return _BY_TASK[task][name]
+
+
+def load_contender(target: BenchTarget, name: str, variant: str, threads: int,
+                   new_tokens: int) -> Contender:
+    """Check, create and load contender ``name`` on ``variant`` of ``target``.
+
+    Raises:
+        ContenderUnavailable: it cannot run here (missing library, checkpoint or variant).
+    """
+    settings = ContenderSettings(target.artifact, target.reference, variant,
+                                 graph_files(target.artifact, variant), threads, new_tokens)
+    cls = contender_class(target.task, name)
+    cls.check_available(settings)
+    contender = cls(settings)
+    contender.load()
+    return contender

@@ -103,37 +103,36 @@ class ModelReport:
         return data
 
 
+# (row field, header, width, decimals); None decimals: text, left-aligned.
 _COLUMNS = (
-    ("contender", "{:<9}", "contender"), ("variant", "{:<7}", "variant"),
-    ("batch", "{:>3}", "b"), ("seq", "{:>4}", "seq"),
-    ("p50_ms", "{:>9.2f}", "p50 ms"), ("p90_ms", "{:>9.2f}", "p90 ms"),
-    ("p99_ms", "{:>9.2f}", "p99 ms"), ("throughput", "{:>9.1f}", "items/s"),
-    ("speedup_vs_pipeline", "{:>7.2f}", "x pipe"), ("time_vs_ort_raw", "{:>7.3f}", "/ort-raw"),
-    ("vs_floor", "{:>6.2f}", "/floor"), ("cold_start_s", "{:>6.2f}", "cold s"),
-    ("peak_rss_mb", "{:>7.0f}", "RSS MB"),
+    ("contender", "contender", 9, None), ("variant", "variant", 7, None),
+    ("batch", "b", 3, 0), ("seq", "seq", 4, 0), ("p50_ms", "p50 ms", 9, 2),
+    ("p90_ms", "p90 ms", 9, 2), ("p99_ms", "p99 ms", 9, 2), ("throughput", "items/s", 9, 1),
+    ("speedup_vs_pipeline", "x pipe", 7, 2), ("time_vs_ort_raw", "/ort-raw", 8, 3),
+    ("vs_floor", "/floor", 6, 2), ("cold_start_s", "cold s", 6, 2), ("peak_rss_mb", "RSS MB", 7, 0),
 )
 
 
+def _cell(value: Any, width: int, decimals: int | None) -> str:
+    if decimals is None:
+        return f"{value:<{width}}"
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{decimals}f}"
+
+
 def table(report: ModelReport) -> str:
-    """A plain-text table of one model's rows, grouped by workload."""
+    """A plain-text table of one model's rows, grouped by workload; throughput is tokens/s for
+    generation."""
     generation = any(row.generated_tokens is not None for row in report.rows)
-    header = []
-    for key, template, title in _COLUMNS:
-        width = len(template.format(0) if "f" in template else template.format(""))
-        if key == "throughput" and generation:
-            title = "tokens/s"
-        header.append(f"{title:>{max(width, len(title))}}" if ">" in template else
-                      f"{title:<{max(width, len(title))}}")
+    titles = [("tokens/s" if key == "throughput" and generation else title, width, decimals)
+              for key, title, width, decimals in _COLUMNS]
+    header = [f"{title:<{width}}" if decimals is None else f"{title:>{width}}"
+              for title, width, decimals in titles]
     lines = [f"== {report.name} ({report.task}) ==", " ".join(header)]
     for row in sorted(report.rows, key=lambda r: (r.batch, r.seq)):
         data = row.to_dict()
         data["throughput"] = row.tokens_per_s if generation else row.items_per_s
-        cells = []
-        for (key, template, _), title in zip(_COLUMNS, header):
-            value = data.get(key)
-            text = "-" if value is None else template.format(value)
-            cells.append(f"{text:>{len(title)}}" if ">" in template else f"{text:<{len(title)}}")
-        lines.append(" ".join(cells))
+        lines.append(" ".join(_cell(data.get(key), width, decimals)
+                              for key, _, width, decimals in _COLUMNS))
     lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@ the previous contender's spinning threads, a cost no single-model user ever sees
 from __future__ import annotations
 
 import gc
+import random
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -73,7 +74,9 @@ def time_alternating(
 ) -> dict[str, LatencyStats]:
     """Time each call in ``calls`` over alternating rounds; returns their statistics by name.
 
-    The order rotates every round so no contender always runs right after the same other one.
+    Each round runs the contenders in a fresh (seeded) random order, so none always follows the
+    same other one: a rotation would keep the cyclic order, and whatever one contender leaves
+    behind (caches, threads, allocator state) would always be billed to the same next one.
     The garbage collector is paused during each timed call, as ``timeit`` does, so a collection
     triggered by one contender's garbage is not billed to the next.
     """
@@ -82,12 +85,12 @@ def time_alternating(
         for _ in range(plan.warmup):
             calls[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
+    order = random.Random(0)
     started = time.perf_counter()
     for index in range(plan.rounds):
         if index >= plan.min_rounds and time.perf_counter() - started > plan.budget_s:
             break
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in order.sample(names, len(names)):
             samples[name].extend(_turn(calls[name], plan.timed_per_turn))
         if on_round is not None:
             on_round()

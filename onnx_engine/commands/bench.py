@@ -13,6 +13,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from onnx_engine.bench.settings import DEFAULT_MODELS, BenchSettings
+from onnx_engine.bench.timing import TimingPlan
+from onnx_engine.bench.variants import VARIANT_CHOICES
+
 # torch's OpenMP threads otherwise spin after each op and fight ONNX Runtime's threads when the
 # two alternate in one process (Optimum T5 at batch 8: 732 ms instead of ~300 ms, ONNX-FACTS), and
 # on a shared machine spinning threads slowed PyTorch's own forward 4-10x. It must be set before
@@ -35,32 +39,40 @@ def _name_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _joined(values: tuple[object, ...]) -> str:
+    return ",".join(map(str, values))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark the engine against bare ORT, PyTorch, the pipeline and Optimum"
     )
     parser.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help="artifact folders to bench")
     parser.add_argument("--model", action="append", default=[], metavar="NAME|CHECKPOINT",
-                        help="built-in model (distilbert-base, t5-small) or a checkpoint folder "
-                             "to export and bench; repeatable (default without ARTIFACT: both "
-                             "built-ins)")
-    parser.add_argument("--batch", type=_int_list, default=(1, 8, 32), help="default 1,8,32")
-    parser.add_argument("--seq", type=_int_list, default=(8, 32, 128),
-                        help="input tokens incl. special tokens (default 8,32,128)")
-    parser.add_argument("--new-tokens", type=int, default=32, help="generated tokens (seq2seq)")
-    parser.add_argument("--contenders", type=_name_list,
-                        default=("engine", "ort-raw", "pytorch", "pipeline", "optimum"),
-                        help="default engine,ort-raw,pytorch,pipeline,optimum")
-    parser.add_argument("--variants", type=_name_list, default=("fp32",),
-                        help="fp32, fused, int8, fp16, auto (default fp32)")
+                        help=f"built-in model ({', '.join(DEFAULT_MODELS)}) or a checkpoint "
+                             "folder to export and bench; repeatable (default without ARTIFACT: "
+                             "every built-in)")
+    defaults = BenchSettings()
+    parser.add_argument("--batch", type=_int_list, default=defaults.batches,
+                        help=f"default {_joined(defaults.batches)}")
+    parser.add_argument("--seq", type=_int_list, default=defaults.seqs,
+                        help=f"input tokens incl. special tokens (default {_joined(defaults.seqs)})")
+    parser.add_argument("--new-tokens", type=int, default=defaults.new_tokens,
+                        help="generated tokens (seq2seq)")
+    parser.add_argument("--contenders", type=_name_list, default=defaults.contenders,
+                        help=f"default {_joined(defaults.contenders)}")
+    parser.add_argument("--variants", type=_name_list, default=defaults.variants,
+                        help=f"any of {_joined(VARIANT_CHOICES)} (default {_joined(defaults.variants)})")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for every contender (default: physical cores)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per contender")
-    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds per workload")
-    parser.add_argument("--min-rounds", type=int, default=5)
-    parser.add_argument("--budget", type=float, default=60.0,
+    parser.add_argument("--warmup", type=int, default=defaults.timing.warmup,
+                        help="untimed calls per contender")
+    parser.add_argument("--rounds", type=int, default=defaults.timing.rounds,
+                        help="alternating rounds per workload")
+    parser.add_argument("--min-rounds", type=int, default=defaults.timing.min_rounds)
+    parser.add_argument("--budget", type=float, default=defaults.timing.budget_s,
                         help="seconds per workload after which no new round starts")
-    parser.add_argument("--cold-runs", type=int, default=3,
+    parser.add_argument("--cold-runs", type=int, default=defaults.cold_runs,
                         help="fresh processes per contender for cold start and RSS (0: skip)")
     parser.add_argument("--no-floor", action="store_true", help="skip peaks and FLOP counts")
     parser.add_argument("--no-agreement", action="store_true", help="skip the agreement check")
@@ -68,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", type=Path, default=None, help="write latency vs seq as PNG")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="write the README table (markdown, with the command)")
-    parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/bench"),
+    parser.add_argument("--cache-dir", type=Path, default=defaults.cache_dir,
                         help="where built-in models are built once (default artifacts/bench)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild cached built-in models")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,9 +95,9 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["onnx-engine", "bench", *map(str, args.artifacts)]
     for model in args.model:
         parts += ["--model", model]
-    parts += ["--batch", ",".join(map(str, args.batch)), "--seq", ",".join(map(str, args.seq)),
-              "--new-tokens", str(args.new_tokens), "--contenders", ",".join(args.contenders),
-              "--variants", ",".join(args.variants), "--warmup", str(args.warmup),
+    parts += ["--batch", _joined(args.batch), "--seq", _joined(args.seq),
+              "--new-tokens", str(args.new_tokens), "--contenders", _joined(args.contenders),
+              "--variants", _joined(args.variants), "--warmup", str(args.warmup),
               "--rounds", str(args.rounds), "--min-rounds", str(args.min_rounds),
               "--budget", f"{args.budget:g}", "--cold-runs", str(args.cold_runs),
               "--omp-wait-policy", args.omp_wait_policy]
@@ -108,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from onnx_engine.bench.plot import plot_latency
     from onnx_engine.bench.report import table, write_json
     from onnx_engine.bench.runner import run_benchmark
-    from onnx_engine.bench.settings import DEFAULT_MODELS, BenchSettings
     from onnx_engine.bench.targets import targets_table
-    from onnx_engine.bench.timing import TimingPlan
 
     settings = BenchSettings(
         batches=args.batch, seqs=args.seq, new_tokens=args.new_tokens,
