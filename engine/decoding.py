@@ -1,10 +1,8 @@
-"""The seq2seq decode loop: the three graphs, one loop, and the strategies that pick tokens.
+"""The seq2seq decode loop and the strategies that pick tokens.
 
-``Seq2SeqGraphs`` is the only place that calls the encoder, ``decoder_model`` (first step: reads
-the encoder output, returns self- and cross-attention caches) and ``decoder_with_past`` (every later
-step: one new token per row against the cache). ``run_decoder`` drives it, and a strategy (greedy,
-beam search, forced tokens) decides after each step which token each row feeds next and whether
-cache rows move. Swapping in IO binding or another first-step graph only touches ``Seq2SeqGraphs``.
+``run_decoder`` drives the graphs (:mod:`engine.seq2seq_graphs`, the only code that runs them):
+``decoder_model`` once, then ``decoder_with_past`` per token. A strategy (greedy, beam search,
+forced tokens) decides after each step which token each row feeds next and whether cache rows move.
 """
 
 from __future__ import annotations
@@ -14,12 +12,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from engine.artifact import Artifact
 from engine.errors import CorruptArtifactError
-from engine.kv_cache import DecoderCache, is_present
-from engine.session import EngineSession, RuntimeOptions
-
-GRAPH_ROLES = ("encoder", "decoder", "decoder_with_past")
+from engine.seq2seq_graphs import EncoderState, Seq2SeqGraphs
 
 
 @dataclass(frozen=True)
@@ -59,75 +53,6 @@ class GenerationSettings:
     @property
     def default_max_new_tokens(self) -> int:
         return max(1, self.max_length - 1)
-
-
-@dataclass(frozen=True)
-class EncoderState:
-    """Encoder output and its attention mask; every decoder step needs the mask."""
-
-    hidden: np.ndarray  # [rows, source_len, d_model]
-    mask: np.ndarray  # [rows, source_len], int64, 0 on padding
-
-
-class Seq2SeqGraphs:
-    """The encoder, first-step decoder and with-past decoder sessions of one artifact."""
-
-    def __init__(self, sessions: Mapping[str, EngineSession]) -> None:
-        self.encoder = sessions["encoder"]
-        self.decoder = sessions["decoder"]
-        self.decoder_with_past = sessions["decoder_with_past"]
-        # Asked for by name, logits first: the graphs' own output order is Optimum's business.
-        self._first_outputs = _logits_and_presents(self.decoder)
-        self._next_outputs = _logits_and_presents(self.decoder_with_past)
-
-    @classmethod
-    def load(cls, artifact: Artifact, options: RuntimeOptions) -> Seq2SeqGraphs:
-        """Open the three graphs the manifest lists under their roles.
-
-        Raises:
-            CorruptArtifactError: a role is missing from the manifest or a graph does not load.
-        """
-        graphs = artifact.manifest.graphs
-        missing = [role for role in GRAPH_ROLES if role not in graphs]
-        if missing:
-            raise CorruptArtifactError(
-                f"'{artifact.path}' lists no graph for {missing}; a seq2seq artifact needs "
-                f"{', '.join(GRAPH_ROLES)}. Re-export it with --task text2text-generation."
-            )
-        files = {role: artifact.file(graphs[role].file) for role in GRAPH_ROLES}
-        return cls({role: EngineSession(path, options) for role, path in files.items()})
-
-    @property
-    def providers(self) -> list[str]:
-        return self.decoder_with_past.providers
-
-    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> EncoderState:
-        (hidden,) = self.encoder.run({"input_ids": input_ids, "attention_mask": attention_mask})
-        return EncoderState(hidden, attention_mask)
-
-    def first_step(
-        self, decoder_ids: np.ndarray, encoder: EncoderState
-    ) -> tuple[np.ndarray, DecoderCache]:
-        """Logits ``[rows, len, vocab]`` for whole decoder inputs, and the cache they leave."""
-        feeds = {
-            "input_ids": decoder_ids,
-            "encoder_hidden_states": encoder.hidden,
-            "encoder_attention_mask": encoder.mask,
-        }
-        logits, *presents = self.decoder.run(feeds, self._first_outputs)
-        return logits, DecoderCache.from_first_step(self._first_outputs[1:], presents)
-
-    def next_step(
-        self, decoder_ids: np.ndarray, cache: DecoderCache, encoder_mask: np.ndarray
-    ) -> tuple[np.ndarray, DecoderCache]:
-        """Logits ``[rows, 1, vocab]`` for one new token per row, and the grown cache."""
-        feeds = {"input_ids": decoder_ids, "encoder_attention_mask": encoder_mask, **cache.feeds()}
-        logits, *presents = self.decoder_with_past.run(feeds, self._next_outputs)
-        return logits, cache.advanced(self._next_outputs[1:], presents)
-
-
-def _logits_and_presents(session: EngineSession) -> list[str]:
-    return ["logits", *(name for name in session.output_names if is_present(name))]
 
 
 @dataclass(frozen=True)

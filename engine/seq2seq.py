@@ -8,21 +8,15 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from engine.artifact import TOKENIZER_NAME, Artifact
 from engine.beam_search import BeamSearch
-from engine.decoding import (
-    EncoderState,
-    ForcedDecoding,
-    GenerationSettings,
-    GreedySearch,
-    Seq2SeqGraphs,
-    run_decoder,
-)
+from engine.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
 from engine.errors import InputError
+from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
 from engine.seq2seq_outputs import (
     EncoderOutput,
@@ -30,18 +24,27 @@ from engine.seq2seq_outputs import (
     TargetLogits,
     generated_sequence,
 )
-from engine.session import RuntimeOptions
+from engine.seq2seq_graphs import EncoderState, Seq2SeqGraphs
+from engine.session import EngineSession, RuntimeOptions
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
-from engine.variants import AUTO, FP32
+from engine.variant_sessions import open_graphs, open_variant
+from engine.variants import FP32
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
-# ran would compete with the next one, so seq2seq loads its sessions without spinning.
+# ran would compete with the next one, so seq2seq loads its sessions without spinning. Measured on
+# full-size random t5-small, 32 greedy tokens at batch 1 (2-core CPU): spinning made the first
+# decoder step ~2x a later one (15-16 vs 5-6 ms) and the whole generate 250-280 ms instead of
+# ~200. The other defaults held up there too: one thread per core (1 thread: 270-300 ms), graph
+# optimization "all" ("extended"/"basic" equal within noise), arena on (off: equal).
 DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False)
 SCORE_REDUCTIONS = ("sum", "mean")
 
 
 class Seq2SeqLM:
-    """A T5-style encoder-decoder running on ONNX Runtime with tokenizers and NumPy only."""
+    """A T5-style encoder-decoder running on ONNX Runtime with tokenizers and NumPy only.
+
+    ``variant`` names the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``).
+    """
 
     def __init__(
         self,
@@ -49,12 +52,13 @@ class Seq2SeqLM:
         graphs: Seq2SeqGraphs,
         tokenizer: TextTokenizer,
         settings: GenerationSettings,
+        variant: str = FP32,
     ) -> None:
         self.artifact = artifact
         self.graphs = graphs
         self.tokenizer = tokenizer
         self.settings = settings
-        self.variant = FP32
+        self.variant = variant
 
     @classmethod
     def load(
@@ -72,22 +76,51 @@ class Seq2SeqLM:
             provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
             threads: intra-op threads; overrides ``options.threads``.
             options: session settings; the default turns thread spinning off (see above).
-            variant: ``auto`` or ``fp32``: seq2seq runs the exported fp32 graphs only, for now.
+            variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
+                ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
 
         Raises:
-            ArtifactError: the folder is missing, corrupt, tampered with or of another task.
-            InputError: an optimized variant was asked for.
+            ArtifactError: the folder is missing, corrupt, tampered with or of another task, or
+                the variant asked for was not made or failed its accuracy gate.
+            InputError: unknown variant or io_binding setting, or a variant made for another
+                provider (int8 on CUDA, fp16 on CPU).
             ProviderError: unknown provider, or CUDA requested but not usable.
         """
         options = (options or DEFAULT_OPTIONS).with_overrides(
             provider=provider, threads=threads, variant=variant
         )
-        if options.variant not in (AUTO, FP32):
-            raise InputError(
-                f"Seq2SeqLM runs the exported fp32 graphs only; variant {options.variant!r} is "
-                "not supported for text2text-generation yet. Use variant='auto' or 'fp32'."
-            )
         artifact = Artifact.open(path, task=TASK_TEXT2TEXT, verify_hashes=options.verify_hashes)
+        chosen = open_variant(artifact, options.variant, options)
+        return cls._assemble(artifact, chosen.sessions, options, chosen.name, guard_finite=True)
+
+    @classmethod
+    def from_graphs(
+        cls,
+        artifact: Artifact,
+        graphs: Mapping[str, str],
+        options: RuntimeOptions,
+        variant: str,
+    ) -> Seq2SeqLM:
+        """A model on given graph files (role -> file) of ``artifact``, with no variant choice.
+
+        For the optimizer, which must measure a variant before the manifest may vouch for it: no
+        gate applies, and NaN/inf logits are returned instead of raised so they can be measured.
+
+        Raises:
+            CorruptArtifactError: a role is missing or ONNX Runtime cannot load a file.
+        """
+        sessions = open_graphs(artifact, graphs, options)
+        return cls._assemble(artifact, sessions, options, variant, guard_finite=False)
+
+    @classmethod
+    def _assemble(
+        cls,
+        artifact: Artifact,
+        sessions: Mapping[str, EngineSession],
+        options: RuntimeOptions,
+        variant: str,
+        guard_finite: bool,
+    ) -> Seq2SeqLM:
         manifest = artifact.manifest
         tokenizer = TextTokenizer.from_file(
             artifact.file(TOKENIZER_NAME),
@@ -96,7 +129,8 @@ class Seq2SeqLM:
             pad_token=manifest.tokenizer["pad_token"],
         )
         settings = GenerationSettings.from_manifest(manifest.generation)
-        return cls(artifact, Seq2SeqGraphs.load(artifact, options), tokenizer, settings)
+        graphs = Seq2SeqGraphs(sessions, options.io_binding, guard_finite)
+        return cls(artifact, graphs, tokenizer, settings, variant)
 
     @property
     def providers(self) -> list[str]:
@@ -110,7 +144,7 @@ class Seq2SeqLM:
             InputError: not a string or list of strings, or an empty text.
         """
         encoder = self._encode(self._texts(texts, "source"))
-        return EncoderOutput(encoder.hidden, encoder.mask)
+        return EncoderOutput(host_array(encoder.hidden), encoder.mask)
 
     def logits(
         self, sources: str | Sequence[str], targets: str | Sequence[str], use_cache: bool = False
@@ -213,6 +247,41 @@ class Seq2SeqLM:
             raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}.")
         return int(max_new_tokens)
 
+    def decoder_logits(
+        self, sources: str | Sequence[str], decoder_input_ids: np.ndarray, use_cache: bool = False
+    ) -> np.ndarray:
+        """Teacher-forced logits ``[batch, len, vocab]`` for given decoder input ids.
+
+        Row ``i`` of ``decoder_input_ids`` starts with ``decoder_start_token_id`` and is fed to
+        the decoder against source ``i``; position ``t`` of the result predicts the token after
+        input ``t``. Rows may be padded at the end: the decoder is causal, so padding never changes
+        earlier positions. ``use_cache`` feeds the ids one by one through the KV cache.
+
+        Raises:
+            InputError: bad or empty sources, or ids that are not ``[len(sources), length]``
+                integers.
+        """
+        source_list = self._texts(sources, "source")
+        ids = np.asarray(decoder_input_ids)
+        if ids.ndim != 2 or ids.shape[0] != len(source_list) or ids.shape[1] < 1 or not (
+            np.issubdtype(ids.dtype, np.integer)
+        ):
+            raise InputError(
+                f"decoder_input_ids must be integers shaped [{len(source_list)}, length >= 1] "
+                f"(one row per source), got {ids.dtype} {ids.shape}."
+            )
+        return self._forced_logits(self._encode(source_list), ids.astype(np.int64), use_cache)
+
+    def _forced_logits(
+        self, encoder: EncoderState, decoder_inputs: np.ndarray, use_cache: bool
+    ) -> np.ndarray:
+        if not use_cache:
+            logits, _ = self.graphs.first_step(decoder_inputs, encoder)
+            return logits
+        forced = ForcedDecoding(decoder_inputs)
+        run_decoder(self.graphs, encoder, decoder_inputs[:, 0], forced)
+        return forced.logits()
+
     def _target_logits(
         self, sources: list[str], targets: list[str], use_cache: bool = False
     ) -> TargetLogits:
@@ -220,12 +289,7 @@ class Seq2SeqLM:
         target = self.tokenizer.encode(targets)
         start = np.full((len(targets), 1), self.settings.decoder_start_token_id, np.int64)
         decoder_inputs = np.concatenate([start, target.input_ids[:, :-1]], axis=1)
-        if use_cache:
-            forced = ForcedDecoding(decoder_inputs)
-            run_decoder(self.graphs, encoder, decoder_inputs[:, 0], forced)
-            logits = forced.logits()
-        else:
-            logits, _ = self.graphs.first_step(decoder_inputs, encoder)
+        logits = self._forced_logits(encoder, decoder_inputs, use_cache)
         return TargetLogits(logits, target.input_ids, target.attention_mask)
 
     def _encode(self, sources: list[str]) -> EncoderState:

@@ -55,6 +55,9 @@ class RuntimeOptions:
         variant: which graphs to run: ``auto`` (the fastest variant that passed its accuracy
             gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
             ``fp16`` (CUDA only); see :mod:`engine.variants`.
+        io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
+            device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
+            adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.
     """
 
     provider: str = "auto"
@@ -64,6 +67,7 @@ class RuntimeOptions:
     spin_wait: bool = True
     verify_hashes: bool = True
     variant: str = "auto"
+    io_binding: str = "auto"
 
     def with_overrides(self, **overrides: object) -> RuntimeOptions:
         """A copy with the given fields replaced; ``None`` values leave a field as it is."""
@@ -161,16 +165,29 @@ class EngineSession:
         self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None
     ) -> list[np.ndarray]:
         """Run the graph, feeding only the inputs it declares (e.g. no token_type_ids to RoBERTa)."""
+        inputs = self.select_inputs(feeds)
+        try:
+            return self._session.run(output_names, inputs)
+        except Exception as error:
+            raise self.failure(error) from error
+
+    def select_inputs(self, feeds: Mapping[str, object]) -> dict[str, object]:
+        """The feeds the graph declares, by name.
+
+        Raises:
+            OnnxEngineError: an input of the graph is not in ``feeds``.
+        """
         inputs = {name: feeds[name] for name in self.input_names if name in feeds}
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
             raise OnnxEngineError(f"'{self.path.name}' needs inputs {missing} that were not given.")
-        try:
-            return self._session.run(output_names, inputs)
-        except Exception as error:
-            raise OnnxEngineError(
-                f"ONNX Runtime failed running '{self.path.name}': {_first_line(error)}"
-            ) from error
+        return inputs
+
+    def failure(self, error: Exception) -> OnnxEngineError:
+        """Our error for an exception ONNX Runtime raised while running this graph."""
+        return OnnxEngineError(
+            f"ONNX Runtime failed running '{self.path.name}': {_first_line(error)}"
+        )
 
 
 def _first_line(error: Exception) -> str:

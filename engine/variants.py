@@ -47,13 +47,19 @@ class VariantGate:
         max_abs_diff: largest allowed |Δ| of raw outputs (logits).
         max_prob_diff: largest allowed |Δ| of scores after the model's activation (softmax or
             sigmoid); scale-free, so one limit suits every model.
-        min_agreement: fraction of checked inputs whose prediction (top-1 label or token) must be
-            the reference's.
+        min_agreement: fraction of checked predictions (top-1 label or token) that must be the
+            reference's.
+        flip_margin: largest reference margin (logit units, i.e. nats of log-probability,
+            between the reference's choice and the variant's; the top-2 margin when the variant
+            picked the runner-up) at which a changed prediction is forgiven as a near-tie.
+            Random-weight models have many near-ties that any rounding flips; a flip where the
+            reference was clearly decided (margin above this) fails the gate.
     """
 
     max_abs_diff: float | None = None
     max_prob_diff: float | None = None
     min_agreement: float = 1.0
+    flip_margin: float | None = None
 
     def violations(self, figures: VariantFigures) -> list[str]:
         """Each limit the figures break, as a readable phrase (empty when the gate passes)."""
@@ -69,6 +75,11 @@ class VariantGate:
                 f"top-1 agreement {figures.agreement:.1%} < {self.min_agreement:.1%} "
                 f"({figures.disagreements} of {figures.inputs} inputs differ)"
             )
+        if self.flip_margin is not None and not figures.clearest_flip <= self.flip_margin:
+            problems.append(
+                f"a top-1 prediction changed where the reference preferred its own by a logit "
+                f"margin of {figures.clearest_flip:.3g} > {self.flip_margin:g}"
+            )
         if problems and figures.worst_input:
             problems.append(f"worst input: {figures.worst_input}")
         return problems
@@ -76,7 +87,14 @@ class VariantGate:
 
 @dataclass(frozen=True)
 class VariantFigures:
-    """What a variant measured against PyTorch fp32 on the check set."""
+    """What a variant measured against PyTorch fp32 on the check set.
+
+    ``inputs`` counts checked predictions (one per text for a classifier, one per decoder
+    position for seq2seq). ``clearest_flip`` is the largest reference margin among the
+    predictions that changed (0 when none did; see ``VariantGate.flip_margin``).
+    ``sequence_agreement`` (seq2seq) is the share of check-set sources whose whole greedy output
+    is the reference's.
+    """
 
     max_abs_diff: float
     max_prob_diff: float
@@ -84,6 +102,8 @@ class VariantFigures:
     inputs: int
     finite: bool = True
     worst_input: str = ""
+    clearest_flip: float = 0.0
+    sequence_agreement: float | None = None
 
     @property
     def disagreements(self) -> int:

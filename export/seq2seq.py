@@ -164,7 +164,8 @@ class Seq2SeqExporter(TaskExporter):
     ) -> ParityReport:
         """Encoder states, first-step logits and cached vs one-shot teacher-forced decoding."""
         # Hashes are checked by the caller (export just wrote them; verify reports them itself).
-        options = RuntimeOptions(provider="cpu", verify_hashes=False)
+        # The exported fp32 graphs are what is checked here, never an optimized variant.
+        options = RuntimeOptions(provider="cpu", verify_hashes=False, variant="fp32")
         return compare_seq2seq(Seq2SeqLM.load(artifact_dir, options=options), reference, atol)
 
 

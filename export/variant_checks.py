@@ -13,13 +13,16 @@ from typing import Any, Callable, Mapping
 
 from engine.artifact import Artifact
 from engine.classifier import Classifier
-from engine.manifest import TASK_CLASSIFICATION
+from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+from engine.seq2seq import Seq2SeqLM
 from engine.session import RuntimeOptions
 from engine.variants import VariantFigures, VariantSpeed
 from export.check_set import SENTENCES, check_texts
 from export.classification import ClassificationExporter, ClassifierReference, check_set_outputs
 from export.errors import ExportError
 from export.gates import measure_figures
+from export.seq2seq import Seq2SeqExporter
+from export.seq2seq_variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
 from onnx_engine.bench.timing import TimingPlan, time_alternating
 
 
@@ -78,8 +81,32 @@ class ClassifierChecker(VariantChecker):
         }
 
 
+class Seq2SeqChecker(VariantChecker):
+    """T5: the export's parity set plus greedy decoding along PyTorch's path, per token."""
+
+    task = TASK_TEXT2TEXT
+
+    def load_reference(self, model: str) -> MemoizedReference:
+        return MemoizedReference(Seq2SeqExporter().load_reference(model))
+
+    def open(
+        self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
+    ) -> Seq2SeqLM:
+        return Seq2SeqLM.from_graphs(artifact, graphs, options, variant)
+
+    def on_cuda(self, engine: Seq2SeqLM) -> bool:
+        return engine.graphs.on_cuda
+
+    def figures(self, engine: Seq2SeqLM, reference: MemoizedReference) -> VariantFigures:
+        return seq2seq_figures(engine, reference)
+
+    def workloads(self, engine: Seq2SeqLM) -> dict[str, Callable[[], object]]:
+        return seq2seq_workloads(engine)
+
+
 VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
     ClassifierChecker.task: ClassifierChecker,
+    Seq2SeqChecker.task: Seq2SeqChecker,
 }
 
 

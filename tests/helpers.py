@@ -1,4 +1,4 @@
-"""Reference computations with transformers, shared by the tests (never used by the engine)."""
+"""Reference computations and test doubles shared by the tests (never used by the engine)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,28 @@ def assert_same_results(ours, theirs, atol: float = 1e-5) -> None:
     assert len(ours) == len(theirs)
     for mine, reference in zip(ours, theirs):
         assert_same_results(mine, reference, atol)
+
+
+def corrupting_recipe(recipe, scratch: Path):
+    """The variant recipe, applied to a copy of each fp32 graph whose last projection is negated.
+
+    A deliberately broken variant (the LM head or classifier head flipped) that its gate must
+    refuse.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from export.optimize import VariantRecipe
+
+    def build(source: Path, target: Path, config):
+        model = onnx.load(str(source))
+        weights = {init.name: init for init in model.graph.initializer}
+        projections = [node for node in model.graph.node if node.op_type in ("MatMul", "Gemm")]
+        name = next(n for node in reversed(projections) for n in node.input if n in weights)
+        flipped = -numpy_helper.to_array(weights[name])
+        weights[name].CopyFrom(numpy_helper.from_array(flipped, name))
+        corrupted = scratch / source.name
+        onnx.save(model, str(corrupted))
+        return recipe.build(corrupted, target, config)
+
+    return VariantRecipe(recipe.target, build)

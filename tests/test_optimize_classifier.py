@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from helpers import torch_logits
-from onnx import numpy_helper
+from helpers import corrupting_recipe, torch_logits
 
 import engine
 from engine import Classifier
@@ -31,7 +29,7 @@ from engine.variants import (
 )
 from export.check_set import check_texts
 from export.gates import default_gate, measure_figures
-from export.optimize import OptimizeSettings, VariantRecipe, default_recipes, optimize_artifact
+from export.optimize import OptimizeSettings, default_recipes, optimize_artifact
 from export.parity import OutputPair
 from onnx_engine.cli import main
 
@@ -116,30 +114,13 @@ def test_fp16_is_refused_on_cpu_and_a_changed_variant_file_at_load(optimized, co
     assert Classifier.load(changed, provider="cpu", variant=FP32).variant == FP32
 
 
-def _corrupting(recipe: VariantRecipe, scratch: Path) -> VariantRecipe:
-    """The recipe, applied to a copy of the fp32 graph whose last projection is negated."""
-
-    def build(source: Path, target: Path, config):
-        model = onnx.load(str(source))
-        weights = {init.name: init for init in model.graph.initializer}
-        projections = [node for node in model.graph.node if node.op_type in ("MatMul", "Gemm")]
-        name = next(n for node in reversed(projections) for n in node.input if n in weights)
-        flipped = -numpy_helper.to_array(weights[name])
-        weights[name].CopyFrom(numpy_helper.from_array(flipped, name))
-        corrupted = scratch / source.name
-        onnx.save(model, str(corrupted))
-        return recipe.build(corrupted, target, config)
-
-    return VariantRecipe(recipe.target, build)
-
-
 @pytest.mark.parametrize("variant", [FUSED, INT8])
 def test_a_variant_with_corrupted_weights_is_refused_by_its_gate(
     distilbert, copy_artifact, tmp_path, variant
 ):
     artifact = copy_artifact(distilbert.artifact)
     recipes = default_recipes()
-    recipes[variant] = _corrupting(recipes[variant], tmp_path)
+    recipes[variant] = corrupting_recipe(recipes[variant], tmp_path)
     settings = OptimizeSettings(artifact=artifact, variants=(variant,), timing_runs=1, quiet=True)
     record = optimize_artifact(settings, recipes).variants[variant]
     assert not record["passed"]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import engine
-from engine import InputError, Seq2SeqLM, TaskMismatchError
+from engine import ArtifactError, Seq2SeqLM, TaskMismatchError
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
 from export.seq2seq import Seq2SeqExporter
@@ -90,9 +90,10 @@ def test_engine_load_picks_seq2seq_for_a_t5_artifact(t5_v1_1):
     assert isinstance(lm, Seq2SeqLM) and lm.variant == "fp32"
 
 
-def test_optimized_variants_are_refused_not_ignored(t5_v1_1):
-    with pytest.raises(InputError, match="fp32 graphs only"):
+def test_a_variant_that_was_not_made_is_refused_not_ignored(t5_v1_1):
+    with pytest.raises(ArtifactError, match="optimize ARTIFACT --int8"):
         Seq2SeqLM.load(t5_v1_1.artifact, variant="int8")
+    assert Seq2SeqLM.load(t5_v1_1.artifact).variant == "fp32"
 
 
 def test_t5_runs_without_torch_or_transformers(t5_v1_1):

@@ -133,13 +133,18 @@ def _limits(gate: dict[str, Any] | None) -> str:
     if gate.get("max_prob_diff") is not None:
         parts.append(f"|Δprob|<={gate['max_prob_diff']:g}")
     parts.append(f"top1>={gate['min_agreement']:.0%}")
+    if gate.get("flip_margin") is not None:
+        parts.append(f"flip<={gate['flip_margin']:g}")
     return " ".join(parts)
 
 
 def _measured(figures: dict[str, Any] | None) -> str:
     if not figures:
         return "-"
-    return (
+    text = (
         f"|Δlogit| {figures['max_abs_diff']:.1e} |Δprob| {figures['max_prob_diff']:.1e} "
         f"top1 {figures['agreement']:.0%}"
     )
+    if figures.get("sequence_agreement") is not None:  # seq2seq: tokens, flips, whole outputs
+        text += f" flip {figures['clearest_flip']:.2g} seq {figures['sequence_agreement']:.0%}"
+    return text
