@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         gates[label]["size_mb"] = round(manifest.files[record["graphs"]["model"]].size / 1e6, 1)
         opened = Artifact.open(artifact, verify_hashes=False)
         options = RuntimeOptions(provider="cpu")
-        engines[label] = Classifier.from_graph(opened, record["graphs"]["model"], options, variant)
+        engines[label] = Classifier.from_graphs(opened, record["graphs"], options, variant)
 
     workloads = {label: _workloads(engine, sentences) for label, engine in engines.items()}
     speeds = measure_speeds(workloads, args.runs)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from engine.artifact import TOKENIZER_NAME, Artifact
+from engine.artifact import Artifact
+from engine.artifact_model import ArtifactModel
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.session import EngineSession, RuntimeOptions
 from engine.tokenization import TextInput, TextTokenizer, as_text_list, check_batch_size
-from engine.variant_sessions import open_variant
 from engine.variants import FP32
 
 _TOP_K_UNSET = object()
@@ -32,13 +31,16 @@ def default_activation(config: dict[str, Any]) -> str:
     return "softmax"
 
 
-class Classifier:
+class Classifier(ArtifactModel):
     """A text classifier running on ONNX Runtime with tokenizers and NumPy only.
 
     ``clf(texts)`` returns what ``transformers.pipeline("text-classification")`` returns for the
     same arguments; ``logits`` and ``predict_proba`` give the arrays behind it. ``variant`` names
-    the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``).
+    the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``). With ``guard_finite`` NaN/inf
+    logits (an fp16 overflow) raise instead of becoming scores.
     """
+
+    task = TASK_CLASSIFICATION
 
     def __init__(
         self,
@@ -46,60 +48,28 @@ class Classifier:
         session: EngineSession,
         tokenizer: TextTokenizer,
         variant: str = FP32,
+        guard_finite: bool = True,
     ) -> None:
         config = artifact.config()
         self.artifact = artifact
         self.session = session
         self.tokenizer = tokenizer
         self.variant = variant
+        self.guard_finite = guard_finite
         self.id2label = {int(key): label for key, label in config["id2label"].items()}
         self.activation = default_activation(config)
 
     @classmethod
-    def load(
+    def from_sessions(
         cls,
-        path: str | Path,
-        provider: str | None = None,
-        threads: int | None = None,
-        options: RuntimeOptions | None = None,
-        variant: str | None = None,
+        artifact: Artifact,
+        sessions: Mapping[str, EngineSession],
+        options: RuntimeOptions,
+        variant: str,
+        checked: bool,
     ) -> Classifier:
-        """Load a classifier artifact.
-
-        Args:
-            path: artifact folder written by ``onnx-engine export``.
-            provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
-            threads: intra-op threads; overrides ``options.threads``.
-            options: session settings (see :class:`RuntimeOptions`).
-            variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
-                ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
-
-        Raises:
-            ArtifactError: the folder is missing, corrupt, tampered with or of another task, or
-                the variant asked for was not made or failed its accuracy gate.
-            InputError: unknown variant, or one made for another provider (int8 on CUDA).
-            ProviderError: unknown provider, or CUDA requested but not usable.
-        """
-        options = (options or RuntimeOptions()).with_overrides(
-            provider=provider, threads=threads, variant=variant
-        )
-        artifact = Artifact.open(path, task=TASK_CLASSIFICATION, verify_hashes=options.verify_hashes)
-        chosen = open_variant(artifact, options.variant, options)
-        return cls(artifact, chosen.sessions["model"], _artifact_tokenizer(artifact), chosen.name)
-
-    @classmethod
-    def from_graph(
-        cls, artifact: Artifact, graph_file: str, options: RuntimeOptions, variant: str
-    ) -> Classifier:
-        """A classifier on one given graph file of ``artifact``, with no variant choice or gate.
-
-        For the optimizer, which must measure a variant before the manifest may vouch for it.
-
-        Raises:
-            CorruptArtifactError: ONNX Runtime cannot load the file.
-        """
-        session = EngineSession(artifact.file(graph_file), options)
-        return cls(artifact, session, _artifact_tokenizer(artifact), variant)
+        tokenizer = TextTokenizer.from_artifact(artifact)
+        return cls(artifact, sessions["model"], tokenizer, variant, guard_finite=checked)
 
     @property
     def providers(self) -> list[str]:
@@ -129,7 +99,7 @@ class Classifier:
             chunk = order[start : start + batch_size]
             encoded = self.tokenizer.encode([items[index] for index in chunk])
             (logits,) = self.session.run(encoded.feeds(), ["logits"])
-            if not np.isfinite(logits).all():  # an fp16 overflow must never pass as a score
+            if self.guard_finite and not np.isfinite(logits).all():
                 raise OnnxEngineError(
                     f"The '{self.variant}' graph returned NaN/inf logits. Load the artifact with "
                     "variant='fp32' and report the input that caused it."
@@ -196,13 +166,3 @@ class Classifier:
 
 def _char_length(item: TextInput) -> int:
     return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
-
-
-def _artifact_tokenizer(artifact: Artifact) -> TextTokenizer:
-    manifest = artifact.manifest
-    return TextTokenizer.from_file(
-        artifact.file(TOKENIZER_NAME),
-        max_length=manifest.max_length,
-        pad_id=manifest.tokenizer["pad_id"],
-        pad_token=manifest.tokenizer["pad_token"],
-    )

@@ -7,12 +7,12 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from engine.artifact import TOKENIZER_NAME, Artifact
+from engine.artifact import Artifact
+from engine.artifact_model import ArtifactModel
 from engine.beam_search import BeamSearch
 from engine.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
 from engine.errors import InputError
@@ -27,7 +27,6 @@ from engine.seq2seq_outputs import (
 from engine.seq2seq_graphs import EncoderState, Seq2SeqGraphs
 from engine.session import EngineSession, RuntimeOptions
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
-from engine.variant_sessions import open_graphs, open_variant
 from engine.variants import FP32
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
@@ -40,11 +39,14 @@ DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False)
 SCORE_REDUCTIONS = ("sum", "mean")
 
 
-class Seq2SeqLM:
+class Seq2SeqLM(ArtifactModel):
     """A T5-style encoder-decoder running on ONNX Runtime with tokenizers and NumPy only.
 
     ``variant`` names the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``).
     """
+
+    task = TASK_TEXT2TEXT
+    default_options = DEFAULT_OPTIONS
 
     def __init__(
         self,
@@ -61,76 +63,17 @@ class Seq2SeqLM:
         self.variant = variant
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        provider: str | None = None,
-        threads: int | None = None,
-        options: RuntimeOptions | None = None,
-        variant: str | None = None,
-    ) -> Seq2SeqLM:
-        """Load a ``text2text-generation`` artifact (encoder, decoder, decoder_with_past).
-
-        Args:
-            path: artifact folder written by ``onnx-engine export --task text2text-generation``.
-            provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
-            threads: intra-op threads; overrides ``options.threads``.
-            options: session settings; the default turns thread spinning off (see above).
-            variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
-                ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
-
-        Raises:
-            ArtifactError: the folder is missing, corrupt, tampered with or of another task, or
-                the variant asked for was not made or failed its accuracy gate.
-            InputError: unknown variant or io_binding setting, or a variant made for another
-                provider (int8 on CUDA, fp16 on CPU).
-            ProviderError: unknown provider, or CUDA requested but not usable.
-        """
-        options = (options or DEFAULT_OPTIONS).with_overrides(
-            provider=provider, threads=threads, variant=variant
-        )
-        artifact = Artifact.open(path, task=TASK_TEXT2TEXT, verify_hashes=options.verify_hashes)
-        chosen = open_variant(artifact, options.variant, options)
-        return cls._assemble(artifact, chosen.sessions, options, chosen.name, guard_finite=True)
-
-    @classmethod
-    def from_graphs(
-        cls,
-        artifact: Artifact,
-        graphs: Mapping[str, str],
-        options: RuntimeOptions,
-        variant: str,
-    ) -> Seq2SeqLM:
-        """A model on given graph files (role -> file) of ``artifact``, with no variant choice.
-
-        For the optimizer, which must measure a variant before the manifest may vouch for it: no
-        gate applies, and NaN/inf logits are returned instead of raised so they can be measured.
-
-        Raises:
-            CorruptArtifactError: a role is missing or ONNX Runtime cannot load a file.
-        """
-        sessions = open_graphs(artifact, graphs, options)
-        return cls._assemble(artifact, sessions, options, variant, guard_finite=False)
-
-    @classmethod
-    def _assemble(
+    def from_sessions(
         cls,
         artifact: Artifact,
         sessions: Mapping[str, EngineSession],
         options: RuntimeOptions,
         variant: str,
-        guard_finite: bool,
+        checked: bool,
     ) -> Seq2SeqLM:
-        manifest = artifact.manifest
-        tokenizer = TextTokenizer.from_file(
-            artifact.file(TOKENIZER_NAME),
-            max_length=manifest.max_length,
-            pad_id=manifest.tokenizer["pad_id"],
-            pad_token=manifest.tokenizer["pad_token"],
-        )
-        settings = GenerationSettings.from_manifest(manifest.generation)
-        graphs = Seq2SeqGraphs(sessions, options.io_binding, guard_finite)
-        return cls(artifact, graphs, tokenizer, settings, variant)
+        settings = GenerationSettings.from_manifest(artifact.manifest.generation)
+        graphs = Seq2SeqGraphs(sessions, options.io_binding, guard_finite=checked)
+        return cls(artifact, graphs, TextTokenizer.from_artifact(artifact), settings, variant)
 
     @property
     def providers(self) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Sequence, Tuple, Union
 import numpy as np
 from tokenizers import Tokenizer
 
+from engine.artifact import TOKENIZER_NAME, Artifact
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError, InputError
 
 
@@ -63,6 +64,21 @@ class TextTokenizer:
                 f"'{path}' is not a valid tokenizer.json ({error}). Re-export the artifact."
             ) from error
         return cls(tokenizer, max_length=max_length, pad_id=pad_id, pad_token=pad_token)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact) -> TextTokenizer:
+        """The artifact's tokenizer with its maximum length and padding token from the manifest.
+
+        Raises:
+            ArtifactError: tokenizer.json is missing, changed since export or unparsable.
+        """
+        manifest = artifact.manifest
+        return cls.from_file(
+            artifact.file(TOKENIZER_NAME),
+            max_length=manifest.max_length,
+            pad_id=manifest.tokenizer["pad_id"],
+            pad_token=manifest.tokenizer["pad_token"],
+        )
 
     def encode(self, texts: Sequence[TextInput]) -> EncodedBatch:
         """Tokenize a batch of texts or ``(text, pair)`` tuples.

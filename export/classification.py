@@ -12,10 +12,8 @@ from engine.classifier import Classifier
 from engine.manifest import TASK_CLASSIFICATION
 from engine.session import RuntimeOptions
 from export.check_set import check_texts
-from export.dependencies import require
-from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
-from export.task import TaskExporter, max_input_length, torch_no_grad
+from export.task import TaskExporter, load_pretrained, max_input_length, torch_no_grad
 
 
 @dataclass(frozen=True)
@@ -41,17 +39,9 @@ class ClassificationExporter(TaskExporter):
     graph_files = {"model": "model.onnx"}
 
     def load_reference(self, model: str) -> ClassifierReference:
-        transformers = require("transformers")
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-            torch_model = transformers.AutoModelForSequenceClassification.from_pretrained(model)
-        except (OSError, ValueError) as error:
-            raise ExportError(f"Cannot load '{model}' as a sequence classifier: {error}") from error
-        if not tokenizer.is_fast:
-            raise ExportError(
-                f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
-            )
-        torch_model.eval()
+        torch_model, tokenizer = load_pretrained(
+            model, "AutoModelForSequenceClassification", "a sequence classifier"
+        )
         return ClassifierReference(torch_model, tokenizer, max_input_length(torch_model, tokenizer))
 
     def config_overrides(self, reference: ClassifierReference) -> dict[str, Any]:

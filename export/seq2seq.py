@@ -22,7 +22,7 @@ from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
-from export.task import TaskExporter, max_input_length, torch_no_grad
+from export.task import TaskExporter, load_pretrained, max_input_length, torch_no_grad
 
 SUPPORTED_MODEL_TYPES = ("t5",)
 # Targets of at least 8 tokens under any T5 vocabulary, so the cached decode runs 8+ steps, and of
@@ -115,23 +115,13 @@ class Seq2SeqExporter(TaskExporter):
         Raises:
             ExportError: the checkpoint cannot be loaded, is not a T5, or has no tokenizer.json.
         """
-        transformers = require("transformers")
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-            torch_model = transformers.AutoModelForSeq2SeqLM.from_pretrained(model)
-        except (OSError, ValueError) as error:
-            raise ExportError(f"Cannot load '{model}' as a seq2seq LM: {error}") from error
+        torch_model, tokenizer = load_pretrained(model, "AutoModelForSeq2SeqLM", "a seq2seq LM")
         model_type = torch_model.config.model_type
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ExportError(
                 f"'{model}' is a '{model_type}' model; text2text-generation export supports "
                 f"{', '.join(SUPPORTED_MODEL_TYPES)} (T5, T5 v1.1, flan-T5)."
             )
-        if not tokenizer.is_fast:
-            raise ExportError(
-                f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
-            )
-        torch_model.eval()
         return Seq2SeqReference(torch_model, tokenizer, max_input_length(torch_model, tokenizer))
 
     def generation_settings(self, reference: Seq2SeqReference) -> dict[str, Any]:

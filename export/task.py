@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from export.dependencies import require
+from export.errors import ExportError
 from export.parity import ParityReport
 
 # Tokenizers that say "no limit" use this sentinel (transformers' VERY_LARGE_INTEGER is 1e30).
@@ -43,6 +44,24 @@ class TaskExporter(ABC):
 
     def save_tokenizer(self, reference: Any, folder: Path) -> None:
         reference.tokenizer.save_pretrained(str(folder))
+
+
+def load_pretrained(model: str, model_class: str, description: str) -> tuple[Any, Any]:
+    """Load ``model`` with ``transformers.<model_class>`` and its fast tokenizer, in eval mode.
+
+    Raises:
+        ExportError: the model cannot be loaded as ``description`` (missing folder, unreachable
+            hub id, wrong architecture), or it has no fast tokenizer for the engine to use.
+    """
+    transformers = require("transformers")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+        torch_model = getattr(transformers, model_class).from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise ExportError(f"Cannot load '{model}' as {description}: {error}") from error
+    if not tokenizer.is_fast:
+        raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
+    return torch_model.eval(), tokenizer
 
 
 def tokenizer_limit(tokenizer: Any) -> int | None:

@@ -63,7 +63,7 @@ class ClassifierChecker(VariantChecker):
     def open(
         self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
     ) -> Classifier:
-        return Classifier.from_graph(artifact, graphs["model"], options, variant)
+        return Classifier.from_graphs(artifact, graphs, options, variant)
 
     def on_cuda(self, engine: Classifier) -> bool:
         return engine.session.on_cuda

@@ -151,15 +151,10 @@ def torch_threads(threads: int) -> Any:
 
 def engine_tokenizer(artifact: Path) -> Any:
     """The artifact's tokenizer as the engine sets it up (padding, truncation at max_length)."""
-    from engine.artifact import TOKENIZER_NAME
-    from engine.manifest import ArtifactManifest
+    from engine.artifact import Artifact
     from engine.tokenization import TextTokenizer
 
-    manifest = ArtifactManifest.read(artifact)
-    return TextTokenizer.from_file(
-        artifact / TOKENIZER_NAME, max_length=manifest.max_length,
-        pad_id=manifest.tokenizer["pad_id"], pad_token=manifest.tokenizer["pad_token"],
-    )
+    return TextTokenizer.from_artifact(Artifact.open(artifact, verify_hashes=False))
 
 
 def label_indices(results: Sequence[dict[str, Any]], label_ids: dict[str, int]) -> np.ndarray:

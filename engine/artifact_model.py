@@ -1,0 +1,87 @@
+"""The loading pipeline every engine class shares: options, artifact, variant, sessions.
+
+``Classifier`` and ``Seq2SeqLM`` differ in what they do with their sessions, not in how they get
+them, so ``load`` is written once here and each class only assembles itself from sessions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Mapping, TypeVar
+
+from engine.artifact import Artifact
+from engine.session import EngineSession, RuntimeOptions
+from engine.variant_sessions import open_graphs, open_variant
+
+Model = TypeVar("Model", bound="ArtifactModel")
+
+
+class ArtifactModel:
+    """Base of the engine classes: one task, loaded from an artifact folder."""
+
+    task: ClassVar[str]
+    default_options: ClassVar[RuntimeOptions] = RuntimeOptions()
+
+    @classmethod
+    def load(
+        cls: type[Model],
+        path: str | Path,
+        provider: str | None = None,
+        threads: int | None = None,
+        options: RuntimeOptions | None = None,
+        variant: str | None = None,
+    ) -> Model:
+        """Load an artifact of this class's task.
+
+        Args:
+            path: artifact folder written by ``onnx-engine export``.
+            provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
+            threads: intra-op threads; overrides ``options.threads``.
+            options: session settings (see :class:`RuntimeOptions`); each class has defaults.
+            variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
+                ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
+
+        Raises:
+            ArtifactError: the folder is missing, corrupt, tampered with or of another task, or
+                the variant asked for was not made or failed its accuracy gate.
+            InputError: unknown variant, or one made for another provider (int8 on CUDA, fp16
+                on CPU).
+            ProviderError: unknown provider, or CUDA requested but not usable.
+        """
+        options = (options or cls.default_options).with_overrides(
+            provider=provider, threads=threads, variant=variant
+        )
+        artifact = Artifact.open(path, task=cls.task, verify_hashes=options.verify_hashes)
+        chosen = open_variant(artifact, options.variant, options)
+        return cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
+
+    @classmethod
+    def from_graphs(
+        cls: type[Model],
+        artifact: Artifact,
+        graphs: Mapping[str, str],
+        options: RuntimeOptions,
+        variant: str,
+    ) -> Model:
+        """A model on given graph files (role -> file) of ``artifact``, with no variant choice.
+
+        For the optimizer, which must measure a variant before the manifest may vouch for it: no
+        gate applies, and NaN/inf outputs are returned instead of raised so they can be measured.
+
+        Raises:
+            CorruptArtifactError: ONNX Runtime cannot load a file.
+        """
+        sessions = open_graphs(artifact, graphs, options)
+        return cls.from_sessions(artifact, sessions, options, variant, checked=False)
+
+    @classmethod
+    def from_sessions(
+        cls: type[Model],
+        artifact: Artifact,
+        sessions: Mapping[str, EngineSession],
+        options: RuntimeOptions,
+        variant: str,
+        checked: bool,
+    ) -> Model:
+        """Build the instance from open sessions; ``checked`` turns on the NaN/inf guard."""
+        raise NotImplementedError
