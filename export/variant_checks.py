@@ -23,7 +23,7 @@ from export.errors import ExportError
 from export.gates import measure_figures
 from export.seq2seq import Seq2SeqExporter
 from export.seq2seq_variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
-from onnx_engine.bench.timing import TimingPlan, time_alternating
+from export.timing import TimingPlan, time_alternating
 
 
 class VariantChecker(ABC):

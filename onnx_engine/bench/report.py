@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from onnx_engine.bench.graph_cost import GraphCost
-from onnx_engine.bench.timing import LatencyStats
+from export.timing import LatencyStats
 
 PIPELINE, ORT_RAW = "pipeline", "ort-raw"
 REFERENCE_VARIANT = "fp32"

@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from onnx_engine.bench.errors import BenchError
+from engine.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ class TimingPlan:
         for name in ("warmup", "rounds", "min_rounds", "timed_per_turn"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "warmup" else 1):
-                raise BenchError(f"TimingPlan.{name} must be a positive integer, got {value!r}.")
+                raise InputError(f"TimingPlan.{name} must be a positive integer, got {value!r}.")
         if self.min_rounds > self.rounds:
-            raise BenchError(f"min_rounds ({self.min_rounds}) exceeds rounds ({self.rounds}).")
+            raise InputError(f"min_rounds ({self.min_rounds}) exceeds rounds ({self.rounds}).")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class LatencyStats:
     @classmethod
     def of(cls, seconds: list[float]) -> LatencyStats:
         if not seconds:
-            raise BenchError("No timed calls to summarize.")
+            raise InputError("No timed calls to summarize.")
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(float(p50), float(p90), float(p99), float(ms.mean()), float(ms.min()), ms.size)
