@@ -7,6 +7,8 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 
 from __future__ import annotations
 
+import logging
+
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -36,6 +38,7 @@ from engine.variants import FP32
 # ~200. The other defaults held up there too: one thread per core (1 thread: 270-300 ms), graph
 # optimization "all" ("extended"/"basic" equal within noise), arena on (off: equal).
 DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False)
+logger = logging.getLogger(__name__)
 SCORE_REDUCTIONS = ("sum", "mean")
 
 
@@ -71,7 +74,15 @@ class Seq2SeqLM(ArtifactModel):
         variant: str,
         checked: bool,
     ) -> Seq2SeqLM:
-        settings = GenerationSettings.from_manifest(artifact.manifest.generation)
+        generation = artifact.manifest.generation
+        settings = GenerationSettings.from_manifest(generation)
+        if generation.get("checkpoint_defaults_not_applied"):
+            logger.warning(
+                "%s: the checkpoint's generation config sets %s, which the engine does not apply "
+                "(transformers' generate() would unless overridden); outputs can differ from it.",
+                artifact.path.name,
+                generation["checkpoint_defaults_not_applied"],
+            )
         graphs = Seq2SeqGraphs(sessions, options.io_binding, guard_finite=checked)
         return cls(artifact, graphs, TextTokenizer.from_artifact(artifact), settings, variant)
 

@@ -142,6 +142,7 @@ class Seq2SeqExporter(TaskExporter):
         eos = config.eos_token_id if generation.eos_token_id is None else generation.eos_token_id
         pad = generation.pad_token_id
         return {
+            "checkpoint_defaults_not_applied": _unapplied_generation_defaults(generation),
             "decoder_start_token_id": int(start),
             "eos_token_id": [int(i) for i in eos] if isinstance(eos, (list, tuple)) else int(eos),
             "pad_token_id": int(reference.tokenizer.pad_token_id if pad is None else pad),
@@ -216,3 +217,24 @@ def _masked_pair(
     valid = mask == 1
     same_length = candidate.shape[0] == reference.shape[0]
     return OutputPair(name, text, reference[valid], candidate[valid] if same_length else candidate)
+
+
+# Settings a checkpoint's generation_config.json can carry that transformers' generate() applies
+# when the caller does not override them, and that the engine's decoding does not implement.
+_UNAPPLIED_SETTINGS = (
+    "do_sample", "num_beams", "length_penalty", "min_length", "min_new_tokens",
+    "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "repetition_penalty",
+    "bad_words_ids", "suppress_tokens", "begin_suppress_tokens", "forced_bos_token_id",
+    "forced_eos_token_id",
+)
+
+
+def _unapplied_generation_defaults(generation: Any) -> dict[str, Any]:
+    """The checkpoint's generation settings that differ from transformers' defaults and that the
+    engine does not apply, so it can say so instead of silently decoding differently."""
+    defaults = type(generation)()
+    return {
+        name: getattr(generation, name)
+        for name in _UNAPPLIED_SETTINGS
+        if getattr(generation, name, None) != getattr(defaults, name, None)
+    }

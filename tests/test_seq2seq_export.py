@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 import engine
 from engine import ArtifactError, Seq2SeqLM, TaskMismatchError
+from engine.manifest import ArtifactManifest
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
 from export.seq2seq import Seq2SeqExporter
@@ -32,7 +34,7 @@ def test_artifact_holds_three_graphs_tokenizer_and_generation_settings(any_t5):
     vocab = any_t5.reference.model.config.vocab_size
     assert manifest.generation == {
         "decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0, "max_length": 20,
-        "vocab_size": vocab,
+        "vocab_size": vocab, "checkpoint_defaults_not_applied": {},
     }
     decoder_outputs = {spec.name: spec.shape for spec in manifest.graphs["decoder"].outputs}
     assert decoder_outputs["logits"][-1] == vocab
@@ -114,3 +116,26 @@ print(json.dumps({{
     assert report["loaded"] == []
     expected = t5_v1_1.reference.generate(["Hello world"], max_new_tokens=5, num_beams=2)
     assert report["ids"] == expected.token_ids[0]
+
+
+def test_checkpoint_generation_defaults_the_engine_does_not_apply_are_recorded_and_warned(
+    t5_v1_1, tmp_path, caplog
+):
+    import logging
+
+    import transformers
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(t5_v1_1.checkpoint, checkpoint)
+    generation = transformers.GenerationConfig.from_pretrained(checkpoint)
+    generation.no_repeat_ngram_size = 3
+    generation.num_beams = 4
+    generation.save_pretrained(checkpoint)
+    output = tmp_path / "artifact"
+    export_model(ExportSettings(model=str(checkpoint), output=output,
+                                task="text2text-generation", quiet=True))
+    recorded = ArtifactManifest.read(output).generation["checkpoint_defaults_not_applied"]
+    assert recorded == {"no_repeat_ngram_size": 3, "num_beams": 4}
+    with caplog.at_level(logging.WARNING):
+        Seq2SeqLM.load(output)
+    assert "no_repeat_ngram_size" in caplog.text and "outputs can differ" in caplog.text
