@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
-from engine.errors import InputError, OnnxEngineError
+from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.session import EngineSession, RuntimeOptions
@@ -99,11 +99,8 @@ class Classifier(ArtifactModel):
             chunk = order[start : start + batch_size]
             encoded = self.tokenizer.encode([items[index] for index in chunk])
             (logits,) = self.session.run(encoded.feeds(), ["logits"])
-            if self.guard_finite and not np.isfinite(logits).all():
-                raise OnnxEngineError(
-                    f"The '{self.variant}' graph returned NaN/inf logits. Load the artifact with "
-                    "variant='fp32' and report the input that caused it."
-                )
+            if self.guard_finite:
+                self.session.check_finite(logits)
             result[chunk] = logits
         return result
 

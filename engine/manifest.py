@@ -19,7 +19,6 @@ FORMAT_VERSION = 1
 
 TASK_CLASSIFICATION = "text-classification"
 TASK_TEXT2TEXT = "text2text-generation"
-KNOWN_TASKS = (TASK_CLASSIFICATION, TASK_TEXT2TEXT)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-from engine.errors import CorruptArtifactError, OnnxEngineError
+from engine.errors import CorruptArtifactError
 from engine.io_binding import DeviceValue, graph_call
 from engine.kv_cache import DecoderCache, is_present
 from engine.session import EngineSession
@@ -118,12 +118,8 @@ class Seq2SeqGraphs:
         return logits, cache.advanced(self._next_outputs[1:], presents)
 
     def _check(self, logits: np.ndarray, role: str) -> None:
-        if self.guard_finite and not np.isfinite(logits).all():
-            raise OnnxEngineError(
-                f"'{self.sessions[role].path.name}' returned NaN/inf logits, so no token can be "
-                "trusted. Load the artifact with variant='fp32' and report the input that caused "
-                "it."
-            )
+        if self.guard_finite:
+            self.sessions[role].check_finite(logits)
 
 
 def _logits_and_presents(session: EngineSession) -> list[str]:

@@ -183,6 +183,18 @@ class EngineSession:
             raise OnnxEngineError(f"'{self.path.name}' needs inputs {missing} that were not given.")
         return inputs
 
+    def check_finite(self, logits: np.ndarray) -> None:
+        """Refuse NaN/inf logits from this graph: an fp16 overflow must never pass as a score.
+
+        Raises:
+            OnnxEngineError: ``logits`` holds NaN or inf.
+        """
+        if not np.isfinite(logits).all():
+            raise OnnxEngineError(
+                f"'{self.path.name}' returned NaN/inf logits, so no result can be trusted. Load "
+                "the artifact with variant='fp32' and report the input that caused it."
+            )
+
     def failure(self, error: Exception) -> OnnxEngineError:
         """Our error for an exception ONNX Runtime raised while running this graph."""
         return OnnxEngineError(

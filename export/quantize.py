@@ -15,15 +15,14 @@ embedding lookup instead, leaving the head to dequantize 32k x 512 weights on ev
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from engine.errors import InputError
 from export.dependencies import require
+from export.quiet import quiet_library_output
 
 # Node-name patterns of layers that may be kept in fp32, by the name the CLI accepts.
 SENSITIVE_LAYERS = {
@@ -66,7 +65,7 @@ def quantize_graph(
     model = onnx.load(str(source))
     excluded = excluded_nodes(model, settings.keep_fp32)
     folded = fold_weight_transposes(model)
-    with quiet_root_logger():  # it logs a "consider pre-processing" hint on every call
+    with quiet_library_output():  # it logs a "consider pre-processing" hint on every call
         quantization.quantize_dynamic(
             model,
             str(target),
@@ -130,14 +129,3 @@ def excluded_nodes(model: Any, groups: tuple[str, ...]) -> list[str]:
         if any(pattern.search(node.name) for pattern in patterns)
     ]
 
-
-@contextlib.contextmanager
-def quiet_root_logger() -> Iterator[None]:
-    """Silence the root logger below ERROR for a block (libraries that log hints on it)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)

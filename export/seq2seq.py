@@ -107,7 +107,6 @@ class Seq2SeqExporter(TaskExporter):
         "decoder": "decoder_model.onnx",
         "decoder_with_past": "decoder_with_past_model.onnx",
     }
-    unused_files = ("decoder_model_merged.onnx",)
 
     def load_reference(self, model: str) -> Seq2SeqReference:
         """Load a T5 checkpoint and its fast tokenizer.

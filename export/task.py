@@ -24,7 +24,6 @@ class TaskExporter(ABC):
     task: str  # the manifest task name, e.g. "text-classification"
     optimum_task: str  # the task name Optimum's exporter takes
     graph_files: dict[str, str]  # role in the manifest -> ONNX file Optimum writes
-    unused_files: tuple[str, ...] = ()  # files Optimum writes that the artifact does not keep
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from export.check_set import SENTENCES, filler_text
@@ -167,9 +167,3 @@ def _drop_prefix_space_flag(config_path: Path) -> None:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config.pop("add_prefix_space", None)
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
-
-
-def build_t5(output: Path, variant: str = "t5", full_size: bool = False, seed: int = 0) -> Path:
-    """A tiny test T5, or with ``full_size`` one with t5-small's dimensions (random weights)."""
-    spec = FULL_SIZE_T5_SMALL if full_size else TinyT5Spec()
-    return build_tiny_t5(output, replace(spec, variant=variant, seed=seed))

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Mapping
 
 from engine.artifact import Artifact
+from engine.artifact_model import ArtifactModel
 from engine.classifier import Classifier
 from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
@@ -30,16 +31,17 @@ class VariantChecker(ABC):
     """Task-specific steps of checking a variant; stateless."""
 
     task: str
+    engine_class: type[ArtifactModel]
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:
         """The PyTorch model every variant is compared with."""
 
-    @abstractmethod
     def open(
         self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
     ) -> Any:
         """The engine object running exactly ``graphs`` (role -> file), with no gate applied."""
+        return self.engine_class.from_graphs(artifact, graphs, options, variant)
 
     @abstractmethod
     def on_cuda(self, engine: Any) -> bool:
@@ -56,14 +58,10 @@ class VariantChecker(ABC):
 
 class ClassifierChecker(VariantChecker):
     task = TASK_CLASSIFICATION
+    engine_class = Classifier
 
     def load_reference(self, model: str) -> ClassifierReference:
         return ClassificationExporter().load_reference(model)
-
-    def open(
-        self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
-    ) -> Classifier:
-        return Classifier.from_graphs(artifact, graphs, options, variant)
 
     def on_cuda(self, engine: Classifier) -> bool:
         return engine.session.on_cuda
@@ -85,14 +83,10 @@ class Seq2SeqChecker(VariantChecker):
     """T5: the export's parity set plus greedy decoding along PyTorch's path, per token."""
 
     task = TASK_TEXT2TEXT
+    engine_class = Seq2SeqLM
 
     def load_reference(self, model: str) -> MemoizedReference:
         return MemoizedReference(Seq2SeqExporter().load_reference(model))
-
-    def open(
-        self, artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, variant: str
-    ) -> Seq2SeqLM:
-        return Seq2SeqLM.from_graphs(artifact, graphs, options, variant)
 
     def on_cuda(self, engine: Seq2SeqLM) -> bool:
         return engine.graphs.on_cuda

@@ -68,10 +68,10 @@ def measure_peaks(threads: int, repeats: int = 5) -> MachinePeaks:
         try:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            from export.quantize import quiet_root_logger
+            from export.quiet import quiet_library_output
 
             int8_path = Path(scratch) / "matmul.int8.onnx"
-            with quiet_root_logger():  # its advice to pre-process does not apply to one MatMul
+            with quiet_library_output():  # its advice to pre-process does not apply to one MatMul
                 quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
             int8 = flops / _time_model(int8_path, threads, repeats)
         except ImportError:
