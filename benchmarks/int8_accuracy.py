@@ -74,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             artifact=artifact, variants=(variant,), quantize=settings, timing_runs=1, quiet=True
         ))
         record = manifest.variants[variant]
-        gates[label] = {key: record[key] for key in ("gate", "figures", "passed", "reason")}
-        gates[label]["made_with"] = record["made_with"]["model"]
-        gates[label]["size_mb"] = round(manifest.files[record["graphs"]["model"]].size / 1e6, 1)
+        stored = record.to_dict()
+        gates[label] = {key: stored[key] for key in ("gate", "figures", "passed", "reason")}
+        gates[label]["made_with"] = record.made_with["model"]
+        gates[label]["size_mb"] = round(manifest.files[record.graphs["model"]].size / 1e6, 1)
         opened = Artifact.open(artifact, verify_hashes=False)
         options = RuntimeOptions(provider="cpu")
-        engines[label] = Classifier.from_graphs(opened, record["graphs"], options, variant)
+        engines[label] = Classifier.from_graphs(opened, record.graphs, options, variant)
 
     workloads = {label: _workloads(engine, sentences) for label, engine in engines.items()}
     speeds = measure_speeds(workloads, args.runs)

@@ -1,6 +1,15 @@
-"""onnx-engine runtime: ONNX Runtime, tokenizers and NumPy only (never torch or transformers)."""
+"""onnx-engine runtime: ONNX Runtime, tokenizers and NumPy only (never torch or transformers).
 
-from engine.classifier import Classifier
+The public names are loaded on first use (PEP 562), so ``import engine.errors`` or
+``engine.__version__`` stays light: ONNX Runtime is imported only when a model class or
+``engine.load`` is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from engine.errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -13,10 +22,35 @@ from engine.errors import (
     ProviderError,
     TaskMismatchError,
 )
-from engine.loading import load
-from engine.seq2seq import Seq2SeqLM
-from engine.session import RuntimeOptions
 from engine.version import __version__
+
+# Public name -> module that defines it, imported when the name is first read.
+_LAZY = {
+    "Classifier": "engine.classifier",
+    "Seq2SeqLM": "engine.seq2seq",
+    "RuntimeOptions": "engine.session",
+    "load": "engine.loading",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
+    from engine.classifier import Classifier
+    from engine.loading import load
+    from engine.seq2seq import Seq2SeqLM
+    from engine.session import RuntimeOptions
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ArtifactError",

@@ -16,6 +16,7 @@ from engine.errors import (
     ArtifactNotFoundError,
     CorruptArtifactError,
     HashMismatchError,
+    InputError,
     TaskMismatchError,
 )
 from engine.manifest import ArtifactManifest, FileRecord
@@ -53,7 +54,13 @@ class Artifact:
     _verified: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
-    def open(cls, path: str | Path, task: str | None = None, verify_hashes: bool = True) -> Artifact:
+    def open(
+        cls,
+        path: str | Path,
+        task: str | None = None,
+        verify_hashes: bool = True,
+        require_parity: bool = True,
+    ) -> Artifact:
         """Open an artifact and check it is complete and unchanged.
 
         Args:
@@ -62,17 +69,27 @@ class Artifact:
             verify_hashes: compare each file's sha256 with the manifest when it is first used
                 (sizes are always compared). Turning it off saves ~0.7 ms per MB at load for
                 trusted deployments.
+            require_parity: refuse an artifact whose manifest has no passed parity check (an
+                export that was interrupted before its check). Only the exporter, which opens
+                its staging folder to run that check, turns it off.
 
         Raises:
             ArtifactNotFoundError: the folder, its manifest or a listed file is missing.
-            CorruptArtifactError: the manifest cannot be parsed.
+            CorruptArtifactError: the manifest cannot be parsed or has the wrong shape, or the
+                artifact was never checked against PyTorch.
             HashMismatchError: a file differs from what was exported.
             TaskMismatchError: the artifact was exported for another task.
         """
         if not isinstance(path, (str, Path)):
-            raise TypeError(f"artifact path must be a str or Path, got {type(path).__name__}")
+            raise InputError(f"artifact path must be a str or Path, got {type(path).__name__}.")
         folder = Path(path)
         manifest = ArtifactManifest.read(folder)
+        if require_parity and not manifest.parity_passed:
+            raise CorruptArtifactError(
+                f"'{folder}' was never checked against PyTorch (its manifest has no passed parity "
+                "report): the export was interrupted or rejected. Re-run 'onnx-engine export "
+                f"MODEL {folder} --force'."
+            )
         if task is not None and manifest.task != task:
             raise TaskMismatchError(
                 f"'{folder}' holds a '{manifest.task}' model, not '{task}'. Load it with "
@@ -82,21 +99,30 @@ class Artifact:
         artifact.check_sizes()
         return artifact
 
-    def file(self, name: str) -> Path:
-        """Path of an artifact file, its sha256 checked first (with ``verify_hashes``).
+    def path_of(self, name: str) -> Path:
+        """Where file ``name`` of the artifact is (or would be); nothing is checked."""
+        return self.path / name
+
+    def verified_file(self, name: str) -> Path:
+        """Path of a file the manifest lists, its sha256 checked first (with ``verify_hashes``).
 
         A graph's external-data side file (``model.onnx_data``), which ONNX Runtime reads
-        behind our back, is checked together with the graph.
+        behind our back, is checked together with the graph. Each file is hashed once.
 
         Raises:
+            ArtifactNotFoundError: the manifest does not list ``name``.
             HashMismatchError: the file differs from what was exported.
         """
+        if name not in self.manifest.files:
+            raise ArtifactNotFoundError(
+                f"'{self.path}' does not list '{name}' in its manifest. Re-export the artifact."
+            )
         if self.verify_hashes:
             for listed in (name, f"{name}_data"):
                 if listed in self.manifest.files and listed not in self._verified:
                     self._check_hash(listed)
                     self._verified.add(listed)
-        return self.path / name
+        return self.path_of(name)
 
     def _check_hash(self, name: str) -> None:
         path = self.path / name
@@ -123,10 +149,15 @@ class Artifact:
 
     def config(self) -> dict[str, Any]:
         """The Hugging Face ``config.json`` copied into the artifact (labels, token ids)."""
-        if not (self.path / CONFIG_NAME).is_file():
+        if not self.path_of(CONFIG_NAME).is_file():
             raise ArtifactNotFoundError(f"'{self.path}' is missing '{CONFIG_NAME}'. Re-export it.")
-        path = self.file(CONFIG_NAME)
+        path = self.verified_file(CONFIG_NAME)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise CorruptArtifactError(f"{path} is not valid JSON ({error}). Re-export it.") from error
+        if not isinstance(config, dict):
+            raise CorruptArtifactError(
+                f"{path} must hold a JSON object, got {type(config).__name__}. Re-export it."
+            )
+        return config

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import ClassVar, Mapping, TypeVar
 
 from engine.artifact import Artifact
-from engine.session import EngineSession, RuntimeOptions
+from engine.errors import InputError
+from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
 from engine.variant_sessions import open_graphs, open_variant
 
 Model = TypeVar("Model", bound="ArtifactModel")
@@ -20,7 +21,7 @@ class ArtifactModel:
     """Base of the engine classes: one task, loaded from an artifact folder."""
 
     task: ClassVar[str]
-    default_options: ClassVar[RuntimeOptions] = RuntimeOptions()
+    default_options: ClassVar[RuntimeOptions] = ENGINE_DEFAULTS
 
     @classmethod
     def load(
@@ -37,7 +38,8 @@ class ArtifactModel:
             path: artifact folder written by ``onnx-engine export``.
             provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
             threads: intra-op threads; overrides ``options.threads``.
-            options: session settings (see :class:`RuntimeOptions`); each class has defaults.
+            options: session settings (see :class:`RuntimeOptions`); the fields set there are
+                layered over this class's defaults, the others keep them.
             variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
                 ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
 
@@ -48,10 +50,22 @@ class ArtifactModel:
                 on CPU).
             ProviderError: unknown provider, or CUDA requested but not usable.
         """
-        options = (options or cls.default_options).with_overrides(
-            provider=provider, threads=threads, variant=variant
-        )
+        options = cls.resolve_options(options, provider=provider, threads=threads, variant=variant)
         artifact = Artifact.open(path, task=cls.task, verify_hashes=options.verify_hashes)
+        return cls.from_artifact(artifact, options)
+
+    @classmethod
+    def from_artifact(cls: type[Model], artifact: Artifact, options: RuntimeOptions) -> Model:
+        """A model on an opened artifact, with the variant ``options`` asks for.
+
+        ``options`` is layered over this class's defaults (fields left unset keep them).
+
+        Raises:
+            ArtifactError: the variant asked for was not made or failed its accuracy gate.
+            InputError: a variant made for another provider.
+            ProviderError: CUDA requested but not usable.
+        """
+        options = cls.resolve_options(options)
         chosen = open_variant(artifact, options.variant, options)
         return cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
 
@@ -71,8 +85,25 @@ class ArtifactModel:
         Raises:
             CorruptArtifactError: ONNX Runtime cannot load a file.
         """
-        sessions = open_graphs(artifact, graphs, options)
+        options = cls.resolve_options(options)
+        sessions = open_graphs(artifact, graphs, options, listed=False)
         return cls.from_sessions(artifact, sessions, options, variant, checked=False)
+
+    @classmethod
+    def resolve_options(
+        cls, options: RuntimeOptions | None = None, **overrides: object
+    ) -> RuntimeOptions:
+        """The user's options (and keyword overrides) layered over this class's defaults.
+
+        Raises:
+            InputError: ``options`` is not a :class:`RuntimeOptions`, or an override is invalid.
+        """
+        if options is not None and not isinstance(options, RuntimeOptions):
+            raise InputError(
+                f"options must be an engine.RuntimeOptions, got {type(options).__name__}."
+            )
+        given = (options or RuntimeOptions()).with_overrides(**overrides)
+        return given.over(cls.default_options)
 
     @classmethod
     def from_sessions(

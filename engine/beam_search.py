@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.decoding import DecodedTokens, StepDecision
+from engine.decoding import DecodedTokens, StepDecision, room_for
 from engine.numerics import log_softmax
 
 _IMPOSSIBLE = np.float32(-1.0e9)
@@ -51,7 +51,7 @@ class BeamSearch:
         early_stopping: bool | str = False,
         keep_logits: bool = False,
     ) -> None:
-        shape = (batch, num_beams, max_new_tokens)
+        shape = (batch, num_beams, 0)  # grown as tokens are produced (see ``room_for``)
         self.num_beams = num_beams
         self.candidates = max(2, 1 + len(eos_ids)) * num_beams
         self.eos_ids = np.array(eos_ids, dtype=np.int64)
@@ -61,7 +61,11 @@ class BeamSearch:
         # Running hypotheses: tokens, logit rows they came from, summed log-probs.
         self.running_tokens = np.zeros(shape, dtype=np.int64)
         self.running_rows = np.full(shape, -1, dtype=np.int64)
-        self.running_scores = np.zeros((batch, num_beams), dtype=np.float32)
+        # As transformers: only the first beam of an input is live at the start, the others are
+        # "impossible" copies of it, so an input always has ``num_beams`` hypotheses, even when
+        # its first step offers fewer than ``2 * num_beams`` tokens (a vocabulary < num_beams).
+        self.running_scores = np.full((batch, num_beams), _IMPOSSIBLE, dtype=np.float32)
+        self.running_scores[:, 0] = 0.0
         # Finished hypotheses, best first, with their length-penalized scores.
         self.tokens = np.zeros(shape, dtype=np.int64)
         self.rows = np.full(shape, -1, dtype=np.int64)
@@ -78,9 +82,13 @@ class BeamSearch:
         rows_per_input = logits.shape[0] // batch  # 1 on the first step, num_beams afterwards
         if self.step_logits is not None:
             self.step_logits.append(logits)
+        self._make_room(step)
         log_probs = log_softmax(logits.astype(np.float32, copy=False))
-        totals = log_probs.reshape(batch, rows_per_input, vocab)
-        totals = (totals + self.running_scores[:, :rows_per_input, None]).reshape(batch, -1)
+        # On the first step every beam of an input continues its one row.
+        log_probs = log_probs.reshape(batch, rows_per_input, 1, vocab)
+        totals = np.broadcast_to(log_probs, (batch, rows_per_input, beams // rows_per_input, vocab))
+        totals = (totals.reshape(batch, beams, vocab) + self.running_scores[:, :, None])
+        totals = totals.reshape(batch, -1)
 
         top = top_k_indices(totals, self.candidates)
         top_scores = np.take_along_axis(totals, top, axis=1)
@@ -88,7 +96,8 @@ class BeamSearch:
         top_tokens = _gather(self.running_tokens, origin)
         top_tokens[:, :, step] = token
         top_rows = _gather(self.running_rows, origin)
-        top_rows[:, :, step] = origin + np.arange(batch)[:, None] * rows_per_input
+        source_row = origin if rows_per_input > 1 else np.zeros_like(origin)
+        top_rows[:, :, step] = source_row + np.arange(batch)[:, None] * rows_per_input
         ends = np.isin(token, self.eos_ids) | (step + 1 >= self.max_new_tokens)
 
         origins = self._keep_running(top_scores, top_tokens, top_rows, ends, origin)
@@ -102,6 +111,14 @@ class BeamSearch:
             return StepDecision(next_ids, expand=beams)
         cache_rows = (origins + np.arange(batch)[:, None] * beams).reshape(-1)
         return StepDecision(next_ids, reorder=cache_rows)
+
+    def _make_room(self, step: int) -> None:
+        """Grow the token and row buffers to hold ``step``, by doubling (see ``room_for``)."""
+        limit = self.max_new_tokens
+        self.running_tokens = room_for(self.running_tokens, step, limit, 0)
+        self.running_rows = room_for(self.running_rows, step, limit, -1)
+        self.tokens = room_for(self.tokens, step, limit, 0)
+        self.rows = room_for(self.rows, step, limit, -1)
 
     def _keep_running(self, top_scores, top_tokens, top_rows, ends, origin) -> np.ndarray:
         """The best ``num_beams`` continuations that did not end; returns their source beams."""
@@ -150,9 +167,9 @@ class BeamSearch:
     def result(self) -> DecodedTokens:
         """The best finished hypothesis of each input."""
         return DecodedTokens(
-            tokens=self.tokens[:, 0],
+            tokens=self.tokens[:, 0, : self._step],
             lengths=self.lengths[:, 0],
-            rows=self.rows[:, 0],
+            rows=self.rows[:, 0, : self._step],
             scores=self.scores[:, 0],
             step_logits=self.step_logits,
         )

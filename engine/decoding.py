@@ -28,6 +28,7 @@ class GenerationSettings:
     eos_token_ids: tuple[int, ...]
     pad_token_id: int
     max_length: int
+    vocab_size: int | None = None
 
     @classmethod
     def from_manifest(cls, generation: Mapping[str, Any]) -> GenerationSettings:
@@ -43,6 +44,7 @@ class GenerationSettings:
                 eos_token_ids=tuple(int(i) for i in (eos if isinstance(eos, list) else [eos])),
                 pad_token_id=int(generation["pad_token_id"]),
                 max_length=int(generation.get("max_length", 20)),
+                vocab_size=int(generation["vocab_size"]) if "vocab_size" in generation else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptArtifactError(
@@ -99,9 +101,9 @@ class DecodedTokens:
     (beam search moves sequences between rows). ``step_logits`` is kept only when scores are asked.
     """
 
-    tokens: np.ndarray  # [batch, max_new_tokens], valid up to lengths[i]
+    tokens: np.ndarray  # [batch, steps decoded], valid up to lengths[i]
     lengths: np.ndarray  # [batch], generated tokens including a final EOS
-    rows: np.ndarray  # [batch, max_new_tokens]
+    rows: np.ndarray  # [batch, steps decoded]
     scores: np.ndarray | None  # [batch] sequence scores (beam search), else None
     step_logits: list[np.ndarray] | None
 
@@ -118,6 +120,21 @@ class DecodedTokens:
         )
 
 
+def room_for(array: np.ndarray, step: int, limit: int, fill: int) -> np.ndarray:
+    """``array`` (tokens along the last axis) with a column for ``step``, grown by doubling.
+
+    Buffers follow the tokens actually produced, not the ``max_new_tokens`` asked for: a request
+    for a billion tokens that ends at EOS after ten costs ten columns, and growth by doubling
+    keeps the copying amortized O(1) per token.
+    """
+    width = array.shape[-1]
+    if step < width:
+        return array
+    grown = np.full(array.shape[:-1] + (min(max(2 * width, 8), limit),), fill, dtype=array.dtype)
+    grown[..., :width] = array
+    return grown
+
+
 class GreedySearch:
     """Greedy decoding as ``transformers`` does it: argmax, then pad once a row has hit EOS."""
 
@@ -125,7 +142,8 @@ class GreedySearch:
         self, batch: int, max_new_tokens: int, eos_ids: tuple[int, ...], pad_id: int,
         keep_logits: bool = False,
     ) -> None:
-        self.tokens = np.full((batch, max_new_tokens), pad_id, dtype=np.int64)
+        self.max_new_tokens = max_new_tokens
+        self.tokens = np.full((batch, 0), pad_id, dtype=np.int64)
         self.lengths = np.zeros(batch, dtype=np.int64)
         self.unfinished = np.ones(batch, dtype=bool)
         self.eos_ids = np.array(eos_ids, dtype=np.int64)
@@ -135,20 +153,22 @@ class GreedySearch:
 
     def advance(self, logits: np.ndarray) -> StepDecision:
         chosen = np.where(self.unfinished, np.argmax(logits, axis=-1), self.pad_id)
+        self.tokens = room_for(self.tokens, self._step, self.max_new_tokens, self.pad_id)
         self.tokens[:, self._step] = chosen
         self.lengths += self.unfinished
         if self.step_logits is not None:
             self.step_logits.append(logits)
         self.unfinished &= ~np.isin(chosen, self.eos_ids)
         self._step += 1
-        if not self.unfinished.any() or self._step == self.tokens.shape[1]:
+        if not self.unfinished.any() or self._step == self.max_new_tokens:
             return StepDecision(None)
         return StepDecision(chosen)
 
     def result(self) -> DecodedTokens:
-        batch, width = self.tokens.shape
+        tokens = self.tokens[:, : self._step]
+        batch, width = tokens.shape
         rows = np.broadcast_to(np.arange(batch)[:, None], (batch, width))
-        return DecodedTokens(self.tokens, self.lengths, rows, None, self.step_logits)
+        return DecodedTokens(tokens, self.lengths, rows, None, self.step_logits)
 
 
 class ForcedDecoding:

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engine.artifact import Artifact
 from engine.classifier import Classifier
-from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT, ArtifactManifest
-from engine.seq2seq import Seq2SeqLM
 from engine.errors import TaskMismatchError
+from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+from engine.seq2seq import Seq2SeqLM
+from engine.session import RuntimeOptions
 
 _TASK_CLASSES: dict[str, Any] = {TASK_CLASSIFICATION: Classifier, TASK_TEXT2TEXT: Seq2SeqLM}
 
 
-def load(path: str | Path, **kwargs: Any) -> Any:
+def load(
+    path: str | Path,
+    provider: str | None = None,
+    threads: int | None = None,
+    options: RuntimeOptions | None = None,
+    variant: str | None = None,
+) -> Any:
     """Load an artifact with the engine class for the task its manifest names.
 
-    Keyword arguments are passed to that class's ``load`` (``provider``, ``threads``, ``options``,
-    ``variant``).
+    The arguments mean what they mean for that class's ``load``; the manifest is read once.
 
     Raises:
-        ArtifactError: missing or corrupt artifact, or a task this engine cannot serve.
+        ArtifactError: missing, corrupt or unchecked artifact, or a task this engine cannot serve.
+        InputError: an invalid option.
+        ProviderError: the provider asked for is not usable.
     """
-    manifest = ArtifactManifest.read(Path(path))
-    engine_class = _TASK_CLASSES.get(manifest.task)
+    artifact = Artifact.open(path)
+    engine_class = _TASK_CLASSES.get(artifact.manifest.task)
     if engine_class is None:
         raise TaskMismatchError(
-            f"'{path}' is a '{manifest.task}' artifact; this engine serves: "
+            f"'{path}' is a '{artifact.manifest.task}' artifact; this engine serves: "
             f"{', '.join(sorted(_TASK_CLASSES))}."
         )
-    return engine_class.load(path, **kwargs)
+    options = engine_class.resolve_options(
+        options, provider=provider, threads=threads, variant=variant
+    )
+    return engine_class.from_artifact(replace(artifact, verify_hashes=options.verify_hashes), options)

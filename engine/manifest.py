@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError
+from engine.variant_records import VariantRecord
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 TASK_CLASSIFICATION = "text-classification"
 TASK_TEXT2TEXT = "text2text-generation"
+FP32_VARIANT = "fp32"  # the export's own graphs; its manifest entry holds only their speeds
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,22 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class TokenizerSpec:
+    """The padding token the model was trained with (``tokenizer.json`` may not say)."""
+
+    pad_id: int
+    pad_token: str
+
+
+@dataclass(frozen=True)
 class ArtifactManifest:
-    """Everything the engine needs to know about an artifact folder.
+    """Everything the engine needs to know about an artifact folder, parsed and checked once.
 
     ``graphs`` maps a role (``model`` for a classifier; ``encoder``, ``decoder``,
     ``decoder_with_past`` for seq2seq) to the fp32 graph. ``variants`` holds optimized versions of
-    those graphs with their accuracy gates. ``tokenizer`` holds the padding token the model was
-    trained with. ``parity`` is the export-time comparison with PyTorch.
+    those graphs with their accuracy gates. ``tokenizer`` holds the padding token. ``parity`` is
+    the export-time comparison with PyTorch (a report with ``passed``; empty while an export is
+    still being checked). ``generation`` holds seq2seq token ids and limits.
     """
 
     task: str
@@ -72,14 +83,24 @@ class ArtifactManifest:
     max_length: int
     graphs: dict[str, GraphSpec]
     files: dict[str, FileRecord]
-    tokenizer: dict[str, Any] = field(default_factory=dict)
+    tokenizer: TokenizerSpec
     parity: dict[str, Any] = field(default_factory=dict)
     generation: dict[str, Any] = field(default_factory=dict)
-    variants: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, VariantRecord] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    @property
+    def parity_passed(self) -> bool:
+        """Whether the export's parity check against PyTorch ran and passed."""
+        return self.parity.get("passed") is True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["variants"] = {name: record.to_dict() for name, record in self.variants.items()}
+        return data
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def write(self, folder: Path) -> Path:
         path = Path(folder) / MANIFEST_NAME
@@ -88,11 +109,12 @@ class ArtifactManifest:
 
     @classmethod
     def read(cls, folder: Path) -> ArtifactManifest:
-        """Read ``manifest.json`` from an artifact folder.
+        """Read and check ``manifest.json`` of an artifact folder.
 
         Raises:
             ArtifactNotFoundError: the folder or its manifest does not exist.
-            CorruptArtifactError: the manifest is not valid JSON or lacks required fields.
+            CorruptArtifactError: the manifest is not valid UTF-8 JSON, or a field is missing or
+                of the wrong shape (the message names the field).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -108,37 +130,130 @@ class ArtifactManifest:
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls.from_dict(data)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise CorruptArtifactError(
-                f"{path} is corrupt ({type(error).__name__}: {error}). Re-export the artifact."
+                f"{path} is not valid JSON ({error}). Re-export the artifact."
             ) from error
+        try:
+            return cls.from_dict(data)
+        except CorruptArtifactError as error:
+            raise CorruptArtifactError(f"{path}: {error} Re-export the artifact.") from error
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArtifactManifest:
+    def from_dict(cls, data: object) -> ArtifactManifest:
+        """Build the typed manifest from parsed JSON, checking every field's shape.
+
+        Raises:
+            CorruptArtifactError: a field is missing or of the wrong type (named in the message).
+        """
+        data = _mapping(data, "the manifest")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"format_version {version!r}, this engine reads {FORMAT_VERSION}")
-        graphs = {role: _graph_from_dict(spec) for role, spec in data["graphs"].items()}
-        files = {name: FileRecord(**record) for name, record in data["files"].items()}
+            raise CorruptArtifactError(
+                f"format_version is {version!r}; this engine reads {FORMAT_VERSION}."
+            )
+        graphs = {
+            _text(role, "a graph role"): _graph_from_dict(spec, f"graphs.{role}")
+            for role, spec in _mapping(_required(data, "graphs"), "graphs").items()
+        }
+        if not graphs:
+            raise CorruptArtifactError("field 'graphs' is empty: the artifact lists no ONNX graph.")
+        files = {
+            _text(name, "a file name"): _file_record(record, f"files.{name}")
+            for name, record in _mapping(_required(data, "files"), "files").items()
+        }
+        tokenizer = _mapping(_required(data, "tokenizer"), "tokenizer")
+        variants = _mapping(data.get("variants", {}), "variants")
         return cls(
-            task=data["task"],
-            source_model=data["source_model"],
-            engine_version=data["engine_version"],
-            opset=int(data["opset"]),
-            max_length=int(data["max_length"]),
+            task=_text(_required(data, "task"), "task"),
+            source_model=_text(_required(data, "source_model"), "source_model"),
+            engine_version=_text(_required(data, "engine_version"), "engine_version"),
+            opset=_integer(_required(data, "opset"), "opset"),
+            max_length=_integer(_required(data, "max_length"), "max_length", minimum=1),
             graphs=graphs,
             files=files,
-            tokenizer=data.get("tokenizer", {}),
-            parity=data.get("parity", {}),
-            generation=data.get("generation", {}),
-            variants=data.get("variants", {}),
+            tokenizer=TokenizerSpec(
+                pad_id=_integer(_required(tokenizer, "pad_id", "tokenizer"), "tokenizer.pad_id"),
+                pad_token=_text(
+                    _required(tokenizer, "pad_token", "tokenizer"), "tokenizer.pad_token"
+                ),
+            ),
+            parity=_mapping(data.get("parity", {}), "parity"),
+            generation=_mapping(data.get("generation", {}), "generation"),
+            variants={
+                _text(name, "a variant name"): _variant(name, record, graphs)
+                for name, record in variants.items()
+            },
             format_version=version,
         )
 
 
-def _graph_from_dict(data: dict[str, Any]) -> GraphSpec:
-    def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
-        return tuple(TensorSpec(item["name"], item["dtype"], tuple(item["shape"])) for item in items)
+def _variant(name: str, data: object, graphs: dict[str, GraphSpec]) -> VariantRecord:
+    """One ``variants`` entry; the fp32 entry only stores speeds, its graphs are the export's."""
+    if name == FP32_VARIANT and isinstance(data, dict) and "graphs" not in data:
+        data = {**data, "graphs": {role: spec.file for role, spec in graphs.items()}}
+    return VariantRecord.from_dict(name, data)
 
-    return GraphSpec(file=data["file"], inputs=specs(data["inputs"]), outputs=specs(data["outputs"]))
+
+def _graph_from_dict(data: object, where: str) -> GraphSpec:
+    data = _mapping(data, where)
+
+    def specs(key: str) -> tuple[TensorSpec, ...]:
+        items = _required(data, key, where)
+        if not isinstance(items, list):
+            raise CorruptArtifactError(f"field '{where}.{key}' must be a list of tensor specs.")
+        result = []
+        for index, item in enumerate(items):
+            item = _mapping(item, f"{where}.{key}[{index}]")
+            shape = _required(item, "shape", f"{where}.{key}[{index}]")
+            if not isinstance(shape, list):
+                raise CorruptArtifactError(f"field '{where}.{key}[{index}].shape' must be a list.")
+            result.append(TensorSpec(
+                _text(_required(item, "name", where), f"{where}.{key}[{index}].name"),
+                _text(_required(item, "dtype", where), f"{where}.{key}[{index}].dtype"),
+                tuple(shape),
+            ))
+        return tuple(result)
+
+    return GraphSpec(
+        file=_text(_required(data, "file", where), f"{where}.file"),
+        inputs=specs("inputs"),
+        outputs=specs("outputs"),
+    )
+
+
+def _file_record(data: object, where: str) -> FileRecord:
+    data = _mapping(data, where)
+    return FileRecord(
+        sha256=_text(_required(data, "sha256", where), f"{where}.sha256"),
+        size=_integer(_required(data, "size", where), f"{where}.size"),
+    )
+
+
+def _required(data: dict[str, Any], key: str, where: str = "") -> Any:
+    if key not in data:
+        name = f"{where}.{key}" if where else key
+        raise CorruptArtifactError(f"required field '{name}' is missing.")
+    return data[key]
+
+
+def _mapping(value: object, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CorruptArtifactError(
+            f"field '{name}' must be a JSON object, got {type(value).__name__} ({value!r:.40})."
+        )
+    return value
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise CorruptArtifactError(f"field '{name}' must be a string, got {value!r:.40}.")
+    return value
+
+
+def _integer(value: object, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CorruptArtifactError(
+            f"field '{name}' must be an integer >= {minimum}, got {value!r:.40}."
+        )
+    return value

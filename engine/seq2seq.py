@@ -17,6 +17,7 @@ from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
 from engine.beam_search import BeamSearch
 from engine.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
+from engine.generation_args import GenerationArgs
 from engine.errors import InputError
 from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
@@ -27,7 +28,7 @@ from engine.seq2seq_outputs import (
     generated_sequence,
 )
 from engine.seq2seq_graphs import EncoderState, Seq2SeqGraphs
-from engine.session import EngineSession, RuntimeOptions
+from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
 from engine.variants import FP32
 
@@ -37,7 +38,7 @@ from engine.variants import FP32
 # decoder step ~2x a later one (15-16 vs 5-6 ms) and the whole generate 250-280 ms instead of
 # ~200. The other defaults held up there too: one thread per core (1 thread: 270-300 ms), graph
 # optimization "all" ("extended"/"basic" equal within noise), arena on (off: equal).
-DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False)
+DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False).over(ENGINE_DEFAULTS)
 logger = logging.getLogger(__name__)
 SCORE_REDUCTIONS = ("sum", "mean")
 
@@ -91,28 +92,40 @@ class Seq2SeqLM(ArtifactModel):
         """The execution providers the decoder really uses, best first."""
         return self.graphs.providers
 
-    def encode(self, texts: str | Sequence[str]) -> EncoderOutput:
-        """Encoder last hidden state of a padded batch (sources over ``max_length`` truncated).
+    def encode(self, texts: str | Sequence[str], truncation: bool = False) -> EncoderOutput:
+        """Encoder last hidden state of a padded batch.
+
+        Sources are used whole, as ``transformers`` does for T5 (relative position buckets take
+        any length); ``truncation=True`` cuts them at the tokenizer's ``max_length``.
 
         Raises:
-            InputError: not a string or list of strings, or an empty text.
+            InputError: not a string or list of strings.
         """
-        encoder = self._encode(self._texts(texts, "source"))
+        encoder = self._encode(self._texts(texts, "source"), _flag("truncation", truncation))
         return EncoderOutput(host_array(encoder.hidden), encoder.mask)
 
     def logits(
-        self, sources: str | Sequence[str], targets: str | Sequence[str], use_cache: bool = False
+        self,
+        sources: str | Sequence[str],
+        targets: str | Sequence[str],
+        use_cache: bool = False,
+        truncation: bool = False,
     ) -> TargetLogits:
         """Teacher-forced logits of each target given its source, as one padded batch.
 
         The decoder input is the target shifted right behind ``decoder_start_token_id``, as T5
         trains. ``use_cache`` feeds it token by token through the KV cache instead of in one call
-        (same logits; the export parity check uses it to test the cached path).
+        (same logits; the export parity check uses it to test the cached path). An empty target
+        is just EOS. ``truncation`` cuts sources and targets at ``max_length`` (off by default,
+        as in ``transformers``).
 
         Raises:
-            InputError: bad or empty texts, or not one target per source.
+            InputError: bad texts, or not one target per source.
         """
-        return self._target_logits(*self._pairs(sources, targets), use_cache=use_cache)
+        source_list, target_list = self._pairs(sources, targets)
+        return self._target_logits(
+            source_list, target_list, _flag("use_cache", use_cache), _flag("truncation", truncation)
+        )
 
     def score(
         self,
@@ -120,20 +133,26 @@ class Seq2SeqLM(ArtifactModel):
         targets: str | Sequence[str],
         reduction: str = "sum",
         batch_size: int = 32,
+        truncation: bool = False,
     ) -> np.ndarray:
         """Log-probability ``[batch]`` of each target given its source (``mean``: per token).
 
+        An empty target scores EOS alone, as ``transformers`` does.
+
         Raises:
-            InputError: bad or empty texts, mismatched counts, or an unknown ``reduction``.
+            InputError: bad texts, mismatched counts, or an unknown ``reduction``.
         """
         if reduction not in SCORE_REDUCTIONS:
             raise InputError(f"reduction must be one of {SCORE_REDUCTIONS}, got {reduction!r}.")
         source_list, target_list = self._pairs(sources, targets)
         batch_size = check_batch_size(batch_size)
+        truncation = _flag("truncation", truncation)
         scores = []
         for start in range(0, len(source_list), batch_size):
             chunk = slice(start, start + batch_size)
-            forced = self._target_logits(source_list[chunk], target_list[chunk])
+            forced = self._target_logits(
+                source_list[chunk], target_list[chunk], truncation=truncation
+            )
             log_probs = forced.target_log_probs().astype(np.float64).sum(axis=1)
             scores.append(log_probs / forced.mask.sum(axis=1) if reduction == "mean" else log_probs)
         return np.concatenate(scores)
@@ -148,58 +167,58 @@ class Seq2SeqLM(ArtifactModel):
         output_scores: bool = False,
         output_logits: bool = False,
         batch_size: int = 16,
+        truncation: bool = False,
     ) -> list[GeneratedSequence]:
         """Generate from each text with greedy (``num_beams=1``) or beam search, KV-cached.
 
         Each batch is encoded once; the decoder runs ``decoder_model`` for the first token and
         ``decoder_with_past`` after that, one token per row, and a row stops at EOS (the batch when
         all rows have). Results match ``transformers`` ``generate(do_sample=False, ...)`` with the
-        same arguments. ``max_new_tokens`` defaults to the model's ``max_length - 1``.
+        same arguments. ``max_new_tokens`` defaults to the model's ``max_length - 1`` and may
+        not exceed the tokenizer's ``model_max_length`` (memory follows the tokens produced, not
+        the request). Sources are used whole unless ``truncation=True``; an empty source is
+        valid (T5 reads just EOS).
 
         Raises:
-            InputError: bad or empty texts, ``max_new_tokens < 1``, ``num_beams < 1``, or an
-                ``early_stopping`` other than True, False or "never".
+            InputError: bad texts or a bad argument (see :class:`GenerationArgs`).
         """
         items = self._texts(texts, "source")
-        max_new_tokens = self._check_generation_args(max_new_tokens, num_beams, early_stopping)
-        batch_size = check_batch_size(batch_size)
-        keep_logits = output_scores or output_logits
-        eos, pad = self.settings.eos_token_ids, self.settings.pad_token_id
-        results: list[GeneratedSequence] = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            if num_beams == 1:
-                strategy = GreedySearch(len(chunk), max_new_tokens, eos, pad, keep_logits)
-            else:
-                strategy = BeamSearch(len(chunk), num_beams, max_new_tokens, eos, length_penalty,
-                                      early_stopping, keep_logits)
-            start_ids = np.full(len(chunk), self.settings.decoder_start_token_id, np.int64)
-            run_decoder(self.graphs, self._encode(chunk), start_ids, strategy)
-            decoded = strategy.result()
-            texts_out = self.tokenizer.decode(decoded.token_rows())
-            results += [
-                generated_sequence(decoded, index, text, length_penalty, keep_logits, output_logits)
-                for index, text in enumerate(texts_out)
-            ]
-        return results
+        args = GenerationArgs(max_new_tokens, num_beams, length_penalty, early_stopping,
+                              output_scores, output_logits, batch_size, truncation)
+        max_new_tokens = args.new_tokens(self.settings.default_max_new_tokens, self.output_limit)
+        return [
+            sequence
+            for start in range(0, len(items), args.batch_size)
+            for sequence in self._generate_batch(items[start : start + args.batch_size], args,
+                                                 max_new_tokens)
+        ]
 
-    def _check_generation_args(
-        self, max_new_tokens: object, num_beams: object, early_stopping: object
-    ) -> int:
-        """The number of new tokens to generate, after checking every decoding argument."""
-        if not _is_positive_int(num_beams):
-            raise InputError(
-                f"num_beams must be a positive integer (1 = greedy), got {num_beams!r}."
+    @property
+    def output_limit(self) -> int:
+        """The most new tokens one call may ask for: the tokenizer's ``model_max_length``."""
+        return self.tokenizer.max_length
+
+    def _generate_batch(
+        self, chunk: list[str], args: GenerationArgs, max_new_tokens: int
+    ) -> list[GeneratedSequence]:
+        keep_logits = args.output_scores or args.output_logits
+        eos, pad = self.settings.eos_token_ids, self.settings.pad_token_id
+        if args.num_beams == 1:
+            strategy: GreedySearch | BeamSearch = GreedySearch(
+                len(chunk), max_new_tokens, eos, pad, keep_logits
             )
-        if not (early_stopping is True or early_stopping is False or early_stopping == "never"):
-            raise InputError(
-                f"early_stopping must be True, False or 'never', got {early_stopping!r}."
-            )
-        if max_new_tokens is None:
-            return self.settings.default_max_new_tokens
-        if not _is_positive_int(max_new_tokens):
-            raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}.")
-        return int(max_new_tokens)
+        else:
+            strategy = BeamSearch(len(chunk), args.num_beams, max_new_tokens, eos,
+                                  args.length_penalty, args.early_stopping, keep_logits)
+        start_ids = np.full(len(chunk), self.settings.decoder_start_token_id, np.int64)
+        run_decoder(self.graphs, self._encode(chunk, args.truncation), start_ids, strategy)
+        decoded = strategy.result()
+        texts_out = self.tokenizer.decode(decoded.token_rows())
+        return [
+            generated_sequence(decoded, index, text, args.length_penalty, keep_logits,
+                               args.output_logits)
+            for index, text in enumerate(texts_out)
+        ]
 
     def decoder_logits(
         self, sources: str | Sequence[str], decoder_input_ids: np.ndarray, use_cache: bool = False
@@ -212,8 +231,8 @@ class Seq2SeqLM(ArtifactModel):
         earlier positions. ``use_cache`` feeds the ids one by one through the KV cache.
 
         Raises:
-            InputError: bad or empty sources, or ids that are not ``[len(sources), length]``
-                integers.
+            InputError: bad sources, or ids that are not ``[len(sources), length]`` integers
+                in ``[0, vocab_size)`` (ONNX ``Gather`` would wrap a negative id silently).
         """
         source_list = self._texts(sources, "source")
         ids = np.asarray(decoder_input_ids)
@@ -223,6 +242,14 @@ class Seq2SeqLM(ArtifactModel):
             raise InputError(
                 f"decoder_input_ids must be integers shaped [{len(source_list)}, length >= 1] "
                 f"(one row per source), got {ids.dtype} {ids.shape}."
+            )
+        vocab = self.settings.vocab_size
+        outside = (ids < 0) | (ids >= vocab) if vocab is not None else ids < 0
+        if outside.any():
+            row, column = (int(i) for i in np.argwhere(outside)[0])
+            raise InputError(
+                f"decoder_input_ids[{row}, {column}] = {int(ids[row, column])} is not a token id: "
+                f"ids must lie in [0, {vocab if vocab is not None else 'vocab_size'})."
             )
         return self._forced_logits(self._encode(source_list), ids.astype(np.int64), use_cache)
 
@@ -237,17 +264,18 @@ class Seq2SeqLM(ArtifactModel):
         return forced.logits()
 
     def _target_logits(
-        self, sources: list[str], targets: list[str], use_cache: bool = False
+        self, sources: list[str], targets: list[str], use_cache: bool = False,
+        truncation: bool = False,
     ) -> TargetLogits:
-        encoder = self._encode(sources)
-        target = self.tokenizer.encode(targets)
+        encoder = self._encode(sources, truncation)
+        target = self.tokenizer.encode(targets, truncation, "target")
         start = np.full((len(targets), 1), self.settings.decoder_start_token_id, np.int64)
         decoder_inputs = np.concatenate([start, target.input_ids[:, :-1]], axis=1)
         logits = self._forced_logits(encoder, decoder_inputs, use_cache)
         return TargetLogits(logits, target.input_ids, target.attention_mask)
 
-    def _encode(self, sources: list[str]) -> EncoderState:
-        batch = self.tokenizer.encode(sources)
+    def _encode(self, sources: list[str], truncation: bool = False) -> EncoderState:
+        batch = self.tokenizer.encode(sources, truncation, "source")
         return self.graphs.encode(batch.input_ids, batch.attention_mask)
 
     def _pairs(
@@ -263,15 +291,12 @@ class Seq2SeqLM(ArtifactModel):
 
     @staticmethod
     def _texts(texts: str | Sequence[str], what: str) -> list[str]:
-        """The texts as a list; an empty one is refused (T5 would read just ``</s>``)."""
+        """The texts as a list. An empty text is valid: T5 reads just EOS, as in transformers."""
         items, _ = as_text_list(texts, what)
-        for index, text in enumerate(items):
-            if not text.strip():
-                raise InputError(
-                    f"{what} #{index} is empty; a {what} needs at least one non-space character."
-                )
         return items
 
 
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}.")
+    return value

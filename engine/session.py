@@ -8,13 +8,20 @@ silently falls back to CPU), and ONNX Runtime's exceptions are turned into ours,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from engine.errors import CorruptArtifactError, MissingDependencyError, OnnxEngineError, ProviderError
+from engine.errors import (
+    CorruptArtifactError,
+    InputError,
+    MissingDependencyError,
+    OnnxEngineError,
+    ProviderError,
+)
+from engine.variants import VARIANT_CHOICES
 
 try:
     import onnxruntime as ort
@@ -37,13 +44,21 @@ _OPTIMIZATION_LEVELS = {
 }
 
 
+IO_BINDING_CHOICES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How sessions are created; one object instead of keyword arguments scattered over classes.
 
+    Every field left at ``None`` means "this engine class's default": a user who sets only
+    ``provider="cpu"`` keeps, say, ``Seq2SeqLM``'s thread spinning off. :meth:`over` layers the
+    fields that are set over a class's defaults. Every value is checked here, when the object is
+    made, so a bad option fails before any file is hashed or session created.
+
     Attributes:
         provider: ``auto`` (CUDA when it really works, else CPU), ``cpu`` or ``cuda``.
-        threads: intra-op threads; ``None`` lets ONNX Runtime use one per physical core, which
+        threads: intra-op threads; unset lets ONNX Runtime use one per physical core, which
             measured fastest here (hyper-threads only contend for the same matmul units).
         graph_optimization: ``all`` (default: ORT fuses at load), ``extended``, ``basic`` or
             ``disable`` (useful to compare with offline-optimized variants).
@@ -51,27 +66,80 @@ class RuntimeOptions:
         spin_wait: let idle intra-op threads spin. It saves a wake-up per call for one session,
             but a decode loop that alternates sessions pays ~10 ms for the other session's spinning
             threads; seq2seq turns it off for that reason.
-        verify_hashes: check every file's sha256 against the manifest at load.
+        verify_hashes: check every file's sha256 against the manifest when it is first used.
         variant: which graphs to run: ``auto`` (the fastest variant that passed its accuracy
             gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
             ``fp16`` (CUDA only); see :mod:`engine.variants`.
         io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
             device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
             adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.
+
+    Raises:
+        InputError: a field has the wrong type or an unknown value (the message names it and
+            the accepted values).
     """
 
-    provider: str = "auto"
+    provider: str | None = None
     threads: int | None = None
-    graph_optimization: str = "all"
-    memory_arena: bool = True
-    spin_wait: bool = True
-    verify_hashes: bool = True
-    variant: str = "auto"
-    io_binding: str = "auto"
+    graph_optimization: str | None = None
+    memory_arena: bool | None = None
+    spin_wait: bool | None = None
+    verify_hashes: bool | None = None
+    variant: str | None = None
+    io_binding: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.provider is not None:
+            object.__setattr__(self, "provider", _choice("provider", self.provider, PROVIDER_CHOICES))
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise InputError(
+                f"threads must be a positive integer (or None for one per core), got {self.threads!r}."
+            )
+        _choice("graph_optimization", self.graph_optimization, tuple(_OPTIMIZATION_LEVELS))
+        _choice("variant", self.variant, VARIANT_CHOICES)
+        _choice("io_binding", self.io_binding, IO_BINDING_CHOICES)
+        for name in ("memory_arena", "spin_wait", "verify_hashes"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise InputError(f"{name} must be True or False, got {value!r}.")
+
+    def over(self, defaults: RuntimeOptions) -> RuntimeOptions:
+        """These options layered over ``defaults``: every field set here wins, the rest is kept."""
+        return replace(defaults, **{key: value for key, value in asdict(self).items() if value is not None})
 
     def with_overrides(self, **overrides: object) -> RuntimeOptions:
         """A copy with the given fields replaced; ``None`` values leave a field as it is."""
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    def resolved(self) -> RuntimeOptions:
+        """Every field set: these options over the engine-wide defaults."""
+        return self.over(ENGINE_DEFAULTS)
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> str | None:
+    """``value`` lower-cased if it is one of ``choices`` (``None`` passes: unset).
+
+    Raises:
+        InputError: not a string, or not one of ``choices``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in choices:
+        return value.lower()
+    raise InputError(f"Unknown {name} {value!r}. Choose one of: {', '.join(choices)}.")
+
+
+ENGINE_DEFAULTS = RuntimeOptions(
+    provider="auto",
+    graph_optimization="all",
+    memory_arena=True,
+    spin_wait=True,
+    verify_hashes=True,
+    variant="auto",
+    io_binding="auto",
+)
 
 
 def available_providers() -> list[str]:
@@ -82,14 +150,10 @@ def requested_providers(provider: str) -> list[str]:
     """The ORT provider list for one of ``PROVIDER_CHOICES``.
 
     Raises:
-        ProviderError: the name is unknown, or ``cuda`` is asked for but this ONNX Runtime build
-            has no CUDA provider.
+        InputError: the name is unknown.
+        ProviderError: ``cuda`` is asked for but this ONNX Runtime build has no CUDA provider.
     """
-    if not isinstance(provider, str) or provider.lower() not in PROVIDER_CHOICES:
-        raise ProviderError(
-            f"Unknown provider {provider!r}. Choose one of: {', '.join(PROVIDER_CHOICES)}."
-        )
-    provider = provider.lower()
+    provider = _choice("provider", provider, PROVIDER_CHOICES)
     available = available_providers()
     if provider == "cpu":
         return [CPU]
@@ -105,13 +169,6 @@ def requested_providers(provider: str) -> list[str]:
 
 
 def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
-    if options.graph_optimization not in _OPTIMIZATION_LEVELS:
-        raise ProviderError(
-            f"Unknown graph_optimization {options.graph_optimization!r}. "
-            f"Choose one of: {', '.join(_OPTIMIZATION_LEVELS)}."
-        )
-    if options.threads is not None and (not isinstance(options.threads, int) or options.threads < 1):
-        raise ProviderError(f"threads must be a positive integer or None, got {options.threads!r}.")
     session_options = ort.SessionOptions()
     session_options.graph_optimization_level = _OPTIMIZATION_LEVELS[options.graph_optimization]
     session_options.intra_op_num_threads = options.threads or 0
@@ -126,6 +183,7 @@ class EngineSession:
     """An ``InferenceSession`` that knows its file, its real providers and how to fail clearly."""
 
     def __init__(self, model_path: Path, options: RuntimeOptions) -> None:
+        options = options.resolved()
         providers = requested_providers(options.provider)
         session_options = _session_options(options)
         if CUDA in providers and hasattr(ort, "preload_dlls"):

@@ -7,6 +7,7 @@ pad to the longest text in the batch, truncate at the model's maximum length.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Tuple, Union
@@ -16,6 +17,8 @@ from tokenizers import Tokenizer
 
 from engine.artifact import TOKENIZER_NAME, Artifact
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError, InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,19 @@ class EncodedBatch:
 
 
 class TextTokenizer:
-    """Turns texts into padded id arrays and ids back into text."""
+    """Turns texts into padded id arrays and ids back into text.
+
+    Two configured copies of the tokenizer are kept, one cutting at ``max_length`` and one not,
+    because ``tokenizers`` holds truncation as state: switching it per call would race between
+    threads that share a model (a server's batches).
+    """
 
     def __init__(self, tokenizer: Tokenizer, max_length: int, pad_id: int, pad_token: str) -> None:
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        tokenizer.enable_truncation(max_length=max_length)
         tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        self._whole = Tokenizer.from_str(tokenizer.to_str())
+        tokenizer.enable_truncation(max_length=max_length)
         self._tokenizer = tokenizer
         self.max_length = max_length
         self.pad_id = pad_id
@@ -74,19 +83,31 @@ class TextTokenizer:
         """
         manifest = artifact.manifest
         return cls.from_file(
-            artifact.file(TOKENIZER_NAME),
+            artifact.verified_file(TOKENIZER_NAME),
             max_length=manifest.max_length,
-            pad_id=manifest.tokenizer["pad_id"],
-            pad_token=manifest.tokenizer["pad_token"],
+            pad_id=manifest.tokenizer.pad_id,
+            pad_token=manifest.tokenizer.pad_token,
         )
 
-    def encode(self, texts: Sequence[TextInput]) -> EncodedBatch:
-        """Tokenize a batch of texts or ``(text, pair)`` tuples.
+    def encode(
+        self, texts: Sequence[TextInput], truncation: bool = True, what: str = "text"
+    ) -> EncodedBatch:
+        """Tokenize a batch of texts or ``(text, pair)`` tuples, padded to the longest.
 
-        Sequences are truncated at ``max_length`` (longest-first for pairs, as ``AutoTokenizer``)
-        and padded to the longest in the batch.
+        With ``truncation`` sequences are cut at ``max_length`` (longest-first for pairs, as
+        ``AutoTokenizer(truncation=True)``). Without it they are kept whole, and a text longer
+        than ``max_length`` is logged as the tokenizer of ``transformers`` warns about it.
         """
-        encodings = self._tokenizer.encode_batch(list(texts))
+        tokenizer = self._tokenizer if truncation else self._whole
+        encodings = tokenizer.encode_batch(list(texts))
+        if not truncation:
+            for index, encoding in enumerate(encodings):
+                if len(encoding.ids) > self.max_length:
+                    logger.warning(
+                        "%s #%d has %d tokens, more than the model's max length %d: it is used "
+                        "whole, as transformers does; pass truncation=True to cut it.",
+                        what, index, len(encoding.ids), self.max_length,
+                    )
         return EncodedBatch(
             input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
             attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),
@@ -125,18 +146,36 @@ def as_text_list(
 
 
 def _as_input(item: object, what: str, allow_pairs: bool, index: int | None = None) -> TextInput:
-    if isinstance(item, str):
-        return item
     name = what if index is None else f"{what} #{index}"
+    if isinstance(item, str):
+        return _encodable(item, name)
     if allow_pairs and isinstance(item, dict) and "text" in item and set(item) <= {"text", "text_pair"}:
         text, pair = item["text"], item.get("text_pair")
         if isinstance(text, str) and (pair is None or isinstance(pair, str)):
-            return text if pair is None else (text, pair)
+            text = _encodable(text, name)
+            return text if pair is None else (text, _encodable(pair, f"{name} text_pair"))
     expected = 'a string or a {"text": ..., "text_pair": ...} dict' if allow_pairs else "a string"
     raise InputError(
         f"{name} is {type(item).__name__} ({item!r:.40}), not {expected}. Pass {expected} or a "
         f"list of them."
     )
+
+
+def _encodable(text: str, name: str) -> str:
+    """``text`` if it is valid Unicode; a lone surrogate (e.g. from undecodable bytes) is refused.
+
+    Raises:
+        InputError: names the input and the character position.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InputError(
+            f"{name} is not valid Unicode: character {error.start} is a lone surrogate "
+            f"({text[error.start]!r}), which usually comes from bytes that were not UTF-8. "
+            "Decode the input as UTF-8 (or remove that character)."
+        ) from None
+    return text
 
 
 def check_batch_size(batch_size: object) -> int:

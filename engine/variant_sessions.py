@@ -25,15 +25,20 @@ class VariantSessions:
 
 
 def open_graphs(
-    artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions
+    artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, listed: bool = True
 ) -> dict[str, EngineSession]:
     """One session per role for the given files of ``artifact``, without any variant choice.
 
+    ``listed`` files must be in the manifest and are hash-checked; the optimizer opens files it
+    has just built (not listed yet) with ``listed=False``.
+
     Raises:
+        ArtifactError: a listed file is not in the manifest or differs from it.
         CorruptArtifactError: ONNX Runtime cannot load a file.
         ProviderError: CUDA was requested explicitly but is not usable.
     """
-    return {role: EngineSession(artifact.file(name), options) for role, name in graphs.items()}
+    path_of = artifact.verified_file if listed else artifact.path_of
+    return {role: EngineSession(path_of(name), options) for role, name in graphs.items()}
 
 
 def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) -> VariantSessions:

@@ -12,24 +12,25 @@ Everything here is role-generic (``model`` for a classifier; ``encoder``, ``deco
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
-
 from engine.errors import ArtifactError, InputError
-from engine.manifest import ArtifactManifest
+from engine.manifest import FP32_VARIANT, ArtifactManifest
+from engine.variant_records import (  # noqa: F401  (the record types are part of this API)
+    TARGET_ANY,
+    TARGET_CPU,
+    TARGET_CUDA,
+    VariantFigures,
+    VariantGate,
+    VariantRecord,
+    VariantSpeed,
+)
 
 AUTO = "auto"
-FP32 = "fp32"
+FP32 = FP32_VARIANT
 FUSED = "fused"
 INT8 = "int8"
 FP16 = "fp16"
 VARIANT_NAMES = (FP32, FUSED, INT8, FP16)
 VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
-
-TARGET_ANY = "any"
-TARGET_CPU = "cpu"
-TARGET_CUDA = "cuda"
 
 # Used when speeds were not measured on the provider in use. CPU: int8 ran 2.5-3x faster than fp32
 # here, and the offline fusion was equal to 10% slower than ORT's own load-time fusion. CUDA: fp16
@@ -37,165 +38,18 @@ TARGET_CUDA = "cuda"
 PREFERENCE = {TARGET_CPU: (INT8, FP32, FUSED, FP16), TARGET_CUDA: (FP16, FUSED, FP32, INT8)}
 
 
-@dataclass(frozen=True)
-class VariantGate:
-    """Accuracy limits a variant must meet against the PyTorch fp32 model on the check set.
-
-    A limit of ``None`` is not checked. Outputs must always be finite.
-
-    Attributes:
-        max_abs_diff: largest allowed |Δ| of raw outputs (logits).
-        max_prob_diff: largest allowed |Δ| of scores after the model's activation (softmax or
-            sigmoid); scale-free, so one limit suits every model.
-        min_agreement: fraction of checked predictions (top-1 label or token) that must be the
-            reference's.
-        flip_margin: largest reference margin (logit units, i.e. nats of log-probability,
-            between the reference's choice and the variant's; the top-2 margin when the variant
-            picked the runner-up) at which a changed prediction is forgiven as a near-tie.
-            Random-weight models have many near-ties that any rounding flips; a flip where the
-            reference was clearly decided (margin above this) fails the gate.
-    """
-
-    max_abs_diff: float | None = None
-    max_prob_diff: float | None = None
-    min_agreement: float = 1.0
-    flip_margin: float | None = None
-
-    def violations(self, figures: VariantFigures) -> list[str]:
-        """Each limit the figures break, as a readable phrase (empty when the gate passes)."""
-        problems = []
-        if not figures.finite:
-            problems.append("outputs contain NaN or inf")
-        if self.max_abs_diff is not None and not figures.max_abs_diff <= self.max_abs_diff:
-            problems.append(f"max |Δlogits| {figures.max_abs_diff:.3g} > {self.max_abs_diff:g}")
-        if self.max_prob_diff is not None and not figures.max_prob_diff <= self.max_prob_diff:
-            problems.append(f"max |Δprob| {figures.max_prob_diff:.3g} > {self.max_prob_diff:g}")
-        if figures.agreement < self.min_agreement:
-            problems.append(
-                f"top-1 agreement {figures.agreement:.1%} < {self.min_agreement:.1%} "
-                f"({figures.disagreements} of {figures.inputs} inputs differ)"
-            )
-        if self.flip_margin is not None and not figures.clearest_flip <= self.flip_margin:
-            problems.append(
-                f"a top-1 prediction changed where the reference preferred its own by a logit "
-                f"margin of {figures.clearest_flip:.3g} > {self.flip_margin:g}"
-            )
-        if problems and figures.worst_input:
-            problems.append(f"worst input: {figures.worst_input}")
-        return problems
-
-
-@dataclass(frozen=True)
-class VariantFigures:
-    """What a variant measured against PyTorch fp32 on the check set.
-
-    ``inputs`` counts checked predictions (one per text for a classifier, one per decoder
-    position for seq2seq). ``clearest_flip`` is the largest reference margin among the
-    predictions that changed (0 when none did; see ``VariantGate.flip_margin``).
-    ``sequence_agreement`` (seq2seq) is the share of check-set sources whose whole greedy output
-    is the reference's.
-    """
-
-    max_abs_diff: float
-    max_prob_diff: float
-    agreement: float
-    inputs: int
-    finite: bool = True
-    worst_input: str = ""
-    clearest_flip: float = 0.0
-    sequence_agreement: float | None = None
-
-    @property
-    def disagreements(self) -> int:
-        return round(self.inputs * (1.0 - self.agreement))
-
-
-@dataclass(frozen=True)
-class VariantSpeed:
-    """Median latencies of fixed workloads on one provider, measured when the variant was made."""
-
-    latency_ms: Mapping[str, float]
-    runs: int
-
-    @property
-    def score_ms(self) -> float:
-        """Geometric mean of the workloads, so a long batch does not drown a short call."""
-        values = [max(value, 1e-9) for value in self.latency_ms.values()]
-        return math.exp(sum(math.log(value) for value in values) / len(values))
-
-
-@dataclass(frozen=True)
-class VariantRecord:
-    """One variant as recorded in the manifest.
-
-    ``graphs`` maps each role to its file; ``target`` is ``cpu``, ``cuda`` or ``any``;
-    ``checked_on`` is the provider the gate ran on; ``speeds`` is keyed by provider.
-    """
-
-    name: str
-    graphs: Mapping[str, str]
-    target: str = TARGET_ANY
-    made_with: Mapping[str, Any] = field(default_factory=dict)
-    gate: VariantGate | None = None
-    figures: VariantFigures | None = None
-    passed: bool = True
-    reason: str = ""
-    checked_on: str = ""
-    speeds: Mapping[str, VariantSpeed] = field(default_factory=dict)
-
-    def suits(self, provider: str) -> bool:
-        return self.target in (TARGET_ANY, provider)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["name"]  # the manifest's key
-        return data
-
-    @classmethod
-    def from_dict(cls, name: str, data: Mapping[str, Any]) -> VariantRecord:
-        """Parse one ``manifest.variants`` entry.
-
-        Raises:
-            ArtifactError: the entry lacks its graphs or has malformed fields.
-        """
-        try:
-            gate, figures = data.get("gate"), data.get("figures")
-            return cls(
-                name=name,
-                graphs=dict(data["graphs"]),
-                target=data.get("target", TARGET_ANY),
-                made_with=dict(data.get("made_with", {})),
-                gate=VariantGate(**gate) if gate is not None else None,
-                figures=VariantFigures(**figures) if figures is not None else None,
-                passed=bool(data.get("passed", False)),
-                reason=data.get("reason", ""),
-                checked_on=data.get("checked_on", ""),
-                speeds={
-                    provider: VariantSpeed(**speed)
-                    for provider, speed in data.get("speeds", {}).items()
-                },
-            )
-        except (KeyError, TypeError, AttributeError) as error:
-            raise ArtifactError(
-                f"manifest.variants['{name}'] is malformed ({type(error).__name__}: {error}). "
-                "Re-run 'onnx-engine optimize' on the artifact."
-            ) from error
-
-
 def fp32_record(manifest: ArtifactManifest) -> VariantRecord:
     """The exported graphs as a variant; its speeds come from ``manifest.variants['fp32']``."""
     graphs = {role: spec.file for role, spec in manifest.graphs.items()}
     stored = manifest.variants.get(FP32)
-    speeds = VariantRecord.from_dict(FP32, {**stored, "graphs": graphs}).speeds if stored else {}
-    return VariantRecord(FP32, graphs, made_with={"method": "export"}, speeds=speeds)
+    speeds = stored.speeds if stored else {}
+    return VariantRecord(FP32, graphs, made_with={"method": "export"}, passed=True, speeds=speeds)
 
 
 def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
     """Every variant of the artifact, fp32 first (always present: the export's own graphs)."""
     records = {FP32: fp32_record(manifest)}
-    for name, data in manifest.variants.items():
-        if name != FP32:
-            records[name] = VariantRecord.from_dict(name, data)
+    records.update({name: record for name, record in manifest.variants.items() if name != FP32})
     return records
 
 

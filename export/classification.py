@@ -10,10 +10,15 @@ import numpy as np
 
 from engine.classifier import Classifier
 from engine.manifest import TASK_CLASSIFICATION
-from engine.session import RuntimeOptions
 from export.check_set import check_texts
 from export.parity import OutputPair, ParityReport
-from export.task import TaskExporter, load_pretrained, max_input_length, torch_no_grad
+from export.task import (
+    TaskExporter,
+    exported_fp32,
+    load_pretrained,
+    max_input_length,
+    torch_no_grad,
+)
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,7 @@ class ClassificationExporter(TaskExporter):
         self, reference: ClassifierReference, artifact_dir: Path, atol: float
     ) -> ParityReport:
         """Batch-1 and padded-batch logits of the engine vs PyTorch on the check set."""
-        # Hashes are checked by the caller (export just wrote them; verify reports them itself).
-        # The exported fp32 graph is what is checked here, never an optimized variant.
-        options = RuntimeOptions(provider="cpu", verify_hashes=False, variant="fp32")
-        classifier = Classifier.load(artifact_dir, options=options)
-        return compare_classifier(classifier, reference, atol)
+        return compare_classifier(exported_fp32(Classifier, artifact_dir), reference, atol)
 
 
 def compare_classifier(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.artifact import CONFIG_NAME, TOKENIZER_NAME, file_record
 from engine.errors import ParityError
-from engine.manifest import MANIFEST_NAME, ArtifactManifest
+from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
 from export.classification import ClassificationExporter
 from export.errors import ExportError
@@ -122,7 +122,7 @@ def _write_manifest(
         max_length=reference.max_length,
         graphs=graphs,
         files={name: file_record(staging / name) for name in sorted(_names(staging))},
-        tokenizer={"pad_token": tokenizer.pad_token, "pad_id": int(tokenizer.pad_token_id)},
+        tokenizer=TokenizerSpec(pad_id=int(tokenizer.pad_token_id), pad_token=tokenizer.pad_token),
         generation=exporter.generation_settings(reference),
     )
     manifest.write(staging)

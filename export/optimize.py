@@ -138,7 +138,7 @@ def optimize_artifact(
             manifest.write(artifact.path)
     finally:
         for staging in staged:
-            artifact.file(staging).unlink(missing_ok=True)
+            artifact.path_of(staging).unlink(missing_ok=True)
     return manifest
 
 
@@ -160,7 +160,8 @@ def _make_variant(
     made_with: dict[str, Any] = {}
     try:
         for role, spec in graphs.items():
-            built = recipe.build(artifact.file(spec.file), artifact.file(staging[role]), config)
+            source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
+            built = recipe.build(source, target, config)
             made_with[role] = {"source": spec.file, **built}
     except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
         reason = f"could not be built: {_brief(error)}"
@@ -182,10 +183,10 @@ def _make_variant(
 def _move_into_place(artifact: Artifact, staged: Mapping[str, str]) -> None:
     """Give the checked files their final names; a variant that was not built loses its old file."""
     for staging, final in staged.items():
-        if artifact.file(staging).is_file():
-            os.replace(artifact.file(staging), artifact.file(final))
+        if artifact.path_of(staging).is_file():
+            os.replace(artifact.path_of(staging), artifact.path_of(final))
         else:
-            artifact.file(final).unlink(missing_ok=True)
+            artifact.path_of(final).unlink(missing_ok=True)
 
 
 def _with_cpu_speeds(
@@ -216,13 +217,12 @@ def _recorded(
         if record.name == FP32:
             continue
         for name in record.graphs.values():
-            path = artifact.file(name)
+            path = artifact.path_of(name)
             if path.is_file():
                 files[name] = file_record(path)
             else:  # a variant that could not be built leaves no file
                 files.pop(name, None)
-    variants = {name: record.to_dict() for name, record in records.items()}
-    return replace(manifest, variants=variants, files=dict(sorted(files.items())))
+    return replace(manifest, variants=dict(records), files=dict(sorted(files.items())))
 
 
 def _brief(error: Exception) -> str:

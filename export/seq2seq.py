@@ -17,12 +17,17 @@ import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
-from engine.session import RuntimeOptions
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
-from export.task import TaskExporter, load_pretrained, max_input_length, torch_no_grad
+from export.task import (
+    TaskExporter,
+    exported_fp32,
+    load_pretrained,
+    max_input_length,
+    torch_no_grad,
+)
 
 SUPPORTED_MODEL_TYPES = ("t5",)
 # Targets of at least 8 tokens under any T5 vocabulary, so the cached decode runs 8+ steps, and of
@@ -42,12 +47,12 @@ class Seq2SeqReference:
     tokenizer: Any
     max_length: int
 
-    def _tokenize(self, texts: list[str], target: bool = False) -> Any:
+    def _tokenize(self, texts: list[str], target: bool = False, truncation: bool = False) -> Any:
+        """Padded; truncated only when asked: transformers' default for T5, whose relative
+        position buckets take any length (the engine's default too)."""
         key = "text_target" if target else "text"
-        return self.tokenizer(
-            **{key: texts}, padding=True, truncation=True, max_length=self.max_length,
-            return_tensors="pt",
-        )
+        limit = {"truncation": True, "max_length": self.max_length} if truncation else {}
+        return self.tokenizer(**{key: texts}, padding=True, return_tensors="pt", **limit)
 
     def encoder_states(self, sources: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encoder last hidden state and attention mask of one padded batch."""
@@ -73,14 +78,16 @@ class Seq2SeqReference:
         decoder_input_ids = self.model._shift_right(labels["input_ids"]).numpy()
         return self.decoder_logits(sources, decoder_input_ids), labels["attention_mask"].numpy()
 
-    def generate(self, sources: list[str], **options: Any) -> ReferenceGeneration:
+    def generate(
+        self, sources: list[str], truncation: bool = False, **options: Any
+    ) -> ReferenceGeneration:
         """``generate(do_sample=False, **options)`` on one padded batch, cut after each EOS."""
         generation = self.model.generation_config
         eos = generation.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         with torch_no_grad():
             output = self.model.generate(
-                **self._tokenize(sources), do_sample=False, output_scores=True,
+                **self._tokenize(sources, truncation=truncation), do_sample=False, output_scores=True,
                 return_dict_in_generate=True, **options,
             )
         token_ids = []
@@ -153,10 +160,7 @@ class Seq2SeqExporter(TaskExporter):
         self, reference: Seq2SeqReference, artifact_dir: Path, atol: float
     ) -> ParityReport:
         """Encoder states, first-step logits and cached vs one-shot teacher-forced decoding."""
-        # Hashes are checked by the caller (export just wrote them; verify reports them itself).
-        # The exported fp32 graphs are what is checked here, never an optimized variant.
-        options = RuntimeOptions(provider="cpu", verify_hashes=False, variant="fp32")
-        return compare_seq2seq(Seq2SeqLM.load(artifact_dir, options=options), reference, atol)
+        return compare_seq2seq(exported_fp32(Seq2SeqLM, artifact_dir), reference, atol)
 
 
 def compare_seq2seq(lm: Seq2SeqLM, reference: Seq2SeqReference, atol: float) -> ParityReport:
@@ -170,12 +174,12 @@ def compare_seq2seq(lm: Seq2SeqLM, reference: Seq2SeqReference, atol: float) -> 
 def check_set_outputs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[OutputPair]:
     """Engine and PyTorch outputs on the check set, over unpadded positions only.
 
-    Sources are the classifier check set without the empty text (the engine refuses empty
-    sources). Encoder states at batch 1 and in one padded batch (a one-token text beside a
-    truncated one); then, on that batch, the first decoder step, teacher-forced logits in one
-    call, and the same targets decoded token by token through the KV cache (8+ steps).
+    Sources are the classifier check set: the empty text, a one-token text and one longer than
+    the tokenizer's maximum, which T5 reads whole. Encoder states at batch 1 and in one padded
+    batch; then, on that batch, the first decoder step, teacher-forced logits in one call, and
+    the same targets decoded token by token through the KV cache (8+ steps).
     """
-    sources = check_texts(reference.max_length, include_empty=False)
+    sources = check_texts(reference.max_length)
     targets = [PARITY_TARGETS[index % len(PARITY_TARGETS)] for index in range(len(sources))]
     pairs = []
     for index, text in enumerate(sources):

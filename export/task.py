@@ -8,14 +8,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.artifact import Artifact
+from engine.artifact_model import ArtifactModel
+from engine.session import RuntimeOptions
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import ParityReport
 
+Model = TypeVar("Model", bound=ArtifactModel)
+
 # Tokenizers that say "no limit" use this sentinel (transformers' VERY_LARGE_INTEGER is 1e30).
 _NO_LIMIT = 1_000_000
+
+
+def exported_fp32(engine_class: type[Model], artifact_dir: Path) -> Model:
+    """The engine on an artifact's exported fp32 graphs, before its parity is recorded.
+
+    The exporter checks its staging folder with this (which ``load`` would refuse: no parity
+    report yet), and ``verify`` re-checks a finished one. Hashes are checked by the callers
+    (export just wrote them; verify reports them itself). Never an optimized variant.
+    """
+    artifact = Artifact.open(
+        artifact_dir, task=engine_class.task, verify_hashes=False, require_parity=False
+    )
+    return engine_class.from_artifact(artifact, RuntimeOptions(provider="cpu", variant="fp32"))
 
 
 class TaskExporter(ABC):

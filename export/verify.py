@@ -52,6 +52,6 @@ def verify_artifact(
     result = VerificationResult(file_problems=check_file_hashes(folder, manifest))
     exporter = task_exporter(manifest.task)
     reference = exporter.load_reference(reference_model or manifest.source_model)
-    tolerance = atol or manifest.parity.get("atol", DEFAULT_ATOL)
+    tolerance = manifest.parity.get("atol", DEFAULT_ATOL) if atol is None else atol
     result.report = exporter.check_parity(reference, folder, tolerance)
     return result

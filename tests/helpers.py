@@ -8,6 +8,11 @@ import numpy as np
 import torch
 import transformers
 
+# Relative tolerance for sums and long accumulations (sequence scores, summed log-probabilities):
+# their rounding grows with the magnitude and differs between CPUs' kernels (AVX2 vs AVX-512/AMX),
+# so an absolute tolerance alone fails on some machines (-129.29 off by 1.7e-4 on an Intel Xeon).
+SUM_RTOL = 1e-5
+
 
 def torch_logits(checkpoint: Path, texts: list[str], max_length: int = 512) -> np.ndarray:
     """Logits of the PyTorch model for one padded batch tokenized by AutoTokenizer."""

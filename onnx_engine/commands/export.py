@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         force=args.force,
         quiet=args.quiet,
-        atol=args.atol or DEFAULT_ATOL,
+        atol=DEFAULT_ATOL if args.atol is None else args.atol,
     )
     manifest = export_model(settings)
     if not args.quiet:

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scores", action="store_true",
                         help="add the sequence score and each token's log-probability and logit")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut sources at the model's max length (default: whole, as "
+                        "transformers)")
     add_runtime_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         early_stopping=early_stopping,
         output_scores=args.scores,
         batch_size=args.batch_size,
+        truncation=args.truncate,
     )
     for source, result in zip(texts, results):
         print(json.dumps(generation_line(source, result, args.scores), ensure_ascii=False))

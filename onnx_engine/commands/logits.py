@@ -18,7 +18,11 @@ from engine.errors import InputError
 from engine.numerics import softmax
 from engine.seq2seq import Seq2SeqLM
 from engine.tokenization import TextTokenizer
-from onnx_engine.commands.runtime_args import add_runtime_arguments, runtime_options
+from onnx_engine.commands.runtime_args import (
+    add_runtime_arguments,
+    runtime_options,
+    writable_file,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="best tokens to list per position")
     parser.add_argument("--save", type=Path, default=None,
                         help="write the full [target_len, vocab] logits to this .npy file")
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut source and target at the model's max length (default: whole, "
+                        "as transformers)")
     add_runtime_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -38,8 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError(f"--top-k must be a positive integer, got {args.top_k}.")
+    if args.save is not None:
+        writable_file(args.save, "--save")
     model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
-    forced = model.logits([args.source], [args.target])
+    forced = model.logits([args.source], [args.target], truncation=args.truncate)
     length = int(forced.mask[0].sum())
     logits = forced.logits[0, :length]
     for position in range(length):

@@ -76,7 +76,7 @@ def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str
     manifest = optimize_artifact(settings)
     print(variant_table(manifest))
     print(auto_choice_line(manifest))
-    failed = [name for name in variants if not manifest.variants[name]["passed"]]
+    failed = [name for name in variants if not manifest.variants[name].passed]
     if failed:
         print(f"kept out of use (failed their gate): {', '.join(failed)}", file=sys.stderr)
         return EXIT_GATE_FAILED
@@ -93,24 +93,24 @@ def run(args: argparse.Namespace) -> int:
 
 def variant_table(manifest: Any) -> str:
     """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
-    from engine.variants import FP32, VARIANT_NAMES
+    from engine.variants import FP32, VARIANT_NAMES, variant_records
 
     header = f"{'variant':<8} {'target':<6} {'gate':<30} {'measured vs PyTorch':<44} {'cpu ms':<16}"
     lines = [header + " result"]
-    order = sorted(manifest.variants, key=lambda name: VARIANT_NAMES.index(name))
+    records = variant_records(manifest)
+    order = sorted(records, key=lambda name: VARIANT_NAMES.index(name))
     for name in order:
-        record = manifest.variants[name]
-        gate, figures = record.get("gate"), record.get("figures")
-        cpu = record.get("speeds", {}).get("cpu")
-        latency = " / ".join(f"{value:.2f}" for value in cpu["latency_ms"].values()) if cpu else "-"
-        verdict = "passed" if record["passed"] else f"FAILED: {record['reason']}"
-        measured = _measured(figures)
+        record = records[name]
+        cpu = record.speeds.get("cpu")
+        latency = " / ".join(f"{value:.2f}" for value in cpu.latency_ms.values()) if cpu else "-"
+        verdict = "passed" if record.passed else f"FAILED: {record.reason}"
+        measured = _measured(record.figures)
         if name == FP32 and manifest.parity:
             measured = f"|Δlogit| {manifest.parity['max_abs_diff']:.1e} (export)"
-        if record["passed"] and record.get("checked_on") == "cpu" and record["target"] == "cuda":
+        if record.passed and record.checked_on == "cpu" and record.target == "cuda":
             verdict += " (checked on CPU)"
         lines.append(
-            f"{name:<8} {record['target']:<6} {_limits(gate):<30} {measured:<44} "
+            f"{name:<8} {record.target:<6} {_limits(record.gate):<30} {measured:<44} "
             f"{latency:<16} {verdict}"
         )
     return "\n".join(lines)
@@ -124,27 +124,27 @@ def auto_choice_line(manifest: Any) -> str:
     return f"variant='auto' picks: {cpu} on CPU, {cuda} on CUDA"
 
 
-def _limits(gate: dict[str, Any] | None) -> str:
-    if not gate:
+def _limits(gate: Any) -> str:
+    if gate is None:
         return "(export parity)"
     parts = []
-    if gate.get("max_abs_diff") is not None:
-        parts.append(f"|Δlogit|<={gate['max_abs_diff']:g}")
-    if gate.get("max_prob_diff") is not None:
-        parts.append(f"|Δprob|<={gate['max_prob_diff']:g}")
-    parts.append(f"top1>={gate['min_agreement']:.0%}")
-    if gate.get("flip_margin") is not None:
-        parts.append(f"flip<={gate['flip_margin']:g}")
+    if gate.max_abs_diff is not None:
+        parts.append(f"|Δlogit|<={gate.max_abs_diff:g}")
+    if gate.max_prob_diff is not None:
+        parts.append(f"|Δprob|<={gate.max_prob_diff:g}")
+    parts.append(f"top1>={gate.min_agreement:.0%}")
+    if gate.flip_margin is not None:
+        parts.append(f"flip<={gate.flip_margin:g}")
     return " ".join(parts)
 
 
-def _measured(figures: dict[str, Any] | None) -> str:
-    if not figures:
+def _measured(figures: Any) -> str:
+    if figures is None:
         return "-"
     text = (
-        f"|Δlogit| {figures['max_abs_diff']:.1e} |Δprob| {figures['max_prob_diff']:.1e} "
-        f"top1 {figures['agreement']:.0%}"
+        f"|Δlogit| {figures.max_abs_diff:.1e} |Δprob| {figures.max_prob_diff:.1e} "
+        f"top1 {figures.agreement:.0%}"
     )
-    if figures.get("sequence_agreement") is not None:  # seq2seq: tokens, flips, whole outputs
-        text += f" flip {figures['clearest_flip']:.2g} seq {figures['sequence_agreement']:.0%}"
+    if figures.sequence_agreement is not None:  # seq2seq: tokens, flips, whole outputs
+        text += f" flip {figures.clearest_flip:.2g} seq {figures.sequence_agreement:.0%}"
     return text
