@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
-from engine.errors import InputError
+from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.session import EngineSession, RuntimeOptions
@@ -29,6 +29,26 @@ def default_activation(config: dict[str, Any]) -> str:
     if problem_type == "multi_label_classification" or num_labels == 1:
         return "sigmoid"
     return "softmax"
+
+
+def _labels(config: dict[str, Any], artifact: Artifact) -> dict[int, str]:
+    """``id2label`` of the config, checked to name every class of the graph once.
+
+    Raises:
+        CorruptArtifactError: it is missing, not a mapping of integer ids to label strings, or
+            not numbered 0..num_labels-1.
+    """
+    labels = config.get("id2label")
+    try:
+        id2label = {int(key): str(label) for key, label in labels.items()}
+    except (AttributeError, TypeError, ValueError):
+        id2label = {}
+    if not id2label or sorted(id2label) != list(range(len(id2label))):
+        raise CorruptArtifactError(
+            f"{artifact.path / 'config.json'}: 'id2label' must map the class ids 0..N-1 to label "
+            f"names, got {labels!r:.80}. Re-export the artifact (export writes the full id2label)."
+        )
+    return id2label
 
 
 class Classifier(ArtifactModel):
@@ -56,7 +76,7 @@ class Classifier(ArtifactModel):
         self.tokenizer = tokenizer
         self.variant = variant
         self.guard_finite = guard_finite
-        self.id2label = {int(key): label for key, label in config["id2label"].items()}
+        self.id2label = _labels(config, artifact)
         self.activation = default_activation(config)
 
     @classmethod
@@ -132,6 +152,8 @@ class Classifier(ArtifactModel):
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
                 raise InputError(f"top_k must be a positive integer or None, got {top_k!r}.")
         activation = function_to_apply or self.activation
+        if isinstance(activation, str):  # the pipeline takes any case ("None", "SIGMOID")
+            activation = activation.lower()
         if activation not in ACTIVATIONS:
             raise InputError(
                 f"function_to_apply must be one of {', '.join(ACTIVATIONS)}, got {activation!r}."

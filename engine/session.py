@@ -182,9 +182,13 @@ def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
 class EngineSession:
     """An ``InferenceSession`` that knows its file, its real providers and how to fail clearly."""
 
-    def __init__(self, model_path: Path, options: RuntimeOptions) -> None:
+    def __init__(
+        self, model_path: Path, options: RuntimeOptions, providers: list[str] | None = None
+    ) -> None:
+        """Open ``model_path``; ``providers`` is ``requested_providers(options.provider)``,
+        passed in by callers that open several graphs so it is resolved once."""
         options = options.resolved()
-        providers = requested_providers(options.provider)
+        providers = providers or requested_providers(options.provider)
         session_options = _session_options(options)
         if CUDA in providers and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed

@@ -25,12 +25,17 @@ class VariantSessions:
 
 
 def open_graphs(
-    artifact: Artifact, graphs: Mapping[str, str], options: RuntimeOptions, listed: bool = True
+    artifact: Artifact,
+    graphs: Mapping[str, str],
+    options: RuntimeOptions,
+    listed: bool = True,
+    providers: list[str] | None = None,
 ) -> dict[str, EngineSession]:
     """One session per role for the given files of ``artifact``, without any variant choice.
 
     ``listed`` files must be in the manifest and are hash-checked; the optimizer opens files it
-    has just built (not listed yet) with ``listed=False``.
+    has just built (not listed yet) with ``listed=False``. ``providers`` (resolved from
+    ``options.provider`` when not given) is shared by all sessions.
 
     Raises:
         ArtifactError: a listed file is not in the manifest or differs from it.
@@ -38,7 +43,10 @@ def open_graphs(
         ProviderError: CUDA was requested explicitly but is not usable.
     """
     path_of = artifact.verified_file if listed else artifact.path_of
-    return {role: EngineSession(path_of(name), options) for role, name in graphs.items()}
+    providers = providers or requested_providers(options.resolved().provider)
+    return {
+        role: EngineSession(path_of(name), options, providers) for role, name in graphs.items()
+    }
 
 
 def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) -> VariantSessions:
@@ -49,9 +57,10 @@ def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) ->
         ArtifactError: the variant was not made, or failed its gate (the reason is in the message).
         ProviderError: CUDA was requested explicitly but is not usable.
     """
-    expect_cuda = CUDA in requested_providers(options.provider)
+    providers = requested_providers(options.provider)
+    expect_cuda = CUDA in providers
     name, graphs = select_variant(artifact.manifest, requested, on_cuda=expect_cuda)
-    sessions = open_graphs(artifact, graphs, options)
+    sessions = open_graphs(artifact, graphs, options, providers=providers)
     if expect_cuda and not all(session.on_cuda for session in sessions.values()):
         # provider='auto' fell back to CPU (an explicit 'cuda' raised above): choose for CPU.
         name, cpu_graphs = select_variant(artifact.manifest, requested, on_cuda=False)

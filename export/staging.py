@@ -6,6 +6,7 @@ artifact is replaced only with ``force``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,13 +24,50 @@ def check_output_free(output: Path, force: bool) -> None:
         )
 
 
+def staging_prefix(output: Path) -> str:
+    return f".{output.name}.staging-"
+
+
+def remove_stale_staging(output: Path) -> list[Path]:
+    """Delete staging folders of ``output`` left by exports that were killed before finishing.
+
+    A staging folder is named after the process that made it (``.NAME.staging-PID-XXXX``), so
+    one whose process is gone is stale, while a concurrent export's folder is left alone.
+    Returns the folders removed.
+    """
+    removed = []
+    for folder in output.parent.glob(staging_prefix(output) + "*"):
+        owner = folder.name[len(staging_prefix(output)):].split("-", 1)[0]
+        if folder.is_dir() and not (owner.isdigit() and _process_alive(int(owner))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 @contextmanager
 def staged_output(output: Path, force: bool) -> Iterator[Path]:
-    """Yield an empty staging folder next to ``output``; on success it replaces ``output``."""
+    """Yield an empty staging folder next to ``output``; on success it replaces ``output``.
+
+    Stale staging folders of earlier, killed exports of the same output are removed first.
+    """
     output = Path(output).resolve()
     check_output_free(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
+    remove_stale_staging(output)
+    prefix = f"{staging_prefix(output)}{os.getpid()}-"
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=output.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
         yield staging

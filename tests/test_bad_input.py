@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import assert_same_results, hf_pipeline
 
+import engine
 from engine import (
     ArtifactNotFoundError,
     Classifier,
@@ -17,6 +22,7 @@ from engine import (
     TaskMismatchError,
 )
 from engine.artifact import file_record
+from export.exporter import ExportSettings, export_model
 
 
 def _rewrite_manifest(folder: Path, **changes) -> None:
@@ -134,3 +140,190 @@ def test_all_errors_share_one_base():
     for error_type in (ArtifactNotFoundError, CorruptArtifactError, HashMismatchError,
                        InputError, TaskMismatchError):
         assert issubclass(error_type, OnnxEngineError)
+
+
+# --- The corpus: odd inputs that must equal transformers, bad ones that must be our errors ---
+# Each case names what transformers does with it. "Same as transformers" cases compare with
+# `pipeline("text-classification")(text, truncation=True)` on the same checkpoint.
+
+ODD_TEXTS = {
+    # transformers: tokenizes each to [CLS] [SEP] (plus what survives normalization) and scores it
+    "whitespace-only": "   \t \n ",
+    "control characters": "a\x00b\x07c\x1b[0m",
+    "zero-width and BOM": "\ufeffzero\u200bwidth\u200djoiner",
+    "emoji and CJK": "東京 🚀🔥 café naïve",
+    "right-to-left": "שלום עולם مرحبا",
+    "combining marks": "e\u0301e\u0301 n\u0303",
+    "special-token strings": "[CLS] [SEP] [PAD] [MASK] hello",
+    "only punctuation": "?!...;;;---",
+    "very long word": "a" * 3000,
+    "5000 words (truncated at 512 tokens)": "word " * 5000,
+    "newlines and tabs": "line one\nline two\r\n\tindented",
+    "digits": "3.14159 2,718 1e-10 0x1F",
+}
+
+
+@pytest.mark.parametrize("text", list(ODD_TEXTS.values()), ids=list(ODD_TEXTS))
+def test_odd_texts_give_what_the_pipeline_gives(distilbert, text):
+    ours = Classifier.load(distilbert.artifact)([text], top_k=None)
+    theirs = hf_pipeline(distilbert.checkpoint)([text], top_k=None, truncation=True)
+    assert_same_results(ours, theirs, atol=1e-5)
+
+
+# (texts, kwargs, our error message, what transformers 4.57's pipeline does: observed)
+BAD_CALLS = {
+    "lone surrogate": (
+        ["fine", "bad \ud800 char"], {}, "#1 is not valid Unicode: character 4",
+        "TypeError: TextEncodeInput must be Union[...] (from tokenizers)",
+    ),
+    "surrogate in a pair": (
+        {"text": "a", "text_pair": "\udcff"}, {}, "text_pair is not valid",
+        "TypeError: TextInputSequence must be str",
+    ),
+    "top_k float": ("text", {"top_k": 1.5}, "top_k", "returns one dict, as if top_k were unset"),
+    "top_k bool": ("text", {"top_k": True}, "top_k", "treats True as top_k=1"),
+    "batch_size -3": ("text", {"batch_size": -3}, "batch_size", "ignores it for one text"),
+    "batch_size float": ("text", {"batch_size": 2.0}, "batch_size", "ignores it for one text"),
+    "function_to_apply relu": (
+        "text", {"function_to_apply": "relu"}, "function_to_apply", "KeyError: 'RELU'"
+    ),
+    "empty tuple": ((), {}, "empty list", "IndexError: list index out of range"),
+    "nested list": ([["a", "b"]], {}, "#0 is list", "ValueError: invalid inputs (text pairs?)"),
+    "float text": ([1.5], {}, "#0 is float", "ValueError: text input must be of type `str`"),
+    "None": (None, {}, "NoneType", "ValueError: You need to specify either `text`"),
+    "bytes": ([b"bytes"], {}, "bytes", "ValueError: text input must be of type `str`"),
+}
+
+
+@pytest.mark.parametrize(
+    "texts, kwargs, message, transformers_does", list(BAD_CALLS.values()), ids=list(BAD_CALLS)
+)
+def test_bad_calls_raise_input_error_naming_the_input(
+    distilbert, texts, kwargs, message, transformers_does
+):
+    with pytest.raises(InputError, match=message):
+        Classifier.load(distilbert.artifact)(texts, **kwargs)
+
+
+@pytest.mark.parametrize("function_to_apply", ["None", "SIGMOID", "Softmax"])
+def test_function_to_apply_is_case_insensitive_like_the_pipeline(distilbert, function_to_apply):
+    # transformers upper-cases it (ClassificationFunction[value.upper()]).
+    ours = Classifier.load(distilbert.artifact)("text", function_to_apply=function_to_apply)
+    theirs = hf_pipeline(distilbert.checkpoint)("text", function_to_apply=function_to_apply)
+    assert_same_results(ours, theirs, atol=1e-5)
+
+
+def _load_with_manifest_change(folder: Path, change) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data = change(data)
+    path.write_text(json.dumps(data))
+    Classifier.load(folder)
+
+
+def _drop(key):
+    return lambda data: {k: v for k, v in data.items() if k != key}
+
+
+def _set(key, value):
+    return lambda data: {**data, key: value}
+
+
+# transformers has no manifest; a hand-edited or truncated one must fail naming the field, never
+# with AttributeError/KeyError from deep inside the loader.
+BAD_MANIFESTS = {
+    "a JSON list": (lambda data: [], "must be a JSON object"),
+    "null": (lambda data: None, "must be a JSON object"),
+    "files as a list": (_set("files", ["model.onnx"]), "field 'files' must be a JSON object"),
+    "empty tokenizer section": (_set("tokenizer", {}), "tokenizer.pad_id"),
+    "no task": (_drop("task"), "required field 'task'"),
+    "graphs empty": (_set("graphs", {}), "graphs' is empty"),
+    "graph without inputs": (
+        lambda data: {**data, "graphs": {"model": {"file": "model.onnx", "outputs": []}}},
+        "graphs.model.inputs",
+    ),
+    "max_length a string": (_set("max_length", "512"), "max_length"),
+    "size a string": (
+        lambda data: {**data, "files": {**data["files"], "model.onnx": {"sha256": "0", "size": "1"}}},
+        "files.model.onnx.size",
+    ),
+    "format_version 2": (_set("format_version", 2), "format_version"),
+    "variants a list": (_set("variants", ["int8"]), "field 'variants'"),
+    "variant without graphs": (_set("variants", {"int8": {"passed": True}}), r"variants\['int8'\]"),
+}
+
+
+@pytest.mark.parametrize("change, message", list(BAD_MANIFESTS.values()), ids=list(BAD_MANIFESTS))
+def test_manifest_of_the_wrong_shape_is_corrupt_naming_the_field(
+    distilbert, copy_artifact, change, message
+):
+    folder = copy_artifact(distilbert.artifact)
+    with pytest.raises(CorruptArtifactError, match=message) as error:
+        _load_with_manifest_change(folder, change)
+    assert "Re-export" in str(error.value)
+
+
+def test_manifest_that_is_not_utf8(distilbert, copy_artifact):
+    folder = copy_artifact(distilbert.artifact)
+    (folder / "manifest.json").write_bytes(b'{"task": "\xff\xfe"}')
+    with pytest.raises(CorruptArtifactError, match="not valid JSON"):
+        Classifier.load(folder)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ([], "must hold a JSON object"),
+        ({"model_type": "distilbert"}, "'id2label' must map"),
+        ({"id2label": {"0": "NEG", "2": "POS"}}, "'id2label' must map"),
+        ({"id2label": ["NEG", "POS"]}, "'id2label' must map"),
+    ],
+    ids=["list", "no id2label", "ids with a gap", "id2label a list"],
+)
+def test_config_of_the_wrong_shape_is_corrupt(distilbert, copy_artifact, config, message):
+    # transformers: AutoConfig would fill LABEL_i names silently; the artifact promised its own.
+    folder = copy_artifact(distilbert.artifact)
+    _replace_file_and_record(folder, "config.json", json.dumps(config).encode())
+    with pytest.raises(CorruptArtifactError, match=message):
+        Classifier.load(folder)
+
+
+@pytest.mark.parametrize("parity", [{}, {"passed": False}, {"passed": "yes"}])
+def test_an_artifact_never_checked_against_pytorch_is_refused(
+    distilbert, copy_artifact, parity
+):
+    # What an export killed between writing files and its parity check leaves behind.
+    folder = copy_artifact(distilbert.artifact)
+    _rewrite_manifest(folder, parity=parity)
+    with pytest.raises(CorruptArtifactError, match="never checked against PyTorch"):
+        engine.load(folder)
+    with pytest.raises(CorruptArtifactError, match="export MODEL"):
+        Classifier.load(folder)
+
+
+def test_stale_staging_folder_of_a_killed_export_is_removed_by_the_next_export(
+    distilbert, tmp_path
+):
+    output = tmp_path / "sst2"
+    dead_pid = 2**22 + 12345  # above Linux's default pid_max: no such process
+    stale = tmp_path / f".sst2.staging-{dead_pid}-abcd"
+    legacy = tmp_path / ".sst2.staging-xyz123"  # name format of earlier versions
+    for folder in (stale, legacy):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"\0" * 1000)
+    mine = tmp_path / f".sst2.staging-{os.getpid()}-live"  # a concurrent export's, alive
+    mine.mkdir()
+    export_model(ExportSettings(model=str(distilbert.checkpoint), output=output, quiet=True))
+    assert not stale.exists() and not legacy.exists() and mine.exists()
+    assert Classifier.load(output).variant == "fp32"
+
+
+def test_concurrent_calls_on_one_classifier_get_their_own_answers(distilbert):
+    # transformers pipelines are not thread-safe; ORT sessions and our tokenizer are, so a server
+    # may share one Classifier between threads. Each thread must get exactly its own results.
+    classifier = Classifier.load(distilbert.artifact)
+    texts = [f"sentence number {index} " + "word " * (index % 7) for index in range(24)]
+    expected = classifier.logits(texts, batch_size=1)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda text: classifier.logits(text)[0], texts * 3))
+    np.testing.assert_allclose(np.stack(results), np.concatenate([expected] * 3), atol=1e-6)

@@ -41,7 +41,7 @@ def test_input_file_and_top_k(classifier_factory, tmp_path, capsys):
 
 
 def test_stdin(distilbert, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\n"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"one\ntwo\n")))
     assert main(["classify", str(distilbert.artifact), "--input", "-", "--all-labels"]) == 0
     lines = _lines(capsys.readouterr().out)
     assert [line["text"] for line in lines] == ["one", "two"]
