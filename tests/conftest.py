@@ -14,7 +14,8 @@ from typing import Callable
 import pytest
 
 from export.exporter import ExportSettings, export_model
-from export.tiny_models import TinyClassifierSpec, build_tiny_classifier
+from export.tiny_models import TinyClassifierSpec
+from tiny_classifiers import build_test_classifier
 
 # DistilBERT, BERT and RoBERTa with 2 and more labels, and one multi-label (sigmoid) head.
 CLASSIFIER_SPECS = {
@@ -45,7 +46,7 @@ def classifier_factory(tmp_path_factory) -> Callable[[str], ExportedClassifier]:
     def get(key: str) -> ExportedClassifier:
         if key not in cache:
             root = tmp_path_factory.mktemp(key)
-            checkpoint = build_tiny_classifier(root / "checkpoint", CLASSIFIER_SPECS[key])
+            checkpoint = build_test_classifier(root / "checkpoint", CLASSIFIER_SPECS[key])
             artifact = root / "artifact"
             export_model(ExportSettings(model=str(checkpoint), output=artifact, quiet=True))
             cache[key] = ExportedClassifier(key, checkpoint, artifact)
