@@ -15,6 +15,10 @@ import numpy as np
 
 from engine.errors import InputError
 
+# Beam search keeps num_beams x vocabulary scores per input and step (t5-small: 32k floats a
+# beam) and a KV cache per beam, so the width is capped where memory, not quality, would decide.
+MAX_NUM_BEAMS = 512
+
 @dataclass(frozen=True)
 class GenerationArgs:
     """Checked decoding arguments; ``max_new_tokens`` ``None`` means the model's default.
@@ -36,6 +40,11 @@ class GenerationArgs:
         if self.max_new_tokens is not None:
             _positive_int("max_new_tokens", self.max_new_tokens)
         _positive_int("num_beams", self.num_beams, "(1 = greedy)")
+        if self.num_beams > MAX_NUM_BEAMS:
+            raise InputError(
+                f"num_beams={self.num_beams} is above the engine's limit of {MAX_NUM_BEAMS} (memory "
+                "grows with beams x vocabulary); use at most that many beams."
+            )
         _positive_int("batch_size", self.batch_size)
         if isinstance(self.length_penalty, bool) or not isinstance(
             self.length_penalty, (int, float, np.integer, np.floating)

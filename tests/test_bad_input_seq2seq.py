@@ -97,6 +97,8 @@ BAD_GENERATE = {
                       "TypeError from repeat_interleave"),
     "num_beams '2'": ({"num_beams": "2"}, "num_beams must be a positive integer",
                       "TypeError: '>' not supported between 'int' and 'str'"),
+    "num_beams 10**6": ({"num_beams": 10**6}, "above the engine's limit of 512",
+                        "not run: it needs 10**6 x vocabulary scores per step"),
     "length_penalty nan": ({"num_beams": 2, "length_penalty": float("nan")},
                            "length_penalty must be a finite number", "returns tokens silently"),
     "length_penalty inf": ({"num_beams": 2, "length_penalty": float("inf")},
