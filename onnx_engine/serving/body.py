@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from onnx_engine.serving.errors import PayloadTooLargeError, ValidationError
+from onnx_engine.serving.errors import ClientDisconnectedError, PayloadTooLargeError, ValidationError
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -20,11 +20,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnectedError("The client disconnected while sending its body.") from None
     return b"".join(chunks)
 
 

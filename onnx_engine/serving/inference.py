@@ -111,6 +111,7 @@ async def _wait(items: list[WorkItem], request: Request, timeout: float | None) 
     if gathered in done:
         return gathered.result()
     gathered.cancel()
+    gathered.add_done_callback(_consume)
     if disconnect in done:
         raise ClientDisconnectedError("The client disconnected before its answer was ready.")
     raise RequestTimeoutError(
@@ -124,6 +125,12 @@ async def _disconnected(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _consume(future: asyncio.Future) -> None:
+    """Retrieve the outcome of a wait we gave up on, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _ms(seconds: float) -> str:

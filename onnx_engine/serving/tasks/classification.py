@@ -85,7 +85,9 @@ class ClassificationHandler(TaskHandler):
         return ClassifyOptions(top_k, self.model.activation_for(parameters.get("function_to_apply")))
 
     def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[np.ndarray]:
-        return list(self.model.logits(texts, batch_size=len(texts)))
+        # Jobs hold pairs as the tokenizer's (text, pair) tuples; the engine takes them as dicts.
+        inputs = [{"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else t for t in texts]
+        return list(self.model.logits(inputs, batch_size=len(inputs)))
 
     def encode_v2(self, job: Job, results: list[np.ndarray]) -> list[OutputTensor]:
         logits = np.stack(results).astype(np.float32)
