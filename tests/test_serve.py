@@ -283,3 +283,10 @@ def test_concurrent_clients_get_their_own_answers(server, serve_models):
                                    [item["score"] for item in expected], rtol=1e-5)
     batches = metric_value(server, "onnx_engine_batch_size_count", {"model": "clf"}) - before
     assert batches < len(texts), "no two concurrent requests shared an engine call"
+
+
+def test_no_cors_headers_by_default(server):
+    response = httpx.post(f"{server}/models/clf", json={"inputs": "x"},
+                          headers={"Origin": "https://app.example"})
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers

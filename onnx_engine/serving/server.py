@@ -43,6 +43,9 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.serving.draining = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after its shutdown, which would end a clean drain
+        # with "killed by SIGTERM"; a drained server exits 0 instead.
+        self._captured_signals.clear()
 
     async def on_tick(self, counter: int) -> bool:
         if self.serving.load_error is not None:
