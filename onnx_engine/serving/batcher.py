@@ -79,6 +79,9 @@ class Batcher:
         self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model}")
         self._task: asyncio.Task | None = None
+        # Requests admitted for this model that have not queued their texts yet (their body is
+        # being read, parsed or tokenized): only they make waiting for company worthwhile.
+        self.arriving = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
@@ -113,8 +116,13 @@ class Batcher:
                 await self._run(loop, batch)
 
     async def _wait_for_fuller_batch(self) -> None:
-        """Give a lone text up to the queue delay, counted from its arrival, to find company."""
-        if len(self._pending) >= self._max_batch_size or self._closing:
+        """Give a lone text up to the queue delay, counted from its arrival, to find company.
+
+        Only while other requests are on their way: with none, waiting adds latency and no
+        company (one client alone never waits), and under load the texts that arrive while a
+        batch runs fill the next one anyway.
+        """
+        if len(self._pending) >= self._max_batch_size or self._closing or not self.arriving:
             return
         remaining = self._pending[0].enqueued + self._delay_s - time.perf_counter()
         if remaining > 0:

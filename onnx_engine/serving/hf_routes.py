@@ -26,11 +26,11 @@ _BODY_KEYS = ("inputs", "parameters", "options", "stream")
 def routes(state: ServerState) -> list[Route]:
     async def run(request: Request, route: str) -> Response:
         served = state.model(request.path_params["name"])
-        async with admitted(state):
+        async with admitted(state, served) as admission:
             body = await read_json_object(request, state.config.max_body_bytes)
             inputs, parameters = _inputs_and_parameters(body, route)
             job = served.handler.parse_hf(inputs, parameters, route)
-            result = await run_job(state, served, job, request)
+            result = await run_job(state, admission, job, request)
             answer = served.handler.encode_hf(job, result.values, route)
         state.metrics.successes.labels(served.name).inc()
         return JSONResponse(answer, headers=result.headers)

@@ -36,28 +36,41 @@ class JobResult:
     headers: dict[str, str]
 
 
+@dataclass
+class Admission:
+    """A request's slot; ``queued`` once its texts are in the batcher's queue."""
+
+    served: ServedModel
+    queued: bool = False
+
+
 @contextlib.asynccontextmanager
-async def admitted(state: ServerState) -> AsyncIterator[None]:
+async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Admission]:
     """Hold one of ``max_concurrent_requests`` slots, or fail at once with 429.
 
     Failing fast keeps latency bounded for the requests already admitted; the client (or its
-    load balancer) retries after ``Retry-After`` or elsewhere.
+    load balancer) retries after ``Retry-After`` or elsewhere. Until the request queues its
+    texts it counts as arriving for its model's batcher (see ``Batcher.arriving``).
     """
     if state.in_flight >= state.config.max_concurrent_requests:
         raise OverloadedError(
             f"The server is at its limit of {state.config.max_concurrent_requests} concurrent "
             "requests; retry shortly.", {"Retry-After": "1"}
         )
+    admission = Admission(served)
     state.in_flight += 1
+    served.batcher.arriving += 1
     state.metrics.in_flight.set(state.in_flight)
     try:
-        yield
+        yield admission
     finally:
         state.in_flight -= 1
+        if not admission.queued:
+            served.batcher.arriving -= 1
         state.metrics.in_flight.set(state.in_flight)
 
 
-async def run_job(state: ServerState, served: ServedModel, job: Job, request: Request) -> JobResult:
+async def run_job(state: ServerState, admission: Admission, job: Job, request: Request) -> JobResult:
     """Run a parsed job through the model's batcher and wait for every text's result.
 
     Raises:
@@ -65,6 +78,7 @@ async def run_job(state: ServerState, served: ServedModel, job: Job, request: Re
         ValidationError, BackendError: set by the batcher for this job's texts.
         ClientDisconnectedError: the client went away (its texts are dropped).
     """
+    served = admission.served
     metrics, model = state.metrics, served.name
     started = time.perf_counter()
     counts = await _token_counts(served, job)
@@ -75,6 +89,8 @@ async def run_job(state: ServerState, served: ServedModel, job: Job, request: Re
         WorkItem(text, cost, job.key, job, loop.create_future())
         for text, cost in zip(job.texts, served.handler.costs(job, counts))
     ]
+    admission.queued = True
+    served.batcher.arriving -= 1
     served.batcher.submit(items)
     try:
         results: list[ItemResult] = await _wait(items, request, state.config.request_timeout_s)
