@@ -290,3 +290,39 @@ def test_no_cors_headers_by_default(server):
                           headers={"Origin": "https://app.example"})
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_loadtest_checks_every_answer(server, distilbert, tmp_path, capsys):
+    """The load test's own check must catch a wrong answer, and pass the server's real ones."""
+    from onnx_engine.cli import main
+    from onnx_engine.loadtest.protocols import Protocol
+    from onnx_engine.loadtest.reference import Reference
+    from onnx_engine.loadtest.runner import run_level
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS[:4]) + "\n", encoding="utf-8")
+    out = tmp_path / "result.json"
+    code = main(["loadtest", server, "--model", "clf", "--artifact", str(distilbert.artifact),
+                 "--concurrency", "1,4", "--duration", "0.5", "--max-requests", "40",
+                 "--texts", str(texts), "--protocol", "v2", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    levels = json.loads(out.read_text())["servers"]["server"]["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 4]
+    assert all(level["statuses"].get("200", 0) > 0 and level["mixed_up"] == level["lost"] == 0
+               and level["mean_batch_size"] >= 1 for level in levels)
+
+    wrong = Reference({text: ("NO-SUCH-LABEL", 0.5) for text in TEXTS}, "text-classification", 0)
+    level = asyncio.run(run_level(server, Protocol("hf", "text-classification", "clf", {}),
+                                  TEXTS, wrong, 2, 5.0, 6, {}))
+    assert level.requests == 6 and level.mixed_up == 6
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("bad name=x", "not usable in a URL"),
+    ("clf=/no/such/artifact", "does not exist"),
+])
+def test_serve_command_errors(argument, message, capsys):
+    from onnx_engine.cli import main
+
+    assert main(["serve", argument, "--port", "0"]) == 2
+    assert message in capsys.readouterr().err
