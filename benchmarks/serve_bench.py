@@ -14,7 +14,6 @@ engine), then the batching server is pushed to 10x its concurrency limit. Writes
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shlex
 import signal

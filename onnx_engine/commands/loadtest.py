@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InputError, MissingDependencyError
+from engine.errors import InputError
 from onnx_engine.commands.runtime_args import read_texts
+from onnx_engine.commands.serve_extra import require_modules
 
-SERVE_INSTALL_HINT = "pip install 'onnx-engine[cpu,serve]'"
 DEFAULT_TEXTS = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_sentences.txt"
 
 
@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    modules = _modules()
+    modules = require_modules("loadtest", "onnx_engine.loadtest",
+                              ("protocols", "reference", "runner", "report"))
     levels = _levels(args.concurrency)
     texts = _texts(args)
     api_key = args.api_key or os.environ.get("ONNX_ENGINE_API_KEY")
@@ -123,14 +124,3 @@ def _texts(args: argparse.Namespace) -> list[str]:
     return texts
 
 
-def _modules() -> dict[str, Any]:
-    import importlib
-
-    try:
-        return {name: importlib.import_module(f"onnx_engine.loadtest.{name}")
-                for name in ("protocols", "reference", "runner", "report")}
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"'onnx-engine loadtest' needs the serve extra ({error.name} is missing): "
-            f"{SERVE_INSTALL_HINT}."
-        ) from error

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InputError, MissingDependencyError
+from engine.errors import InputError
 from engine.manifest import ArtifactManifest
 from onnx_engine.commands.runtime_args import add_runtime_arguments, runtime_options
+from onnx_engine.commands.serve_extra import require_modules
 
-SERVE_INSTALL_HINT = "pip install 'onnx-engine[cpu,serve]'"
 API_KEY_ENV = "ONNX_ENGINE_API_KEY"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -79,7 +78,7 @@ def model_specs(values: list[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    serving = _serving_modules()
+    serving = require_modules("serve", "onnx_engine.serving", ("config", "app", "server"))
     specs = model_specs(args.models)
     for path in specs.values():  # fail now, with exit 2, on a missing or corrupt artifact
         ArtifactManifest.read(path)
@@ -98,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         log_requests=args.log_requests,
     )
-    options = runtime_options(args)
+    # A server's event loop shares the cores with the model: ORT threads spinning for work
+    # between calls would take its CPU away from accepting and answering.
+    options = runtime_options(args).with_overrides(spin_wait=False)
 
     def load() -> dict[str, Any]:
         import engine
@@ -122,12 +123,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serving_modules() -> dict[str, Any]:
-    try:
-        return {name: importlib.import_module(f"onnx_engine.serving.{name}")
-                for name in ("config", "app", "server")}
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"'onnx-engine serve' needs the serve extra ({error.name} is missing): "
-            f"{SERVE_INSTALL_HINT}."
-        ) from error

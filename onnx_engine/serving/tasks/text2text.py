@@ -8,7 +8,7 @@ message transformers uses, which ``huggingface_hub`` parses to retry without the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
