@@ -311,7 +311,7 @@ def test_loadtest_checks_every_answer(server, distilbert, tmp_path, capsys):
     assert all(level["statuses"].get("200", 0) > 0 and level["mixed_up"] == level["lost"] == 0
                and level["mean_batch_size"] >= 1 for level in levels)
 
-    wrong = Reference({text: ("NO-SUCH-LABEL", 0.5) for text in TEXTS}, "text-classification", 0)
+    wrong = Reference({text: ("NO-SUCH-LABEL", 0.5) for text in TEXTS}, "text-classification")
     level = asyncio.run(run_level(server, Protocol("hf", "text-classification", "clf", {}),
                                   TEXTS, wrong, 2, 5.0, 6, {}))
     assert level.requests == 6 and level.mixed_up == 6

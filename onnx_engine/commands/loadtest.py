@@ -81,6 +81,9 @@ def load_test(modules: dict[str, Any], url: str, model_name: str, artifact: str,
     wire = modules["protocols"].Protocol(protocol, model.task, model_name, parameters)
     reference = modules["reference"].build_reference(model, texts, parameters)
     load_before = load_average()
+    overhead = asyncio.run(modules["runner"].paired_overhead(
+        url, wire, lambda text: modules["reference"].answer(model, text, parameters), texts,
+        min(duration, 10.0), 1000, headers))
     results = [
         asyncio.run(modules["runner"].run_level(url, wire, texts, reference, level, duration,
                                                 max_requests, headers)).as_json()
@@ -88,7 +91,7 @@ def load_test(modules: dict[str, Any], url: str, model_name: str, artifact: str,
     ]
     return {"url": url, "model": model_name, "task": model.task, "protocol": protocol,
             "texts": len(texts), "duration_s": duration, "parameters": parameters,
-            "in_process_p50_ms": round(reference.in_process_p50_ms, 3),
+            "overhead": overhead,
             "load_before": load_before, "load_after": load_average(), "levels": results}
 
 

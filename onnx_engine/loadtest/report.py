@@ -41,9 +41,11 @@ def markdown(runs: Runs, meta: dict[str, Any]) -> str:
                 f"{_num(level['p99_ms'])} | {_num(level['mean_batch_size'])} | {statuses} | "
                 f"{level['mixed_up']} | {level['lost']} |"
             )
-    lines.append("")
-    lines += [f"In-process p50 of one call ({label}'s reference): "
-              f"{run['in_process_p50_ms']:.2f} ms" for label, run in list(runs.items())[:1]]
+    lines += ["", "One client, an in-process engine call and a request alternated (same texts, same "
+              "load):", ""]
+    lines += [f"- {label}: in-process p50 {run['overhead']['in_process_p50_ms']} ms, server p50 "
+              f"{run['overhead']['server_p50_ms']} ms, overhead {run['overhead']['overhead_p50_ms']} "
+              f"ms ({run['overhead']['pairs']} pairs)" for label, run in runs.items()]
     return "\n".join(lines) + "\n"
 
 

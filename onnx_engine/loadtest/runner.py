@@ -13,7 +13,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import numpy as np
@@ -129,6 +129,37 @@ async def _client_loop(
         if not correct:
             tally.mixed_up += 1
             tally.errors.append(f"wrong answer for {text[:40]!r}: {response.text[:200]}")
+
+
+async def paired_overhead(
+    url: str, protocol: Protocol, call: Callable[[str], Any], texts: list[str],
+    duration_s: float, max_pairs: int, headers: dict[str, str],
+) -> dict[str, float]:
+    """p50 of one in-process call and of one request for the same text, alternated.
+
+    Alternating pair by pair puts both under the same machine load (on a shared machine the
+    load drifts between separate runs), so their difference is the serving overhead.
+    """
+    local, remote = [], []
+    transport = httpx.AsyncHTTPTransport(socket_options=NO_DELAY)
+    async with httpx.AsyncClient(base_url=url, headers=headers, transport=transport,
+                                 timeout=60) as client:
+        deadline = time.perf_counter() + duration_s
+        for index in range(max_pairs):
+            if time.perf_counter() > deadline:
+                break
+            text = texts[index % len(texts)]
+            started = time.perf_counter()
+            call(text)
+            local.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            response = await client.post(protocol.path, json=protocol.body(text))
+            remote.append(time.perf_counter() - started)
+            response.raise_for_status()
+    in_process, served = _percentile(np.array(local[1:]) * 1000, 50), _percentile(
+        np.array(remote[1:]) * 1000, 50)  # the first pair warms both up
+    return {"pairs": len(local) - 1, "in_process_p50_ms": in_process, "server_p50_ms": served,
+            "overhead_p50_ms": round(served - in_process, 3)}
 
 
 async def _batch_totals(client: httpx.AsyncClient, model: str) -> tuple[float, float] | None:
