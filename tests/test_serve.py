@@ -313,7 +313,7 @@ def test_loadtest_checks_every_answer(server, distilbert, tmp_path, capsys):
 
     wrong = Reference({text: ("NO-SUCH-LABEL", 0.5) for text in TEXTS}, "text-classification")
     level = asyncio.run(run_level(server, Protocol("hf", "text-classification", "clf", {}),
-                                  TEXTS, wrong, 2, 5.0, 6, {}))
+                                  TEXTS, wrong, 2, 5.0, 6, {})).result()
     assert level.requests == 6 and level.mixed_up == 6
 
 
@@ -326,3 +326,15 @@ def test_serve_command_errors(argument, message, capsys):
 
     assert main(["serve", argument, "--port", "0"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_engine_and_cli_import_no_server_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys, engine, onnx_engine.cli as cli; cli.build_parser(); "
+            "print([m for m in ('starlette', 'uvicorn', 'prometheus_client', 'httpx') "
+            "if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"

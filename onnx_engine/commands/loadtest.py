@@ -49,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
     texts = _texts(args)
     api_key = args.api_key or os.environ.get("ONNX_ENGINE_API_KEY")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    result = load_test(modules, args.url, args.model, args.artifact, args.protocol, texts, levels,
-                       args.duration, args.max_requests, headers, args.max_new_tokens)
+    runs = load_test(modules, {args.label: args.url}, args.model, args.artifact, args.protocol,
+                     texts, levels, args.duration, args.max_requests, headers,
+                     args.max_new_tokens)
+    result = runs[args.label]
     for level in result["levels"]:
         print(_summary_line(level), file=sys.stderr)
-    runs = {args.label: result}
     meta = run_meta(" ".join(shlex.quote(a) for a in ["onnx-engine", *sys.argv[1:]]),
                     result["load_before"])
     report = modules["report"]
@@ -68,31 +69,47 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def load_test(modules: dict[str, Any], url: str, model_name: str, artifact: str, protocol: str,
-              texts: list[str], levels: list[int], duration: float, max_requests: int,
-              headers: dict[str, str], max_new_tokens: int) -> dict[str, Any]:
-    """Load the artifact, answer every text in-process, then run each level against ``url``."""
+def load_test(modules: dict[str, Any], urls: dict[str, str], model_name: str, artifact: str,
+              protocol: str, texts: list[str], levels: list[int], duration: float,
+              max_requests: int, headers: dict[str, str], max_new_tokens: int,
+              rounds: int = 1) -> dict[str, dict[str, Any]]:
+    """Load the artifact, answer every text in-process, then load each server (label -> URL).
+
+    Each level runs in ``rounds`` rounds of ``duration / rounds`` seconds, the servers taking
+    turns, so on a shared machine they all see the same load.
+    """
     import engine
     from engine.manifest import TASK_TEXT2TEXT
     from onnx_engine.bench.machine import load_average
 
+    runner = modules["runner"]
     model = engine.load(artifact)
     parameters = {"max_new_tokens": max_new_tokens} if model.task == TASK_TEXT2TEXT else {}
     wire = modules["protocols"].Protocol(protocol, model.task, model_name, parameters)
     reference = modules["reference"].build_reference(model, texts, parameters)
     load_before = load_average()
-    overhead = asyncio.run(modules["runner"].paired_overhead(
-        url, wire, lambda text: modules["reference"].answer(model, text, parameters), texts,
-        min(duration, 10.0), 1000, headers))
-    results = [
-        asyncio.run(modules["runner"].run_level(url, wire, texts, reference, level, duration,
-                                                max_requests, headers)).as_json()
-        for level in levels
-    ]
-    return {"url": url, "model": model_name, "task": model.task, "protocol": protocol,
-            "texts": len(texts), "duration_s": duration, "parameters": parameters,
-            "overhead": overhead,
-            "load_before": load_before, "load_after": load_average(), "levels": results}
+    overheads = {
+        label: asyncio.run(runner.paired_overhead(
+            url, wire, lambda text: modules["reference"].answer(model, text, parameters), texts,
+            min(duration, 10.0), 1000, headers))
+        for label, url in urls.items()
+    }
+    tallies = {label: {level: runner.Tally(level) for level in levels} for label in urls}
+    for level in levels:
+        for _ in range(rounds):
+            for label, url in urls.items():
+                asyncio.run(runner.run_level(url, wire, texts, reference, level, duration / rounds,
+                                             max_requests // rounds, headers,
+                                             tallies[label][level]))
+    load_after = load_average()
+    return {
+        label: {"url": url, "model": model_name, "task": model.task, "protocol": protocol,
+                "texts": len(texts), "duration_s": duration, "rounds": rounds,
+                "parameters": parameters, "overhead": overheads[label],
+                "load_before": load_before, "load_after": load_after,
+                "levels": [tallies[label][level].result().as_json() for level in levels]}
+        for label, url in urls.items()
+    }
 
 
 def run_meta(command: str, load_before: Any) -> dict[str, Any]:

@@ -50,9 +50,15 @@ class LevelResult:
 
 async def run_level(
     url: str, protocol: Protocol, texts: list[str], reference: Reference, concurrency: int,
-    duration_s: float, max_requests: int, headers: dict[str, str], timeout_s: float = 60.0,
-) -> LevelResult:
-    """Run ``concurrency`` closed-loop clients for ``duration_s`` (or ``max_requests``)."""
+    duration_s: float, max_requests: int, headers: dict[str, str], tally: Tally | None = None,
+    timeout_s: float = 60.0,
+) -> Tally:
+    """Run ``concurrency`` closed-loop clients for ``duration_s`` (or ``max_requests``).
+
+    Adds to ``tally`` when given: a level can be run in several short rounds, interleaved with
+    other servers' rounds, so every server sees the same drift of a shared machine's load.
+    """
+    tally = tally if tally is not None else Tally(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     # Without TCP_NODELAY the body, written after the headers, waits for the server's delayed
     # ACK (~40 ms on Linux): a client artifact that would swamp every server-side figure.
@@ -60,7 +66,6 @@ async def run_level(
     async with httpx.AsyncClient(base_url=url, headers=headers, transport=transport,
                                  timeout=timeout_s) as client:
         before = await _batch_totals(client, protocol.model)
-        tally = _Tally()
         started = time.perf_counter()
         deadline = started + duration_s
         sent = iter(range(max_requests))
@@ -68,27 +73,40 @@ async def run_level(
             _client_loop(client, protocol, texts, reference, worker, deadline, sent, tally)
             for worker in range(concurrency)
         ))
-        elapsed = time.perf_counter() - started
+        tally.elapsed += time.perf_counter() - started
         after = await _batch_totals(client, protocol.model)
-    return tally.result(concurrency, elapsed, _mean_batch(before, after))
+    if before is not None and after is not None:
+        tally.batch_totals[0] += after[0] - before[0]
+        tally.batch_totals[1] += after[1] - before[1]
+    else:
+        tally.batch_totals = None
+    return tally
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """What the clients of one level saw, over one or more rounds."""
+
+    concurrency: int
+    elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)
     rejected: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     mixed_up: int = 0
     lost: int = 0
     errors: list[str] = field(default_factory=list)
+    batch_totals: list[float] | None = field(default_factory=lambda: [0.0, 0.0])
 
-    def result(self, concurrency: int, elapsed: float, mean_batch: float | None) -> LevelResult:
+    def result(self) -> LevelResult:
         ok = np.array(self.latencies) * 1000
         rejected = np.array(self.rejected) * 1000
         requests = sum(self.statuses.values()) + self.lost
+        mean_batch = None
+        if self.batch_totals is not None and self.batch_totals[1]:
+            mean_batch = round(self.batch_totals[0] / self.batch_totals[1], 2)
         return LevelResult(
-            concurrency=concurrency, duration_s=round(elapsed, 3), requests=requests,
-            throughput_rps=round(len(ok) / elapsed, 2),
+            concurrency=self.concurrency, duration_s=round(self.elapsed, 3), requests=requests,
+            throughput_rps=round(len(ok) / self.elapsed, 2),
             p50_ms=_percentile(ok, 50), p90_ms=_percentile(ok, 90), p99_ms=_percentile(ok, 99),
             statuses={str(k): v for k, v in sorted(self.statuses.items())},
             mixed_up=self.mixed_up, lost=self.lost,
@@ -99,7 +117,7 @@ class _Tally:
 
 async def _client_loop(
     client: httpx.AsyncClient, protocol: Protocol, texts: list[str], reference: Reference,
-    worker: int, deadline: float, sent: Any, tally: _Tally,
+    worker: int, deadline: float, sent: Any, tally: Tally,
 ) -> None:
     position = worker  # clients start at different texts, so concurrent requests differ
     while time.perf_counter() < deadline and next(sent, None) is not None:
@@ -176,12 +194,6 @@ async def _batch_totals(client: httpx.AsyncClient, model: str) -> tuple[float, f
             if line.startswith(f'{BATCH_SIZE_METRIC}_{suffix}{{model="{model}"}} '):
                 totals[suffix] = float(line.rsplit(" ", 1)[1])
     return totals["sum"], totals["count"]
-
-
-def _mean_batch(before: tuple | None, after: tuple | None) -> float | None:
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    return round((after[0] - before[0]) / (after[1] - before[1]), 2)
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
