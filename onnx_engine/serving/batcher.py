@@ -179,6 +179,10 @@ class Batcher:
         except Exception as error:  # the engine failed on input it accepted: answer 500, go on
             _fail(batch, BackendError(f"The model failed on this batch: {error}"))
             return
+        if len(results) != len(batch):  # a handler bug must not leave requests waiting forever
+            _fail(batch, BackendError(
+                f"The model returned {len(results)} results for {len(batch)} texts."))
+            return
         elapsed = time.perf_counter() - started
         self._metrics.observe_batch(self.model, len(batch), max(i.cost for i in batch) * len(batch),
                                     elapsed)

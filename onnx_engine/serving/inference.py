@@ -21,7 +21,7 @@ from onnx_engine.serving.errors import (
     RequestTimeoutError,
 )
 from onnx_engine.serving.state import ServedModel, ServerState
-from onnx_engine.serving.tasks.base import Job
+from onnx_engine.serving.tasks.base import Job, text_chars
 
 # Tokenizing more characters than this on the event loop would stall other requests' answers:
 # hand it to a thread instead (a short request tokenizes in microseconds, cheaper than the hop).
@@ -42,6 +42,12 @@ class Admission:
 
     served: ServedModel
     queued: bool = False
+
+    def queue(self, items: list[WorkItem]) -> None:
+        """Hand the texts to the batcher; the request stops counting as arriving."""
+        self.queued = True
+        self.served.batcher.arriving -= 1
+        self.served.batcher.submit(items)
 
 
 @contextlib.asynccontextmanager
@@ -89,9 +95,7 @@ async def run_job(state: ServerState, admission: Admission, job: Job, request: R
         WorkItem(text, cost, job.key, job, loop.create_future())
         for text, cost in zip(job.texts, served.handler.costs(job, counts))
     ]
-    admission.queued = True
-    served.batcher.arriving -= 1
-    served.batcher.submit(items)
+    admission.queue(items)
     try:
         results: list[ItemResult] = await _wait(items, request, state.config.request_timeout_s)
     finally:
@@ -109,7 +113,7 @@ async def run_job(state: ServerState, admission: Admission, job: Job, request: R
 
 
 async def _token_counts(served: ServedModel, job: Job) -> list[int]:
-    size = sum(len(text) if isinstance(text, str) else sum(map(len, text)) for text in job.texts)
+    size = sum(map(text_chars, job.texts))
     if size <= _INLINE_TOKENIZE_CHARS:
         return served.handler.token_counts(job.texts)
     return await asyncio.to_thread(served.handler.token_counts, job.texts)

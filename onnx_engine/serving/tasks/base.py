@@ -93,7 +93,7 @@ class TaskHandler(ABC):
         max_chars = self.config.max_input_chars
         if max_chars is not None:
             for index, text in enumerate(texts):
-                size = len(text) if isinstance(text, str) else sum(map(len, text))
+                size = text_chars(text)
                 if size > max_chars:
                     raise ValidationError(
                         f"Text #{index} has {size} characters; this server takes at most "
@@ -132,6 +132,11 @@ class TaskHandler(ABC):
             "inputs": [spec.as_json() for spec in self.v2_inputs],
             "outputs": [spec.as_json() for spec in self.v2_outputs],
         }
+
+
+def text_chars(text: TextInput) -> int:
+    """Characters of a text, or of both halves of a ``(text, pair)``."""
+    return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
 
 
 def required_v2_input(inputs: dict[str, list[str]], name: str, known: Sequence[str]) -> list[str]:
