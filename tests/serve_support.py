@@ -54,11 +54,12 @@ def wait_ready(url: str, timeout_s: float = 60, **client_args: Any) -> None:
 def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None,
                  **client_args: Any) -> float:
     """The value of one sample of ``/metrics`` (0.0 when it is absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in (labels or {}).items())
+    want = dict(labels or {})
     for line in httpx.get(f"{url}/metrics", timeout=5, **client_args).text.splitlines():
         sample, _, value = line.rpartition(" ")
         base, _, rest = sample.partition("{")
-        if base == name and rest.rstrip("}") == want:
+        found = dict(pair.split("=", 1) for pair in rest.rstrip("}").split(",") if pair)
+        if base == name and {k: v.strip('"') for k, v in found.items()} == want:
             return float(value)
     return 0.0
 

@@ -338,3 +338,27 @@ def test_engine_and_cli_import_no_server_dependency():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_concurrent_generation_settings_never_share_a_batch(server, serve_models):
+    """Requests with different generation parameters, sent at once, each get their own setting."""
+    lm = serve_models["t5"]
+    settings = [{"max_new_tokens": 2}, {"max_new_tokens": 5}, {"max_new_tokens": 5, "num_beams": 2}]
+    cases = [(source, setting) for source in SOURCES for setting in settings]
+    want = [lm.generate([source], **setting)[0].text for source, setting in cases]
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=server, timeout=60) as client:
+            return await asyncio.gather(*(
+                client.post("/models/t5", json={"inputs": source, "parameters": setting})
+                for source, setting in cases))
+
+    responses = asyncio.run(burst())
+    assert [r.json()[0]["generated_text"] for r in responses] == want
+
+
+def test_failures_are_counted_by_error_type(server):
+    labels = {"error_type": "validation", "model": "clf"}
+    before = metric_value(server, "onnx_engine_request_failure_total", labels)
+    assert httpx.post(f"{server}/models/clf", json={"inputs": 3}).status_code == 422
+    assert metric_value(server, "onnx_engine_request_failure_total", labels) == before + 1

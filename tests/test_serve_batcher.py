@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import InputError
 from onnx_engine.serving.batcher import Batcher, WorkItem
-from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.errors import BackendError, ValidationError
 from onnx_engine.serving.metrics import ServerMetrics
 
 
@@ -81,3 +81,21 @@ def test_bad_input_fails_only_its_request(bad_group_size):
     assert outcomes[1] == "422: payload 'bad' is bad"
     if bad_group_size == 2:  # the whole request with the bad text fails, as a unit
         assert outcomes[3] == "422: payload 'bad' is bad"
+
+
+def test_engine_failure_answers_backend_error():
+    async def scenario():
+        def run_batch(key, payloads):
+            raise RuntimeError("kernel exploded")
+
+        batcher = Batcher("m", run_batch, 4, 100, 0.0, ServerMetrics())
+        batcher.start()
+        item = WorkItem("x", 1, None, object(), asyncio.get_running_loop().create_future())
+        batcher.submit([item])
+        with pytest.raises(BackendError, match="kernel exploded") as raised:
+            await item.future
+        await batcher.close()
+        return raised.value
+
+    error = _run(scenario())
+    assert error.status == 500 and error.error_type == "backend"
