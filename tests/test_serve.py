@@ -172,6 +172,7 @@ def test_tgi_generate_route(server, serve_models):
 
 @pytest.mark.parametrize("path, body, status, fragment", [
     ("/models/clf", b"{not json", 422, "not valid JSON"),
+    ("/models/clf", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 422, "not valid JSON"),
     ("/models/clf", {"inputs": 3}, 422, "is int"),
     ("/models/clf", {"inputs": "x", "parameters": {"top_k": 0}}, 422, "top_k"),
     ("/models/clf", {"inputs": "x", "parameters": {"function_to_apply": "tanh"}}, 422, "tanh"),
@@ -184,6 +185,11 @@ def test_tgi_generate_route(server, serve_models):
                                           "data": [1.0]}]}, 422, "BYTES"),
     ("/v2/models/clf/infer", {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
                                           "data": ["a"]}]}, 422, "shape says 2"),
+    ("/v2/models/t5/infer", {"inputs": [{"name": "text", "shape": [0], "datatype": "BYTES",
+                                         "data": []}]}, 422, "no texts"),
+    ("/v2/models/t5/infer", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                         "data": ["a"]}], "parameters": {"top_p": 1}}, 422,
+     "top_p"),
     ("/v2/models/clf/infer", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                           "data": ["a"]}], "outputs": [{"name": "x"}]}, 422, "x"),
 ])

@@ -38,8 +38,10 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
     """The server app for ``models``: name -> loaded engine model, or a function that loads them.
 
     With a function, loading runs in a worker thread after startup, and readiness answers 503
-    until it is done (liveness answers at once). ``app.state.serving`` is the
-    :class:`ServerState` (the SIGTERM hook sets its ``draining``).
+    until it is done (liveness answers at once). The batchers start in the app's lifespan, so
+    the host must run it (uvicorn and Ray Serve's ingress do; a parent app that mounts this
+    one does not). ``app.state.serving`` is the :class:`ServerState` (the SIGTERM hook sets
+    its ``draining``).
     """
     metrics = ServerMetrics()
     state = ServerState(config, metrics)

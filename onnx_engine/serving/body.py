@@ -41,7 +41,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     raw = await read_body(request, limit)
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ValidationError(f"The request body is not valid JSON: {error}.") from None
     if not isinstance(value, dict):
         raise ValidationError(f"The request body must be a JSON object, got {type(value).__name__}.")

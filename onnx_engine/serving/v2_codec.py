@@ -133,7 +133,7 @@ def _header_size(header_length: str | None, body_size: int) -> int:
 def _json_object(raw: bytes | memoryview) -> dict[str, Any]:
     try:
         value = json.loads(bytes(raw))
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ValidationError(f"The request body is not valid JSON: {error}.") from None
     return _object(value, "the request body")
 
@@ -177,11 +177,16 @@ def _json_strings(name: str, data: Any, count: int) -> list[str]:
 
 
 def _flatten(data: list) -> Any:
-    for item in data:
-        if isinstance(item, list):
-            yield from _flatten(item)
-        else:
+    """Row-major elements of nested lists, without recursion (depth is the client's choice)."""
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
             yield item
+        else:
+            stack.pop()
 
 
 def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:

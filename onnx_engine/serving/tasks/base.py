@@ -82,9 +82,11 @@ class TaskHandler(ABC):
         """Apply the server's request limits (text count, characters per text).
 
         Raises:
-            ValidationError: too many texts, or a text over ``max_input_chars``.
+            ValidationError: no texts, too many, or a text over ``max_input_chars``.
         """
         limit = self.config.max_client_batch_size
+        if not texts:
+            raise ValidationError("The request has no texts; send at least one.")
         if len(texts) > limit:
             raise ValidationError(
                 f"The request has {len(texts)} texts; this server takes at most {limit} per "
