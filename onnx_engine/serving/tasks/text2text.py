@@ -88,7 +88,16 @@ class Text2TextHandler(TaskHandler):
 
     def _job(self, texts: list[TextInput], parameters: dict[str, Any], single: bool) -> Job:
         self.check_texts(texts)
-        return Job(list(texts), key=_generation_key(parameters), single=single)
+        key = _generation_key(parameters)
+        # As TGI does, bound the work one request can ask for: an unbounded max_new_tokens would
+        # hold the model and allocate its output buffers up front. The bound is the model's
+        # input length (512 for T5), or its generation max_length if that is larger.
+        limit = max(self.model.settings.default_max_new_tokens, self.model.tokenizer.max_length)
+        if key.max_new_tokens is not None and key.max_new_tokens > limit:
+            raise ValidationError(
+                f"max_new_tokens must be at most {limit} on this model, got {key.max_new_tokens}."
+            )
+        return Job(list(texts), key=key, single=single)
 
     def costs(self, job: Job, token_counts: list[int]) -> list[int]:
         # Beam search runs num_beams decoder rows per text.
