@@ -97,6 +97,12 @@ class Text2TextHandler(TaskHandler):
             raise ValidationError(
                 f"max_new_tokens must be at most {limit} on this model, got {key.max_new_tokens}."
             )
+        # Each beam is a decoder row: one text may not ask for more rows than a batch holds.
+        if key.num_beams > self.config.max_batch_size:
+            raise ValidationError(
+                f"num_beams must be at most {self.config.max_batch_size} on this server "
+                f"(--max-batch-size), got {key.num_beams}."
+            )
         return Job(list(texts), key=key, single=single)
 
     def costs(self, job: Job, token_counts: list[int]) -> list[int]:
