@@ -181,6 +181,7 @@ def test_tgi_generate_route(server, serve_models):
     ("/models/t5", {"inputs": "x", "parameters": {"max_new_tokens": "5"}}, 422, "max_new_tokens"),
     ("/models/t5", {"inputs": "x", "parameters": {"max_new_tokens": 10**9}}, 422, "at most"),
     ("/models/t5", {"inputs": "x", "parameters": {"num_beams": 10**6}}, 422, "--max-batch-size"),
+    ("/models/t5", b'{"inputs": "x", "parameters": {"length_penalty": NaN}}', 422, "finite"),
     ("/models/clf/generate", {"inputs": "x"}, 404, "generate"),
     ("/models/nope", {"inputs": "x"}, 404, "clf, t5"),
     ("/v2/models/clf/infer", {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32",

@@ -7,6 +7,7 @@ message transformers uses, which ``huggingface_hub`` parses to retry without the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -152,8 +153,10 @@ def _generation_key(parameters: dict[str, Any]) -> GenerationKey:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValidationError(f"{name} must be an integer, got {value!r}.")
         elif name == "length_penalty":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValidationError(f"length_penalty must be a number, got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value
+            ):
+                raise ValidationError(f"length_penalty must be a finite number, got {value!r}.")
             value = float(value)
         elif name == "early_stopping" and not (isinstance(value, bool) or value == "never"):
             raise ValidationError(
