@@ -74,7 +74,9 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
     def error_response(error: Exception, scope: Any) -> Response:
         serve_error = as_serve_error(error)
         model = (scope.get("path_params") or {}).get("name", "")
-        metrics.failures.labels(model, serve_error.error_type).inc()
+        # Only served names become label values: clients must not grow the metric series.
+        metrics.failures.labels(model if model in state.models else "",
+                                serve_error.error_type).inc()
         return JSONResponse({"error": str(serve_error), "error_type": serve_error.error_type},
                             status_code=serve_error.status, headers=serve_error.headers)
 
