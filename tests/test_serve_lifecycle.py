@@ -18,7 +18,7 @@ from onnx_engine.serving.server import Listener
 from serve_support import metric_value, running_server, wait_ready
 
 SOURCES = ["summarize: the cat sat on the mat", "hello there", "translate: good morning", "a b c"]
-SLOW = {"max_new_tokens": 64, "num_beams": 4, "early_stopping": "never"}
+SLOW = {"max_new_tokens": 160, "num_beams": 6, "early_stopping": "never"}
 
 
 def test_ready_only_after_models_load(distilbert):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Hashable, Sequence
 
 import numpy as np
 
-from engine.tokenization import TextInput
+from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import NotFoundError, ValidationError
 
@@ -150,7 +150,8 @@ def required_v2_input(inputs: dict[str, list[str]], name: str, known: Sequence[s
         )
     if name not in inputs:
         raise ValidationError(f"The request has no input '{name}' (BYTES, one string per text).")
-    return inputs[name]
+    texts, _ = as_text_list(inputs[name], what=name)  # the engine's checks (e.g. valid Unicode)
+    return texts
 
 
 def hf_texts(inputs: Any) -> tuple[list[Any], bool]:

@@ -53,7 +53,7 @@ class ClassificationHandler(TaskHandler):
     def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
         texts = required_v2_input(inputs, "text", ("text", "text_pair"))
         if "text_pair" in inputs:
-            pairs = inputs["text_pair"]
+            pairs = required_v2_input(inputs, "text_pair", ("text", "text_pair"))
             if len(pairs) != len(texts):
                 raise ValidationError(
                     f"text_pair has {len(pairs)} strings but text has {len(texts)}; send one pair "

@@ -7,12 +7,11 @@ message transformers uses, which ``huggingface_hub`` parses to retry without the
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from engine.generation_args import GenerationArgs
 from engine.manifest import TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
 from engine.tokenization import TextInput, as_text_list
@@ -32,19 +31,12 @@ _NO_OP_VALUES: dict[str, Any] = {
     "do_sample": False, "details": False, "decoder_input_details": False,
     "return_full_text": False, "watermark": False, "stream": False,
 }
-# The HF summarization/translation clients send these beside generate_parameters; tokenizers
-# output needs no clean-up, and sources are always truncated at the model's maximum length.
-_TASK_FLAGS = ("clean_up_tokenization_spaces", "truncation")
-
-
-@dataclass(frozen=True)
-class GenerationKey:
-    """The generation parameters of a request; equal keys may share a batch."""
-
-    max_new_tokens: int | None = None
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    early_stopping: bool | str = False
+# The generation parameters a request may set; equal values may share a batch. The engine's own
+# GenerationArgs checks them (type, range, output limit) and is the batching key.
+GENERATION_PARAMETERS = ("max_new_tokens", "num_beams", "length_penalty", "early_stopping",
+                         "truncation")
+# Hugging Face's summarization/translation send tokenizer truncation strategies.
+_NO_TRUNCATION = "do_not_truncate"
 
 
 class Text2TextHandler(TaskHandler):
@@ -58,11 +50,11 @@ class Text2TextHandler(TaskHandler):
 
     def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
         texts = required_v2_input(inputs, "text", ("text",))
-        unknown = sorted(set(parameters) - set(GenerationKey.__dataclass_fields__))
+        unknown = sorted(set(parameters) - set(GENERATION_PARAMETERS))
         if unknown:
             raise ValidationError(
                 f"Unknown parameter(s) {unknown}; generation takes "
-                f"{', '.join(GenerationKey.__dataclass_fields__)}."
+                f"{', '.join(GENERATION_PARAMETERS)}."
             )
         return self._job(texts, parameters, single=False)
 
@@ -74,12 +66,14 @@ class Text2TextHandler(TaskHandler):
             nested = settings.pop("generate_parameters", None) or {}
             if not isinstance(nested, dict):
                 raise ValidationError("parameters.generate_parameters must be an object.")
-            for flag in _TASK_FLAGS:
-                settings.pop(flag, None)
+            # Sent beside generate_parameters; the tokenizers library's decoding needs no clean-up.
+            settings.pop("clean_up_tokenization_spaces", None)
+            if isinstance(settings.get("truncation"), str):
+                settings["truncation"] = settings["truncation"] != _NO_TRUNCATION
             settings = {**nested, **settings}
         unused = [
             name for name, value in settings.items()
-            if name not in GenerationKey.__dataclass_fields__
+            if name not in GENERATION_PARAMETERS
             and not (name in _NO_OP_VALUES and value in (None, _NO_OP_VALUES[name]))
         ]
         if unused:
@@ -89,20 +83,14 @@ class Text2TextHandler(TaskHandler):
 
     def _job(self, texts: list[TextInput], parameters: dict[str, Any], single: bool) -> Job:
         self.check_texts(texts)
-        key = _generation_key(parameters)
-        # As TGI does, bound the work one request can ask for: an unbounded max_new_tokens would
-        # hold the model and allocate its output buffers up front. The bound is the model's
-        # input length (512 for T5), or its generation max_length if that is larger.
-        limit = max(self.model.settings.default_max_new_tokens, self.model.tokenizer.max_length)
-        if key.max_new_tokens is not None and key.max_new_tokens > limit:
+        key = GenerationArgs(**{k: v for k, v in parameters.items() if v is not None})
+        key.new_tokens(self.model.settings.default_max_new_tokens, self.model.output_limit)
+        # Each beam is a decoder row, as each text of a request is: one request may not ask for
+        # more rows than --max-client-batch-size (an unbounded beam would exhaust memory).
+        if key.num_beams > self.config.max_client_batch_size:
             raise ValidationError(
-                f"max_new_tokens must be at most {limit} on this model, got {key.max_new_tokens}."
-            )
-        # Each beam is a decoder row: one text may not ask for more rows than a batch holds.
-        if key.num_beams > self.config.max_batch_size:
-            raise ValidationError(
-                f"num_beams must be at most {self.config.max_batch_size} on this server "
-                f"(--max-batch-size), got {key.num_beams}."
+                f"num_beams must be at most {self.config.max_client_batch_size} on this server "
+                f"(--max-client-batch-size), got {key.num_beams}."
             )
         return Job(list(texts), key=key, single=single)
 
@@ -110,13 +98,14 @@ class Text2TextHandler(TaskHandler):
         # Beam search runs num_beams decoder rows per text.
         return [count * job.key.num_beams for count in token_counts]
 
-    def run_batch(self, key: GenerationKey, texts: list[TextInput]) -> Sequence[tuple[str, float]]:
+    def run_batch(self, key: GenerationArgs, texts: list[TextInput]) -> Sequence[tuple[str, float]]:
         generated = self.model.generate(
             texts,
             max_new_tokens=key.max_new_tokens,
             num_beams=key.num_beams,
             length_penalty=key.length_penalty,
             early_stopping=key.early_stopping,
+            truncation=key.truncation,
             output_scores=True,
             batch_size=len(texts),
         )
@@ -141,26 +130,3 @@ class Text2TextHandler(TaskHandler):
             for text, _ in results
         ]
 
-
-def _generation_key(parameters: dict[str, Any]) -> GenerationKey:
-    """The batching key, after checking each parameter's JSON type (values: the engine checks)."""
-    key = GenerationKey()
-    values: dict[str, Any] = {}
-    for name, value in parameters.items():
-        if value is None:
-            continue
-        if name in ("max_new_tokens", "num_beams"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"{name} must be an integer, got {value!r}.")
-        elif name == "length_penalty":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value
-            ):
-                raise ValidationError(f"length_penalty must be a finite number, got {value!r}.")
-            value = float(value)
-        elif name == "early_stopping" and not (isinstance(value, bool) or value == "never"):
-            raise ValidationError(
-                f"early_stopping must be true, false or \"never\", got {value!r}."
-            )
-        values[name] = value
-    return GenerationKey(**{**key.__dict__, **values})
