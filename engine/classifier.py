@@ -128,9 +128,28 @@ class Classifier(ArtifactModel):
         """Scores ``[batch, num_labels]`` after the model's activation (softmax for single-label)."""
         return self.scores(self.logits(texts, batch_size=batch_size))
 
-    def scores(self, logits: np.ndarray) -> np.ndarray:
-        """The model's activation (softmax, sigmoid or none) applied to ``logits``."""
-        return self._activate(logits, self.activation)
+    def scores(self, logits: np.ndarray, function_to_apply: str | None = None) -> np.ndarray:
+        """``function_to_apply`` (default: the model's activation) applied to ``logits``.
+
+        Raises:
+            InputError: ``function_to_apply`` is not softmax, sigmoid or none.
+        """
+        return self._activate(logits, self.activation_for(function_to_apply))
+
+    def activation_for(self, function_to_apply: str | None) -> str:
+        """The activation ``function_to_apply`` names; ``None`` is the model's own.
+
+        Raises:
+            InputError: not softmax, sigmoid or none.
+        """
+        activation = function_to_apply or self.activation
+        if isinstance(activation, str):  # the pipeline takes any case ("None", "SIGMOID")
+            activation = activation.lower()
+        if activation not in ACTIVATIONS:
+            raise InputError(
+                f"function_to_apply must be one of {', '.join(ACTIVATIONS)}, got {activation!r}."
+            )
+        return activation
 
     def __call__(
         self,
@@ -148,28 +167,22 @@ class Classifier(ArtifactModel):
         """
         items, single = as_text_list(texts, allow_pairs=True)
         legacy = top_k is _TOP_K_UNSET
-        if not legacy and top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-                raise InputError(f"top_k must be a positive integer or None, got {top_k!r}.")
-        activation = function_to_apply or self.activation
-        if isinstance(activation, str):  # the pipeline takes any case ("None", "SIGMOID")
-            activation = activation.lower()
-        if activation not in ACTIVATIONS:
-            raise InputError(
-                f"function_to_apply must be one of {', '.join(ACTIVATIONS)}, got {activation!r}."
-            )
+        if not legacy:
+            check_top_k(top_k)
+        activation = self.activation_for(function_to_apply)
         scores = self._activate(self._logits(items, check_batch_size(batch_size)), activation)
         if legacy:
             best = [self._best(row) for row in scores]
             return best[0] if isinstance(texts, dict) else best
-        ranked = [self._ranked(row, top_k) for row in scores]
+        ranked = [self.ranked(row, top_k) for row in scores]
         return ranked[0] if single else ranked
 
     def _best(self, row: np.ndarray) -> dict[str, Any]:
         index = int(np.argmax(row))
         return {"label": self.id2label[index], "score": float(row[index])}
 
-    def _ranked(self, row: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
+    def ranked(self, row: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
+        """The ``top_k`` best ``{"label", "score"}`` of one row of scores (``None``: all)."""
         # A stable sort on the negated scores keeps label order among ties, as Python's sort does.
         order = np.argsort(-row, kind="stable")[:top_k]
         return [{"label": self.id2label[int(i)], "score": float(row[i])} for i in order]
@@ -181,6 +194,12 @@ class Classifier(ArtifactModel):
         if activation == "sigmoid":
             return sigmoid(logits)
         return logits
+
+
+def check_top_k(top_k: object) -> None:
+    """Raise ``InputError`` unless ``top_k`` is a positive integer or ``None`` (all labels)."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InputError(f"top_k must be a positive integer or None, got {top_k!r}.")
 
 
 def _char_length(item: TextInput) -> int:

@@ -11,7 +11,10 @@ from engine.errors import OnnxEngineError
 from engine.version import __version__
 
 # Each module defines register(subparsers), which adds its parser and sets `handler`.
-COMMAND_MODULES = ("export", "verify", "optimize", "classify", "demo", "generate", "logits", "bench")
+COMMAND_MODULES = (
+    "export", "verify", "optimize", "classify", "demo", "generate", "logits", "bench", "serve",
+    "loadtest",
+)
 EXIT_ERROR = 2
 
 

@@ -81,3 +81,13 @@ def test_runtime_only_cli_classifies_and_explains_missing_export_extra(runtime_v
                             capture_output=True, text=True)
     assert export.returncode == 2
     assert "pip install" in export.stderr and "Traceback" not in export.stderr
+
+
+def test_runtime_only_cli_explains_missing_serve_extra(runtime_venv, distilbert):
+    cli = runtime_venv.parent / "onnx-engine"
+    for command in (["serve", f"clf={distilbert.artifact}", "--port", "0"],
+                    ["loadtest", "http://127.0.0.1:9", "--model", "clf", "--artifact",
+                     str(distilbert.artifact)]):
+        result = subprocess.run([str(cli), *command], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        assert "onnx-engine[cpu,serve]" in result.stderr and "Traceback" not in result.stderr

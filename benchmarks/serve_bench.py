@@ -1,0 +1,174 @@
+"""The serving benchmark behind the README table: three servers, one load test, one machine.
+
+Servers, each started here as a subprocess on 127.0.0.1 (ephemeral port) and stopped with SIGTERM:
+``onnx-engine serve`` with dynamic batching, the same server with ``--max-batch-size 1``, and the
+FastAPI + ``transformers.pipeline`` contender (``benchmarks/pipeline_server.py``). Each gets the
+same closed-loop load (``onnx_engine.loadtest``; every answer checked against the in-process
+engine), then the batching server is pushed to 10x its concurrency limit. Writes
+``benchmarks/results/serve-<model>.{json,md,png}``.
+
+    python benchmarks/serve_bench.py [--model distilbert-base] [--concurrency 1,8,32]
+                                     [--duration 5] [--overload-clients 320]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import psutil
+
+from onnx_engine.bench.models import resolve_target
+from onnx_engine.commands.loadtest import DEFAULT_TEXTS, load_test, run_meta
+from onnx_engine.loadtest import protocols, reference, report, runner
+
+MODULES = {"protocols": protocols, "reference": reference, "runner": runner, "report": report}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="distilbert-base")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per level and server")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="each level runs in this many rounds, the servers taking turns")
+    parser.add_argument("--overload-clients", type=int, default=320,
+                        help="clients against a server limited to a tenth of them (0: skip)")
+    parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/bench"))
+    args = parser.parse_args()
+    target = resolve_target(args.model, args.cache_dir, log=sys.stderr)
+    levels = [int(level) for level in args.concurrency.split(",")]
+    texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
+    serve = [sys.executable, "-m", "onnx_engine", "serve", f"{args.model}={target.artifact}",
+             "--port", "0"]
+    servers = {
+        "onnx-engine": serve,
+        "onnx-engine batch 1": [*serve, "--max-batch-size", "1"],
+        "fastapi+pipeline": [sys.executable, str(Path(__file__).with_name("pipeline_server.py")),
+                             str(target.reference), "--name", args.model],
+    }
+    with contextlib.ExitStack() as stack:
+        started = {label: stack.enter_context(_started(command))
+                   for label, command in servers.items()}
+        runs = _load(started, target.artifact, args.model, texts, levels, args.duration,
+                     args.rounds)
+    if args.overload_clients:
+        limit = max(1, args.overload_clients // 10)
+        label = f"onnx-engine limit {limit}"
+        with _started([*serve, "--max-concurrent-requests", str(limit)]) as server:
+            runs.update(_load({label: server}, target.artifact, args.model, texts,
+                              [limit, args.overload_clients], args.duration, 1))
+    meta = run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+                    runs["onnx-engine"]["load_before"])
+    meta["targets"] = targets(runs, levels)
+    stem = RESULTS / f"serve-{args.model}"
+    report.write_json(runs, stem.with_suffix(".json"), meta)
+    table = report.markdown(runs, meta) + "\n" + target_lines(meta["targets"], runs)
+    stem.with_suffix(".md").write_text(table, encoding="utf-8")
+    report.plot({k: v for k, v in runs.items() if "limit" not in k}, stem.with_suffix(".png"))
+    print(table)
+
+
+@contextlib.contextmanager
+def _started(command: list[str]) -> Iterator[dict[str, Any]]:
+    """A ready server subprocess as ``{"url", "rss_mb", "exit_code"}``, stopped with SIGTERM.
+
+    ``rss_mb`` gets the resident memory when ready and when the load is over; ``exit_code`` is
+    filled in when the block ends (the same dict is kept in the results).
+    """
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # torch's spinning threads steal cores
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        _wait_ready(url)
+        memory = psutil.Process(process.pid)
+        server = {"url": url, "rss_mb": [_rss_mb(memory)], "exit_code": None}
+        yield server
+        server["rss_mb"].append(_rss_mb(memory))
+        process.send_signal(signal.SIGTERM)
+        server["exit_code"] = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _rss_mb(process: psutil.Process) -> float:
+    return round(process.memory_info().rss / 2**20, 1)
+
+
+def _load(servers: dict[str, dict[str, Any]], artifact: Path, model: str, texts: list[str],
+          levels: list[int], duration: float, rounds: int) -> dict[str, Any]:
+    urls = {label: server["url"] for label, server in servers.items()}
+    runs = load_test(MODULES, urls, model, str(artifact), "hf", texts, levels, duration, 100_000,
+                     {}, 16, rounds=rounds)
+    for label, server in servers.items():
+        runs[label]["server"] = server
+    return runs
+
+
+def _wait_ready(url: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} was not ready after {timeout_s} s")
+
+
+def targets(runs: dict[str, Any], levels: list[int]) -> dict[str, Any]:
+    """The issue's serving targets as measured ratios (reported, never asserted)."""
+    def level(label: str, clients: int) -> dict[str, Any]:
+        return next(x for x in runs[label]["levels"] if x["concurrency"] == clients)
+
+    top = max(levels)
+    engine = runs["onnx-engine"]
+    found: dict[str, Any] = {
+        "overhead_p50_ms_at_1": engine["overhead"]["overhead_p50_ms"],
+        f"throughput_vs_batch1_at_{top}": round(
+            level("onnx-engine", top)["throughput_rps"]
+            / level("onnx-engine batch 1", top)["throughput_rps"], 2),
+        f"throughput_vs_pipeline_at_{top}": round(
+            level("onnx-engine", top)["throughput_rps"]
+            / level("fastapi+pipeline", top)["throughput_rps"], 2),
+        "mixed_up_or_lost": sum(x["mixed_up"] + x["lost"] for run in runs.values()
+                                for x in run["levels"]),
+    }
+    overload = [label for label in runs if "limit" in label]
+    if overload:
+        saturated, over = runs[overload[0]]["levels"]  # at the limit, then 10x past it
+        found["overload"] = {
+            "clients": over["concurrency"],
+            "accepted_p99_vs_saturation_p99": round(over["p99_ms"] / saturated["p99_ms"], 2)
+            if over["p99_ms"] and saturated["p99_ms"] else None,
+            "rejected_p50_ms": over["rejected_p50_ms"],
+            "rejected_p99_ms": over["rejected_p99_ms"],
+            "rss_mb_before_after": runs[overload[0]]["server"]["rss_mb"],
+        }
+    return found
+
+
+def target_lines(found: dict[str, Any], runs: dict[str, Any]) -> str:
+    lines = ["Targets (issue 10; measured, not asserted):", ""]
+    lines += [f"- {name}: {value}" for name, value in found.items()]
+    lines += ["", "Server RSS before/after (MB) and exit code after SIGTERM:", ""]
+    lines += [f"- {label}: {run['server']['rss_mb']}, exit {run['server']['exit_code']}"
+              for label, run in runs.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""``onnx-engine serve NAME=ARTIFACT ...``: the inference server (see ``onnx_engine.serving``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError
+from engine.manifest import ArtifactManifest
+from onnx_engine.commands.runtime_args import add_runtime_arguments, runtime_options
+from onnx_engine.commands.serve_extra import require_modules
+
+API_KEY_ENV = "ONNX_ENGINE_API_KEY"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve artifacts over HTTP (KServe V2 / Triton, Hugging Face) with batching"
+    )
+    parser.add_argument("models", nargs="+", metavar="NAME=ARTIFACT",
+                        help="artifact folders to serve; a bare ARTIFACT is named after its folder")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    add_runtime_arguments(parser)
+    limits = parser.add_argument_group("batching and limits")
+    limits.add_argument("--max-batch-size", type=int, default=32, help="texts per engine call")
+    limits.add_argument("--max-batch-tokens", type=int, default=8192,
+                        help="padded tokens (longest x texts) per engine call")
+    limits.add_argument("--max-queue-delay-ms", type=float, default=2.0,
+                        help="wait this long for company when a text arrives at an idle model")
+    limits.add_argument("--max-concurrent-requests", type=int, default=512,
+                        help="inference requests in progress at most; more get 429")
+    limits.add_argument("--max-client-batch-size", type=int, default=64,
+                        help="texts per request at most")
+    limits.add_argument("--max-input-chars", type=int, default=None,
+                        help="characters per text at most (default: no limit; tokens are "
+                        "truncated at the model's maximum length)")
+    limits.add_argument("--request-timeout-s", type=float, default=None,
+                        help="answer 504 to requests not done after this long")
+    limits.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
+                        help="request bodies over this get 413")
+    access = parser.add_argument_group("access and transport")
+    access.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
+    access.add_argument("--ssl-certfile", type=Path, default=None, help="serve HTTPS")
+    access.add_argument("--ssl-keyfile", type=Path, default=None)
+    access.add_argument("--cors-origin", action="append", default=[],
+                        help="allow this browser origin (repeatable; default: no CORS)")
+    access.add_argument("--log-requests", action="store_true",
+                        help="one INFO log line per request")
+    parser.set_defaults(handler=run)
+
+
+def model_specs(values: list[str]) -> dict[str, Path]:
+    """``NAME=ARTIFACT`` (or a bare ``ARTIFACT``, named after its folder) as name -> path.
+
+    Raises:
+        InputError: a bad or repeated name.
+    """
+    specs: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            name, path = Path(value).resolve().name, value
+        if not _NAME.match(name):
+            raise InputError(
+                f"Model name {name!r} is not usable in a URL; use letters, digits, '.', '_', '-'."
+            )
+        if name in specs:
+            raise InputError(f"Two models are named {name!r}; name them with NAME=ARTIFACT.")
+        specs[name] = Path(path)
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    serving = require_modules("serve", "onnx_engine.serving", ("config", "app", "server"))
+    specs = model_specs(args.models)
+    for path in specs.values():  # fail now, with exit 2, on a missing or corrupt artifact
+        ArtifactManifest.read(path)
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        raise InputError("TLS needs both --ssl-certfile and --ssl-keyfile.")
+    config = serving["config"].ServeConfig(
+        max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        max_queue_delay_ms=args.max_queue_delay_ms,
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_client_batch_size=args.max_client_batch_size,
+        max_input_chars=args.max_input_chars,
+        request_timeout_s=args.request_timeout_s,
+        max_body_bytes=args.max_body_bytes,
+        api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV),
+        cors_origins=tuple(args.cors_origin),
+        log_requests=args.log_requests,
+    )
+    # A server's event loop shares the cores with the model: ORT threads spinning for work
+    # between calls would take its CPU away from accepting and answering.
+    options = runtime_options(args).with_overrides(spin_wait=False)
+
+    def load() -> dict[str, Any]:
+        import engine
+
+        return {name: engine.load(path, options=options) for name, path in specs.items()}
+
+    server_module = serving["server"]
+    listener = server_module.Listener(args.host, args.port, args.ssl_certfile, args.ssl_keyfile,
+                                      access_log=args.log_requests)
+    app = serving["app"].build_app(config, load)
+    sock = server_module.bind(listener)
+    port = sock.getsockname()[1]
+    print(f"onnx-engine serve: {', '.join(specs)} on {listener.scheme}://{args.host}:{port}",
+          flush=True)
+    server = server_module.make_server(app, listener)
+    server.run(sockets=[sock])
+    state = app.state.serving
+    if state.load_error is not None:
+        print(f"error: loading the models failed: {state.load_error}", file=sys.stderr)
+        return 2
+    return 0
+
+

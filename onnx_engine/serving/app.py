@@ -1,0 +1,127 @@
+"""The ASGI app: routes of every protocol over one :class:`ServerState`.
+
+``build_app(config, models)`` is a plain function of the settings and the models, so the same
+app runs under ``onnx-engine serve`` (uvicorn) or inside another host's replica (e.g. Ray Serve's
+``@serve.ingress``), where it builds its own batchers on that replica's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AsyncIterator, Callable, Mapping, Union
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine.errors import InputError, OnnxEngineError
+from onnx_engine.serving import hf_routes, v2_routes
+from onnx_engine.serving.auth import ApiKeyMiddleware
+from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.errors import ServeError, ValidationError
+from onnx_engine.serving.metrics import CONTENT_TYPE, ServerMetrics
+from onnx_engine.serving.state import ServerState
+
+logger = logging.getLogger(__name__)
+# Each module has routes(state) -> list[Route]; a new protocol is one more module here.
+ROUTE_MODULES = (v2_routes, hf_routes)
+Models = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
+
+
+def build_app(config: ServeConfig, models: Models) -> Starlette:
+    """The server app for ``models``: name -> loaded engine model, or a function that loads them.
+
+    With a function, loading runs in a worker thread after startup, and readiness answers 503
+    until it is done (liveness answers at once). The batchers start in the app's lifespan, so
+    the host must run it (uvicorn and Ray Serve's ingress do; a parent app that mounts this
+    one does not). ``app.state.serving`` is the :class:`ServerState` (the SIGTERM hook sets
+    its ``draining``).
+    """
+    metrics = ServerMetrics()
+    state = ServerState(config, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = None
+        if callable(models):
+            loading = asyncio.get_running_loop().create_task(_load(state, models))
+        else:
+            state.install(models)
+        yield
+        state.draining = True
+        if loading is not None:
+            loading.cancel()
+        await state.close()
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def health(request: Request) -> Response:  # TEI's and k8s-style probe
+        state.check_serving()
+        return Response(status_code=200)
+
+    routes = [Route("/metrics", metrics_route, methods=["GET"]),
+              Route("/health", health, methods=["GET"])]
+    for module in ROUTE_MODULES:
+        routes += module.routes(state)
+
+    def error_response(error: Exception, scope: Any) -> Response:
+        serve_error = as_serve_error(error)
+        model = (scope.get("path_params") or {}).get("name", "")
+        # Only served names become label values: clients must not grow the metric series.
+        metrics.failures.labels(model if model in state.models else "",
+                                serve_error.error_type).inc()
+        return JSONResponse({"error": str(serve_error), "error_type": serve_error.error_type},
+                            status_code=serve_error.status, headers=serve_error.headers)
+
+    async def handle(request: Request, error: Exception) -> Response:
+        return error_response(error, request.scope)
+
+    middleware = []
+    if config.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Inference-Header-Content-Length"],
+            expose_headers=["x-queue-time", "x-inference-time", "x-total-time",
+                            "Inference-Header-Content-Length"],
+        ))
+    if config.api_key is not None:
+        middleware.append(Middleware(ApiKeyMiddleware, api_key=config.api_key,
+                                     on_error=error_response))
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan,
+        exception_handlers={OnnxEngineError: handle, HTTPException: handle, Exception: handle},
+    )
+    app.state.serving = state
+    return app
+
+
+def as_serve_error(error: Exception) -> ServeError:
+    """Every failure as a ServeError: ours as they are, bad input 422, anything else 500."""
+    if isinstance(error, ServeError):
+        return error
+    if isinstance(error, InputError):
+        return ValidationError(str(error))
+    if isinstance(error, HTTPException):
+        wrapped = ServeError(error.detail, dict(error.headers or {}))
+        wrapped.status = error.status_code
+        wrapped.error_type = "validation"
+        return wrapped
+    logger.error("Unexpected server error", exc_info=error)
+    return ServeError(f"Internal error: {type(error).__name__}: {error}")
+
+
+async def _load(state: ServerState, load: Callable[[], Mapping[str, Any]]) -> None:
+    try:
+        models = await asyncio.to_thread(load)
+    except Exception as error:  # keep serving liveness; readiness explains
+        state.load_error = str(error)
+        logger.error("Loading the models failed: %s", error)
+        return
+    state.install(models)

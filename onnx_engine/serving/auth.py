@@ -1,0 +1,45 @@
+"""API-key check: ``Authorization: Bearer <key>`` on every route but health, compared in
+constant time. The key never appears in a response or a log line."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from onnx_engine.serving.errors import UnauthorizedError
+
+# Load balancers and orchestrators probe these without credentials.
+PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/health"})
+
+
+class ApiKeyMiddleware:
+    """Answers 401 before the app runs unless the request carries the key."""
+
+    def __init__(self, app: ASGIApp, api_key: str, on_error) -> None:
+        self.app = app
+        self._key = api_key.encode()
+        self._on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        if self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        error = UnauthorizedError(
+            "Missing or wrong API key: send the header 'Authorization: Bearer <key>'.",
+            {"WWW-Authenticate": "Bearer"},
+        )
+        await self._on_error(error, scope)(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = token.strip()
+        # compare_digest's time depends only on the length of `given`, never on the key's bytes.
+        return hmac.compare_digest(given, self._key)

@@ -1,0 +1,72 @@
+"""The server's settings: one frozen dataclass, validated once when it is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from engine.errors import InputError
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server batches, admits and answers requests.
+
+    Attributes:
+        max_batch_size: texts merged into one engine call at most.
+        max_batch_tokens: padded tokens (longest text x texts) of one engine call at most; a
+            single text over it still runs, alone.
+        max_queue_delay_ms: how long the batcher waits for more texts once one is queued, while
+            the model is idle. Requests that arrive while a batch runs wait for it anyway.
+        max_concurrent_requests: inference requests admitted at once (queued or running); one
+            more gets 429 at once. It bounds every queue: at most this many requests x
+            ``max_client_batch_size`` texts are ever waiting.
+        max_client_batch_size: texts in one request at most (422 above).
+        max_input_chars: characters of one text at most (422 above); ``None``: no limit (the
+            tokenizer still truncates at the model's maximum length).
+        request_timeout_s: a request still unanswered after this long gets 504 and its texts are
+            dropped from the queue; ``None``: no limit.
+        max_body_bytes: request bodies over this many bytes get 413 before they are parsed.
+        api_key: when set, every route but health needs ``Authorization: Bearer <api_key>``.
+        cors_origins: origins allowed by CORS; empty: no CORS headers at all.
+        log_requests: one INFO log line per request.
+    """
+
+    max_batch_size: int = 32
+    max_batch_tokens: int = 8192
+    max_queue_delay_ms: float = 2.0
+    max_concurrent_requests: int = 512
+    max_client_batch_size: int = 64
+    max_input_chars: int | None = None
+    request_timeout_s: float | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    log_requests: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_batch_tokens", "max_concurrent_requests",
+                     "max_client_batch_size", "max_body_bytes"):
+            _check_positive(name, getattr(self, name), integer=True)
+        if self.max_input_chars is not None:
+            _check_positive("max_input_chars", self.max_input_chars, integer=True)
+        if self.request_timeout_s is not None:
+            _check_positive("request_timeout_s", self.request_timeout_s, integer=False)
+        if self.max_queue_delay_ms < 0:
+            raise InputError(
+                f"max_queue_delay_ms must be >= 0, got {self.max_queue_delay_ms!r}."
+            )
+        if self.api_key is not None and not self.api_key.strip():
+            raise InputError("The API key is empty; give a non-empty key or none at all.")
+
+    def __repr__(self) -> str:
+        # The key must never reach a log line or an error message.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["api_key"] = "<set>" if self.api_key else None
+        return f"ServeConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _check_positive(name: str, value: object, integer: bool) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "integer" if integer else "number"
+        raise InputError(f"{name} must be a positive {kind}, got {value!r}.")

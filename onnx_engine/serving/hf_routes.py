@@ -1,0 +1,63 @@
+"""Hugging Face routes: the Inference API shape and text-generation-inference's ``/generate``.
+
+``huggingface_hub.InferenceClient(model="http://HOST:PORT/models/NAME")`` posts
+``{"inputs": ..., "parameters": {...}}`` to that URL for every task; ``/generate`` takes TGI's
+``{"inputs": str, "parameters": {...}}`` and answers ``{"generated_text": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from onnx_engine.serving.body import read_json_object
+from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.inference import admitted, run_job
+from onnx_engine.serving.state import ServerState
+
+# Body keys besides inputs/parameters that the HF clients send and that change nothing here:
+# the Inference API's "options" (wait_for_model, use_cache) and TGI's "stream" when false.
+_BODY_KEYS = ("inputs", "parameters", "options", "stream")
+
+
+def routes(state: ServerState) -> list[Route]:
+    async def run(request: Request, route: str) -> Response:
+        served = state.model(request.path_params["name"])
+        async with admitted(state, served) as admission:
+            body = await read_json_object(request, state.config.max_body_bytes)
+            inputs, parameters = _inputs_and_parameters(body, route)
+            job = served.handler.parse_hf(inputs, parameters, route)
+            result = await run_job(state, admission, job, request)
+            answer = served.handler.encode_hf(job, result.values, route)
+        state.metrics.successes.labels(served.name).inc()
+        return JSONResponse(answer, headers=result.headers)
+
+    async def task(request: Request) -> Response:
+        return await run(request, "task")
+
+    async def generate(request: Request) -> Response:
+        return await run(request, "generate")
+
+    return [
+        Route("/models/{name}", task, methods=["POST"]),
+        Route("/models/{name}/generate", generate, methods=["POST"]),
+    ]
+
+
+def _inputs_and_parameters(body: dict[str, Any], route: str) -> tuple[Any, dict[str, Any]]:
+    unknown = sorted(set(body) - set(_BODY_KEYS))
+    if unknown:
+        raise ValidationError(
+            f"Unknown body key(s) {unknown}; send {{\"inputs\": ..., \"parameters\": {{...}}}}."
+        )
+    if body.get("stream"):
+        raise ValidationError("Streaming is not supported; send \"stream\": false or leave it out.")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ValidationError('"parameters" must be a JSON object.')
+    if route == "generate" and not isinstance(body.get("inputs"), str):
+        raise ValidationError('/generate takes one text: {"inputs": "..."}.')
+    return body.get("inputs"), parameters

@@ -1,0 +1,157 @@
+"""A request's life, top to bottom: admit -> tokenize -> queue -> batch -> scatter -> answer.
+
+The protocol routes parse their body into a :class:`~onnx_engine.serving.tasks.base.Job` and
+call :func:`run_job`; everything between parsing and encoding happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+
+from onnx_engine.serving.batcher import ItemResult, WorkItem
+from onnx_engine.serving.errors import (
+    ClientDisconnectedError,
+    OverloadedError,
+    RequestTimeoutError,
+)
+from onnx_engine.serving.state import ServedModel, ServerState
+from onnx_engine.serving.tasks.base import Job, text_chars
+
+# Tokenizing more characters than this on the event loop would stall other requests' answers:
+# hand it to a thread instead (a short request tokenizes in microseconds, cheaper than the hop).
+_INLINE_TOKENIZE_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The engine's results for a job's texts, in order, and the timing headers to send."""
+
+    values: list[Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Admission:
+    """A request's slot; ``queued`` once its texts are in the batcher's queue."""
+
+    served: ServedModel
+    queued: bool = False
+
+    def queue(self, items: list[WorkItem]) -> None:
+        """Hand the texts to the batcher; the request stops counting as arriving."""
+        self.queued = True
+        self.served.batcher.arriving -= 1
+        self.served.batcher.submit(items)
+
+
+@contextlib.asynccontextmanager
+async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Admission]:
+    """Hold one of ``max_concurrent_requests`` slots, or fail at once with 429.
+
+    Failing fast keeps latency bounded for the requests already admitted; the client (or its
+    load balancer) retries after ``Retry-After`` or elsewhere. Until the request queues its
+    texts it counts as arriving for its model's batcher (see ``Batcher.arriving``).
+    """
+    if state.in_flight >= state.config.max_concurrent_requests:
+        raise OverloadedError(
+            f"The server is at its limit of {state.config.max_concurrent_requests} concurrent "
+            "requests; retry shortly.", {"Retry-After": "1"}
+        )
+    admission = Admission(served)
+    state.in_flight += 1
+    served.batcher.arriving += 1
+    state.metrics.in_flight.set(state.in_flight)
+    try:
+        yield admission
+    finally:
+        state.in_flight -= 1
+        if not admission.queued:
+            served.batcher.arriving -= 1
+        state.metrics.in_flight.set(state.in_flight)
+
+
+async def run_job(state: ServerState, admission: Admission, job: Job, request: Request) -> JobResult:
+    """Run a parsed job through the model's batcher and wait for every text's result.
+
+    Raises:
+        RequestTimeoutError: not done within ``request_timeout_s`` (its texts are dropped).
+        ValidationError, BackendError: set by the batcher for this job's texts.
+        ClientDisconnectedError: the client went away (its texts are dropped).
+    """
+    served = admission.served
+    metrics, model = state.metrics, served.name
+    started = time.perf_counter()
+    counts = await _token_counts(served, job)
+    tokenized = time.perf_counter()
+    metrics.tokenization_duration.labels(model).observe(tokenized - started)
+    loop = asyncio.get_running_loop()
+    items = [
+        WorkItem(text, cost, job.key, job, loop.create_future())
+        for text, cost in zip(job.texts, served.handler.costs(job, counts))
+    ]
+    admission.queue(items)
+    try:
+        results: list[ItemResult] = await _wait(items, request, state.config.request_timeout_s)
+    finally:
+        for item in items:  # whatever ended the wait, texts nobody waits for must not run
+            item.future.cancel()
+    total = time.perf_counter() - started
+    metrics.request_duration.labels(model).observe(total)
+    headers = {
+        "x-tokenization-time": _ms(tokenized - started),
+        "x-queue-time": _ms(max(result.queue_s for result in results)),
+        "x-inference-time": _ms(max(result.inference_s for result in results)),
+        "x-total-time": _ms(total),
+    }
+    return JobResult([result.value for result in results], headers)
+
+
+async def _token_counts(served: ServedModel, job: Job) -> list[int]:
+    size = sum(map(text_chars, job.texts))
+    if size <= _INLINE_TOKENIZE_CHARS:
+        return served.handler.token_counts(job.texts)
+    return await asyncio.to_thread(served.handler.token_counts, job.texts)
+
+
+async def _wait(items: list[WorkItem], request: Request, timeout: float | None) -> list[ItemResult]:
+    gathered = asyncio.gather(*(item.future for item in items))
+    disconnect = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait(
+            {gathered, disconnect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        disconnect.cancel()
+    if gathered in done:
+        return gathered.result()
+    gathered.cancel()
+    gathered.add_done_callback(_consume)
+    if disconnect in done:
+        raise ClientDisconnectedError("The client disconnected before its answer was ready.")
+    raise RequestTimeoutError(
+        f"The request was not answered within the server's {timeout} s request timeout."
+    )
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (the body has been read, so only that can arrive)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _consume(future: asyncio.Future) -> None:
+    """Retrieve the outcome of a wait we gave up on, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"

@@ -1,0 +1,167 @@
+"""What the server needs from each task: parse a request, batch it, run it, encode the answer.
+
+A :class:`TaskHandler` wraps one loaded engine model. The protocol modules (V2, Hugging Face)
+parse the transport and call the handler for everything task-specific, so a new task is one new
+handler module plus its entry in :data:`onnx_engine.serving.tasks.HANDLERS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Hashable, Sequence
+
+import numpy as np
+
+from engine.tokenization import TextInput, as_text_list
+from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.errors import NotFoundError, ValidationError
+
+
+@dataclass(frozen=True)
+class Job:
+    """A parsed request: its texts, the key of the batches they may join, and how to answer.
+
+    ``single`` records that the client sent one text rather than a list of one (the Hugging Face
+    shapes answer differently); ``options`` is the handler's own (top-k, activation, ...).
+    """
+
+    texts: list[TextInput]
+    key: Hashable = None
+    options: Any = None
+    single: bool = False
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One V2 input or output in the model metadata; ``shape`` uses -1 for variable sizes."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    optional: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"name": self.name, "datatype": self.datatype,
+                                "shape": list(self.shape)}
+        if self.optional:
+            spec["optional"] = True
+        return spec
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    """A V2 output: ``data`` is float32/int array, or an object array of ``bytes`` for BYTES."""
+
+    name: str
+    datatype: str
+    data: np.ndarray = field(repr=False)
+
+
+class TaskHandler(ABC):
+    """The task-specific half of serving one model (see the module docstring)."""
+
+    task: ClassVar[str]
+    v2_inputs: ClassVar[tuple[TensorSpec, ...]]
+    v2_outputs: ClassVar[tuple[TensorSpec, ...]]
+
+    def __init__(self, model: Any, config: ServeConfig) -> None:
+        self.model = model
+        self.config = config
+
+    # -- parsing (event loop) --
+    @abstractmethod
+    def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
+        """A job from decoded V2 BYTES inputs (name -> strings) and request parameters."""
+
+    @abstractmethod
+    def parse_hf(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
+        """A job from a Hugging Face body; ``route`` is ``task`` or ``generate`` (TGI)."""
+
+    def check_texts(self, texts: Sequence[TextInput]) -> None:
+        """Apply the server's request limits (text count, characters per text).
+
+        Raises:
+            ValidationError: no texts, too many, or a text over ``max_input_chars``.
+        """
+        limit = self.config.max_client_batch_size
+        if not texts:
+            raise ValidationError("The request has no texts; send at least one.")
+        if len(texts) > limit:
+            raise ValidationError(
+                f"The request has {len(texts)} texts; this server takes at most {limit} per "
+                "request (--max-client-batch-size). Split it into several requests."
+            )
+        max_chars = self.config.max_input_chars
+        if max_chars is not None:
+            for index, text in enumerate(texts):
+                size = text_chars(text)
+                if size > max_chars:
+                    raise ValidationError(
+                        f"Text #{index} has {size} characters; this server takes at most "
+                        f"{max_chars} (--max-input-chars)."
+                    )
+
+    # -- batching (worker thread) --
+    def token_counts(self, texts: Sequence[TextInput]) -> list[int]:
+        """Tokens of each text after truncation: the batcher's cost of the text."""
+        encoded = self.model.tokenizer.encode(list(texts))
+        return encoded.attention_mask.sum(axis=1).tolist()
+
+    def costs(self, job: Job, token_counts: list[int]) -> list[int]:
+        """Padded-token cost of each text in a batch; tasks with more work per token scale it."""
+        return token_counts
+
+    @abstractmethod
+    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[Any]:
+        """One engine call over texts from many requests; one result per text."""
+
+    # -- answering (event loop) --
+    @abstractmethod
+    def encode_v2(self, job: Job, results: list[Any]) -> list[OutputTensor]:
+        """All V2 outputs of a job (the codec keeps those the client asked for)."""
+
+    @abstractmethod
+    def encode_hf(self, job: Job, results: list[Any], route: str) -> Any:
+        """The JSON answer of a Hugging Face route."""
+
+    def v2_metadata(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "versions": ["1"],
+            "platform": "onnxruntime_onnx",
+            "task": self.task,
+            "inputs": [spec.as_json() for spec in self.v2_inputs],
+            "outputs": [spec.as_json() for spec in self.v2_outputs],
+        }
+
+
+def text_chars(text: TextInput) -> int:
+    """Characters of a text, or of both halves of a ``(text, pair)``."""
+    return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
+
+
+def required_v2_input(inputs: dict[str, list[str]], name: str, known: Sequence[str]) -> list[str]:
+    """The strings of input ``name``, after refusing inputs the model does not have."""
+    unknown = sorted(set(inputs) - set(known))
+    if unknown:
+        raise ValidationError(
+            f"Unknown input(s) {unknown}; this model takes {', '.join(known)}."
+        )
+    if name not in inputs:
+        raise ValidationError(f"The request has no input '{name}' (BYTES, one string per text).")
+    texts, _ = as_text_list(inputs[name], what=name)  # the engine's checks (e.g. valid Unicode)
+    return texts
+
+
+def hf_texts(inputs: Any) -> tuple[list[Any], bool]:
+    """The ``inputs`` of a Hugging Face body as a list, and whether one input was sent."""
+    if isinstance(inputs, list):
+        return inputs, False
+    if inputs is None:
+        raise ValidationError('The body has no "inputs": send {"inputs": "text"} or a list.')
+    return [inputs], True
+
+
+def unsupported_route(task: str, route: str) -> NotFoundError:
+    return NotFoundError(f"The '{route}' route does not serve {task} models.")

@@ -1,0 +1,114 @@
+"""Serving a text classifier: V2 ``text`` -> label/score/logits/probabilities, HF label lists.
+
+The engine call runs only the logits, one row per text; activation and ranking are per request
+(``function_to_apply``, ``top_k``), so every classification request can share every batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+
+from engine.classifier import Classifier, check_top_k
+from engine.manifest import TASK_CLASSIFICATION
+from engine.tokenization import TextInput, as_text_list
+from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.tasks.base import (
+    Job,
+    OutputTensor,
+    TaskHandler,
+    TensorSpec,
+    hf_texts,
+    required_v2_input,
+    unsupported_route,
+)
+
+_OPTIONS = ("top_k", "function_to_apply")
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """``top_k``: ``None`` for the best label only (V2) or all labels (HF); activation resolved."""
+
+    top_k: int | None
+    activation: str
+
+
+class ClassificationHandler(TaskHandler):
+    task = TASK_CLASSIFICATION
+    model: Classifier
+    v2_inputs = (
+        TensorSpec("text", "BYTES", (-1,)),
+        TensorSpec("text_pair", "BYTES", (-1,), optional=True),
+    )
+    v2_outputs = (
+        TensorSpec("label", "BYTES", (-1,)),
+        TensorSpec("score", "FP32", (-1,)),
+        TensorSpec("logits", "FP32", (-1, -1)),
+        TensorSpec("probabilities", "FP32", (-1, -1)),
+    )
+
+    def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
+        texts = required_v2_input(inputs, "text", ("text", "text_pair"))
+        if "text_pair" in inputs:
+            pairs = required_v2_input(inputs, "text_pair", ("text", "text_pair"))
+            if len(pairs) != len(texts):
+                raise ValidationError(
+                    f"text_pair has {len(pairs)} strings but text has {len(texts)}; send one pair "
+                    "per text."
+                )
+            texts = list(zip(texts, pairs))
+        self.check_texts(texts)
+        return Job(list(texts), options=self._options(parameters))
+
+    def parse_hf(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
+        if route != "task":
+            raise unsupported_route(self.task, route)
+        items, single = hf_texts(inputs)
+        texts, _ = as_text_list(items, allow_pairs=True)
+        self.check_texts(texts)
+        options = self._options(parameters)
+        if options.top_k is None:  # the Inference API answers every label, best first
+            options = ClassifyOptions(len(self.model.labels), options.activation)
+        return Job(texts, options=options, single=single)
+
+    def _options(self, parameters: dict[str, Any]) -> ClassifyOptions:
+        unknown = sorted(set(parameters) - set(_OPTIONS))
+        if unknown:
+            raise ValidationError(
+                f"Unknown parameter(s) {unknown}; text classification takes {', '.join(_OPTIONS)}."
+            )
+        top_k = parameters.get("top_k")
+        check_top_k(top_k)
+        return ClassifyOptions(top_k, self.model.activation_for(parameters.get("function_to_apply")))
+
+    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[np.ndarray]:
+        # Jobs hold pairs as the tokenizer's (text, pair) tuples; the engine takes them as dicts.
+        inputs = [{"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else t for t in texts]
+        return list(self.model.logits(inputs, batch_size=len(inputs)))
+
+    def encode_v2(self, job: Job, results: list[np.ndarray]) -> list[OutputTensor]:
+        logits = np.stack(results).astype(np.float32)
+        probabilities = self.model.scores(logits, job.options.activation).astype(np.float32)
+        top_k = job.options.top_k
+        labels = np.array(self.model.labels, dtype=object)
+        if top_k is None:
+            best = probabilities.argmax(axis=1)
+            label = labels[best]
+            score = probabilities[np.arange(len(best)), best]
+        else:  # [N, top_k], best first; stable so ties keep label order, as the pipeline does
+            order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+            label = labels[order]
+            score = np.take_along_axis(probabilities, order, axis=1)
+        return [
+            OutputTensor("label", "BYTES", np.vectorize(str.encode, otypes=[object])(label)),
+            OutputTensor("score", "FP32", score.astype(np.float32)),
+            OutputTensor("logits", "FP32", logits),
+            OutputTensor("probabilities", "FP32", probabilities),
+        ]
+
+    def encode_hf(self, job: Job, results: list[np.ndarray], route: str) -> Any:
+        scores = self.model.scores(np.stack(results), job.options.activation)
+        return [self.model.ranked(row, job.options.top_k) for row in scores]

@@ -1,0 +1,132 @@
+"""Serving T5-style text2text generation: V2 ``text`` -> ``generated_text``, HF and TGI shapes.
+
+Requests share a batch only when their generation parameters are equal (the batching key): one
+decode loop runs one setting. Parameters the engine does not implement are refused with the
+message transformers uses, which ``huggingface_hub`` parses to retry without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine.generation_args import GenerationArgs
+from engine.manifest import TASK_TEXT2TEXT
+from engine.seq2seq import Seq2SeqLM
+from engine.tokenization import TextInput, as_text_list
+from onnx_engine.serving.errors import UnusedModelKwargsError, ValidationError
+from onnx_engine.serving.tasks.base import (
+    Job,
+    OutputTensor,
+    TaskHandler,
+    TensorSpec,
+    hf_texts,
+    required_v2_input,
+)
+
+# Flags of TGI and the HF pipelines that are fine at the value that describes what we do anyway
+# (no sampling, no details, no prompt echo, no streaming); any other value is "not used".
+_NO_OP_VALUES: dict[str, Any] = {
+    "do_sample": False, "details": False, "decoder_input_details": False,
+    "return_full_text": False, "watermark": False, "stream": False,
+}
+# The generation parameters a request may set; equal values may share a batch. The engine's own
+# GenerationArgs checks them (type, range, output limit) and is the batching key.
+GENERATION_PARAMETERS = ("max_new_tokens", "num_beams", "length_penalty", "early_stopping",
+                         "truncation")
+# Hugging Face's summarization/translation send tokenizer truncation strategies.
+_NO_TRUNCATION = "do_not_truncate"
+
+
+class Text2TextHandler(TaskHandler):
+    task = TASK_TEXT2TEXT
+    model: Seq2SeqLM
+    v2_inputs = (TensorSpec("text", "BYTES", (-1,)),)
+    v2_outputs = (
+        TensorSpec("generated_text", "BYTES", (-1,)),
+        TensorSpec("sequence_score", "FP32", (-1,)),
+    )
+
+    def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
+        texts = required_v2_input(inputs, "text", ("text",))
+        unknown = sorted(set(parameters) - set(GENERATION_PARAMETERS))
+        if unknown:
+            raise ValidationError(
+                f"Unknown parameter(s) {unknown}; generation takes "
+                f"{', '.join(GENERATION_PARAMETERS)}."
+            )
+        return self._job(texts, parameters, single=False)
+
+    def parse_hf(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
+        items, single = hf_texts(inputs)
+        texts, _ = as_text_list(items, what="input")
+        settings = dict(parameters)
+        if route == "task":  # summarization / translation nest generation settings
+            nested = settings.pop("generate_parameters", None) or {}
+            if not isinstance(nested, dict):
+                raise ValidationError("parameters.generate_parameters must be an object.")
+            # Sent beside generate_parameters; the tokenizers library's decoding needs no clean-up.
+            settings.pop("clean_up_tokenization_spaces", None)
+            if isinstance(settings.get("truncation"), str):
+                settings["truncation"] = settings["truncation"] != _NO_TRUNCATION
+            settings = {**nested, **settings}
+        unused = [
+            name for name, value in settings.items()
+            if name not in GENERATION_PARAMETERS
+            and not (name in _NO_OP_VALUES and value in (None, _NO_OP_VALUES[name]))
+        ]
+        if unused:
+            raise UnusedModelKwargsError(unused)
+        known = {name: value for name, value in settings.items() if name not in _NO_OP_VALUES}
+        return self._job(texts, known, single)
+
+    def _job(self, texts: list[TextInput], parameters: dict[str, Any], single: bool) -> Job:
+        self.check_texts(texts)
+        key = GenerationArgs(**{k: v for k, v in parameters.items() if v is not None})
+        key.new_tokens(self.model.settings.default_max_new_tokens, self.model.output_limit)
+        # Each beam is a decoder row, as each text of a request is: one request may not ask for
+        # more rows than --max-client-batch-size (an unbounded beam would exhaust memory).
+        if key.num_beams > self.config.max_client_batch_size:
+            raise ValidationError(
+                f"num_beams must be at most {self.config.max_client_batch_size} on this server "
+                f"(--max-client-batch-size), got {key.num_beams}."
+            )
+        return Job(list(texts), key=key, single=single)
+
+    def costs(self, job: Job, token_counts: list[int]) -> list[int]:
+        # Beam search runs num_beams decoder rows per text.
+        return [count * job.key.num_beams for count in token_counts]
+
+    def run_batch(self, key: GenerationArgs, texts: list[TextInput]) -> Sequence[tuple[str, float]]:
+        generated = self.model.generate(
+            texts,
+            max_new_tokens=key.max_new_tokens,
+            num_beams=key.num_beams,
+            length_penalty=key.length_penalty,
+            early_stopping=key.early_stopping,
+            truncation=key.truncation,
+            output_scores=True,
+            batch_size=len(texts),
+        )
+        return [(sequence.text, float(sequence.score)) for sequence in generated]
+
+    def encode_v2(self, job: Job, results: list[tuple[str, float]]) -> list[OutputTensor]:
+        texts = np.array([text.encode() for text, _ in results] + [b""], dtype=object)[:-1]
+        scores = np.array([score for _, score in results], dtype=np.float32)
+        return [
+            OutputTensor("generated_text", "BYTES", texts),
+            OutputTensor("sequence_score", "FP32", scores),
+        ]
+
+    def encode_hf(self, job: Job, results: list[tuple[str, float]], route: str) -> Any:
+        if route == "generate":  # text-generation-inference: one object per request
+            return {"generated_text": results[0][0]}
+        # The HF clients read summary_text (summarization), translation_text (translation) or
+        # generated_text (text2text, text_generation); a T5 checkpoint serves all three tasks
+        # and the request does not say which client sent it, so each answer carries all three.
+        return [
+            {"generated_text": text, "summary_text": text, "translation_text": text}
+            for text, _ in results
+        ]
+

@@ -1,0 +1,243 @@
+"""Open Inference Protocol (KServe V2 / Triton HTTP) bodies: JSON and the binary extension.
+
+Binary tensor data extension: the body is a JSON header of ``Inference-Header-Content-Length``
+bytes followed by the raw tensors of the inputs whose ``parameters.binary_data_size`` is set, in
+input order. A BYTES tensor is its elements, each a 4-byte little-endian length and the bytes.
+Outputs go binary when the request asks (``outputs[i].parameters.binary_data``, or the request's
+``parameters.binary_data_output``), which ``tritonclient.http`` does by default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.tasks.base import OutputTensor
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+# Request parameters that steer the protocol or the scheduler, not the model.
+_PROTOCOL_PARAMETERS = ("binary_data_output", "priority", "timeout")
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class V2Request:
+    """A decoded inference request: BYTES inputs as strings, and how to send each output."""
+
+    id: str | None
+    inputs: dict[str, list[str]]
+    parameters: dict[str, Any]
+    requested: dict[str, bool] | None  # output name -> binary; None: every output
+    binary_default: bool
+
+
+def parse_request(body: bytes, header_length: str | None) -> V2Request:
+    """Decode a V2 body; ``header_length`` is the ``Inference-Header-Content-Length`` header.
+
+    Raises:
+        ValidationError: malformed JSON or binary data, non-BYTES inputs, shapes that disagree
+            with the data.
+    """
+    json_size = _header_size(header_length, len(body))
+    header = _json_object(body[:json_size])
+    binary = memoryview(body)[json_size:]
+    offset = 0
+    inputs: dict[str, list[str]] = {}
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ValidationError('The request needs "inputs": a non-empty list of tensors.')
+    for tensor in raw_inputs:
+        name, count, binary_size = _input_header(tensor)
+        if binary_size is None:
+            values = _json_strings(name, tensor.get("data"), count)
+        else:
+            if offset + binary_size > len(binary):
+                raise ValidationError(
+                    f"Input '{name}' declares {binary_size} binary bytes but the body has only "
+                    f"{len(binary) - offset} left."
+                )
+            values = _binary_strings(name, binary[offset : offset + binary_size], count)
+            offset += binary_size
+        inputs[name] = values
+    if offset != len(binary):
+        raise ValidationError(
+            f"The body has {len(binary) - offset} bytes after the declared binary inputs."
+        )
+    parameters = _object(header.get("parameters"), "parameters")
+    binary_default = bool(parameters.get("binary_data_output", False))
+    model_parameters = {k: v for k, v in parameters.items() if k not in _PROTOCOL_PARAMETERS}
+    return V2Request(_request_id(header.get("id")), inputs, model_parameters,
+                     _requested_outputs(header.get("outputs"), binary_default), binary_default)
+
+
+def encode_response(
+    model: str, request: V2Request, outputs: list[OutputTensor]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers (content type, binary header length).
+
+    Raises:
+        ValidationError: the request asked for an output the model does not have.
+    """
+    by_name = {output.name: output for output in outputs}
+    wanted = request.requested or {name: request.binary_default for name in by_name}
+    unknown = sorted(set(wanted) - set(by_name))
+    if unknown:
+        raise ValidationError(
+            f"Unknown output(s) {unknown}; this model has {', '.join(by_name)}."
+        )
+    entries, blobs = [], []
+    for name, as_binary in wanted.items():
+        output = by_name[name]
+        entry: dict[str, Any] = {"name": name, "datatype": output.datatype,
+                                 "shape": list(output.data.shape)}
+        if as_binary:
+            blob = _binary_tensor(output)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _json_tensor(output)
+        entries.append(entry)
+    response: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
+    if request.id is not None:
+        response["id"] = request.id
+    header = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+    }
+
+
+def _header_size(header_length: str | None, body_size: int) -> int:
+    if header_length is None:
+        return body_size
+    try:
+        size = int(header_length)
+    except ValueError:
+        size = -1
+    if not 0 < size <= body_size:
+        raise ValidationError(
+            f"{HEADER_LENGTH} is {header_length!r}; it must be the JSON header's size in bytes "
+            f"(1..{body_size})."
+        )
+    return size
+
+
+def _json_object(raw: bytes | memoryview) -> dict[str, Any]:
+    try:
+        value = json.loads(bytes(raw))
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ValidationError(f"The request body is not valid JSON: {error}.") from None
+    return _object(value, "the request body")
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a JSON object, got {type(value).__name__}.")
+    return value
+
+
+def _input_header(tensor: Any) -> tuple[str, int, int | None]:
+    tensor = _object(tensor, "each input")
+    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    if not isinstance(name, str):
+        raise ValidationError('Each input needs a "name" string.')
+    if datatype != "BYTES":
+        raise ValidationError(
+            f"Input '{name}' has datatype {datatype!r}; this server's models take text as BYTES."
+        )
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ValidationError(f"Input '{name}' needs a shape: a list of non-negative integers.")
+    binary_size = _object(tensor.get("parameters"), f"input '{name}' parameters").get(
+        "binary_data_size"
+    )
+    if binary_size is not None and (not isinstance(binary_size, int) or binary_size < 0):
+        raise ValidationError(f"Input '{name}' has a bad binary_data_size {binary_size!r}.")
+    return name, math.prod(shape), binary_size
+
+
+def _json_strings(name: str, data: Any, count: int) -> list[str]:
+    flat = list(_flatten(data)) if isinstance(data, list) else None
+    if flat is None or not all(isinstance(item, str) for item in flat):
+        raise ValidationError(f"Input '{name}' needs \"data\": a list of strings.")
+    if len(flat) != count:
+        raise ValidationError(f"Input '{name}' has {len(flat)} strings but its shape says {count}.")
+    return flat
+
+
+def _flatten(data: list) -> Any:
+    """Row-major elements of nested lists, without recursion (depth is the client's choice)."""
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            yield item
+        else:
+            stack.pop()
+
+
+def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:
+    values, offset = [], 0
+    try:
+        while offset < len(raw):
+            (size,) = _LENGTH.unpack_from(raw, offset)
+            offset += _LENGTH.size
+            if offset + size > len(raw):
+                raise struct.error("element runs past the tensor")
+            values.append(bytes(raw[offset : offset + size]).decode("utf-8"))
+            offset += size
+    except (struct.error, UnicodeDecodeError) as error:
+        raise ValidationError(
+            f"Input '{name}' is not valid binary BYTES data (4-byte little-endian length, then "
+            f"UTF-8 bytes, per element): {error}."
+        ) from None
+    if len(values) != count:
+        raise ValidationError(f"Input '{name}' has {len(values)} strings but its shape says {count}.")
+    return values
+
+
+def _request_id(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValidationError(f'"id" must be a string, got {type(value).__name__}.')
+
+
+def _requested_outputs(value: Any, binary_default: bool) -> dict[str, bool] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValidationError('"outputs" must be a list of {"name": ...} objects.')
+    requested = {}
+    for output in value:
+        output = _object(output, "each requested output")
+        if not isinstance(output.get("name"), str):
+            raise ValidationError('Each requested output needs a "name" string.')
+        parameters = _object(output.get("parameters"), "output parameters")
+        requested[output["name"]] = bool(parameters.get("binary_data", binary_default))
+    return requested
+
+
+def _binary_tensor(output: OutputTensor) -> bytes:
+    if output.datatype == "BYTES":
+        return b"".join(_LENGTH.pack(len(item)) + item for item in output.data.reshape(-1))
+    return np.ascontiguousarray(output.data, dtype="<f4").tobytes()
+
+
+def _json_tensor(output: OutputTensor) -> list:
+    flat = output.data.reshape(-1)
+    if output.datatype == "BYTES":
+        return [item.decode("utf-8") for item in flat]
+    return flat.tolist()

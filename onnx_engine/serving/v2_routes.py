@@ -1,0 +1,61 @@
+"""Open Inference Protocol routes (KServe V2 / Triton HTTP): health, metadata, infer."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine.version import __version__
+from onnx_engine.serving.body import read_body
+from onnx_engine.serving.inference import admitted, run_job
+from onnx_engine.serving.state import ServerState
+from onnx_engine.serving.v2_codec import HEADER_LENGTH, encode_response, parse_request
+
+# The V2 protocol extensions this server implements (reported by GET /v2).
+EXTENSIONS = ["binary_tensor_data"]
+
+
+def routes(state: ServerState) -> list[Route]:
+    async def live(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def ready(request: Request) -> Response:
+        state.check_serving()
+        return Response(status_code=200)
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": "onnx-engine", "version": __version__,
+                             "extensions": EXTENSIONS})
+
+    async def model_metadata(request: Request) -> Response:
+        name = request.path_params["name"]
+        return JSONResponse(state.model(name).handler.v2_metadata(name))
+
+    async def model_ready(request: Request) -> Response:
+        state.model(request.path_params["name"])
+        return Response(status_code=200)
+
+    async def infer(request: Request) -> Response:
+        served = state.model(request.path_params["name"])
+        async with admitted(state, served) as admission:
+            body = await read_body(request, state.config.max_body_bytes)
+            v2 = parse_request(body, request.headers.get(HEADER_LENGTH))
+            job = served.handler.parse_v2(v2.inputs, v2.parameters)
+            result = await run_job(state, admission, job, request)
+            payload, headers = encode_response(
+                served.name, v2, served.handler.encode_v2(job, result.values)
+            )
+        state.metrics.successes.labels(served.name).inc()
+        return Response(payload, headers={**headers, **result.headers})
+
+    return [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+    ]
+

@@ -1,0 +1,75 @@
+"""Running a real ``onnx-engine serve`` app on 127.0.0.1 for tests (never used by the server)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from typing import Any, Iterator, Mapping
+
+import httpx
+
+from onnx_engine.serving.app import build_app
+from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.server import Listener, bind, make_server
+
+
+@contextlib.contextmanager
+def running_server(
+    config: ServeConfig, models: Any, listener: Listener = Listener(port=0)
+) -> Iterator[tuple[str, Any]]:
+    """Serve ``build_app(config, models)`` from a thread on an ephemeral port; yields the base
+    URL and the app, and stops the server (bounded wait) when the block ends."""
+    app = build_app(config, models)
+    sock = bind(listener)
+    server = make_server(app, listener)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"{listener.scheme}://127.0.0.1:{sock.getsockname()[1]}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_ready(url: str, timeout_s: float = 60, **client_args: Any) -> None:
+    """Poll ``/v2/health/ready`` until 200 (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2, **client_args).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become ready within {timeout_s} s")
+
+
+def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None,
+                 **client_args: Any) -> float:
+    """The value of one sample of ``/metrics`` (0.0 when it is absent)."""
+    want = dict(labels or {})
+    for line in httpx.get(f"{url}/metrics", timeout=5, **client_args).text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        base, _, rest = sample.partition("{")
+        found = dict(pair.split("=", 1) for pair in rest.rstrip("}").split(",") if pair)
+        if base == name and {k: v.strip('"') for k, v in found.items()} == want:
+            return float(value)
+    return 0.0
+
+
+def held_connection(url: str, extra_headers: str = "") -> socket.socket:
+    """A request whose body never arrives: it holds an admission slot until closed."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        f"POST /models/clf HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"{extra_headers}Content-Length: 100\r\n\r\n{{\"inputs\":".encode()
+    )
+    return sock

@@ -1,0 +1,103 @@
+"""`onnx-engine serve` lifecycle: readiness while loading, SIGTERM drain, TLS and CORS."""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+import trustme
+
+import engine
+from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.server import Listener
+from serve_support import metric_value, running_server, wait_ready
+
+SOURCES = ["summarize: the cat sat on the mat", "hello there", "translate: good morning", "a b c"]
+SLOW = {"max_new_tokens": 160, "num_beams": 6, "early_stopping": "never"}
+
+
+def test_ready_only_after_models_load(distilbert):
+    release = threading.Event()
+
+    def load():
+        assert release.wait(timeout=30), "the test never released the loader"
+        return {"clf": engine.load(distilbert.artifact)}
+
+    with running_server(ServeConfig(), load) as (url, _):
+        assert httpx.get(f"{url}/v2/health/live").status_code == 200
+        not_ready = httpx.get(f"{url}/v2/health/ready")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["error_type"] == "unavailable"
+        early = httpx.post(f"{url}/models/clf", json={"inputs": "x"})
+        assert early.status_code == 503 and early.headers["retry-after"] == "1"
+        release.set()
+        wait_ready(url, timeout_s=30)
+        assert httpx.post(f"{url}/models/clf", json={"inputs": "x"}).status_code == 200
+
+
+def test_sigterm_drains_accepted_requests(distilbert, t5_v1_1):
+    """SIGTERM while requests run: every accepted one is answered, then the process exits 0."""
+    want = [s.text for s in engine.load(t5_v1_1.artifact).generate(SOURCES, **SLOW)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnx_engine", "serve", f"clf={distilbert.artifact}",
+         f"t5={t5_v1_1.artifact}", "--port", "0", "--max-batch-size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read()
+        wait_ready(url, timeout_s=60)
+        answers: dict[int, httpx.Response] = {}
+
+        def ask(index: int) -> None:
+            answers[index] = httpx.post(f"{url}/models/t5", timeout=120,
+                                        json={"inputs": SOURCES[index], "parameters": SLOW})
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(SOURCES))]
+        for thread in threads:
+            thread.start()
+        deadline = threading.Event()
+        for _ in range(500):  # bounded: at most ~10 s for all requests to be admitted
+            if metric_value(url, "onnx_engine_requests_in_flight") == len(SOURCES):
+                break
+            deadline.wait(0.02)
+        else:
+            pytest.fail("the requests were never all admitted")
+        process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=120)
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert [answers[i].status_code for i in range(len(SOURCES))] == [200] * len(SOURCES)
+    assert [answers[i].json()[0]["generated_text"] for i in range(len(SOURCES))] == want
+
+
+def test_tls_and_cors(tmp_path, distilbert):
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(certfile))
+    certificate.private_key_pem.write_to_path(str(keyfile))
+    authority.cert_pem.write_to_path(str(cafile))
+    listener = Listener(port=0, ssl_certfile=certfile, ssl_keyfile=keyfile)
+    config = ServeConfig(cors_origins=("https://app.example",))
+    with running_server(config, {"clf": engine.load(distilbert.artifact)}, listener) as (url, _):
+        assert url.startswith("https://")
+        verify = ssl.create_default_context(cafile=str(cafile))
+        answer = httpx.post(f"{url}/models/clf", json={"inputs": "x"}, verify=verify,
+                            headers={"Origin": "https://app.example"})
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        preflight = httpx.options(f"{url}/models/clf", verify=verify, headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in preflight.headers
+        with pytest.raises(httpx.ConnectError):  # an unknown authority is refused
+            httpx.get(f"{url}/v2/health/live")
