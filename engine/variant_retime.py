@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
-from engine.session import CUDA, RuntimeOptions, requested_providers
+from engine.session import CPU, RuntimeOptions, requested_providers
 from engine.variant_sessions import open_graphs
 from engine.variants import AUTO, TARGET_CPU, VariantRecord, VariantSpeed, usable_variants
 
@@ -46,13 +46,14 @@ def retimed_auto(
 ) -> ArtifactModel | None:
     """The fastest passing CPU variant as timed here, or None where the manifest can decide.
 
-    None when the variant is not ``auto``, the session may run on CUDA, there is only one
-    candidate, or every candidate was timed on this CPU.
+    None when the variant is not ``auto``, the session may run on another provider than ONNX
+    Runtime's CPU one, there is only one candidate, or every candidate was timed on this CPU.
 
     Raises:
         ArtifactError: a variant file is missing or changed (with ``verify_hashes``).
     """
-    if options.variant != AUTO or CUDA in requested_providers(options.provider):
+    # Recorded timings are ONNX Runtime CPU timings: they say nothing for CUDA or OpenVINO.
+    if options.variant != AUTO or requested_providers(options.provider) != [CPU]:
         return None
     candidates = usable_variants(artifact.manifest, TARGET_CPU)
     cpu = cpu or current_cpu()
