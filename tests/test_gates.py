@@ -82,8 +82,8 @@ def test_the_gate_runs_on_the_calibration_texts(distilbert, copy_artifact, tmp_p
                                 calibration=tmp_path / "texts.txt")
     record = optimize_artifact(settings).variants[INT8]
     checks = len(check_texts(ArtifactManifest.read(artifact).max_length))
-    assert record["figures"]["inputs"] == 2 * checks + len(texts)  # b1 + batch + calibration
-    search = record["made_with"]["model"]["accuracy_aware"]
+    assert record.figures.inputs == 2 * checks + len(texts)  # b1 + batch + calibration
+    search = record.made_with["model"]["accuracy_aware"]
     assert search["calibration"] == {"source": str(tmp_path / "texts.txt"),
                                      "texts": checks + len(texts), "beyond_check_set": 3}
     code = main(["optimize", str(artifact), "--int8", "--calibration",
