@@ -159,7 +159,7 @@ def _search_method(
     if _passes(full, gate):
         return full, full.file
     order = _by_sensitivity(source, settings, probe, matmuls, calibration)
-    trials.append({"method": method, "sensitivity": order[:12]})
+    trials.append({"method": method, "sensitivity": [[name, error] for name, error in order]})
     limit = max(1, int(len(matmuls) * max_kept_share))
     best, failing, passing = full, 0, None
     count = 1

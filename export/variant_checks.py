@@ -40,10 +40,17 @@ SENSITIVITY_SAMPLE = 64
 
 
 class VariantChecker(ABC):
-    """Task-specific steps of checking a variant."""
+    """Task-specific steps of checking a variant.
+
+    ``calibration`` are texts beyond the export's check set that a task may gate on and
+    calibrate with (a classifier does; see ``export.calibration``).
+    """
 
     task: str
     engine_class: type[ArtifactModel]
+
+    def __init__(self, calibration: Sequence[str] = ()) -> None:
+        self.calibration = list(calibration)
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:
@@ -77,9 +84,6 @@ class ClassifierChecker(VariantChecker):
 
     task = TASK_CLASSIFICATION
     engine_class = Classifier
-
-    def __init__(self, calibration: Sequence[str] = ()) -> None:
-        self.calibration = list(calibration)
 
     def load_reference(self, model: str) -> MemoizedReference:
         return MemoizedReference(ClassificationExporter().load_reference(model), kept=("logits",))
@@ -159,23 +163,24 @@ class Seq2SeqChecker(VariantChecker):
         return seq2seq_workloads(engine)
 
 
-VARIANT_TASKS = (ClassifierChecker.task, Seq2SeqChecker.task)
+VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
+    ClassifierChecker.task: ClassifierChecker,
+    Seq2SeqChecker.task: Seq2SeqChecker,
+}
 
 
 def variant_checker(task: str, calibration: Sequence[str] = ()) -> VariantChecker:
-    """The checker for ``task``; a classifier's also gates on the ``calibration`` texts.
+    """The checker for ``task``; one that gates on texts also uses ``calibration``.
 
     Raises:
         ExportError: variants are not supported for this task yet.
     """
-    if task == ClassifierChecker.task:
-        return ClassifierChecker(calibration)
-    if task == Seq2SeqChecker.task:
-        return Seq2SeqChecker()
-    raise ExportError(
-        f"Optimized variants are not available for '{task}' artifacts yet (supported: "
-        f"{', '.join(VARIANT_TASKS)})."
-    )
+    if task not in VARIANT_CHECKERS:
+        raise ExportError(
+            f"Optimized variants are not available for '{task}' artifacts yet (supported: "
+            f"{', '.join(VARIANT_CHECKERS)})."
+        )
+    return VARIANT_CHECKERS[task](calibration)
 
 
 def measure_speeds(
