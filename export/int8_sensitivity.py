@@ -30,11 +30,12 @@ def matmul_sensitivity(
     per_channel: bool = True,
     ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[tuple[str, float]]:
-    """Each of ``nodes`` with the mean over ``feeds`` of the largest |Δscore| it causes alone.
+    """Each of ``nodes`` with the mean over texts of the largest |Δscore| it causes alone.
 
     ``ranges`` (tensor -> calibrated min, max) emulates static activation quantization; without
-    it activations are quantized per call (dynamic). The first graph output is taken as logits
-    and turned into scores by ``scores``. Sorted most sensitive first.
+    it activations are quantized per call (dynamic). ``feeds`` are batches; the first graph
+    output is taken as logits ``[batch, labels]`` and turned into scores by ``scores``. Sorted
+    most sensitive first.
 
     Raises:
         MissingDependencyError: onnx is not installed.
@@ -54,8 +55,8 @@ def matmul_sensitivity(
     expected = run(None)
     errors = []
     for node, switch in switches.items():
-        moved = [np.max(np.abs(got - want)) for got, want in zip(run(switch), expected)]
-        errors.append((node, float(np.mean(moved))))
+        moved = [np.max(np.abs(got - want), axis=-1) for got, want in zip(run(switch), expected)]
+        errors.append((node, float(np.mean(np.concatenate(moved)))))
     return sorted(errors, key=lambda item: -item[1])
 
 

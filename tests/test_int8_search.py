@@ -11,6 +11,7 @@ from engine import Classifier
 from engine.manifest import ArtifactManifest
 from engine.numerics import softmax
 from engine.variants import INT8
+from export.calibration import DEFAULT_SENTENCES
 from export.check_set import check_texts
 from export.int8_sensitivity import matmul_sensitivity
 from export.int8_search import DYNAMIC, matmul_nodes
@@ -44,17 +45,18 @@ def test_each_matmuls_emulated_error_is_what_quantizing_it_alone_does(tiny, tmp_
         assert emulated[node] == pytest.approx(real, rel=0.05, abs=1e-6), node
 
 
-def test_a_tight_gate_keeps_the_fewest_most_sensitive_matmuls(distilbert, copy_artifact):
+def test_a_tight_gate_keeps_the_fewest_most_sensitive_matmuls(distilbert, copy_artifact, tmp_path):
     artifact = copy_artifact(distilbert.artifact)
-    full = optimize_artifact(OptimizeSettings(
-        artifact=artifact, variants=(INT8,), timing_runs=1, quiet=True
-    )).variants[INT8]
+    calibration = tmp_path / "texts.txt"  # a few texts keep the search's trials short
+    calibration.write_text("\n".join(DEFAULT_SENTENCES.read_text().splitlines()[:24]))
+    quick = {"artifact": artifact, "variants": (INT8,), "timing_runs": 1, "quiet": True,
+             "calibration": calibration}
+    full = optimize_artifact(OptimizeSettings(**quick)).variants[INT8]
     assert full.passed and not full.made_with["model"]["accuracy_aware"]["kept_fp32_nodes"]
     # A bound below what full int8 measures: only keeping matmuls in fp32 can meet it.
     bound = full.figures.max_prob_diff / 3
     record = optimize_artifact(OptimizeSettings(
-        artifact=artifact, variants=(INT8,), timing_runs=1, quiet=True,
-        gate_overrides=(f"int8.max_prob_diff={bound}",),
+        **quick, gate_overrides=(f"int8.max_prob_diff={bound}",)
     )).variants[INT8]
     search = record.made_with["model"]["accuracy_aware"]
     kept = search["kept_fp32_nodes"]
