@@ -88,9 +88,14 @@ def search_int8(
         calibration = StaticCalibration(probe.feeds, folder / "ranges.json")
         found: dict[str, tuple[_Candidate, Path]] = {}
         for method in METHODS:
+            # After a way that passed fully quantized, a later way that needs fp32 matmuls
+            # could hardly be faster: it gets its fully quantized trial only.
+            done = any(not candidate.kept and _passes(candidate, gate)
+                       for candidate, _ in found.values())
+            share = 0.0 if done else max_kept_share
             try:
                 found[method] = _search_method(
-                    method, source, target, settings, gate, probe, matmuls[method], max_kept_share,
+                    method, source, target, settings, gate, probe, matmuls[method], share,
                     calibration if method == STATIC else None, folder, trials,
                 )
             except Exception as error:  # the quantizers raise anything; record and go on
@@ -156,7 +161,7 @@ def _search_method(
         return _Candidate(method, tuple(kept), figures, file, made_with)
 
     full = trial(())
-    if _passes(full, gate):
+    if _passes(full, gate) or max_kept_share <= 0:
         return full, full.file
     order = _by_sensitivity(source, settings, probe, matmuls, calibration)
     trials.append({"method": method, "sensitivity": [[name, error] for name, error in order]})
