@@ -7,11 +7,12 @@ them, so ``load`` is written once here and each class only assembles itself from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Mapping, TypeVar
+from typing import Callable, ClassVar, Mapping, TypeVar
 
 from engine.artifact import Artifact
 from engine.errors import InputError
 from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
+from engine.variant_retime import retimed_auto
 from engine.variant_sessions import open_graphs, open_variant
 
 Model = TypeVar("Model", bound="ArtifactModel")
@@ -66,6 +67,9 @@ class ArtifactModel:
             ProviderError: CUDA requested but not usable.
         """
         options = cls.resolve_options(options)
+        retimed = retimed_auto(cls, artifact, options)  # timings from another CPU: time here
+        if retimed is not None:
+            return retimed
         chosen = open_variant(artifact, options.variant, options)
         return cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
 
@@ -88,6 +92,10 @@ class ArtifactModel:
         options = cls.resolve_options(options)
         sessions = open_graphs(artifact, graphs, options, listed=False)
         return cls.from_sessions(artifact, sessions, options, variant, checked=False)
+
+    def timing_calls(self) -> dict[str, Callable[[], object]]:
+        """Short named calls that rank variants by speed (a single input and a small batch)."""
+        raise NotImplementedError
 
     @classmethod
     def resolve_options(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -103,6 +103,15 @@ class Seq2SeqLM(ArtifactModel):
         """
         encoder = self._encode(self._texts(texts, "source"), _flag("truncation", truncation))
         return EncoderOutput(host_array(encoder.hidden), encoder.mask)
+
+    def timing_calls(self) -> dict[str, Callable[[], object]]:
+        """Teacher-forced decoding through the KV cache: the same steps for every variant."""
+        source = "translate English to German: The weather is nice today and we walk outside."
+        target = "Das Wetter ist heute schön und wir gehen draußen spazieren."
+        return {
+            "b1_decode": lambda: self.logits([source], [target], use_cache=True),
+            "b4_decode": lambda: self.logits([source] * 4, [target] * 4, use_cache=True),
+        }
 
     def logits(
         self,

@@ -21,6 +21,7 @@ from engine.errors import (
     OnnxEngineError,
     ProviderError,
 )
+from engine.openvino import OPENVINO, PRECISIONS, openvino_cpu_device, openvino_options
 from engine.variants import VARIANT_CHOICES
 
 try:
@@ -33,7 +34,7 @@ except ImportError as _error:  # pragma: no cover - exercised only in broken ins
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "openvino")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _OPTIMIZATION_LEVELS = {
@@ -57,7 +58,8 @@ class RuntimeOptions:
     made, so a bad option fails before any file is hashed or session created.
 
     Attributes:
-        provider: ``auto`` (CUDA when it really works, else CPU), ``cpu`` or ``cuda``.
+        provider: ``auto`` (CUDA when it really works, else CPU), ``cpu``, ``cuda`` or
+            ``openvino`` (the OpenVINO plugin's CPU device; see :mod:`engine.openvino`).
         threads: intra-op threads; unset lets ONNX Runtime use one per physical core, which
             measured fastest here (hyper-threads only contend for the same matmul units).
         graph_optimization: ``all`` (default: ORT fuses at load), ``extended``, ``basic`` or
@@ -70,6 +72,8 @@ class RuntimeOptions:
         variant: which graphs to run: ``auto`` (the fastest variant that passed its accuracy
             gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
             ``fp16`` (CUDA only); see :mod:`engine.variants`.
+        openvino_precision: OpenVINO's inference precision with ``provider='openvino'``:
+            ``f32`` (default; its own default is bf16 on AMX CPUs) or ``bf16``.
         io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
             device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
             adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.
@@ -87,6 +91,7 @@ class RuntimeOptions:
     verify_hashes: bool | None = None
     variant: str | None = None
     io_binding: str | None = None
+    openvino_precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.provider is not None:
@@ -100,6 +105,8 @@ class RuntimeOptions:
         _choice("graph_optimization", self.graph_optimization, tuple(_OPTIMIZATION_LEVELS))
         _choice("variant", self.variant, VARIANT_CHOICES)
         _choice("io_binding", self.io_binding, IO_BINDING_CHOICES)
+        precision = _choice("openvino_precision", self.openvino_precision, PRECISIONS)
+        object.__setattr__(self, "openvino_precision", precision)
         for name in ("memory_arena", "spin_wait", "verify_hashes"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -139,11 +146,18 @@ ENGINE_DEFAULTS = RuntimeOptions(
     verify_hashes=True,
     variant="auto",
     io_binding="auto",
+    openvino_precision="f32",
 )
 
 
 def available_providers() -> list[str]:
-    return list(ort.get_available_providers())
+    """ONNX Runtime's providers, plus OpenVINO where its plugin is installed and usable here."""
+    providers = list(ort.get_available_providers())
+    try:
+        openvino_cpu_device(ort)
+    except ProviderError:
+        return providers
+    return [OPENVINO, *providers]
 
 
 def requested_providers(provider: str) -> list[str]:
@@ -157,6 +171,9 @@ def requested_providers(provider: str) -> list[str]:
     available = available_providers()
     if provider == "cpu":
         return [CPU]
+    if provider == "openvino":
+        openvino_cpu_device(ort)  # raises with the install hint where it is not usable
+        return [OPENVINO, CPU]
     if CUDA in available:
         return [CUDA, CPU]
     if provider == "cuda":
@@ -193,9 +210,15 @@ class EngineSession:
         if CUDA in providers and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed
         self.path = Path(model_path)
+        by_name: list[str] | None = providers
+        if OPENVINO in providers:  # a plugin EP is chosen by device, not by name
+            session_options.add_provider_for_devices(
+                [openvino_cpu_device(ort)], openvino_options(options.openvino_precision)
+            )
+            by_name = None
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=session_options, providers=providers
+                str(self.path), sess_options=session_options, providers=by_name
             )
         except Exception as error:  # ORT raises its own untyped pybind errors
             raise CorruptArtifactError(
@@ -203,6 +226,11 @@ class EngineSession:
                 "corrupt or not an ONNX model; re-export the artifact."
             ) from error
         self.providers: list[str] = list(self._session.get_providers())
+        if options.provider == "openvino" and OPENVINO not in self.providers:
+            raise ProviderError(
+                f"OpenVINO was requested but ONNX Runtime runs '{self.path.name}' on "
+                f"{self.providers}. Use provider='cpu'."
+            )
         if CUDA in providers and CUDA not in self.providers:
             if options.provider == "cuda":
                 raise ProviderError(

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from engine.cpu import CpuInfo
 from engine.errors import CorruptArtifactError
 
 TARGET_ANY = "any"
@@ -60,20 +61,43 @@ class VariantGate:
                 f"a top-1 prediction changed where the reference preferred its own by a logit "
                 f"margin of {figures.clearest_flip:.3g} > {self.flip_margin:g}"
             )
+        # Scores that each move by at most b can close a top-2 gap of at most 2b: a flip beyond
+        # that is a clear decision the variant changed, not a near-tie within its own bound.
+        limit = None if self.max_prob_diff is None else 2 * self.max_prob_diff
+        if limit is not None and not figures.clearest_flip_gap <= limit:
+            problems.append(
+                f"a top-1 prediction changed where the reference's top-2 probability gap was "
+                f"{figures.clearest_flip_gap:.3g} > {limit:g} (twice the |Δprob| bound)"
+            )
         if problems and figures.worst_input:
             problems.append(f"worst input: {figures.worst_input}")
         return problems
 
 
 @dataclass(frozen=True)
+class Flip:
+    """One checked prediction the variant changed, and how clearly the reference had decided.
+
+    ``reference_gap`` is the reference's score of its own choice minus its score of the
+    variant's choice (for multi-label, the gap between a label's on and off scores,
+    ``|2p - 1|``); ``prob_diff`` is the input's largest |Δ| of scores.
+    """
+
+    input: str
+    reference_gap: float
+    prob_diff: float
+
+
+@dataclass(frozen=True)
 class VariantFigures:
-    """What a variant measured against PyTorch fp32 on the check set.
+    """What a variant measured against PyTorch fp32 on the check set (and calibration texts).
 
     ``inputs`` counts checked predictions (one per text for a classifier, one per decoder
-    position for seq2seq). ``clearest_flip`` is the largest reference margin among the
-    predictions that changed (0 when none did; see ``VariantGate.flip_margin``).
-    ``sequence_agreement`` (seq2seq) is the share of check-set sources whose whole greedy output
-    is the reference's.
+    position for seq2seq). ``clearest_flip`` is the largest reference margin in logits among the
+    predictions that changed (0 when none did; see ``VariantGate.flip_margin``);
+    ``clearest_flip_gap`` the largest reference top-2 gap in scores among them. ``flips`` lists
+    every changed prediction, clearest first. ``sequence_agreement`` (seq2seq) is the share of
+    check-set sources whose whole greedy output is the reference's.
     """
 
     max_abs_diff: float
@@ -84,6 +108,13 @@ class VariantFigures:
     worst_input: str = ""
     clearest_flip: float = 0.0
     sequence_agreement: float | None = None
+    clearest_flip_gap: float = 0.0
+    flips: tuple[Flip, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Parsed from the manifest's JSON, flips arrive as dicts.
+        flips = tuple(Flip(**flip) if isinstance(flip, Mapping) else flip for flip in self.flips)
+        object.__setattr__(self, "flips", flips)
 
     @property
     def disagreements(self) -> int:
@@ -92,10 +123,19 @@ class VariantFigures:
 
 @dataclass(frozen=True)
 class VariantSpeed:
-    """Median latencies of fixed workloads on one provider, measured when the variant was made."""
+    """Median latencies of fixed workloads on one provider, and the CPU they were taken on.
+
+    ``cpu`` is ``CpuInfo.to_dict()`` of that machine (absent in manifests written before it
+    was recorded): timings only rank variants on the CPU that took them.
+    """
 
     latency_ms: Mapping[str, float]
     runs: int
+    cpu: Mapping[str, Any] | None = None
+
+    def taken_on(self, cpu: CpuInfo) -> bool:
+        """Whether these timings were taken on ``cpu``."""
+        return self.cpu is not None and cpu.same_as(CpuInfo.from_dict(self.cpu))
 
     @property
     def score_ms(self) -> float:

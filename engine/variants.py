@@ -18,6 +18,7 @@ from engine.variant_records import (  # noqa: F401  (the record types are part o
     TARGET_ANY,
     TARGET_CPU,
     TARGET_CUDA,
+    Flip,
     VariantFigures,
     VariantGate,
     VariantRecord,
@@ -73,8 +74,7 @@ def select_variant(
     provider = TARGET_CUDA if on_cuda else TARGET_CPU
     records = variant_records(manifest)
     if requested == AUTO:
-        usable = [record for record in records.values() if record.passed and record.suits(provider)]
-        best = fastest(usable, provider)
+        best = fastest(usable_variants(manifest, provider), provider)
         return best.name, dict(best.graphs)
     record = records.get(requested)
     if record is None:
@@ -95,6 +95,12 @@ def select_variant(
             f"on {provider.upper()}. Load it with provider='{other}', or use variant='auto'."
         )
     return record.name, dict(record.graphs)
+
+
+def usable_variants(manifest: ArtifactManifest, provider: str) -> list[VariantRecord]:
+    """The variants ``auto`` may choose from on ``provider``: passed their gate and suit it."""
+    records = variant_records(manifest).values()
+    return [record for record in records if record.passed and record.suits(provider)]
 
 
 def fastest(candidates: list[VariantRecord], provider: str) -> VariantRecord:

@@ -32,9 +32,11 @@ from engine.variants import (
     variant_file_name,
     variant_records,
 )
+from export.calibration import CalibrationSet, calibration_set
 from export.fusion import fuse_graph, half_precision_graph
 from export.gates import gate_verdict, gates_with_overrides
 from export.progress import StageProgress
+from export.int8_search import search_int8
 from export.quantize import QuantizeSettings, quantize_graph
 from export.variant_checks import VariantChecker, measure_speeds, variant_checker
 
@@ -42,6 +44,9 @@ MAKEABLE_VARIANTS = (FUSED, INT8, FP16)
 _STAGING_PREFIX = ".optimizing."
 
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
+# search(source, target, gate=..., probe=...): an accuracy-aware builder that may try several
+# graphs (export.int8_search); used for one-graph artifacts whose checker offers a probe.
+GraphSearch = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -49,17 +54,24 @@ class VariantRecipe:
     """How a variant's graph is made from an fp32 graph, and which provider it is made for.
 
     ``build(source, target, config)`` writes ``target`` and returns how it was made;
-    ``config`` is the model's Hugging Face ``config.json``.
+    ``config`` is the model's Hugging Face ``config.json``. ``search``, where given, replaces
+    ``build`` when the task can judge trial graphs (see ``GraphSearch``).
     """
 
     target: str
     build: GraphBuilder
+    search: GraphSearch | None = None
 
 
 def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
+    """fused, int8 and fp16; int8 searches for the fp32 matmuls it needs where the task can."""
     return {
         FUSED: VariantRecipe(TARGET_ANY, fuse_graph),
-        INT8: VariantRecipe(TARGET_CPU, partial(quantize_graph, settings=quantize)),
+        INT8: VariantRecipe(
+            TARGET_CPU,
+            partial(quantize_graph, settings=quantize),
+            search=partial(search_int8, settings=quantize),
+        ),
         FP16: VariantRecipe(TARGET_CUDA, half_precision_graph),
     }
 
@@ -74,6 +86,8 @@ class OptimizeSettings:
         gate_overrides: ``VARIANT.FIELD=VALUE`` changes to the default gates.
         reference_model: PyTorch model to compare with (default: the manifest's source model).
         quantize: how the int8 variant is made.
+        calibration: texts, one per line, that int8 is calibrated on and every variant of a
+            classifier is gated on besides the check set (default: see ``export.calibration``).
         timing_runs: timed rounds per workload when ranking the variants' speed.
     """
 
@@ -82,6 +96,7 @@ class OptimizeSettings:
     gate_overrides: tuple[str, ...] = ()
     reference_model: str | None = None
     quantize: QuantizeSettings = field(default_factory=QuantizeSettings)
+    calibration: Path | None = None
     timing_runs: int = 5
     quiet: bool = False
 
@@ -111,7 +126,8 @@ def optimize_artifact(
         raise InputError(f"timing_runs must be at least 1, got {settings.timing_runs}.")
     artifact = Artifact.open(settings.artifact)  # unchanged since export before adding to it
     manifest = artifact.manifest
-    checker = variant_checker(manifest.task)
+    calibration = calibration_set(settings.calibration, manifest.max_length)
+    checker = variant_checker(manifest.task, calibration.extra)
     gates = gates_with_overrides(manifest.task, settings.variants, settings.gate_overrides)
     progress = StageProgress(total=len(settings.variants) + 3, quiet=settings.quiet)
     model = settings.reference_model or manifest.source_model
@@ -123,7 +139,7 @@ def optimize_artifact(
         for name in settings.variants:
             with progress.stage(f"making and checking '{name}'"):
                 record, files = _make_variant(
-                    name, recipes[name], gates[name], artifact, checker, reference
+                    name, recipes[name], gates[name], artifact, checker, reference, calibration
                 )
                 records[name] = record
                 staged.update(files)
@@ -142,6 +158,28 @@ def optimize_artifact(
     return manifest
 
 
+def retime_artifact(path: Path, runs: int = 5, quiet: bool = False) -> ArtifactManifest:
+    """Time the artifact's passing CPU variants on this machine and record it in the manifest.
+
+    Needs no PyTorch: gates are not re-run, only the ranking ``auto`` uses is re-measured, so
+    an artifact optimized elsewhere loads its fastest variant here without timing at load.
+
+    Raises:
+        ArtifactError: the artifact is missing, or changed since it was exported.
+        InputError: runs < 1.
+    """
+    if runs < 1:
+        raise InputError(f"timing_runs must be at least 1, got {runs}.")
+    artifact = Artifact.open(path)
+    checker = variant_checker(artifact.manifest.task)
+    progress = StageProgress(total=1, quiet=quiet)
+    with progress.stage("timing variants on this CPU"):
+        records = _with_cpu_speeds(variant_records(artifact.manifest), artifact, checker, runs)
+    manifest = _recorded(artifact.manifest, records, artifact)
+    manifest.write(artifact.path)
+    return manifest
+
+
 def _make_variant(
     name: str,
     recipe: VariantRecipe,
@@ -149,6 +187,7 @@ def _make_variant(
     artifact: Artifact,
     checker: VariantChecker,
     reference: Any,
+    calibration: CalibrationSet,
 ) -> tuple[VariantRecord, dict[str, str]]:
     """Build the variant under staging names and judge it; returns its record and its files."""
     graphs = artifact.manifest.graphs
@@ -158,11 +197,19 @@ def _make_variant(
     record = VariantRecord(name, final, target=recipe.target, gate=gate, passed=False)
     config = artifact.config()
     made_with: dict[str, Any] = {}
+    probe = checker.search_probe(artifact, reference) if recipe.search else None
     try:
-        for role, spec in graphs.items():
+        if probe is not None and len(graphs) == 1:
+            ((role, spec),) = graphs.items()
             source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
-            built = recipe.build(source, target, config)
+            built = recipe.search(source, target, gate=gate, probe=probe)
+            built["accuracy_aware"]["calibration"] = calibration.describe()
             made_with[role] = {"source": spec.file, **built}
+        else:
+            for role, spec in graphs.items():
+                source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
+                built = recipe.build(source, target, config)
+                made_with[role] = {"source": spec.file, **built}
     except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
         reason = f"could not be built: {_brief(error)}"
         return replace(record, made_with=made_with, reason=reason), files

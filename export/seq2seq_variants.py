@@ -33,22 +33,24 @@ _ENCODER_PAIRS = "encoder"
 
 
 class MemoizedReference:
-    """The PyTorch reference with its outputs kept per input.
+    """A PyTorch reference with the outputs of its ``kept`` methods kept per input.
 
     Every variant is checked on the same inputs, so PyTorch runs them once per ``optimize``, not
-    once per variant (on a tiny T5 it is most of a check's time). Calls are keyed by their
+    once per variant or per trial of the int8 search (on a tiny T5 it is most of a check's
+    time). Calls are keyed by their
     pickled arguments; the arrays returned are shared, so callers must not modify them.
     """
 
-    _KEPT = ("encoder_states", "target_logits", "decoder_logits", "generate")
+    SEQ2SEQ = ("encoder_states", "target_logits", "decoder_logits", "generate")
 
-    def __init__(self, reference: Seq2SeqReference) -> None:
+    def __init__(self, reference: Any, kept: tuple[str, ...] = SEQ2SEQ) -> None:
         self.reference = reference
         self.max_length = reference.max_length
+        self._kept = kept
         self._outputs: dict[bytes, Any] = {}
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name not in self._KEPT:
+        if name.startswith("_") or name not in self._kept:
             raise AttributeError(name)
         method = getattr(self.reference, name)
 

@@ -9,29 +9,48 @@ reference on the export's check set, and which calls to time.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
 from engine.classifier import Classifier
+from engine.cpu import current_cpu
 from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
 from engine.session import RuntimeOptions
-from engine.variants import VariantFigures, VariantSpeed
+from engine.variants import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import SENTENCES, check_texts
 from export.classification import ClassificationExporter, ClassifierReference, check_set_outputs
 from export.errors import ExportError
 from export.gates import measure_figures
+from export.int8_search import SearchProbe
+from export.parity import OutputPair
 from export.seq2seq import Seq2SeqExporter
 from export.seq2seq_variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
 from export.timing import TimingPlan, time_alternating
 
+# Calibration texts run through the engine in batches of this size, as a user's batch would.
+CALIBRATION_BATCH = 32
+# Texts the sensitivity of each matmul is measured on: enough to rank them, few enough that one
+# trial per matmul stays in seconds.
+SENSITIVITY_SAMPLE = 64
+
 
 class VariantChecker(ABC):
-    """Task-specific steps of checking a variant; stateless."""
+    """Task-specific steps of checking a variant.
+
+    ``calibration`` are texts beyond the export's check set that a task may gate on and
+    calibrate with (a classifier does; see ``export.calibration``).
+    """
 
     task: str
     engine_class: type[ArtifactModel]
+
+    def __init__(self, calibration: Sequence[str] = ()) -> None:
+        self.calibration = list(calibration)
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:
@@ -55,20 +74,66 @@ class VariantChecker(ABC):
     def workloads(self, engine: Any) -> dict[str, Callable[[], object]]:
         """Named calls to time: a short input at batch 1 and a long padded batch."""
 
+    def search_probe(self, artifact: Artifact, reference: Any) -> SearchProbe | None:
+        """How the accuracy-aware int8 search judges a graph; None where the task has none."""
+        return None
+
 
 class ClassifierChecker(VariantChecker):
+    """The export's check set at batch 1 and padded, plus the calibration texts in batches."""
+
     task = TASK_CLASSIFICATION
     engine_class = Classifier
 
-    def load_reference(self, model: str) -> ClassifierReference:
-        return ClassificationExporter().load_reference(model)
+    def load_reference(self, model: str) -> MemoizedReference:
+        return MemoizedReference(ClassificationExporter().load_reference(model), kept=("logits",))
 
     def on_cuda(self, engine: Classifier) -> bool:
         return engine.session.on_cuda
 
     def figures(self, engine: Classifier, reference: ClassifierReference) -> VariantFigures:
-        pairs = check_set_outputs(engine, reference)
+        pairs = check_set_outputs(engine, reference) + self.calibration_outputs(engine, reference)
         return measure_figures(pairs, engine.scores, multi_label=engine.activation == "sigmoid")
+
+    def calibration_outputs(
+        self, engine: Classifier, reference: ClassifierReference
+    ) -> list[OutputPair]:
+        """PyTorch on each text alone (no padding) vs the engine in batches, as users run it."""
+        if not self.calibration:
+            return []
+        ours = engine.logits(self.calibration, batch_size=CALIBRATION_BATCH)
+        return [
+            OutputPair(f"calibration[{index}]", text, reference.logits([text])[0], ours[index])
+            for index, text in enumerate(self.calibration)
+        ]
+
+    def search_probe(self, artifact: Artifact, reference: ClassifierReference) -> SearchProbe:
+        """Gate figures, timings, and the calibration texts tokenized one by one and batched."""
+        options = RuntimeOptions(provider="cpu", verify_hashes=False)
+
+        def engine(path: Path) -> Classifier:
+            return self.open(artifact, {"model": path.name}, options, INT8)
+
+        def latency_ms(path: Path) -> float:
+            return measure_speeds({"trial": self.workloads(engine(path))}, runs=3)["trial"].score_ms
+
+        fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file}, options, FP32)
+
+        def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
+            return fp32.session.select_inputs(fp32.tokenizer.encode(list(texts)).feeds())
+
+        texts = check_texts(reference.max_length) + self.calibration
+        sample = sorted(texts[:: max(1, len(texts) // SENSITIVITY_SAMPLE)], key=len)
+        return SearchProbe(
+            figures=lambda path: self.figures(engine(path), reference),
+            latency_ms=latency_ms,
+            feeds=[feeds([text]) for text in texts],
+            sample_feeds=[
+                feeds(sample[start : start + CALIBRATION_BATCH])
+                for start in range(0, len(sample), CALIBRATION_BATCH)
+            ],
+            scores=fp32.scores,
+        )
 
     def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
         short = [SENTENCES[1]]
@@ -104,8 +169,8 @@ VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
 }
 
 
-def variant_checker(task: str) -> VariantChecker:
-    """The checker for ``task``.
+def variant_checker(task: str, calibration: Sequence[str] = ()) -> VariantChecker:
+    """The checker for ``task``; one that gates on texts also uses ``calibration``.
 
     Raises:
         ExportError: variants are not supported for this task yet.
@@ -115,7 +180,7 @@ def variant_checker(task: str) -> VariantChecker:
             f"Optimized variants are not available for '{task}' artifacts yet (supported: "
             f"{', '.join(VARIANT_CHECKERS)})."
         )
-    return VARIANT_CHECKERS[task]()
+    return VARIANT_CHECKERS[task](calibration)
 
 
 def measure_speeds(
@@ -133,4 +198,7 @@ def measure_speeds(
         calls = {variant: calls[workload] for variant, calls in workloads.items()}
         for variant, stats in time_alternating(calls, plan).items():
             latency[variant][workload] = round(stats.p50_ms, 4)
-    return {name: VariantSpeed(latency_ms=values, runs=runs) for name, values in latency.items()}
+    cpu = current_cpu().to_dict()  # timings rank variants only on the CPU that took them
+    return {
+        name: VariantSpeed(latency_ms=values, runs=runs, cpu=cpu) for name, values in latency.items()
+    }

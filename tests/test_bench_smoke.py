@@ -74,3 +74,34 @@ def test_plot_and_markdown_are_written(bench_run):
     out = bench_run[1]
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| engine | fp32 | 1 | 8 |" in (out / "bench.md").read_text()
+
+
+def test_bf16_and_openvino_peers_run_where_the_cpu_has_them_else_say_why(distilbert, tmp_path):
+    """pytorch-bf16 needs AVX512-BF16 or AMX; openvino-raw the plugin's device (Intel CPUs)."""
+    from engine.cpu import current_cpu
+    from engine.session import available_providers
+
+    status = main([
+        "bench", str(distilbert.artifact), "--batch", "1", "--seq", "8",
+        "--contenders", "engine,pytorch,pytorch-bf16,openvino-raw", "--warmup", "1",
+        "--rounds", "2", "--min-rounds", "1", "--cold-runs", "0", "--no-progress", "--no-floor",
+        "--json", str(tmp_path / "bench.json"),
+    ])
+    assert status == 0
+    document = json.loads((tmp_path / "bench.json").read_text())
+    assert document["machine"]["cpu_isa_flags"] == list(current_cpu().flags)
+    model = document["models"][0]
+    ran = {row["contender"] for row in model["rows"]}
+    notes = " ".join(model["notes"])
+    assert ("pytorch-bf16" in ran) == current_cpu().has_bf16
+    assert ("pytorch-bf16" in ran) or "no AVX512-BF16 or AMX" in notes
+    assert ("openvino-raw" in ran) == ("OpenVINOExecutionProvider" in available_providers())
+    assert ("openvino-raw" in ran) or "openvino-raw fp32 skipped" in notes
+    best = [check for check in model["targets"] if "best PyTorch" in check["target"]]
+    assert len(best) == 1 and best[0]["workload"] == "b1 s8"
+    pytorch = {row["contender"]: row["p50_ms"] for row in model["rows"]
+               if row["contender"] in ("pytorch", "pytorch-bf16")}
+    fastest = min(pytorch, key=pytorch.__getitem__)
+    engine = next(row["p50_ms"] for row in model["rows"] if row["contender"] == "engine")
+    assert best[0]["measured"] == pytest.approx(pytorch[fastest] / engine)
+    assert f"(best PyTorch: {fastest})" in best[0]["target"]

@@ -228,5 +228,5 @@ def test_fp16_t5_stays_finite_where_naive_fp16_overflows(overflowing_t5, copy_ar
     figures = mixed.figures
     assert figures.finite and figures.agreement >= default_gate(TASK_TEXT2TEXT, FP16).min_agreement
     artifact = Artifact.open(overflowing_t5.artifact)
-    lm = Seq2SeqLM.from_graphs(artifact, mixed["graphs"], options, FP16)
+    lm = Seq2SeqLM.from_graphs(artifact, mixed.graphs, options, FP16)
     assert np.isfinite(lm.encode(NEW_SOURCES).last_hidden_state).all()

@@ -204,7 +204,7 @@ def test_auto_chooses_again_for_cpu_when_cuda_falls_back(monkeypatch, cuda_works
 
     opened = []
 
-    def open_graphs(artifact, graphs, options):
+    def open_graphs(artifact, graphs, options, providers=None):
         opened.append((dict(graphs), options.provider))
         on_cuda = cuda_works and options.provider != "cpu"
         return {role: _fake_session(on_cuda) for role in graphs}

@@ -8,10 +8,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from engine.cpu import current_cpu
+
 # Distributions whose versions decide the figures; read from metadata, so nothing is imported.
 _PACKAGES = (
     "onnx-engine", "onnxruntime", "onnxruntime-gpu", "numpy", "tokenizers", "onnx", "torch",
-    "transformers", "optimum", "optimum-onnx",
+    "transformers", "optimum", "optimum-onnx", "onnxruntime-ep-openvino",
 )
 
 
@@ -59,8 +61,13 @@ def machine_info(threads: int, environment: dict[str, str]) -> dict[str, Any]:
     The load average is recorded because this benchmark often runs on shared machines: a load
     above the core count means other processes competed for the CPU during the run.
     """
+    cpu = current_cpu()
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
+        # The instruction sets that decide which kernels run (VNNI / AMX int8, AVX512-BF16 / AMX
+        # bf16): figures from CPUs with different flags are not comparable.
+        "cpu_isa_flags": list(cpu.flags) if cpu.flags is not None else None,
+        "cpu_has_bf16": cpu.has_bf16,
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "threads_used": threads,

@@ -23,7 +23,9 @@ def _shared_warning(machine: dict[str, Any]) -> str:
         "inflated and ratios noisy**)" if busy else ""
 
 
-_COLUMN_ORDER = ("pipeline", "pytorch", "optimum", "ort-raw", "engine")
+_COLUMN_ORDER = (
+    "pipeline", "pytorch", "pytorch-bf16", "optimum", "ort-raw", "openvino-raw", "engine",
+)
 
 
 def summary_table(model: dict[str, Any]) -> str:

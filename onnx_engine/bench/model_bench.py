@@ -52,7 +52,11 @@ class ModelBench:
     def load(self) -> None:
         """Load every contender x variant that can run here; the rest become notes."""
         for name in self.settings.contenders:
-            cls = contender_class(self.target.task, name)
+            try:
+                cls = contender_class(self.target.task, name)
+            except ContenderUnavailable as error:
+                self.note(f"{name} skipped: {error}")
+                continue
             for variant in self.variants if cls.runs_variants else [FP32]:
                 try:
                     self.contenders[(name, variant)] = self._load(name, variant)

@@ -6,11 +6,13 @@ from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
 from onnx_engine.bench.contenders.base import Contender, ContenderSettings
 from onnx_engine.bench.contenders.classification import CLASSIFIER_CONTENDERS
 from onnx_engine.bench.contenders.seq2seq import SEQ2SEQ_CONTENDERS
-from onnx_engine.bench.errors import BenchError
+from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.models import BenchTarget
 from onnx_engine.bench.variants import graph_files
 
-CONTENDER_NAMES = ("engine", "ort-raw", "pytorch", "pipeline", "optimum")
+CONTENDER_NAMES = (
+    "engine", "ort-raw", "openvino-raw", "pytorch", "pytorch-bf16", "pipeline", "optimum",
+)
 _BY_TASK = {
     TASK_CLASSIFICATION: {cls.name: cls for cls in CLASSIFIER_CONTENDERS},
     TASK_TEXT2TEXT: {cls.name: cls for cls in SEQ2SEQ_CONTENDERS},
@@ -29,10 +31,13 @@ def contender_class(task: str, name: str) -> type[Contender]:
 
     Raises:
         BenchError: unknown task or contender name.
+        ContenderUnavailable: the contender exists, but not for this task.
     """
     if task not in _BY_TASK:
         raise BenchError(f"The benchmark has no contenders for task {task!r}.")
     check_contender_names((name,))
+    if name not in _BY_TASK[task]:
+        raise ContenderUnavailable(f"{name}: not available for {task} models yet.")
     return _BY_TASK[task][name]
 
 

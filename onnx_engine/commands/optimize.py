@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", default=None,
                         help="PyTorch model to compare with (default: the manifest's source)")
     add_variant_arguments(parser)
+    parser.add_argument("--retime", action="store_true",
+                        help="only time the existing passing variants on this CPU and record it, "
+                        "so variant='auto' ranks them for this machine (no PyTorch needed)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=run)
 
@@ -35,7 +38,9 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("optimized variants")
     group.add_argument("--fusion", action="store_true",
                        help="ORT transformer optimizer (fused attention/layer norm); fp32")
-    group.add_argument("--int8", action="store_true", help="dynamic int8 quantization (CPU)")
+    group.add_argument("--int8", action="store_true",
+                       help="int8 (CPU): dynamic or calibrated static, the most sensitive "
+                       "matmuls kept in fp32 until it passes its gate")
     group.add_argument("--fp16", action="store_true", help="fused + float16 (CUDA)")
     group.add_argument("--all", action="store_true", help="all of the above")
     group.add_argument("--gate", action="append", default=[], metavar="VARIANT.FIELD=VALUE",
@@ -47,6 +52,10 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
                        help="7-bit weights, for x86 CPUs without VNNI")
     group.add_argument("--int8-keep-fp32", action="append", default=[],
                        choices=sorted(SENSITIVE_LAYERS), help="keep these layers in fp32")
+    group.add_argument("--calibration", type=Path, default=None, metavar="FILE",
+                       help="texts, one per line, to calibrate int8 on and to gate classifier "
+                       "variants on besides the check set (default: the check set plus "
+                       "benchmarks/data/real_sentences.txt)")
     group.add_argument("--timing-runs", type=int, default=5,
                        help="timed rounds per workload when ranking variant speed (default 5)")
 
@@ -70,6 +79,7 @@ def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str
             reduce_range=args.int8_reduce_range,
             keep_fp32=tuple(args.int8_keep_fp32),
         ),
+        calibration=args.calibration,
         timing_runs=args.timing_runs,
         quiet=args.quiet,
     )
@@ -86,8 +96,18 @@ def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str
 def run(args: argparse.Namespace) -> int:
     from engine.errors import InputError
 
+    if args.retime and not requested_variants(args):
+        from export.optimize import retime_artifact
+
+        manifest = retime_artifact(args.artifact, args.timing_runs, args.quiet)
+        print(variant_table(manifest))
+        print(auto_choice_line(manifest))
+        return 0
     if not requested_variants(args):
-        raise InputError("Choose the variants to make: --fusion, --int8, --fp16 or --all.")
+        raise InputError(
+            "Choose the variants to make: --fusion, --int8, --fp16 or --all (or --retime to "
+            "time the existing ones on this CPU)."
+        )
     return optimize_and_report(args, args.artifact, args.reference)
 
 
@@ -119,9 +139,14 @@ def variant_table(manifest: Any) -> str:
 def auto_choice_line(manifest: Any) -> str:
     from engine.variants import AUTO, select_variant
 
+    from engine.cpu import current_cpu
+
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False)
     cuda, _ = select_variant(manifest, AUTO, on_cuda=True)
-    return f"variant='auto' picks: {cpu} on CPU, {cuda} on CUDA"
+    return (
+        f"variant='auto' picks: {cpu} on CPU, {cuda} on CUDA (CPU timings taken on "
+        f"{current_cpu().describe()}; on another CPU 'auto' re-times them at load)"
+    )
 
 
 def _limits(gate: Any) -> str:
@@ -132,7 +157,10 @@ def _limits(gate: Any) -> str:
         parts.append(f"|Δlogit|<={gate.max_abs_diff:g}")
     if gate.max_prob_diff is not None:
         parts.append(f"|Δprob|<={gate.max_prob_diff:g}")
-    parts.append(f"top1>={gate.min_agreement:.0%}")
+    if gate.min_agreement > 0:
+        parts.append(f"top1>={gate.min_agreement:.0%}")
+    if gate.max_prob_diff is not None:  # see VariantGate.violations
+        parts.append("flips<=2x")
     if gate.flip_margin is not None:
         parts.append(f"flip<={gate.flip_margin:g}")
     return " ".join(parts)
@@ -143,8 +171,10 @@ def _measured(figures: Any) -> str:
         return "-"
     text = (
         f"|Δlogit| {figures.max_abs_diff:.1e} |Δprob| {figures.max_prob_diff:.1e} "
-        f"top1 {figures.agreement:.0%}"
+        f"top1 {figures.agreement:.1%}"
     )
+    if figures.flips:
+        text += f" ({len(figures.flips)} flips, gap<={figures.clearest_flip_gap:.2g})"
     if figures.sequence_agreement is not None:  # seq2seq: tokens, flips, whole outputs
         text += f" flip {figures.clearest_flip:.2g} seq {figures.sequence_agreement:.0%}"
     return text

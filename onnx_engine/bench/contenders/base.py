@@ -115,6 +115,33 @@ class TorchModelContender(Contender):
         self._batch = self._tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
 
 
+class Bf16Autocast:
+    """PyTorch under ``torch.autocast("cpu", dtype=torch.bfloat16)``, as a user who wants bf16
+    writes it; mixed into a PyTorch contender ahead of it, so its ``run`` is wrapped.
+
+    Only where the CPU runs bf16 natively (AVX512-BF16 or AMX): elsewhere it is emulated and
+    slower than fp32, a peer nobody would pick.
+    """
+
+    name = "pytorch-bf16"
+
+    @classmethod
+    def check_available(cls, settings: ContenderSettings) -> None:
+        from engine.cpu import current_cpu
+        from onnx_engine.bench.errors import ContenderUnavailable
+
+        super().check_available(settings)  # type: ignore[misc]
+        if not current_cpu().has_bf16:
+            raise ContenderUnavailable(
+                f"{cls.name}: this CPU has no AVX512-BF16 or AMX ({current_cpu().model}); bf16 "
+                "autocast would be emulated, slower than fp32."
+            )
+
+    def run(self) -> Any:
+        with self._torch.autocast("cpu", dtype=self._torch.bfloat16):  # type: ignore[attr-defined]
+            return super().run()  # type: ignore[misc]
+
+
 class PipelineContender(Contender):
     """``transformers.pipeline(pipeline_task)`` on the checkpoint, end to end on strings."""
 
@@ -195,6 +222,28 @@ def ort_session(path: Path, threads: int, spinning: bool = True) -> Any:
 
     options = ort_session_options(threads, spinning)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def openvino_session(path: Path, threads: int) -> Any:
+    """A bare ``InferenceSession`` on the OpenVINO plugin's CPU device, OpenVINO's own defaults
+    (bf16 where the CPU has it), the benchmark's thread count.
+
+    Raises:
+        ContenderUnavailable: the plugin is not installed or offers no device on this CPU.
+    """
+    import onnxruntime as ort
+
+    from engine.errors import ProviderError
+    from engine.openvino import openvino_cpu_device
+    from onnx_engine.bench.errors import ContenderUnavailable
+
+    try:
+        device = openvino_cpu_device(ort)
+    except ProviderError as error:
+        raise ContenderUnavailable(f"openvino-raw: {error}") from error
+    options = ort_session_options(threads)
+    options.add_provider_for_devices([device], {"num_of_threads": str(threads)})
+    return ort.InferenceSession(str(path), options)
 
 
 def pad_rows(rows: Sequence[Sequence[int]]) -> np.ndarray:

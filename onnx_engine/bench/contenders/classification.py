@@ -8,12 +8,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnx_engine.bench.contenders.base import (
+    Bf16Autocast,
     Contender,
     PipelineContender,
     TorchModelContender,
     engine_tokenizer,
     hf_tokenizer,
     label_indices,
+    openvino_session,
     ort_session,
     ort_session_options,
     torch_threads,
@@ -65,6 +67,18 @@ class OrtRawClassifier(Contender):
         return np.argmax(output[0], axis=-1)
 
 
+class OpenVinoRawClassifier(OrtRawClassifier):
+    """``ort-raw`` on the OpenVINO plugin: the floor of the OpenVINO path (its default precision,
+    bf16 on CPUs with AMX or AVX512-BF16)."""
+
+    name = "openvino-raw"
+
+    def load(self) -> None:
+        self.session = openvino_session(self.settings.graphs["model"], self.settings.threads)
+        self._input_names = [node.name for node in self.session.get_inputs()]
+        self._tokenizer = engine_tokenizer(self.settings.artifact)
+
+
 class PyTorchClassifier(TorchModelContender):
     """The PyTorch model's forward on pre-tokenized inputs (the compute PyTorch itself costs)."""
 
@@ -76,6 +90,10 @@ class PyTorchClassifier(TorchModelContender):
 
     def predictions(self, output: Any) -> np.ndarray:
         return output.argmax(-1).numpy()
+
+
+class PyTorchBf16Classifier(Bf16Autocast, PyTorchClassifier):
+    """PyTorch's forward under bf16 autocast."""
 
 
 class PipelineClassifier(PipelineContender):
@@ -123,5 +141,6 @@ class OptimumClassifier(Contender):
 
 
 CLASSIFIER_CONTENDERS: tuple[type[Contender], ...] = (
-    EngineClassifier, OrtRawClassifier, PyTorchClassifier, PipelineClassifier, OptimumClassifier,
+    EngineClassifier, OrtRawClassifier, OpenVinoRawClassifier, PyTorchClassifier,
+    PyTorchBf16Classifier, PipelineClassifier, OptimumClassifier,
 )

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnx_engine.bench.contenders.base import (
+    Bf16Autocast,
     Contender,
     PipelineContender,
     TorchModelContender,
@@ -164,6 +165,10 @@ class PyTorchSeq2Seq(_Generate, TorchModelContender):
         return self._generate(self._batch)
 
 
+class PyTorchBf16Seq2Seq(Bf16Autocast, PyTorchSeq2Seq):
+    """``model.generate`` under bf16 autocast."""
+
+
 class OptimumSeq2Seq(_Generate, Contender):
     """``ORTModelForSeq2SeqLM.generate`` on the same three graphs, strings in and out."""
 
@@ -215,5 +220,6 @@ def _eos_ids(generation_config: Any) -> np.ndarray:
 
 
 SEQ2SEQ_CONTENDERS: tuple[type[Contender], ...] = (
-    EngineSeq2Seq, OrtRawSeq2Seq, PyTorchSeq2Seq, PipelineSeq2Seq, OptimumSeq2Seq,
+    EngineSeq2Seq, OrtRawSeq2Seq, PyTorchSeq2Seq, PyTorchBf16Seq2Seq, PipelineSeq2Seq,
+    OptimumSeq2Seq,
 )
