@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,openvino,export,dev,bench,serve]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,openvino,export,dev,bench,serve,ray]"
 
 demo: install
 	$(BIN)/onnx-engine demo

@@ -25,7 +25,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        if self._authorized(scope):
+        if authorized(scope["headers"], self._key):
             await self.app(scope, receive, send)
             return
         error = UnauthorizedError(
@@ -34,12 +34,15 @@ class ApiKeyMiddleware:
         )
         await self._on_error(error, scope)(scope, receive, send)
 
-    def _authorized(self, scope: Scope) -> bool:
-        given = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    given = token.strip()
-        # compare_digest's time depends only on the length of `given`, never on the key's bytes.
-        return hmac.compare_digest(given, self._key)
+
+def authorized(headers: list[tuple[bytes, bytes]], key: bytes | str) -> bool:
+    """Whether ASGI ``headers`` carry ``Authorization: Bearer <key>`` (constant-time compare)."""
+    expected = key.encode() if isinstance(key, str) else key
+    given = b""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                given = token.strip()
+    # compare_digest's time depends only on the length of `given`, never on the key's bytes.
+    return hmac.compare_digest(given, expected)

@@ -1,0 +1,180 @@
+"""`onnx-engine serve --ray`: the same server on Ray Serve replicas, with unmodified clients.
+
+One local Ray instance (2 CPUs) runs the application of ``onnx_engine.serving.ray_app``: two
+replicas of the tiny classifier and one of the tiny T5 behind the router, on an ephemeral port of
+127.0.0.1. Answers must equal the in-process engine's, exactly as the native server's tests
+require (labels and texts exactly, floats within 1e-5 relative).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+import ray
+import tritonclient.http as triton
+from huggingface_hub import InferenceClient
+from ray import serve
+
+from engine.errors import InputError
+from engine.session import RuntimeOptions
+from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.ray_app import RayScaling, application, build
+from serve_support import wait_ready
+from test_serve import SOURCES, TEXTS, _host, _text_input, serve_models  # noqa: F401 (fixture)
+
+APP = "onnx-engine"
+# Small limits so overload is reachable with a few dozen requests: a replica admits 4 requests,
+# the router queues 2 more per model, the rest get 429.
+CONFIG = ServeConfig(max_batch_size=4, max_concurrent_requests=4)
+SCALING = RayScaling(num_cpus=0.5, max_queued_requests=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_server(distilbert, t5_v1_1):
+    """Ray with 2 CPUs: 2 classifier replicas and 1 T5 replica (0.5 CPU each) and the router."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        port = _free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = application({"clf": distilbert.artifact, "t5": t5_v1_1.artifact}, CONFIG,
+                          RuntimeOptions(), SCALING, replicas={"clf": 2})
+        serve.run(app, name=APP, route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, timeout_s=60)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_tritonclient_classifier_and_t5_match_the_engine(ray_server, serve_models):
+    clf, lm = serve_models["clf"], serve_models["t5"]
+    client = triton.InferenceServerClient(_host(ray_server))
+    assert client.is_server_ready() and client.is_model_ready("clf") and client.is_model_ready("t5")
+    result = client.infer("clf", [_text_input(TEXTS, True)],
+                          outputs=[triton.InferRequestedOutput(n) for n in ("label", "logits")])
+    np.testing.assert_allclose(result.as_numpy("logits"), clf.logits(TEXTS), rtol=1e-5, atol=1e-6)
+    probabilities = clf.predict_proba(TEXTS)
+    assert [label.decode() for label in result.as_numpy("label")] == [
+        clf.labels[i] for i in probabilities.argmax(axis=1)]
+    settings = {"max_new_tokens": 6, "num_beams": 2}
+    generated = client.infer("t5", [_text_input(SOURCES, False)], parameters=settings)
+    assert [t.decode() for t in generated.as_numpy("generated_text")] == [
+        sequence.text for sequence in lm.generate(SOURCES, **settings)]
+
+
+def test_inference_client_matches_the_engine(ray_server, serve_models):
+    classified = InferenceClient(model=f"{ray_server}/models/clf").text_classification(TEXTS[0])
+    expected = serve_models["clf"]([TEXTS[0]], top_k=None)[0]
+    assert [item.label for item in classified] == [item["label"] for item in expected][:len(classified)]
+    np.testing.assert_allclose([item.score for item in classified],
+                               [item["score"] for item in expected][:len(classified)], rtol=1e-5)
+    text = InferenceClient(model=f"{ray_server}/models/t5").text_generation(
+        SOURCES[0], max_new_tokens=5)
+    assert text == serve_models["t5"].generate([SOURCES[0]], max_new_tokens=5)[0].text
+
+
+def test_unknown_model_and_bad_input_answer_like_the_native_server(ray_server):
+    missing = httpx.post(f"{ray_server}/v2/models/nope/infer", json={"inputs": []}, timeout=30)
+    assert missing.status_code == 404 and "clf, t5" in missing.json()["error"]
+    bad = httpx.post(f"{ray_server}/models/clf", json={"inputs": 5}, timeout=30)
+    assert bad.status_code == 422 and bad.json()["error_type"] == "validation"
+
+
+async def _classify_all(url: str, count: int, texts: list[str]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
+        return await asyncio.gather(*(
+            client.post(f"{url}/models/clf", json={"inputs": texts}) for _ in range(count)))
+
+
+def test_overload_gets_429_and_admitted_requests_their_answers(ray_server, serve_models):
+    texts = ["a long review " * 60] * 32
+    responses = asyncio.run(_classify_all(ray_server, 40, texts))
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(429) > 0 and statuses.count(200) >= 2 * CONFIG.max_concurrent_requests
+    rejected = next(r for r in responses if r.status_code == 429)
+    assert rejected.json()["error_type"] == "overloaded" and rejected.headers["retry-after"] == "1"
+    expected = serve_models["clf"](texts[:1])[0]
+    for response in responses:
+        if response.status_code == 200:
+            assert response.json()[0][0]["label"] == expected["label"]
+
+
+def _replica_names(deployment: str) -> list[str]:
+    return [actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["namespace"] == "serve" and f"#{deployment}#" in actor["name"]]
+
+
+def _running_replicas(deployment: str) -> int:
+    status = serve.status().applications[APP].deployments[deployment]
+    return status.replica_states.get("RUNNING", 0)
+
+
+def test_killed_replica_fails_only_its_requests_in_flight_and_comes_back(ray_server, serve_models):
+    texts = ["the plot was dull and far too long"] * 4
+    expected = serve_models["clf"](texts[:1])[0]["label"]
+    victim = _replica_names("model-clf")[0]
+
+    async def load_and_kill() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            async def one(index: int) -> httpx.Response:
+                await asyncio.sleep(index * 0.005)
+                return await client.post(f"{ray_server}/models/clf", json={"inputs": texts})
+
+            requests = [asyncio.ensure_future(one(i)) for i in range(60)]
+            await asyncio.sleep(0.1)
+            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+            return await asyncio.gather(*requests)
+
+    responses = asyncio.run(load_and_kill())
+    failed = [r for r in responses if r.status_code != 200]
+    # Only the requests on the killed replica fail: at most what one replica admits (plus the
+    # router's queue), never an answer meant for another request.
+    assert len(failed) <= CONFIG.max_concurrent_requests + SCALING.max_queued_requests, [
+        (r.status_code, r.text) for r in failed]
+    assert all(r.status_code in (429, 503) for r in failed), [r.text for r in failed]
+    for response in responses:
+        if response.status_code == 200:
+            assert [row[0]["label"] for row in response.json()] == [expected] * len(texts)
+    deadline = time.monotonic() + 60
+    while not (_running_replicas("model-clf") == 2 and victim not in _replica_names("model-clf")):
+        assert time.monotonic() < deadline, "Serve did not replace the killed replica in 60 s"
+        time.sleep(0.5)
+    after = asyncio.run(_classify_all(ray_server, 8, texts[:1]))
+    assert [r.status_code for r in after] == [200] * 8
+
+
+@pytest.mark.parametrize("args, message", [
+    ({}, "models=NAME=PATH"),
+    ({"models": "clf=/x", "replica": "2"}, "Unknown argument(s) replica"),
+    ({"models": "clf=/x", "autoscale": "4"}, "MIN:MAX"),
+    ({"models": "clf=/x", "autoscale": "3:1"}, "MIN <= MAX"),
+    ({"models": "clf=/x", "max_batch_size": "many"}, "max_batch_size must be int"),
+])
+def test_builder_rejects_bad_arguments(args, message):
+    with pytest.raises(InputError, match=None) as error:
+        build(args)
+    assert message in str(error.value)
+
+
+def test_builder_sizes_replicas_from_string_arguments(distilbert):
+    app = build({"models": f"clf={distilbert.artifact}", "autoscale": "1:3",
+                 "num_cpus_per_replica": "2", "max_batch_size": "16", "max_queued_requests": "8"})
+    model = app._bound_deployment.init_kwargs["clf"]._bound_deployment
+    config = model._deployment_config
+    assert config.max_ongoing_requests == 512 and config.max_queued_requests == 8
+    assert config.autoscaling_config.max_replicas == 3
+    assert model.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.0}
+    assert model.init_args[3].threads == 2
