@@ -221,6 +221,7 @@ class Router:
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
         try:
+            forwarded = await _forwarded(request)
             match = _MODEL_PATH.match(path)
             if match:
                 name = match.group(1)
@@ -230,10 +231,12 @@ class Router:
                         f"No model named '{name}'; this server has "
                         f"{', '.join(sorted(self._models))}."
                     )
-                return await self._forward(name, request)
-            if path in _READINESS_PATHS:
-                return await self._readiness(request)
-            return await self._forward(next(iter(sorted(self._models))), request)
+                return await self._forward(name, forwarded)
+            if path in _READINESS_PATHS:  # ready when every model is
+                answers = await asyncio.gather(
+                    *(self._forward(name, forwarded) for name in self._models))
+                return next((a for a in answers if a.status_code != 200), answers[0])
+            return await self._forward(min(self._models), forwarded)
         except ServeError as error:
             return _error_response(error)
 
@@ -247,20 +250,10 @@ class Router:
                     {"WWW-Authenticate": "Bearer"},
                 )
 
-    async def _readiness(self, request: Request) -> Response:
-        answers = await asyncio.gather(*(self._forward(name, request) for name in self._models))
-        return next((answer for answer in answers if answer.status_code != 200), answers[0])
-
-    async def _forward(self, name: str, request: Request) -> Response:
+    async def _forward(self, name: str, forwarded: ForwardedRequest) -> Response:
         from ray import exceptions as ray_errors
         from ray.serve.exceptions import BackPressureError
 
-        client = request.client
-        forwarded = ForwardedRequest(
-            request.method, request.url.path, request.scope.get("query_string", b""),
-            list(request.scope["headers"]), await request.body(),
-            (client.host, client.port) if client else None,
-        )
         try:
             answer: ForwardedResponse = await self._models[name].forward.remote(forwarded)
         except BackPressureError:
@@ -276,6 +269,15 @@ class Router:
         response = Response(answer.body, status_code=answer.status)
         response.raw_headers = answer.headers
         return response
+
+
+async def _forwarded(request: Request) -> ForwardedRequest:
+    client = request.client
+    return ForwardedRequest(
+        request.method, request.url.path, request.scope.get("query_string", b""),
+        list(request.scope["headers"]), await request.body(),
+        (client.host, client.port) if client else None,
+    )
 
 
 def _error_response(error: ServeError) -> Response:
