@@ -128,23 +128,33 @@ def test_killed_replica_fails_only_its_requests_in_flight_and_comes_back(ray_ser
     victim = _replica_names("model-clf")[0]
 
     async def load_and_kill() -> list[httpx.Response]:
+        # 4 clients in closed loops: within what one replica admits, so no 429
+        # even after the kill; 48 requests in all.
+        responses: list[httpx.Response] = []
         async with httpx.AsyncClient(timeout=60) as client:
-            async def one(index: int) -> httpx.Response:
-                await asyncio.sleep(index * 0.005)
-                return await client.post(f"{ray_server}/models/clf", json={"inputs": texts})
+            async def worker() -> None:
+                for _ in range(12):
+                    responses.append(
+                        await client.post(f"{ray_server}/models/clf", json={"inputs": texts}))
 
-            requests = [asyncio.ensure_future(one(i)) for i in range(60)]
-            await asyncio.sleep(0.1)
+            workers = [asyncio.ensure_future(worker()) for _ in range(4)]
+            await asyncio.sleep(0.2)
             ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
-            return await asyncio.gather(*requests)
+            await asyncio.gather(*workers)
+        return responses
 
     responses = asyncio.run(load_and_kill())
     failed = [r for r in responses if r.status_code != 200]
-    # Only the requests on the killed replica fail: at most what one replica admits (plus the
-    # router's queue), never an answer meant for another request.
-    assert len(failed) <= CONFIG.max_concurrent_requests + SCALING.max_queued_requests, [
-        (r.status_code, r.text) for r in failed]
-    assert all(r.status_code in (429, 503) for r in failed), [r.text for r in failed]
+    # Only the requests in flight on the killed replica fail, with 503; while Serve notices the
+    # death, a request may also find the queue full (429). Both say "retry"; none is ever
+    # answered with another request's result.
+    unavailable = [r for r in failed if r.status_code == 503]
+    assert all(r.json()["error_type"] in ("unavailable", "overloaded") for r in failed), [
+        r.text for r in failed]
+    assert len(unavailable) <= CONFIG.max_concurrent_requests
+    assert len(failed) <= CONFIG.max_concurrent_requests + SCALING.max_queued_requests
+    print(f"replica killed: {len(unavailable)} x 503, {len(failed) - len(unavailable)} x 429 "
+          f"of {len(responses)} requests")
     for response in responses:
         if response.status_code == 200:
             assert [row[0]["label"] for row in response.json()] == [expected] * len(texts)

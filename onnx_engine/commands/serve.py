@@ -53,6 +53,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="allow this browser origin (repeatable; default: no CORS)")
     access.add_argument("--log-requests", action="store_true",
                         help="one INFO log line per request")
+    scale = parser.add_argument_group("Ray Serve (needs the ray extra)")
+    scale.add_argument("--ray", action="store_true",
+                       help="serve on Ray Serve replicas, one deployment per model")
+    replicas = scale.add_mutually_exclusive_group()
+    replicas.add_argument("--replicas", type=int, default=1, help="replicas per model")
+    replicas.add_argument("--autoscale", default=None, metavar="MIN:MAX",
+                          help="autoscale each model between MIN and MAX replicas")
+    scale.add_argument("--ray-address", default=None,
+                       help="join this Ray cluster ('auto': the one started by 'ray start'); "
+                       "default: start a local one")
+    scale.add_argument("--ray-num-cpus-per-replica", type=float, default=1.0,
+                       help="CPUs each replica reserves; its threads are sized to them")
+    scale.add_argument("--ray-num-gpus-per-replica", type=float, default=0.0,
+                       help="GPUs each replica reserves (above 0: the replica runs CUDA)")
+    scale.add_argument("--max-queued-requests", type=int, default=None,
+                       help="requests waiting for a full model's replicas; more get 429 "
+                       "(default: one replica's worth)")
     parser.set_defaults(handler=run)
 
 
@@ -100,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     # A server's event loop shares the cores with the model: ORT threads spinning for work
     # between calls would take its CPU away from accepting and answering.
     options = runtime_options(args).with_overrides(spin_wait=False)
+    if args.ray:
+        return _run_on_ray(args, specs, config, options)
 
     def load() -> dict[str, Any]:
         import engine
@@ -123,3 +142,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_on_ray(args: argparse.Namespace, specs: dict[str, Path], config: Any, options: Any) -> int:
+    """The same server on Ray Serve (see ``onnx_engine.serving.ray_app``); blocks until Ctrl-C."""
+    if args.ssl_certfile is not None:
+        raise InputError("--ray serves plain HTTP (Serve's proxy); terminate TLS in front of it.")
+    ray_app = require_modules("serve", "onnx_engine.serving", ("ray_app",))["ray_app"]
+    scaling = ray_app.RayScaling(
+        replicas=args.replicas,
+        autoscale=ray_app.parse_autoscale(args.autoscale) if args.autoscale else None,
+        num_cpus=args.ray_num_cpus_per_replica,
+        num_gpus=args.ray_num_gpus_per_replica,
+        max_queued_requests=args.max_queued_requests,
+    )
+    app = ray_app.application(specs, config, options, scaling)
+    ray_app.run_blocking(app, args.host, args.port, args.ray_address)
+    return 0

@@ -23,6 +23,7 @@ import asyncio
 import math
 import re
 import signal
+import socket
 import threading
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -412,6 +413,10 @@ def run_blocking(
     import ray
 
     serve = _serve()
+    if port == 0:  # Serve's proxy needs the number up front
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     try:
         serve.start(http_options={"host": host, "port": port})
