@@ -25,9 +25,8 @@ def test_importing_engine_imports_no_heavy_framework():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.fixture(scope="module")
-def runtime_venv(tmp_path_factory) -> Path:
-    """A fresh virtualenv with only the runtime install: `pip install .[cpu]`.
+def install_venv(tmp_path_factory, extras: str) -> Path:
+    """A fresh virtualenv with ``pip install -c constraints.txt .[extras]``; returns its python.
 
     It installs from a copy of the sources, because setuptools leaves a build/ folder in the
     tree it builds from, and a stale one would shadow the modules under test.
@@ -43,10 +42,16 @@ def runtime_venv(tmp_path_factory) -> Path:
     python = root / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "-c", str(source / "constraints.txt"),
-         f"{source}[cpu]"],
+         f"{source}[{extras}]"],
         check=True, capture_output=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     return python
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory) -> Path:
+    """Only the runtime install: `pip install .[cpu]`."""
+    return install_venv(tmp_path_factory, "cpu")
 
 
 def test_runtime_only_install_classifies_without_torch(runtime_venv, distilbert):
