@@ -20,8 +20,6 @@ from engine.errors import InputError
 from engine.session import EngineSession
 
 IO_BINDING_CHOICES = ("auto", "on", "off")
-# The device a CUDA session runs on; EngineSession does not pick another one.
-_DEVICE_ID = 0
 
 DeviceValue = Union[np.ndarray, ort.OrtValue]
 
@@ -73,7 +71,7 @@ class BoundGraphCall(GraphCall):
 
     def __init__(self, session: EngineSession, host_outputs: Sequence[str] = ("logits",)) -> None:
         super().__init__(session)
-        self.device = "cuda" if session.on_cuda else "cpu"
+        self.device, self.device_id = session.device
         self.host_outputs = frozenset(host_outputs)
 
     def run(self, feeds: Mapping[str, DeviceValue], output_names: Sequence[str]) -> list:
@@ -92,8 +90,10 @@ class BoundGraphCall(GraphCall):
                 else:
                     binding.bind_cpu_input(name, np.ascontiguousarray(value))
             for name in output_names:  # host outputs are copied to the host by ONNX Runtime
-                device = "cpu" if name in self.host_outputs else self.device
-                binding.bind_output(name, device, _DEVICE_ID)
+                if name in self.host_outputs:
+                    binding.bind_output(name, "cpu")
+                else:
+                    binding.bind_output(name, self.device, self.device_id)
             raw.run_with_iobinding(binding)
             values = binding.get_outputs()
         except Exception as error:  # ORT raises its own untyped pybind errors

@@ -4,7 +4,8 @@ The encoder reads the source once. ``decoder_model`` runs the first step: it rea
 output, computes every layer's cross-attention keys/values from it and returns them with the
 self-attention cache. ``decoder_with_past`` runs every later step: one new token per row against
 the cache. Which files these are (fp32, fused, int8, fp16) is the variant's business; whether
-the cache stays on the device between steps is IO binding's (:mod:`engine.io_binding`).
+the cache stays on the device between steps is IO binding's (:mod:`engine.io_binding`), and
+beam search moves its rows there too (:mod:`engine.row_gather`).
 
 Measured on full-size random t5-small (batch 1, 34 source tokens, 2-core CPU, no spinning): the
 first step costs a later step plus the cross-attention K/V projections (~7.7 vs ~5.8 ms; ORT's
@@ -23,7 +24,8 @@ import numpy as np
 
 from engine.errors import CorruptArtifactError
 from engine.io_binding import DeviceValue, graph_call
-from engine.kv_cache import DecoderCache, is_present
+from engine.kv_cache import DecoderCache, RowTake, is_present
+from engine.row_gather import DeviceRowGather, take_rows_on_host
 from engine.session import EngineSession
 
 GRAPH_ROLES = ("encoder", "decoder", "decoder_with_past")
@@ -65,6 +67,10 @@ class Seq2SeqGraphs:
             role: graph_call(session, io_binding) for role, session in self.sessions.items()
         }
         self.guard_finite = guard_finite
+        # Beam search moves cache rows where the cache is: on the device when bound.
+        self._take_rows: RowTake = (
+            DeviceRowGather(self.sessions["decoder_with_past"]) if self.bound else take_rows_on_host
+        )
         # Asked for by name, logits first: the graphs' own output order is Optimum's business.
         self._first_outputs = _logits_and_presents(self.sessions["decoder"])
         self._next_outputs = _logits_and_presents(self.sessions["decoder_with_past"])
@@ -102,7 +108,8 @@ class Seq2SeqGraphs:
         }
         logits, *presents = self._calls["decoder"].run(feeds, self._first_outputs)
         self._check(logits, "decoder")
-        return logits, DecoderCache.from_first_step(self._first_outputs[1:], presents)
+        names = self._first_outputs[1:]
+        return logits, DecoderCache.from_first_step(names, presents, self._take_rows)
 
     def next_step(
         self, decoder_ids: np.ndarray, cache: DecoderCache, encoder_mask: np.ndarray

@@ -35,6 +35,8 @@ except ImportError as _error:  # pragma: no cover - exercised only in broken ins
 logger = logging.getLogger(__name__)
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "openvino")
+CUDNN_CONV_ALGO_SEARCH_CHOICES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+ARENA_EXTEND_STRATEGY_CHOICES = ("kNextPowerOfTwo", "kSameAsRequested")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _OPTIMIZATION_LEVELS = {
@@ -77,6 +79,19 @@ class RuntimeOptions:
         io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
             device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
             adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.
+        device_id: the GPU (CUDA ordinal, as ``nvidia-smi`` numbers them unless
+            ``CUDA_VISIBLE_DEVICES`` renumbers) every CUDA session and bound tensor uses; pins a
+            model to one card of a multi-GPU host (default 0). Ignored on CPU.
+        cudnn_conv_algo_search: how the CUDA provider picks cuDNN convolution algorithms:
+            ``EXHAUSTIVE`` (ORT's default: benchmarks every algorithm once per input shape, so
+            the first call at each new shape is slow), ``HEURISTIC`` (cuDNN's guess, no
+            first-call cost: the better choice when shapes vary call to call) or ``DEFAULT``.
+            Only convolutions use it; unset keeps ORT's default.
+        arena_extend_strategy: how the CUDA memory arena grows: ``kNextPowerOfTwo`` (ORT's
+            default: fewer, larger allocations) or ``kSameAsRequested`` (no rounding up: less
+            memory held when several models share a card). Unset keeps ORT's default.
+        gpu_mem_limit: cap in bytes on the CUDA arena of each session (unset: no cap), so one
+            model cannot take the whole card from the others on it.
 
     Raises:
         InputError: a field has the wrong type or an unknown value (the message names it and
@@ -92,6 +107,10 @@ class RuntimeOptions:
     variant: str | None = None
     io_binding: str | None = None
     openvino_precision: str | None = None
+    device_id: int | None = None
+    cudnn_conv_algo_search: str | None = None
+    arena_extend_strategy: str | None = None
+    gpu_mem_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.provider is not None:
@@ -111,6 +130,7 @@ class RuntimeOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise InputError(f"{name} must be True or False, got {value!r}.")
+        _check_cuda_options(self)
 
     def over(self, defaults: RuntimeOptions) -> RuntimeOptions:
         """These options layered over ``defaults``: every field set here wins, the rest is kept."""
@@ -138,6 +158,41 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str | None:
     raise InputError(f"Unknown {name} {value!r}. Choose one of: {', '.join(choices)}.")
 
 
+def _check_cuda_options(options: RuntimeOptions) -> None:
+    """Check the CUDA provider fields (unset passes); the CUDA names are case-sensitive in ORT.
+
+    Raises:
+        InputError: a field has the wrong type or an unknown value.
+    """
+    if options.device_id is not None and not _is_count(options.device_id):
+        raise InputError(
+            f"device_id must be a GPU ordinal (an integer >= 0), got {options.device_id!r}."
+        )
+    for name, choices in (("cudnn_conv_algo_search", CUDNN_CONV_ALGO_SEARCH_CHOICES),
+                          ("arena_extend_strategy", ARENA_EXTEND_STRATEGY_CHOICES)):
+        value = getattr(options, name)
+        if value is not None and value not in choices:
+            raise InputError(f"Unknown {name} {value!r}. Choose one of: {', '.join(choices)}.")
+    limit = options.gpu_mem_limit
+    if limit is not None and not (_is_count(limit) and limit > 0):
+        raise InputError(f"gpu_mem_limit must be a positive number of bytes, got {limit!r}.")
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def cuda_provider_options(options: RuntimeOptions) -> dict[str, str]:
+    """The CUDA execution provider's options (ORT takes strings); unset fields are left out."""
+    settings = {
+        "device_id": options.device_id,
+        "cudnn_conv_algo_search": options.cudnn_conv_algo_search,
+        "arena_extend_strategy": options.arena_extend_strategy,
+        "gpu_mem_limit": options.gpu_mem_limit,
+    }
+    return {key: str(value) for key, value in settings.items() if value is not None}
+
+
 ENGINE_DEFAULTS = RuntimeOptions(
     provider="auto",
     graph_optimization="all",
@@ -147,6 +202,7 @@ ENGINE_DEFAULTS = RuntimeOptions(
     variant="auto",
     io_binding="auto",
     openvino_precision="f32",
+    device_id=0,
 )
 
 
@@ -200,17 +256,27 @@ class EngineSession:
     """An ``InferenceSession`` that knows its file, its real providers and how to fail clearly."""
 
     def __init__(
-        self, model_path: Path, options: RuntimeOptions, providers: list[str] | None = None
+        self,
+        model_path: Path,
+        options: RuntimeOptions,
+        providers: list[str] | None = None,
+        model: bytes | None = None,
     ) -> None:
-        """Open ``model_path``; ``providers`` is ``requested_providers(options.provider)``,
-        passed in by callers that open several graphs so it is resolved once."""
+        """Open ``model_path``, or the serialized graph ``model`` (then the path only names it).
+
+        ``providers`` is ``requested_providers(options.provider)``, passed in by callers that open
+        several graphs so it is resolved once.
+        """
         options = options.resolved()
         providers = providers or requested_providers(options.provider)
         session_options = _session_options(options)
         if CUDA in providers and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed
         self.path = Path(model_path)
-        by_name: list[str] | None = providers
+        self.options = options
+        by_name: list | None = [
+            (name, cuda_provider_options(options)) if name == CUDA else name for name in providers
+        ]
         if OPENVINO in providers:  # a plugin EP is chosen by device, not by name
             session_options.add_provider_for_devices(
                 [openvino_cpu_device(ort)], openvino_options(options.openvino_precision)
@@ -218,7 +284,9 @@ class EngineSession:
             by_name = None
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=session_options, providers=by_name
+                model if model is not None else str(self.path),
+                sess_options=session_options,
+                providers=by_name,
             )
         except Exception as error:  # ORT raises its own untyped pybind errors
             raise CorruptArtifactError(
@@ -245,6 +313,11 @@ class EngineSession:
     @property
     def on_cuda(self) -> bool:
         return self.providers[0] == CUDA
+
+    @property
+    def device(self) -> tuple[str, int]:
+        """Where this session's tensors live, as IO binding names it: ``("cuda", id)`` or CPU."""
+        return ("cuda", self.options.device_id) if self.on_cuda else ("cpu", 0)
 
     @property
     def raw(self) -> ort.InferenceSession:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from engine.artifact import Artifact, file_record
+from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.session import RuntimeOptions
@@ -214,8 +215,11 @@ def _make_variant(
         reason = f"could not be built: {_brief(error)}"
         return replace(record, made_with=made_with, reason=reason), files
     record = replace(record, made_with=made_with)
-    # A CUDA variant is checked on CUDA where it works here; elsewhere ORT runs it on CPU.
-    provider = "auto" if recipe.target == TARGET_CUDA else "cpu"
+    # A CUDA variant is gated on CUDA where a CUDA session really works here (only there do fp16
+    # kernels show their overflow); elsewhere on CPU, where ORT runs fp16 behind casts. The
+    # record's checked_on says which.
+    on_gpu = recipe.target == TARGET_CUDA and cuda_unusable_reason() is None
+    provider = "cuda" if on_gpu else "cpu"
     try:
         engine = checker.open(artifact, staging, RuntimeOptions(provider=provider), name)
         figures = checker.figures(engine, reference)

@@ -13,6 +13,7 @@ from typing import Callable
 
 import pytest
 
+from engine.cuda_probe import cuda_unusable_reason
 from export.exporter import ExportSettings, export_model
 from export.tiny_models import TinyClassifierSpec
 from tiny_classifiers import build_test_classifier
@@ -27,6 +28,16 @@ CLASSIFIER_SPECS = {
         "bert", num_labels=3, seed=5, problem_type="multi_label_classification"
     ),
 }
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip tests marked ``cuda``, saying why, unless a CUDA session really runs on a GPU here."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    reason = cuda_unusable_reason() if marked else None
+    if reason is not None:
+        skip = pytest.mark.skip(reason=f"needs a working CUDA GPU: {reason}")
+        for item in marked:
+            item.add_marker(skip)
 
 
 @dataclass(frozen=True)

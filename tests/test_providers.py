@@ -9,6 +9,7 @@ import pytest
 from engine import Classifier, InputError, ProviderError, RuntimeOptions, Seq2SeqLM
 from engine import session as session_module
 from engine.session import CPU, CUDA, requested_providers
+from onnx_engine.cli import main
 
 
 def test_cpu_and_auto_use_the_cpu_provider_here(distilbert):
@@ -83,3 +84,73 @@ def test_user_options_are_layered_over_class_defaults():
     assert Classifier.resolve_options(user).spin_wait is True
     assert Seq2SeqLM.resolve_options(RuntimeOptions(spin_wait=True)).spin_wait is True
     assert Seq2SeqLM.resolve_options(None, variant="fp32").variant == "fp32"
+
+
+class _RecordingSession:
+    """Stands in for ``ort.InferenceSession``: records what it is given, opens a CPU session."""
+
+    calls: list[dict] = []
+    real = session_module.ort.InferenceSession
+
+    def __new__(cls, model, sess_options=None, providers=None):
+        cls.calls.append({"providers": providers})
+        return cls.real(model, sess_options=sess_options, providers=[CPU])
+
+
+def test_cuda_provider_options_reach_onnx_runtime(distilbert, monkeypatch):
+    monkeypatch.setattr(session_module, "available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(session_module.ort, "preload_dlls", lambda: None, raising=False)
+    _RecordingSession.calls = []
+    monkeypatch.setattr(session_module.ort, "InferenceSession", _RecordingSession)
+    options = RuntimeOptions(
+        device_id=1, cudnn_conv_algo_search="HEURISTIC", arena_extend_strategy="kSameAsRequested",
+        gpu_mem_limit=2 * 2**30,
+    )
+    Classifier.load(distilbert.artifact, options=options)  # falls back to CPU: no GPU here
+    assert _RecordingSession.calls[0]["providers"] == [
+        (CUDA, {"device_id": "1", "cudnn_conv_algo_search": "HEURISTIC",
+                "arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(2 * 2**30)}),
+        CPU,
+    ]
+
+
+def test_cli_device_id_reaches_the_cuda_provider(distilbert, monkeypatch, capsys):
+    monkeypatch.setattr(session_module, "available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(session_module.ort, "preload_dlls", lambda: None, raising=False)
+    _RecordingSession.calls = []
+    monkeypatch.setattr(session_module.ort, "InferenceSession", _RecordingSession)
+    assert main(["classify", str(distilbert.artifact), "I love it", "--device-id", "3"]) == 0
+    assert _RecordingSession.calls[0]["providers"][0] == (CUDA, {"device_id": "3"})
+
+
+def test_cli_bad_device_id_is_one_error_line(distilbert, capsys):
+    assert main(["classify", str(distilbert.artifact), "x", "--device-id", "-1"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "device_id must be a GPU ordinal" in error
+
+
+def test_unset_cuda_options_leave_onnx_runtime_defaults():
+    assert session_module.cuda_provider_options(RuntimeOptions().resolved()) == {"device_id": "0"}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("device_id", -1, "device_id must be a GPU ordinal"),
+    ("device_id", "1", "device_id must be a GPU ordinal"),
+    ("device_id", True, "device_id must be a GPU ordinal"),
+    ("cudnn_conv_algo_search", "FAST", "HEURISTIC"),
+    ("arena_extend_strategy", "grow", "kSameAsRequested"),
+    ("gpu_mem_limit", 0, "gpu_mem_limit must be a positive"),
+    ("gpu_mem_limit", 1.5, "gpu_mem_limit must be a positive"),
+])
+def test_bad_cuda_options_fail_when_the_options_are_made(field, value, message):
+    with pytest.raises(InputError, match=message):
+        RuntimeOptions(**{field: value})
+
+
+@pytest.mark.cuda
+def test_a_cuda_session_runs_on_the_device_it_was_given(distilbert):
+    classifier = Classifier.load(distilbert.artifact, provider="cuda", options=RuntimeOptions(
+        device_id=0, cudnn_conv_algo_search="HEURISTIC"))
+    assert classifier.providers[0] == CUDA
+    options = classifier.session.raw.get_provider_options()[CUDA]
+    assert options["device_id"] == "0" and options["cudnn_conv_algo_search"] == "HEURISTIC"

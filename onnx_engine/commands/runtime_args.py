@@ -21,6 +21,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=None, choices=VARIANT_CHOICES,
                         help="graphs to run (default: auto = fastest variant that passed its "
                         "accuracy gate for the provider; see 'onnx-engine optimize')")
+    parser.add_argument("--device-id", type=int, default=None, metavar="N",
+                        help="GPU to run on with CUDA (CUDA ordinal, default 0; ignored on CPU)")
 
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
@@ -30,6 +32,7 @@ def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
         threads=args.threads,
         verify_hashes=False if args.no_verify_hashes else None,
         variant=args.variant,
+        device_id=args.device_id,
     )
 
 
