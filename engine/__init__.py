@@ -27,6 +27,7 @@ from engine.version import __version__
 # Public name -> module that defines it, imported when the name is first read.
 _LAZY = {
     "Classifier": "engine.classifier",
+    "Embedder": "engine.embedder",
     "Seq2SeqLM": "engine.seq2seq",
     "RuntimeOptions": "engine.session",
     "load": "engine.loading",
@@ -34,6 +35,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
     from engine.classifier import Classifier
+    from engine.embedder import Embedder
     from engine.loading import load
     from engine.seq2seq import Seq2SeqLM
     from engine.session import RuntimeOptions
@@ -57,6 +59,7 @@ __all__ = [
     "ArtifactNotFoundError",
     "Classifier",
     "CorruptArtifactError",
+    "Embedder",
     "HashMismatchError",
     "InputError",
     "MissingDependencyError",

@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
+from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
@@ -122,10 +123,8 @@ class Classifier(ArtifactModel):
         return self._logits(items, check_batch_size(batch_size))
 
     def _logits(self, items: list[TextInput], batch_size: int) -> np.ndarray:
-        order = sorted(range(len(items)), key=lambda index: _char_length(items[index]))
         result = np.empty((len(items), len(self.id2label)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in length_sorted_chunks(items, batch_size):
             encoded = self.tokenizer.encode([items[index] for index in chunk])
             (logits,) = self.session.run(encoded.feeds(), ["logits"])
             if self.guard_finite:
@@ -210,6 +209,3 @@ def check_top_k(top_k: object) -> None:
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InputError(f"top_k must be a positive integer or None, got {top_k!r}.")
 
-
-def _char_length(item: TextInput) -> int:
-    return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])

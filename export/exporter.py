@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 from engine.artifact import CONFIG_NAME, TOKENIZER_NAME, file_record
 from engine.errors import ParityError
@@ -14,8 +15,8 @@ from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
 from export.classification import ClassificationExporter
 from export.errors import ExportError
+from export.feature_extraction import FeatureExtractionExporter
 from export.optimum_export import run_optimum_export
-from export.parity import DEFAULT_ATOL
 from export.progress import StageProgress
 from export.seq2seq import Seq2SeqExporter
 from export.signature import graph_spec, opset_of
@@ -25,13 +26,18 @@ from export.task import TaskExporter
 TASK_EXPORTERS: dict[str, type[TaskExporter]] = {
     ClassificationExporter.task: ClassificationExporter,
     Seq2SeqExporter.task: Seq2SeqExporter,
+    FeatureExtractionExporter.task: FeatureExtractionExporter,
 }
 _KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json")
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What to export and where; ``force`` replaces an existing output folder."""
+    """What to export and where; ``force`` replaces an existing output folder.
+
+    ``atol`` defaults to the task's parity tolerance; ``task_options`` are settings only one task
+    takes (feature-extraction: ``pooling``, ``normalize``).
+    """
 
     model: str
     output: Path
@@ -39,13 +45,25 @@ class ExportSettings:
     opset: int | None = None
     force: bool = False
     quiet: bool = False
-    atol: float = DEFAULT_ATOL
+    atol: float | None = None
+    task_options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def task_exporter(task: str) -> TaskExporter:
+def task_exporter(task: str, options: Mapping[str, Any] | None = None) -> TaskExporter:
+    """The exporter of ``task``, built with its task-specific ``options``.
+
+    Raises:
+        ExportError: unknown task, or an option this task does not take.
+    """
     if task not in TASK_EXPORTERS:
         raise ExportError(f"Unknown task {task!r}. Choose one of: {', '.join(TASK_EXPORTERS)}.")
-    return TASK_EXPORTERS[task]()
+    options = {key: value for key, value in (options or {}).items() if value is not None}
+    try:
+        return TASK_EXPORTERS[task](**options)
+    except TypeError as error:
+        raise ExportError(
+            f"Option(s) {', '.join(sorted(options))} do not apply to task '{task}'."
+        ) from error
 
 
 def export_model(settings: ExportSettings) -> ArtifactManifest:
@@ -59,7 +77,7 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
         ExportError: the model cannot be loaded or exported.
         ParityError: the exported model disagrees with PyTorch; the message names the worst input.
     """
-    exporter = task_exporter(settings.task)
+    exporter = task_exporter(settings.task, settings.task_options)
     output = Path(settings.output)
     check_output_free(output, settings.force)
     progress = StageProgress(total=4, quiet=settings.quiet)
@@ -72,7 +90,8 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
             _collect_files(exporter, reference, raw, staging)
             manifest = _write_manifest(exporter, reference, settings, staging)
         with progress.stage("checking parity against PyTorch"):
-            report = exporter.check_parity(reference, staging, settings.atol)
+            atol = settings.atol or exporter.default_atol
+            report = exporter.check_parity(reference, staging, atol)
         if not report.passed:
             raise ParityError(f"Export of '{settings.model}' rejected: {report.summary()}")
         with progress.stage("writing artifact"):
@@ -95,6 +114,7 @@ def _collect_files(exporter: TaskExporter, reference: object, raw: Path, staging
     config.update(exporter.config_overrides(reference))
     (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(raw)
+    exporter.write_task_files(reference, staging)
     # Saved apart and copied selectively: tokenizer.json holds the whole vocabulary, so vocab.txt,
     # merges.txt or spiece.model would only be unhashed-looking duplicates in the artifact.
     with tempfile.TemporaryDirectory() as scratch:

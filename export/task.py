@@ -15,7 +15,7 @@ from engine.artifact_model import ArtifactModel
 from engine.session import RuntimeOptions
 from export.dependencies import require
 from export.errors import ExportError
-from export.parity import ParityReport
+from export.parity import DEFAULT_ATOL, ParityReport
 
 Model = TypeVar("Model", bound=ArtifactModel)
 
@@ -42,6 +42,7 @@ class TaskExporter(ABC):
     task: str  # the manifest task name, e.g. "text-classification"
     optimum_task: str  # the task name Optimum's exporter takes
     graph_files: dict[str, str]  # role in the manifest -> ONNX file Optimum writes
+    default_atol: float = DEFAULT_ATOL  # parity tolerance unless the caller gives one
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:
@@ -61,6 +62,10 @@ class TaskExporter(ABC):
 
     def save_tokenizer(self, reference: Any, folder: Path) -> None:
         reference.tokenizer.save_pretrained(str(folder))
+
+    def write_task_files(self, reference: Any, folder: Path) -> None:
+        """Write task files the engine reads besides graphs, config and tokenizer (hashed like
+        them), e.g. the pooling settings of a sentence-embedding model."""
 
 
 def load_pretrained(model: str, model_class: str, description: str) -> tuple[Any, Any]:
