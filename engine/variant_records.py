@@ -35,12 +35,18 @@ class VariantGate:
             picked the runner-up) at which a changed prediction is forgiven as a near-tie.
             Random-weight models have many near-ties that any rounding flips; a flip where the
             reference was clearly decided (margin above this) fails the gate.
+        min_cosine: lowest allowed cosine between a variant's embedding and the reference's,
+            on every input (embedding models).
+        min_retrieval_agreement: share of the reference's top-10 documents a variant must also
+            rank in its top 10, averaged over the retrieval queries (embedding models).
     """
 
     max_abs_diff: float | None = None
     max_prob_diff: float | None = None
     min_agreement: float = 1.0
     flip_margin: float | None = None
+    min_cosine: float | None = None
+    min_retrieval_agreement: float | None = None
 
     def violations(self, figures: VariantFigures) -> list[str]:
         """Each limit the figures break, as a readable phrase (empty when the gate passes)."""
@@ -69,8 +75,22 @@ class VariantGate:
                 f"a top-1 prediction changed where the reference's top-2 probability gap was "
                 f"{figures.clearest_flip_gap:.3g} > {limit:g} (twice the |Δprob| bound)"
             )
+        problems += self._embedding_violations(figures)
         if problems and figures.worst_input:
             problems.append(f"worst input: {figures.worst_input}")
+        return problems
+
+    def _embedding_violations(self, figures: VariantFigures) -> list[str]:
+        """Limits on embeddings; a figure that was not measured (None) breaks its limit."""
+        problems = []
+        cosine, retrieval = figures.min_cosine, figures.retrieval_agreement
+        if self.min_cosine is not None and not (cosine is not None and cosine >= self.min_cosine):
+            measured = "not measured" if cosine is None else f"{cosine:.5f}"
+            problems.append(f"min cosine to the reference {measured} < {self.min_cosine:g}")
+        limit = self.min_retrieval_agreement
+        if limit is not None and not (retrieval is not None and retrieval >= limit):
+            measured = "not measured" if retrieval is None else f"{retrieval:.1%}"
+            problems.append(f"top-10 retrieval agreement {measured} < {limit:.1%}")
         return problems
 
 
@@ -97,7 +117,11 @@ class VariantFigures:
     predictions that changed (0 when none did; see ``VariantGate.flip_margin``);
     ``clearest_flip_gap`` the largest reference top-2 gap in scores among them. ``flips`` lists
     every changed prediction, clearest first. ``sequence_agreement`` (seq2seq) is the share of
-    check-set sources whose whole greedy output is the reference's.
+    check-set sources whose whole greedy output is the reference's. Embedding models
+    (feature-extraction) fill ``min_cosine`` (lowest cosine to the reference over every checked
+    text) and ``retrieval_agreement`` (mean top-10 overlap with the reference's ranking); their
+    ``agreement`` is the share of queries whose top-1 document is the reference's and
+    ``max_prob_diff`` the largest |Δ| of a similarity score.
     """
 
     max_abs_diff: float
@@ -110,6 +134,8 @@ class VariantFigures:
     sequence_agreement: float | None = None
     clearest_flip_gap: float = 0.0
     flips: tuple[Flip, ...] = ()
+    min_cosine: float | None = None
+    retrieval_agreement: float | None = None
 
     def __post_init__(self) -> None:
         # Parsed from the manifest's JSON, flips arrive as dicts.

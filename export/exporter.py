@@ -90,7 +90,7 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
             _collect_files(exporter, reference, raw, staging)
             manifest = _write_manifest(exporter, reference, settings, staging)
         with progress.stage("checking parity against PyTorch"):
-            atol = settings.atol or exporter.default_atol
+            atol = exporter.default_atol if settings.atol is None else settings.atol
             report = exporter.check_parity(reference, staging, atol)
         if not report.passed:
             raise ParityError(f"Export of '{settings.model}' rejected: {report.summary()}")

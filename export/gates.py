@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.errors import InputError
-from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.variants import FP16, FUSED, INT8, Flip, VariantFigures, VariantGate
+from export.embedding_variants import EMBEDDING_GATES
 from export.parity import OutputPair, argmax_agrees
 
 # Differences below this are float32 noise between two fp32 runtimes (~1e-6 measured): where the
@@ -53,6 +54,9 @@ DEFAULT_GATES: dict[str, dict[str, VariantGate]] = {
         INT8: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
         FP16: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_FP16_FLIP_MARGIN),
     },
+    # Sentence embeddings: cosine to sentence-transformers and retrieval ranking
+    # (export/embedding_variants.py).
+    TASK_FEATURE_EXTRACTION: EMBEDDING_GATES,
 }
 
 

@@ -18,12 +18,19 @@ from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
 from engine.classifier import Classifier
 from engine.cpu import current_cpu
-from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+from engine.embedder import Embedder
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
 from engine.session import RuntimeOptions
 from engine.variants import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import SENTENCES, check_texts
 from export.classification import ClassificationExporter, ClassifierReference, check_set_outputs
+from export.embedding_variants import (
+    MemoizedEmbeddingReference,
+    embedding_figures,
+    embedding_workloads,
+    load_embedding_reference,
+)
 from export.errors import ExportError
 from export.gates import measure_figures
 from export.int8_search import SearchProbe
@@ -163,9 +170,29 @@ class Seq2SeqChecker(VariantChecker):
         return seq2seq_workloads(engine)
 
 
+class EmbeddingChecker(VariantChecker):
+    """Sentence embeddings: cosine to sentence-transformers and retrieval ranking."""
+
+    task = TASK_FEATURE_EXTRACTION
+    engine_class = Embedder
+
+    def load_reference(self, model: str) -> MemoizedEmbeddingReference:
+        return load_embedding_reference(model)
+
+    def on_cuda(self, engine: Embedder) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: Embedder, reference: MemoizedEmbeddingReference) -> VariantFigures:
+        return embedding_figures(engine, reference)
+
+    def workloads(self, engine: Embedder) -> dict[str, Callable[[], object]]:
+        return embedding_workloads(engine)
+
+
 VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
     ClassifierChecker.task: ClassifierChecker,
     Seq2SeqChecker.task: Seq2SeqChecker,
+    EmbeddingChecker.task: EmbeddingChecker,
 }
 
 

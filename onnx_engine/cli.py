@@ -12,8 +12,8 @@ from engine.version import __version__
 
 # Each module defines register(subparsers), which adds its parser and sets `handler`.
 COMMAND_MODULES = (
-    "export", "verify", "optimize", "classify", "demo", "generate", "logits", "bench", "serve",
-    "loadtest",
+    "export", "verify", "optimize", "classify", "demo", "generate", "logits", "embed", "search",
+    "bench", "serve", "loadtest",
 )
 EXIT_ERROR = 2
 
@@ -33,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; our errors become one ``error:`` line and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unparsed = parser.parse_known_args(argv)
+    if unparsed:
+        # argparse matches positionals only before the first option, so texts given after one
+        # (`search ARTIFACT --corpus FILE QUERY...`) come back unparsed: they are texts too.
+        if not hasattr(args, "texts") or any(item.startswith("-") for item in unparsed):
+            parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
+        args.texts = [*args.texts, *unparsed]
     try:
         return int(args.handler(args) or 0)
     except OnnxEngineError as error:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.pooling import POOLING_MODES
 from onnx_engine.commands.optimize import (
     add_variant_arguments,
     optimize_and_report,
@@ -20,10 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="hub id (needs internet) or local checkpoint folder")
     parser.add_argument("output", type=Path, help="artifact folder to write")
     parser.add_argument("--task", default="text-classification",
-                        help="text-classification (default) or text2text-generation")
+                        help="text-classification (default), text2text-generation or "
+                        "feature-extraction (sentence embeddings)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--atol", type=float, default=None, help="parity tolerance (default 1e-4)")
+    parser.add_argument("--atol", type=float, default=None,
+                        help="parity tolerance (default 1e-4; 1e-5 for feature-extraction)")
+    parser.add_argument("--pooling", default=None, choices=POOLING_MODES,
+                        help="feature-extraction of a plain encoder: how token embeddings become "
+                        "one vector (a sentence-transformers folder brings its own)")
+    parser.add_argument("--normalize", action="store_true", default=None,
+                        help="feature-extraction of a plain encoder: L2-normalize the embeddings")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     add_variant_arguments(parser)
     parser.set_defaults(handler=run)
@@ -31,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from export.exporter import ExportSettings, export_model
-    from export.parity import DEFAULT_ATOL
 
     settings = ExportSettings(
         model=args.model,
@@ -40,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         force=args.force,
         quiet=args.quiet,
-        atol=DEFAULT_ATOL if args.atol is None else args.atol,
+        atol=args.atol,
+        task_options={"pooling": args.pooling, "normalize": args.normalize},
     )
     manifest = export_model(settings)
     if not args.quiet:

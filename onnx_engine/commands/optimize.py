@@ -163,6 +163,10 @@ def _limits(gate: Any) -> str:
         parts.append("flips<=2x")
     if gate.flip_margin is not None:
         parts.append(f"flip<={gate.flip_margin:g}")
+    if gate.min_cosine is not None:
+        parts.append(f"cos>={gate.min_cosine:g}")
+    if gate.min_retrieval_agreement is not None:
+        parts.append(f"top10>={gate.min_retrieval_agreement:.0%}")
     return " ".join(parts)
 
 
@@ -177,4 +181,6 @@ def _measured(figures: Any) -> str:
         text += f" ({len(figures.flips)} flips, gap<={figures.clearest_flip_gap:.2g})"
     if figures.sequence_agreement is not None:  # seq2seq: tokens, flips, whole outputs
         text += f" flip {figures.clearest_flip:.2g} seq {figures.sequence_agreement:.0%}"
+    if figures.min_cosine is not None:  # embeddings: direction and retrieval ranking
+        text += f" cos {figures.min_cosine:.4f} top10 {figures.retrieval_agreement:.0%}"
     return text

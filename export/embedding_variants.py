@@ -1,0 +1,135 @@
+"""Gates, figures and timed workloads of optimized variants of sentence-embedding models.
+
+A variant is held to two things users of embeddings notice: every vector points where the
+reference's does (minimum cosine over the export's check set and the retrieval set), and search
+ranks documents as the reference does (top-10 overlap on a small corpus, and the top-1 document
+except where the reference itself had a near-tie). The reference is ``SentenceTransformer.encode``
+on PyTorch fp32, as for every other gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from engine.embedder import Embedder
+from engine.pooling import PoolingConfig
+from engine.similarity import similarity_matrix
+from engine.variants import FP16, FUSED, INT8, VariantFigures, VariantGate
+from export.check_set import SENTENCES, check_texts
+from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter
+from export.retrieval_set import DOCUMENTS, QUERIES
+
+RETRIEVAL_DEPTH = 10
+# Reference score differences below this are float32 noise: either document is the same answer.
+SCORE_TIE = 1e-5
+# int8 and 16-bit floats: the issue's minimum cosine, and a top-10 overlap that tolerates one
+# swap at the edge of the top 10 for the odd query. The top-1 document may change only where
+# the reference's best two were within FLIP_MARGIN of each other (cosine units).
+LOSSY_MIN_COSINE = 0.99
+LOSSY_RETRIEVAL_AGREEMENT = 0.9
+LOSSY_TOP1_AGREEMENT = 0.9
+FLIP_MARGIN = 0.02
+
+EMBEDDING_GATES: dict[str, VariantGate] = {
+    # Fusion only regroups fp32 arithmetic: as exact as the export itself.
+    FUSED: VariantGate(max_abs_diff=1e-4, min_cosine=0.9999, min_agreement=1.0,
+                       min_retrieval_agreement=1.0),
+    INT8: VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
+                      flip_margin=FLIP_MARGIN, min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
+    FP16: VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
+                      flip_margin=FLIP_MARGIN, min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
+    # bf16 (CPUs with AMX / AVX512-BF16): the same bar as the other 16-bit float variant.
+    "bf16": VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
+                        flip_margin=FLIP_MARGIN, min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
+}
+
+
+@dataclass
+class MemoizedEmbeddingReference:
+    """The sentence-transformers reference with its embeddings of the gate's texts kept, so each
+    variant is compared without running PyTorch again."""
+
+    reference: EmbeddingReference
+    _cache: dict[tuple[PoolingConfig, tuple[str, ...]], np.ndarray] = field(default_factory=dict)
+
+    def encode(self, texts: tuple[str, ...], pooling: PoolingConfig) -> np.ndarray:
+        key = (pooling, texts)
+        if key not in self._cache:
+            self._cache[key] = self.reference.encode(list(texts), pooling)
+        return self._cache[key]
+
+
+def load_embedding_reference(model: str) -> MemoizedEmbeddingReference:
+    return MemoizedEmbeddingReference(FeatureExtractionExporter().load_reference(model))
+
+
+def gate_texts(max_length: int) -> tuple[str, ...]:
+    """The export's check set, then the retrieval documents, then the queries."""
+    return (*check_texts(max_length), *DOCUMENTS, *QUERIES)
+
+
+def embedding_figures(engine: Embedder, reference: MemoizedEmbeddingReference) -> VariantFigures:
+    """The variant's embeddings and rankings against the reference's."""
+    texts = gate_texts(engine.max_length)
+    ours = engine.embed(list(texts))
+    theirs = reference.encode(texts, engine.pooling)
+    return compare_embeddings(ours, theirs, texts, engine.pooling.similarity)
+
+
+def compare_embeddings(
+    ours: np.ndarray, theirs: np.ndarray, texts: tuple[str, ...], similarity: str
+) -> VariantFigures:
+    """Figures of ``ours`` vs ``theirs`` (rows in the order of :func:`gate_texts`)."""
+    ours64, theirs64 = ours.astype(np.float64), theirs.astype(np.float64)
+    finite = bool(np.isfinite(ours64).all())
+    norms = np.linalg.norm(ours64, axis=1) * np.linalg.norm(theirs64, axis=1)
+    cosines = np.where(norms > 0, (ours64 * theirs64).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
+    if not finite:
+        cosines = np.where(np.isfinite(cosines), cosines, -1.0)
+    worst = int(np.argmin(cosines))
+    documents = slice(len(texts) - len(QUERIES) - len(DOCUMENTS), len(texts) - len(QUERIES))
+    queries = slice(len(texts) - len(QUERIES), len(texts))
+    reference_scores = similarity_matrix(theirs[queries], theirs[documents], similarity)
+    scores = similarity_matrix(np.nan_to_num(ours[queries]), np.nan_to_num(ours[documents]),
+                               similarity)
+    flips = _top1_flips(reference_scores, scores)
+    return VariantFigures(
+        max_abs_diff=float(np.max(np.abs(ours64 - theirs64))) if finite else float("inf"),
+        max_prob_diff=float(np.max(np.abs(scores - reference_scores))),
+        agreement=1.0 - len(flips) / len(QUERIES),
+        inputs=len(QUERIES),
+        finite=finite,
+        worst_input=f"{texts[worst][:40]!r} (cosine {cosines[worst]:.5f})",
+        clearest_flip=max(flips, default=0.0),
+        min_cosine=float(cosines.min()),
+        retrieval_agreement=top_k_overlap(reference_scores, scores, RETRIEVAL_DEPTH),
+    )
+
+
+def top_k_overlap(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:
+    """Mean share of each row's reference top ``k`` that is also in the candidate's top ``k``."""
+    k = min(k, reference.shape[1])
+    best = np.argsort(-reference, axis=1, kind="stable")[:, :k]
+    found = np.argsort(-candidate, axis=1, kind="stable")[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(best, found)]))
+
+
+def _top1_flips(reference: np.ndarray, candidate: np.ndarray) -> list[float]:
+    """For each query whose top document changed (beyond a float tie), the reference's margin
+    between its own top document and the candidate's."""
+    chosen = np.argmax(candidate, axis=1)
+    margins = reference.max(axis=1) - reference[np.arange(len(reference)), chosen]
+    return [float(margin) for margin in margins if margin > SCORE_TIE]
+
+
+def embedding_workloads(engine: Embedder) -> dict[str, Callable[[], object]]:
+    """A short text alone and the long check-set batch, as for the classifier."""
+    short = [SENTENCES[1]]
+    long = check_texts(engine.max_length)
+    return {
+        "b1_short": lambda: engine.embed(short),
+        f"batch{len(long)}_long": lambda: engine.embed(long, batch_size=len(long)),
+    }
