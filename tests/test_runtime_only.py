@@ -18,7 +18,7 @@ FORBIDDEN = ("torch", "transformers", "optimum")
 
 def test_importing_engine_imports_no_heavy_framework():
     code = (
-        "import sys, engine; from engine import Classifier, load; "
+        "import sys, engine; from engine import Classifier, Embedder, load; "
         f"print([m for m in {FORBIDDEN!r} if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -96,3 +96,30 @@ def test_runtime_only_cli_explains_missing_serve_extra(runtime_venv, distilbert)
         result = subprocess.run([str(cli), *command], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2
         assert "onnx-engine[cpu,serve]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_runtime_only_install_embeds_and_searches_without_torch(runtime_venv, tiny_embedder_factory):
+    artifact = tiny_embedder_factory("mean").artifact
+    code = f"""
+import json, sys
+import engine
+embedder = engine.load({str(artifact)!r})
+vectors = embedder.embed(["a cat", "", "stock prices"])
+print(json.dumps({{
+    "class": type(embedder).__name__,
+    "loaded": [m for m in {FORBIDDEN + ("sentence_transformers",)!r} if m in sys.modules],
+    "vectors": vectors.tolist(),
+    "top": [hit.corpus_id for hit in embedder.search("a kitten", ["stocks", "a cat"], top_k=2)[0]],
+}}))
+"""
+    result = subprocess.run(
+        [str(runtime_venv), "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    )
+    report = json.loads(result.stdout)
+    assert report["class"] == "Embedder" and report["loaded"] == []
+    from engine import Embedder
+
+    here = Embedder.load(artifact)
+    assert report["vectors"] == here.embed(["a cat", "", "stock prices"]).tolist()
+    assert report["top"] == [hit.corpus_id for hit in here.search("a kitten", ["stocks", "a cat"],
+                                                                   top_k=2)[0]]

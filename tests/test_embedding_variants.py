@@ -1,0 +1,111 @@
+"""Variants of embedding models: the cosine and retrieval gates, and `optimize` end to end."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import corrupting_recipe
+
+from engine.embedder import Embedder
+from engine.errors import ArtifactError
+from engine.variants import AUTO, FP32, FUSED, INT8, variant_records
+from export.embedding_variants import EMBEDDING_GATES, compare_embeddings, gate_texts
+from export.gates import gate_verdict, gates_with_overrides
+from export.optimize import OptimizeSettings, default_recipes, optimize_artifact
+from export.retrieval_set import DOCUMENTS, QUERIES
+
+TEXTS = gate_texts(64)
+
+
+def _reference(seed: int = 0) -> np.ndarray:
+    """Unit vectors with a topic structure: each query sits near its three documents."""
+    generator = np.random.default_rng(seed)
+    topics = generator.normal(size=(len(QUERIES), 32))
+    vectors = generator.normal(size=(len(TEXTS), 32))
+    first_document = len(TEXTS) - len(QUERIES) - len(DOCUMENTS)
+    for index in range(len(DOCUMENTS)):
+        vectors[first_document + index] += 3 * topics[index // 3]
+    for index in range(len(QUERIES)):
+        vectors[len(TEXTS) - len(QUERIES) + index] += 3 * topics[index]
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _verdict(variant: str, candidate: np.ndarray, reference: np.ndarray) -> tuple[bool, str]:
+    figures = compare_embeddings(candidate, reference, TEXTS, "cosine")
+    return gate_verdict(EMBEDDING_GATES[variant], figures)
+
+
+def test_identical_embeddings_pass_every_gate():
+    reference = _reference()
+    figures = compare_embeddings(reference, reference, TEXTS, "cosine")
+    assert figures.min_cosine == pytest.approx(1.0) and figures.retrieval_agreement == 1.0
+    assert figures.agreement == 1.0 and figures.max_abs_diff == 0.0
+    for gate in EMBEDDING_GATES.values():
+        assert gate_verdict(gate, figures) == (True, "")
+
+
+def test_small_noise_passes_int8_but_not_fused():
+    reference = _reference()
+    noisy = reference + np.random.default_rng(1).normal(scale=0.005, size=reference.shape)
+    assert _verdict(INT8, noisy.astype(np.float32), reference)[0]
+    passed, reason = _verdict(FUSED, noisy.astype(np.float32), reference)
+    assert not passed and "max |Δlogits|" in reason
+
+
+def test_a_vector_turned_away_fails_the_cosine_gate_and_names_the_text():
+    reference = _reference()
+    damaged = reference.copy()
+    damaged[3] = -damaged[3]  # one check-set text (a sentence) points the other way
+    passed, reason = _verdict(INT8, damaged, reference)
+    assert not passed and "min cosine" in reason and TEXTS[3][:20] in reason
+
+
+def test_changed_rankings_fail_the_retrieval_gate_with_cosines_intact():
+    reference = _reference()
+    swapped = reference.copy()
+    first_document = len(TEXTS) - len(QUERIES) - len(DOCUMENTS)
+    # Rotate the documents between topics: each vector is intact, each ranking is wrong.
+    documents = slice(first_document, first_document + len(DOCUMENTS))
+    swapped[documents] = np.roll(reference[documents], 3, axis=0)
+    figures = compare_embeddings(swapped, reference, TEXTS, "cosine")
+    passed, reason = gate_verdict(EMBEDDING_GATES[INT8], figures)
+    assert not passed and "top-10 retrieval agreement" in reason and "top-1 agreement" in reason
+
+
+def test_non_finite_embeddings_fail():
+    reference = _reference()
+    broken = reference.copy()
+    broken[0, 0] = np.nan
+    passed, reason = _verdict(INT8, broken, reference)
+    assert not passed and "NaN" in reason
+
+
+def test_gate_overrides_reach_the_embedding_limits():
+    gates = gates_with_overrides("feature-extraction", (INT8,), ("int8.min_cosine=0.95",))
+    assert gates[INT8].min_cosine == 0.95
+    assert gates[INT8].min_retrieval_agreement == EMBEDDING_GATES[INT8].min_retrieval_agreement
+
+
+def test_optimize_gates_a_damaged_variant_out_and_auto_avoids_it(tiny_embedder_factory, tmp_path):
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_embedder_factory("mean").artifact, artifact)
+    recipes = default_recipes()
+    recipes[INT8] = corrupting_recipe(recipes[INT8], tmp_path)  # last projection negated
+    manifest = optimize_artifact(
+        OptimizeSettings(artifact=artifact, variants=(FUSED, INT8), timing_runs=1, quiet=True),
+        recipes=recipes,
+    )
+    records = variant_records(manifest)
+    assert records[FUSED].passed, records[FUSED].reason
+    assert records[FUSED].figures.min_cosine >= 0.9999
+    assert not records[INT8].passed and "min cosine" in records[INT8].reason
+    assert records[INT8].gate == EMBEDDING_GATES[INT8]
+    fp32 = Embedder.load(artifact, variant=FP32)
+    fused = Embedder.load(artifact, variant=FUSED)
+    texts = list(QUERIES)
+    np.testing.assert_allclose(fused.embed(texts), fp32.embed(texts), atol=1e-4)
+    assert Embedder.load(artifact, variant=AUTO).variant in (FP32, FUSED)
+    with pytest.raises(ArtifactError, match="failed its accuracy gate"):
+        Embedder.load(artifact, variant=INT8)
