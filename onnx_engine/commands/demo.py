@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from export.demo import DemoSettings, demo_max_difference, run_classifier_demo, run_seq2seq_demo
+    from export.embedding_demo import run_embedding_demo
 
     settings = DemoSettings(
         workdir=args.workdir, classifier_model=args.model, provider=args.provider, quiet=args.quiet,
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     )
     differences = [run_classifier_demo(settings, sys.stdout)]
     differences.append(run_seq2seq_demo(settings, sys.stdout))
+    differences.append(run_embedding_demo(args.workdir, args.provider, args.quiet, sys.stdout))
     worst = demo_max_difference(differences)
     verdict = "PASS" if worst <= DEMO_TOLERANCE else "FAIL"
     print(f"\ndemo {verdict}: engine vs PyTorch max |Δ| = {worst:.2e} (tolerance {DEMO_TOLERANCE:.0e})")
