@@ -13,19 +13,25 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.manifest import TASK_TEXT2TEXT
+from engine.manifest import TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from onnx_engine.bench.contenders.base import Contender
+
+# The PyTorch fp32 contender each task's engine variants are compared with ("pytorch" otherwise).
+TORCH_REFERENCE = {TASK_FEATURE_EXTRACTION: "sentence-transformers"}
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """Share of predictions (labels or token positions) and of whole rows that agree."""
+    """Share of predictions (labels or token positions) and of whole rows that agree; for
+    embeddings, ``agreement`` is the lowest cosine between the two vectors of a text and
+    ``rows_identical`` the share of texts whose vectors are equal within 1e-5."""
 
     candidate: str
     reference: str
     texts: int
     agreement: float
     rows_identical: float
+    measure: str = "top-1"
 
 
 def check_texts_for(task: str, max_length: int) -> list[str]:
@@ -38,6 +44,8 @@ def check_texts_for(task: str, max_length: int) -> list[str]:
 def compare(candidate: Contender, reference: Contender, texts: Sequence[str],
             candidate_label: str, reference_label: str) -> Agreement:
     """Run both contenders on ``texts`` as one batch and compare their predictions."""
+    if candidate.predictions_are_vectors:
+        return _compare_vectors(candidate, reference, texts, candidate_label, reference_label)
     ours, theirs = _predict(candidate, texts), _predict(reference, texts)
     width = max(ours.shape[1], theirs.shape[1])
     ours, theirs = _widen(ours, width), _widen(theirs, width)
@@ -48,6 +56,21 @@ def compare(candidate: Contender, reference: Contender, texts: Sequence[str],
         float(equal.sum() / max(1, counted.sum())),
         float(np.mean(np.all(equal == counted, axis=1))),
     )
+
+
+def _compare_vectors(candidate: Contender, reference: Contender, texts: Sequence[str],
+                     candidate_label: str, reference_label: str) -> Agreement:
+    ours, theirs = (_vectors(contender, texts) for contender in (candidate, reference))
+    cosines = (ours * theirs).sum(1) / np.maximum(
+        np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1), 1e-300)
+    same = np.all(np.abs(ours - theirs) <= 1e-5, axis=1)
+    return Agreement(candidate_label, reference_label, len(texts), float(cosines.min()),
+                     float(same.mean()), measure="min cosine")
+
+
+def _vectors(contender: Contender, texts: Sequence[str]) -> np.ndarray:
+    contender.prepare(texts)
+    return np.asarray(contender.predictions(contender.run()), dtype=np.float64)
 
 
 def _predict(contender: Contender, texts: Sequence[str]) -> np.ndarray:

@@ -24,7 +24,9 @@ def _shared_warning(machine: dict[str, Any]) -> str:
 
 
 _COLUMN_ORDER = (
-    "pipeline", "pytorch", "pytorch-bf16", "optimum", "ort-raw", "openvino-raw", "engine",
+    "pipeline", "pytorch", "pytorch-bf16", "optimum", "sentence-transformers",
+    "sentence-transformers-bf16", "sentence-transformers-onnx", "fastembed", "ort-raw",
+    "openvino-raw", "engine",
 )
 
 
@@ -35,9 +37,11 @@ def summary_table(model: dict[str, Any]) -> str:
     columns = sorted({(row["contender"], row["variant"]) for row in rows},
                      key=lambda key: (_COLUMN_ORDER.index(key[0]), key[1]))
     engines = [variant for contender, variant in columns if contender == "engine"]
+    baseline = "pipeline" if any(c == "pipeline" for c, _ in columns) else "sentence-transformers"
     by_key = {(r["batch"], r["seq"], r["contender"], r["variant"]): r for r in rows}
     header = ["batch", "seq", *(f"{c} {v} ms" for c, v in columns),
-              *(f"engine {v} vs pipeline" for v in engines), *(f"engine {v} / ort-raw" for v in engines)]
+              *(f"engine {v} vs {baseline}" for v in engines),
+              *(f"engine {v} / ort-raw" for v in engines)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for batch, seq in sorted({(r["batch"], r["seq"]) for r in rows}):
         cells = [str(batch), str(seq)]

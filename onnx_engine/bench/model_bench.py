@@ -10,7 +10,7 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
-from onnx_engine.bench.agreement import check_texts_for, compare
+from onnx_engine.bench.agreement import TORCH_REFERENCE, check_texts_for, compare
 from onnx_engine.bench.coldstart import measure_cold_start
 from onnx_engine.bench.contenders.base import Contender
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
@@ -178,10 +178,11 @@ class ModelBench:
 
     def _agreement_reference(self) -> tuple[Contender | None, str]:
         """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine fp32."""
-        if ("pytorch", FP32) in self.contenders:
-            return self.contenders[("pytorch", FP32)], "pytorch fp32"
+        pytorch = TORCH_REFERENCE.get(self.target.task, "pytorch")
+        if (pytorch, FP32) in self.contenders:
+            return self.contenders[(pytorch, FP32)], "pytorch fp32"
         try:
-            return self._load("pytorch", FP32), "pytorch fp32"
+            return self._load(pytorch, FP32), "pytorch fp32"
         except ContenderUnavailable as error:
             self.note(f"agreement against engine fp32 instead of PyTorch: {error}")
             return self.contenders.get(("engine", FP32)), "engine fp32"

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from engine.manifest import MANIFEST_NAME, TASK_CLASSIFICATION, TASK_TEXT2TEXT, ArtifactManifest
+from engine.manifest import (
+    MANIFEST_NAME,
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_TEXT2TEXT,
+    ArtifactManifest,
+)
 from onnx_engine.bench.errors import BenchError
 
 _SPEC_FILE = "bench-spec.json"
@@ -29,6 +35,7 @@ class BuiltinModel:
     description: str
     spec: Callable[[], object]  # the export-side spec dataclass, imported lazily
     build: Callable[[Path], Path]  # writes the PyTorch checkpoint, returns its folder
+    random_weights: bool = True
 
 
 def _distilbert_spec() -> object:
@@ -55,6 +62,13 @@ def _build_t5(folder: Path) -> Path:
     return build_tiny_t5(folder, FULL_SIZE_T5_SMALL)
 
 
+def _minilm_folder(_: Path | None = None) -> Path:
+    """The installed all-MiniLM-L6-v2 package folder: real weights, nothing to build."""
+    from export.tiny_models import real_minilm_folder
+
+    return real_minilm_folder()
+
+
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     model.name: model
     for model in (
@@ -63,6 +77,9 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
                      _distilbert_spec, _build_distilbert),
         BuiltinModel("t5-small", TASK_TEXT2TEXT, "t5-small dimensions, RANDOM weights",
                      _t5_spec, _build_t5),
+        BuiltinModel("all-minilm-l6-v2", TASK_FEATURE_EXTRACTION,
+                     "sentence-transformers all-MiniLM-L6-v2, REAL weights (installed package)",
+                     lambda: str(_minilm_folder()), _minilm_folder, random_weights=False),
     )
 }
 
@@ -115,7 +132,8 @@ def resolve_target(model: str, cache_dir: Path, rebuild: bool = False,
         folder = cache_dir / builtin.name
         key = repr(builtin.spec())
         artifact = _cached_export(folder, key, builtin.task, builtin.build, rebuild, log)
-        return target_for_artifact(artifact, name=builtin.name, random_weights=True)
+        return target_for_artifact(artifact, name=builtin.name,
+                                   random_weights=builtin.random_weights)
     if path.is_dir():
         resolved = path.resolve()
         task = checkpoint_task(resolved)
@@ -135,6 +153,8 @@ def checkpoint_task(checkpoint: Path) -> str:
     Raises:
         BenchError: no config, or an architecture the engine does not serve.
     """
+    if (checkpoint / "modules.json").is_file():
+        return TASK_FEATURE_EXTRACTION  # a sentence-transformers folder
     config = checkpoint / "config.json"
     if not config.is_file():
         raise BenchError(f"'{checkpoint}' has no config.json: it is not a transformers checkpoint.")
@@ -146,7 +166,7 @@ def checkpoint_task(checkpoint: Path) -> str:
             return TASK_TEXT2TEXT
     raise BenchError(
         f"'{checkpoint}' is a {architectures or 'model without architectures'}; the benchmark "
-        "runs sequence classifiers and encoder-decoder (T5) models."
+        "runs sequence classifiers, encoder-decoder (T5) models and sentence-transformers folders."
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from onnx_engine.bench.contenders.base import Contender, ContenderSettings
 from onnx_engine.bench.contenders.classification import CLASSIFIER_CONTENDERS
+from onnx_engine.bench.contenders.embedding import EMBEDDING_CONTENDERS
 from onnx_engine.bench.contenders.seq2seq import SEQ2SEQ_CONTENDERS
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.models import BenchTarget
@@ -13,16 +14,19 @@ from onnx_engine.bench.variants import graph_files
 CONTENDER_NAMES = (
     "engine", "ort-raw", "openvino-raw", "pytorch", "pytorch-bf16", "pipeline", "optimum",
 )
+EMBEDDING_CONTENDER_NAMES = tuple(cls.name for cls in EMBEDDING_CONTENDERS)
 _BY_TASK = {
     TASK_CLASSIFICATION: {cls.name: cls for cls in CLASSIFIER_CONTENDERS},
     TASK_TEXT2TEXT: {cls.name: cls for cls in SEQ2SEQ_CONTENDERS},
+    TASK_FEATURE_EXTRACTION: {cls.name: cls for cls in EMBEDDING_CONTENDERS},
 }
+_KNOWN = tuple(dict.fromkeys((*CONTENDER_NAMES, *EMBEDDING_CONTENDER_NAMES)))
 
 
 def check_contender_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [name for name in names if name not in CONTENDER_NAMES]
+    unknown = [name for name in names if name not in _KNOWN]
     if unknown:
-        raise BenchError(f"Unknown contender(s) {unknown}. Choose from: {', '.join(CONTENDER_NAMES)}.")
+        raise BenchError(f"Unknown contender(s) {unknown}. Choose from: {', '.join(_KNOWN)}.")
     return names
 
 
@@ -37,7 +41,9 @@ def contender_class(task: str, name: str) -> type[Contender]:
         raise BenchError(f"The benchmark has no contenders for task {task!r}.")
     check_contender_names((name,))
     if name not in _BY_TASK[task]:
-        raise ContenderUnavailable(f"{name}: not available for {task} models yet.")
+        raise ContenderUnavailable(
+            f"{name} does not run {task} models (contenders for them: {', '.join(_BY_TASK[task])})."
+        )
     return _BY_TASK[task][name]
 
 

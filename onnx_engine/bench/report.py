@@ -17,6 +17,9 @@ from onnx_engine.bench.graph_cost import GraphCost
 from export.timing import LatencyStats
 
 PIPELINE, ORT_RAW = "pipeline", "ort-raw"
+# What users of embedding models run instead of a transformers pipeline: the speed-up baseline
+# of models that have no ``pipeline`` row.
+SENTENCE_TRANSFORMERS = "sentence-transformers"
 REFERENCE_VARIANT = "fp32"
 
 
@@ -69,7 +72,8 @@ def with_ratios(rows: Iterable[ResultRow]) -> list[ResultRow]:
     p50 = {(r.model, r.contender, r.variant, r.batch, r.seq): r.stats.p50_ms for r in rows}
     result = []
     for row in rows:
-        pipeline = p50.get((row.model, PIPELINE, REFERENCE_VARIANT, row.batch, row.seq))
+        pipeline = p50.get((row.model, PIPELINE, REFERENCE_VARIANT, row.batch, row.seq)) or \
+            p50.get((row.model, SENTENCE_TRANSFORMERS, REFERENCE_VARIANT, row.batch, row.seq))
         ort_variant = row.variant if (row.model, ORT_RAW, row.variant, row.batch, row.seq) in p50 \
             else REFERENCE_VARIANT
         ort_raw = p50.get((row.model, ORT_RAW, ort_variant, row.batch, row.seq))

@@ -8,7 +8,7 @@ import operator
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 # "Best PyTorch" is the faster of these per workload: fp32, and bf16 autocast where the CPU has it.
@@ -79,6 +79,8 @@ def check_targets(model: dict[str, Any]) -> list[dict[str, Any]]:
         _classifier_targets(checks, model, workloads, variants)
     elif model["task"] == TASK_TEXT2TEXT:
         _seq2seq_targets(checks, model, workloads, variants)
+    elif model["task"] == TASK_FEATURE_EXTRACTION:
+        _embedding_targets(checks, model, workloads)
     return [asdict(check) for check in checks.found]
 
 
@@ -129,6 +131,30 @@ def _seq2seq_targets(checks: _Checks, model: dict[str, Any], workloads: list[tup
     for agreement in model["agreement"]:
         checks.add(f"{agreement['candidate']} token agreement with {agreement['reference']} "
                    "(reported)", "check set", agreement["agreement"], ">=", 0.0)
+
+
+# Issue 13: at b1 s16 and b32 s128, engine auto >= 2x the faster sentence-transformers (fp32 or
+# bf16 autocast) and >= 1.0x fastembed; every input's cosine to PyTorch fp32 >= 0.99.
+_EMBEDDING_WORKLOADS = ((1, 16), (32, 128))
+
+
+def _embedding_targets(checks: _Checks, model: dict[str, Any],
+                       workloads: list[tuple[int, int]]) -> None:
+    variant = model["variants"].get("auto") or "fp32"
+    for batch, seq in workloads:
+        if (batch, seq) not in _EMBEDDING_WORKLOADS:
+            continue
+        torch = [p50 for name in ("sentence-transformers", "sentence-transformers-bf16")
+                 if (p50 := _p50(checks.rows, name, "fp32", batch, seq)) is not None]
+        ours = _p50(checks.rows, "engine", variant, batch, seq)
+        if ours and torch:
+            checks.add(f"engine auto ({variant}) vs best sentence-transformers torch",
+                       f"b{batch} s{seq}", min(torch) / ours, ">=", 2.0)
+        checks.speedup(f"engine auto ({variant}) vs fastembed {variant}", ("engine", variant),
+                       ("fastembed", variant), 1.0, batch, seq)
+    for agreement in model["agreement"]:
+        checks.add(f"{agreement['candidate']} min cosine to {agreement['reference']}",
+                   "check set", agreement["agreement"], ">=", 0.99)
 
 
 def _start_targets(checks: _Checks, model: dict[str, Any], variant: str) -> None:

@@ -54,6 +54,7 @@ class Contender(ABC):
     requires: ClassVar[tuple[str, ...]] = ()  # optional modules it imports in ``load``
     needs_reference: ClassVar[bool] = False  # loads the PyTorch checkpoint
     runs_variants: ClassVar[bool] = True  # False: PyTorch runs its own fp32 model only
+    predictions_are_vectors: ClassVar[bool] = False  # True: embeddings, compared by cosine
 
     def __init__(self, settings: ContenderSettings) -> None:
         self.settings = settings
