@@ -114,6 +114,11 @@ class TextTokenizer:
             token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
         )
 
+    def truncated(self, texts: Sequence[TextInput]) -> list[bool]:
+        """Whether each text is longer than ``max_length`` tokens, i.e. :meth:`encode` cuts it
+        (for APIs whose clients may ask for an error instead of a silent cut)."""
+        return [bool(e.overflowing) for e in self._tokenizer.encode_batch(list(texts))]
+
     def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
         return self._tokenizer.decode_batch(
             [list(map(int, row)) for row in ids], skip_special_tokens=skip_special_tokens

@@ -105,6 +105,7 @@ class FeatureExtractionExporter(TaskExporter):
                 sentence-transformers folder (its own files decide them).
         """
         sentence_transformer, transformer_module, _, _ = sentence_transformers_modules()
+        model = local_model_folder(model)
         folder = is_sentence_transformers_folder(model)
         if folder and (self.pooling is not None or self.normalize is not None):
             raise ExportError(
@@ -166,6 +167,22 @@ class FeatureExtractionExporter(TaskExporter):
         """Embeddings of the engine (fp32 graph) vs ``SentenceTransformer.encode``."""
         options = RuntimeOptions(provider="cpu", verify_hashes=False, variant="fp32")
         return compare_embedder(Embedder.load(artifact_dir, options=options), reference, atol)
+
+
+def local_model_folder(model: str) -> str:
+    """``model`` itself when it is a local folder; for a hub id, its downloaded snapshot, so a
+    sentence-transformers model on the hub is read from its own files like a local one.
+
+    Raises:
+        ExportError: the hub id cannot be downloaded (no network, unknown id).
+    """
+    if Path(model).exists():
+        return model
+    hub = require("huggingface_hub")
+    try:
+        return hub.snapshot_download(model)
+    except Exception as error:  # network, authentication and unknown-id errors alike
+        raise ExportError(f"'{model}' is not a local folder and cannot be downloaded: {error}") from error
 
 
 def compare_embedder(embedder: Embedder, reference: EmbeddingReference, atol: float) -> ParityReport:
