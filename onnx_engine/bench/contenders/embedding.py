@@ -12,18 +12,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from onnx_engine.bench.contenders.base import (
     Contender,
     ContenderSettings,
-    engine_tokenizer,
-    ort_session,
     ort_session_options,
     torch_threads,
 )
+from onnx_engine.bench.contenders.classification import OrtRawClassifier
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -48,32 +47,15 @@ class EngineEmbedder(Contender):
         return np.asarray(output)
 
 
-class OrtRawEmbedder(Contender):
+class OrtRawEmbedder(OrtRawClassifier):
     """A bare ``InferenceSession.run`` on pre-tokenized inputs (token embeddings out, no pooling)."""
 
-    name = "ort-raw"
-
-    def load(self) -> None:
-        self.session = ort_session(self.settings.graphs["model"], self.settings.threads)
-        self._input_names = [node.name for node in self.session.get_inputs()]
-        self._tokenizer = engine_tokenizer(self.settings.artifact)
-
-    def prepare(self, texts: Sequence[str]) -> None:
-        encoded = self._tokenizer.encode(list(texts))
-        feeds = encoded.feeds()
-        self.feeds = {name: feeds[name] for name in self._input_names}
-        self._mask = encoded.attention_mask
-
-    def run(self) -> Any:
-        return self.session.run(None, self.feeds)
-
-    def cost_probes(self) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
-        return {"model": (self.settings.graphs["model"], self.feeds)}
-
     def predictions(self, output: Any) -> np.ndarray:
-        """Mean of the token embeddings (what most embedding models pool), for comparisons."""
-        mask = self._mask[:, :, None].astype(np.float32)
-        return (output[0] * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        """The artifact's pooling of the token embeddings, for comparisons."""
+        from engine.pooling import pool
+
+        modes = tuple(_pooling(self.settings.artifact)["modes"])
+        return pool(output[0], self.feeds["attention_mask"], modes)
 
 
 class SentenceTransformersEmbedder(Contender):
