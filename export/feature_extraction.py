@@ -143,8 +143,30 @@ class FeatureExtractionExporter(TaskExporter):
         )
 
     def save_tokenizer(self, reference: EmbeddingReference, folder: Path) -> None:
-        # sentence-transformers' tokenizer: with do_lower_case it carries an added Lowercase step.
+        """sentence-transformers' tokenizer (with ``do_lower_case`` it carries an added Lowercase
+        step), its files stating the limit the model really uses.
+
+        A saved ``tokenizer.json`` keeps whatever truncation and padding it was last used with
+        (all-MiniLM-L6-v2's: cut and pad to 128) and ``tokenizer_config.json`` may carry a
+        stale ``max_length``; other tools reading the artifact (fastembed takes the smaller of
+        ``model_max_length`` and ``max_length``) would then cut at 128 where
+        sentence-transformers cuts at 256. Both files are rewritten to ``max_seq_length``.
+        """
         reference.tokenizer.save_pretrained(str(folder))
+        tokenizer_file = folder / "tokenizer.json"
+        data = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+        data["truncation"] = {"direction": "Right", "max_length": reference.max_length,
+                              "strategy": "LongestFirst", "stride": 0}
+        data["padding"] = None
+        tokenizer_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        config_file = folder / "tokenizer_config.json"
+        if config_file.is_file():
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            config["model_max_length"] = reference.max_length
+            if "max_length" in config:
+                config["max_length"] = reference.max_length
+            config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
 
     def write_task_files(self, reference: EmbeddingReference, folder: Path) -> None:
         """Write ``embedding.json``, the pooling the engine applies.

@@ -82,3 +82,14 @@ def test_bad_input_is_one_error_line_with_status_2(minilm_embedder, tmp_path, ca
 def test_embed_refuses_a_classifier_artifact(distilbert, capsys):
     assert main(["embed", str(distilbert.artifact), "x"]) == 2
     assert "text-classification" in capsys.readouterr().err
+
+
+def test_export_flags_and_verify_for_a_plain_encoder(tiny_encoder_checkpoint, tmp_path, capsys):
+    """--pooling/--normalize reach embedding.json; verify rebuilds the reference from it."""
+    output = tmp_path / "artifact"
+    assert main(["export", str(tiny_encoder_checkpoint), str(output), "--task",
+                 "feature-extraction", "--pooling", "cls", "--normalize", "-q"]) == 0
+    embedder = Embedder.load(output)
+    assert embedder.pooling.modes == ("cls",) and embedder.pooling.normalize
+    assert main(["verify", str(output)]) == 0
+    assert "parity passed" in capsys.readouterr().out

@@ -59,6 +59,12 @@ def test_minilm_export_records_parity_against_sentence_transformers(minilm_embed
     pooling = json.loads((minilm_embedder.artifact / "embedding.json").read_text())
     assert pooling["modes"] == ["mean"] and pooling["normalize"] is True
     assert pooling["dimension"] == 384 and pooling["source"] == "sentence-transformers"
+    # The package's tokenizer.json cuts and pads at 128; the artifact's files state 256 for other
+    # tools (fastembed reads them), with no fixed padding.
+    tokenizer = json.loads((minilm_embedder.artifact / "tokenizer.json").read_text())
+    assert tokenizer["truncation"]["max_length"] == 256 and tokenizer["padding"] is None
+    config = json.loads((minilm_embedder.artifact / "tokenizer_config.json").read_text())
+    assert config["model_max_length"] == 256 and config.get("max_length", 256) == 256
 
 
 @pytest.mark.parametrize("batch_size", [1, 64])
