@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onnx_engine.cli import main
 from export.demo import DEMO_SENTENCES, RANDOM_WEIGHTS_NOTE
+from export.embedding_demo import MINILM_TITLE
 
 
 def test_demo_shows_engine_and_pytorch_side_by_side(tmp_path, capsys):
@@ -15,7 +16,5 @@ def test_demo_shows_engine_and_pytorch_side_by_side(tmp_path, capsys):
     assert "labels identical: True" in out
     assert "demo PASS" in out
     # The real-weights part: MiniLM held to sentence-transformers, then a judged search.
-    from export.embedding_demo import MINILM_TITLE
-
     assert MINILM_TITLE in out and "export parity vs SentenceTransformer.encode" in out
     assert "Simmer the tomato sauce" in out.split("query: 'How do I make pasta sauce?'")[1][:200]
