@@ -19,13 +19,12 @@ import numpy as np
 from engine.embedder import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import EMBEDDING_CONFIG_NAME, POOLING_MODES, PoolingConfig
-from engine.session import RuntimeOptions
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
 from export.sentence_config import is_sentence_transformers_folder, read_sentence_config
-from export.task import TaskExporter, max_input_length, torch_no_grad
+from export.task import TaskExporter, exported_fp32, max_input_length, torch_no_grad
 
 # The issue's bar: embeddings within 1e-5 of sentence-transformers, cosine >= 0.99999 per input.
 # fp32 ONNX Runtime vs PyTorch differ by ~1e-7 on normalized MiniLM vectors.
@@ -187,8 +186,7 @@ class FeatureExtractionExporter(TaskExporter):
         self, reference: EmbeddingReference, artifact_dir: Path, atol: float
     ) -> ParityReport:
         """Embeddings of the engine (fp32 graph) vs ``SentenceTransformer.encode``."""
-        options = RuntimeOptions(provider="cpu", verify_hashes=False, variant="fp32")
-        return compare_embedder(Embedder.load(artifact_dir, options=options), reference, atol)
+        return compare_embedder(exported_fp32(Embedder, artifact_dir), reference, atol)
 
 
 def local_model_folder(model: str) -> str:
