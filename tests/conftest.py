@@ -153,7 +153,7 @@ def t5_v1_1(t5_factory) -> ExportedT5:
 # exported once per pooling setting; each with the sentence-transformers reference it is held to.
 
 from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter  # noqa: E402
-from export.tiny_encoder import build_tiny_encoder  # noqa: E402
+from tiny_encoder import build_tiny_encoder  # noqa: E402
 from export.tiny_models import real_minilm_folder  # noqa: E402
 
 
