@@ -111,9 +111,11 @@ class FeatureExtractionExporter(TaskExporter):
                 f"'{model}' is a sentence-transformers folder: its modules.json and "
                 "1_Pooling/config.json decide pooling and normalization. Drop --pooling/--normalize."
             )
+        configured_length = None
         try:
             if folder:
-                pooling = read_sentence_config(Path(model)).pooling
+                config = read_sentence_config(Path(model))
+                pooling, configured_length = config.pooling, config.max_seq_length
                 pipeline = sentence_transformer(model, device="cpu")
                 transformer = pipeline[0]
             else:
@@ -125,9 +127,10 @@ class FeatureExtractionExporter(TaskExporter):
         if not transformer.tokenizer.is_fast:
             raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
         transformer.auto_model.eval()
-        # sentence-transformers' own limit (max_seq_length) where it is below the model's.
-        length = min(transformer.max_seq_length or 10**9,
-                     max_input_length(transformer.auto_model, transformer.tokenizer))
+        # sentence_bert_config.json's max_seq_length (else the tokenizer's limit) where it is
+        # below what the position table allows; the reference is set to cut at the same length.
+        wanted = configured_length or transformer.max_seq_length or 10**9
+        length = min(wanted, max_input_length(transformer.auto_model, transformer.tokenizer))
         transformer.max_seq_length = length
         return EmbeddingReference(model, transformer, length, pooling, pipeline)
 
