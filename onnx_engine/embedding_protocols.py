@@ -128,20 +128,6 @@ def decode_base64(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
 
 
-def refuse_truncation(truncated: Sequence[bool], max_length: int) -> None:
-    """Refuse texts the model would have to cut when the request asked not to truncate.
-
-    Raises:
-        InputError: a text is longer than ``max_length`` tokens.
-    """
-    for index, cut in enumerate(truncated):
-        if cut:
-            raise InputError(
-                f"Text #{index} is longer than the model's {max_length} tokens; send "
-                '"truncate": true to cut it, or shorten it.'
-            )
-
-
 def _texts(value: Any, key: str) -> list[str]:
     if isinstance(value, str):
         return [value]

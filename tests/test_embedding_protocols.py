@@ -15,7 +15,6 @@ from onnx_engine.embedding_protocols import (
     openai_response,
     parse_openai,
     parse_tei,
-    refuse_truncation,
     tei_response,
 )
 
@@ -81,9 +80,3 @@ def test_bad_tei_bodies(body, message):
 def test_bad_openai_bodies(body, message):
     with pytest.raises(InputError, match=message):
         parse_openai(body)
-
-
-def test_refuse_truncation_names_the_over_long_text():
-    refuse_truncation([False, False], 256)
-    with pytest.raises(InputError, match="#1 is longer than the model's 256 tokens"):
-        refuse_truncation([False, True], 256)

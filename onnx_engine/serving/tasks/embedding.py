@@ -1,0 +1,119 @@
+"""Serving a sentence-embedding model: V2 ``text`` -> ``embedding`` FP32 [N, D], the Hugging Face
+feature-extraction shape, and (through ``embedding_routes``) TEI ``/embed`` and OpenAI
+``/v1/embeddings``.
+
+The engine call pools but does not normalize, one row per text, so requests that want normalized
+and raw vectors share every batch; each job normalizes its own rows when it is answered. Each row
+comes back with the tokens the model saw for that text, which OpenAI answers bill as usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+
+from engine.embedder import Embedder
+from engine.manifest import TASK_FEATURE_EXTRACTION
+from engine.pooling import l2_normalize
+from engine.tokenization import as_text_list
+from onnx_engine.embedding_protocols import EmbeddingRequest
+from onnx_engine.serving.errors import PayloadTooLargeError, ValidationError
+from onnx_engine.serving.tasks.base import (
+    Job,
+    OutputTensor,
+    TaskHandler,
+    TensorSpec,
+    hf_texts,
+    required_v2_input,
+    unsupported_route,
+)
+
+_OPTIONS = ("normalize", "truncate")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """``normalize``: L2-normalize this job's rows (resolved: the model's default when unset)."""
+
+    normalize: bool
+
+
+@dataclass(frozen=True)
+class EmbeddedText:
+    """One text's pooled, unnormalized vector and the tokens the model saw for it."""
+
+    vector: np.ndarray
+    tokens: int
+
+
+class EmbeddingHandler(TaskHandler):
+    task = TASK_FEATURE_EXTRACTION
+    model: Embedder
+    v2_inputs = (TensorSpec("text", "BYTES", (-1,)),)
+    v2_outputs = (TensorSpec("embedding", "FP32", (-1, -1)),)
+
+    def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
+        texts = required_v2_input(inputs, "text", ("text",))
+        return self.job(EmbeddingRequest(list(texts), **self._options(parameters)))
+
+    def parse_hf(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
+        if route != "task":
+            raise unsupported_route(self.task, route)
+        items, single = hf_texts(inputs)
+        texts, _ = as_text_list(items)
+        job = self.job(EmbeddingRequest(texts, **self._options(parameters)))
+        return Job(job.texts, options=job.options, single=single)
+
+    def job(self, request: EmbeddingRequest) -> Job:
+        """The job of a parsed request, after the server's limits and the truncation choice.
+
+        Raises:
+            ValidationError: too many texts, or a text over ``max_input_chars``.
+            PayloadTooLargeError: a text is over the model's maximum length and the request
+                asked not to truncate (TEI's ``"truncate": false``).
+        """
+        self.check_texts(request.texts)
+        if not request.truncate:
+            for index, cut in enumerate(self.model.tokenizer.truncated(request.texts)):
+                if cut:
+                    raise PayloadTooLargeError(
+                        f"Text #{index} is longer than the model's {self.model.max_length} "
+                        'tokens; send "truncate": true to cut it, or shorten it.'
+                    )
+        normalize = self.model.pooling.normalize if request.normalize is None else request.normalize
+        return Job(list(request.texts), options=EmbedOptions(normalize))
+
+    def _options(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(parameters) - set(_OPTIONS))
+        if unknown:
+            raise ValidationError(
+                f"Unknown parameter(s) {unknown}; feature extraction takes {', '.join(_OPTIONS)}."
+            )
+        options = {}
+        for name in _OPTIONS:
+            value = parameters.get(name)
+            if value is not None and not isinstance(value, bool):
+                raise ValidationError(f'"{name}" must be true or false, got {value!r}.')
+            if value is not None:
+                options[name] = value
+        return options
+
+    def run_batch(self, key: Hashable, texts: list[str]) -> Sequence[EmbeddedText]:
+        vectors, counts = self.model.embed_with_token_counts(
+            texts, batch_size=len(texts), normalize=False
+        )
+        return [EmbeddedText(vector, int(count)) for vector, count in zip(vectors, counts)]
+
+    def vectors(self, job: Job, results: list[EmbeddedText]) -> np.ndarray:
+        """The job's rows as float32 [N, D], normalized as the job asked."""
+        vectors = np.stack([result.vector for result in results]).astype(np.float32)
+        return l2_normalize(vectors) if job.options.normalize else vectors
+
+    def encode_v2(self, job: Job, results: list[EmbeddedText]) -> list[OutputTensor]:
+        return [OutputTensor("embedding", "FP32", self.vectors(job, results))]
+
+    def encode_hf(self, job: Job, results: list[EmbeddedText], route: str) -> Any:
+        vectors = self.vectors(job, results).tolist()
+        return vectors[0] if job.single else vectors
