@@ -84,3 +84,17 @@ def test_bad_requests_get_one_clear_error(served, route, body, status, message):
     url, _ = served
     answer = httpx.post(f"{url}{route}", json=body, timeout=30)
     assert answer.status_code == status and message in answer.json()["error"]
+
+
+def test_hugging_face_feature_extraction_with_inference_client(served):
+    from huggingface_hub import InferenceClient
+
+    url, model = served
+    vector = InferenceClient(model=f"{url}/models/minilm").feature_extraction("one text")
+    assert vector.shape == (384,)  # one string in, one vector out
+    _close(vector[None, :], model.embed("one text"))
+    many = httpx.post(f"{url}/models/minilm", json={"inputs": TEXTS[:2]}, timeout=30).json()
+    _close(many, model.embed(TEXTS[:2]))
+    raw = httpx.post(f"{url}/models/minilm",
+                     json={"inputs": ["one"], "parameters": {"normalize": False}}, timeout=30)
+    _close(raw.json(), model.embed(["one"], normalize=False))
