@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import InputError
+from engine.tokenization import check_batch_size
 
 # Beam search keeps num_beams x vocabulary scores per input and step (t5-small: 32k floats a
 # beam) and a KV cache per beam, so the width is capped where memory, not quality, would decide.
@@ -45,7 +46,7 @@ class GenerationArgs:
                 f"num_beams={self.num_beams} is above the engine's limit of {MAX_NUM_BEAMS} (memory "
                 "grows with beams x vocabulary); use at most that many beams."
             )
-        _positive_int("batch_size", self.batch_size)
+        check_batch_size(self.batch_size)
         if isinstance(self.length_penalty, bool) or not isinstance(
             self.length_penalty, (int, float, np.integer, np.floating)
         ) or not math.isfinite(self.length_penalty):
@@ -59,8 +60,7 @@ class GenerationArgs:
                 f"early_stopping must be True, False or 'never', got {self.early_stopping!r}."
             )
         for name in ("output_scores", "output_logits", "truncation"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+            check_flag(name, getattr(self, name))
         object.__setattr__(self, "length_penalty", float(self.length_penalty))
 
     def new_tokens(self, default: int, limit: int) -> int:
@@ -77,6 +77,17 @@ class GenerationArgs:
                 f"{limit} tokens (the tokenizer's model_max_length); ask for at most {limit}."
             )
         return int(self.max_new_tokens)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a real bool (a truthy string or 1 is a caller's mistake here).
+
+    Raises:
+        InputError: it is not True or False.
+    """
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}.")
+    return value
 
 
 def _positive_int(name: str, value: object, hint: str = "") -> None:

@@ -17,7 +17,7 @@ from engine.artifact import Artifact
 from engine.artifact_model import ArtifactModel
 from engine.beam_search import BeamSearch
 from engine.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
-from engine.generation_args import GenerationArgs
+from engine.generation_args import GenerationArgs, check_flag
 from engine.errors import InputError
 from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
@@ -101,7 +101,7 @@ class Seq2SeqLM(ArtifactModel):
         Raises:
             InputError: not a string or list of strings.
         """
-        encoder = self._encode(self._texts(texts, "source"), _flag("truncation", truncation))
+        encoder = self._encode(self._texts(texts, "source"), check_flag("truncation", truncation))
         return EncoderOutput(host_array(encoder.hidden), encoder.mask)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:
@@ -133,7 +133,7 @@ class Seq2SeqLM(ArtifactModel):
         """
         source_list, target_list = self._pairs(sources, targets)
         return self._target_logits(
-            source_list, target_list, _flag("use_cache", use_cache), _flag("truncation", truncation)
+            source_list, target_list, check_flag("use_cache", use_cache), check_flag("truncation", truncation)
         )
 
     def score(
@@ -155,7 +155,7 @@ class Seq2SeqLM(ArtifactModel):
             raise InputError(f"reduction must be one of {SCORE_REDUCTIONS}, got {reduction!r}.")
         source_list, target_list = self._pairs(sources, targets)
         batch_size = check_batch_size(batch_size)
-        truncation = _flag("truncation", truncation)
+        truncation = check_flag("truncation", truncation)
         scores = []
         for start in range(0, len(source_list), batch_size):
             chunk = slice(start, start + batch_size)
@@ -303,9 +303,3 @@ class Seq2SeqLM(ArtifactModel):
         """The texts as a list. An empty text is valid: T5 reads just EOS, as in transformers."""
         items, _ = as_text_list(texts, what)
         return items
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, got {value!r}.")
-    return value
