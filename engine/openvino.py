@@ -1,66 +1,135 @@
-"""OpenVINO as an ONNX Runtime execution provider plugin (``onnxruntime-ep-openvino``).
+"""OpenVINO as the engine's second CPU runtime: bf16 where the CPU has it (``provider="openvino"``).
 
-The plugin installs beside ``onnxruntime`` (not instead of it): its library is registered with
-ONNX Runtime once per process, and sessions select its CPU device explicitly. OpenVINO picks its
-own inference precision: on a CPU with AMX or AVX512-BF16 its default is bf16, so an "fp32" graph
-would silently run in bf16. The precision is therefore always set (``f32`` unless asked
-otherwise) through the plugin's ``load_config``; the plugin ignores a plain ``precision`` option
-with a warning (1.8.1).
+ONNX Runtime's CPU provider has no bf16 matmuls on x86, while OpenVINO runs an fp32 ONNX graph in
+bf16 on CPUs with AMX or AVX512-BF16 (1.7-2x faster than fp32 measured here, on an AMD EPYC with
+AVX512-BF16 and on an Intel Xeon with AMX). OpenVINO's own runtime (the ``openvino`` package)
+reads the ONNX file directly. Its ONNX Runtime plugin (``onnxruntime-ep-openvino``) would keep one
+runtime, but it offers its CPU device on Intel CPUs only (1.8.1 lists none on AMD), so it cannot
+carry a bf16 variant to every CPU that has bf16.
+
+OpenVINO picks its own inference precision: on a bf16-capable CPU its default is bf16, so an
+"fp32" graph would silently run in bf16. The precision is therefore always set, and the precision
+OpenVINO reports after compiling is checked: a CPU without bf16 compiles a bf16 request as f32,
+which must be an error, not an fp32 run under a bf16 name.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
 
 from engine.cpu import current_cpu
-from engine.errors import ProviderError
+from engine.errors import CorruptArtifactError, ProviderError
+from engine.session import OPENVINO, EngineSession, RuntimeOptions, first_line
 
-OPENVINO = "OpenVINOExecutionProvider"
-PRECISIONS = ("f32", "bf16")
-INSTALL_HINT = "pip install 'onnx-engine[openvino]' (the onnxruntime-ep-openvino plugin)"
+INSTALL_HINT = "pip install 'onnx-engine[openvino]' (the openvino runtime)"
 
 
-def openvino_cpu_device(ort: Any) -> Any:
-    """The plugin's CPU device, registering the plugin library with ONNX Runtime on first use.
+def openvino_runtime() -> Any:
+    """The ``openvino`` module.
 
     Raises:
-        ProviderError: the plugin is not installed, or it offers no CPU device on this machine
-            (its CPU device is listed only on Intel CPUs).
+        ProviderError: OpenVINO is not installed (the message has the install hint).
     """
     try:
-        import onnxruntime_ep_openvino as plugin
+        import openvino
     except ImportError as error:
         raise ProviderError(
-            f"Provider 'openvino' is not available: the OpenVINO plugin is not installed. "
-            f"{INSTALL_HINT}, or use provider='cpu'."
+            f"Provider 'openvino' is not available: OpenVINO is not installed. {INSTALL_HINT}, "
+            "or use provider='cpu'."
         ) from error
-    if not any(device.ep_name == OPENVINO for device in ort.get_ep_devices()):
-        try:
-            ort.register_execution_provider_library(OPENVINO, plugin.get_library_path())
-        except Exception as error:  # registered before, without listing a device
-            if "already" not in str(error).lower():
-                raise ProviderError(f"The OpenVINO plugin cannot be loaded: {error}") from error
-    devices = [
-        device for device in ort.get_ep_devices()
-        if device.ep_name == OPENVINO and device.ep_metadata.get("ov_device") == "CPU"
-    ]
-    if not devices:
-        raise ProviderError(
-            f"Provider 'openvino' is not available: the OpenVINO plugin offers no CPU device on "
-            f"this machine ({current_cpu().model}; it lists Intel CPUs only). Use provider='cpu'."
-        )
-    return devices[0]
+    return openvino
 
 
-def openvino_options(precision: str) -> dict[str, str]:
-    """Plugin options that pin OpenVINO's inference precision (``f32`` or ``bf16``).
+def bf16_unusable_reason() -> str | None:
+    """Why OpenVINO cannot run bf16 on this machine, or None where it can.
 
-    Raises:
-        ProviderError: an unknown precision.
+    Both must hold: the CPU has bf16 instructions (AVX512-BF16 or AMX) and OpenVINO's CPU device
+    reports the BF16 capability (it may not support a newer CPU's flags).
     """
-    if precision not in PRECISIONS:
-        raise ProviderError(
-            f"Unknown OpenVINO precision {precision!r}. Choose one of: {', '.join(PRECISIONS)}."
-        )
-    return {"load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": precision}})}
+    cpu = current_cpu()
+    if not cpu.has_bf16:
+        return f"this CPU has no bf16 instructions (AVX512-BF16 or AMX): {cpu.describe()}"
+    try:
+        core = openvino_runtime().Core()
+    except ProviderError as error:
+        return str(error)
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return f"OpenVINO's CPU device does not offer BF16 on {cpu.model}"
+    return None
+
+
+class OpenVinoSession(EngineSession):
+    """One graph compiled by OpenVINO for the CPU, behind the engine's session interface.
+
+    The compiled model is shared; every call gets its own infer request (a few microseconds), so
+    concurrent calls from the server's threads never share output buffers.
+    """
+
+    runtime_name = "OpenVINO"
+
+    def __init__(
+        self, model_path: Path, options: RuntimeOptions, output_names: tuple[str, ...]
+    ) -> None:
+        """Compile ``model_path``; ``output_names`` are its ONNX outputs, from the manifest.
+
+        OpenVINO gives a graph output the name of the node that computes it as well, and may
+        report either one, so the names the engine asks for come from the manifest.
+        """
+        options = options.resolved()
+        self.path = Path(model_path)
+        self.options = options
+        openvino = openvino_runtime()
+        precision = options.openvino_precision
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if options.threads:
+            config["INFERENCE_NUM_THREADS"] = options.threads
+        try:
+            self._compiled = openvino.Core().compile_model(str(self.path), "CPU", config)
+        except Exception as error:  # OpenVINO raises its own untyped errors
+            raise CorruptArtifactError(
+                f"OpenVINO cannot compile '{self.path}': {first_line(error)}. Re-export the "
+                "artifact, or use provider='cpu'."
+            ) from error
+        compiled_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        if compiled_precision != getattr(openvino.Type, precision):
+            raise ProviderError(
+                f"OpenVINO was asked for {precision} but compiled '{self.path.name}' for "
+                f"{compiled_precision.get_type_name()} on this CPU ({current_cpu().describe()}). Use "
+                "openvino_precision='f32' or provider='cpu'."
+            )
+        self.providers = [OPENVINO]
+        self.input_names = tuple(port.get_any_name() for port in self._compiled.inputs)
+        self.output_names = tuple(output_names)
+        self._output_index = {
+            name: index
+            for index, port in enumerate(self._compiled.outputs) for name in port.get_names()
+        }
+        missing = [name for name in output_names if name not in self._output_index]
+        if missing:
+            raise CorruptArtifactError(
+                f"'{self.path.name}' has no output(s) {missing} that the manifest lists; "
+                "re-export the artifact."
+            )
+
+    @property
+    def raw(self) -> Any:
+        """The compiled OpenVINO model, for benchmarks of the bare call."""
+        return self._compiled
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None
+    ) -> list[np.ndarray]:
+        inputs = self.select_inputs(feeds)
+        try:
+            results = self._compiled.create_infer_request().infer(inputs)
+        except Exception as error:
+            raise self.failure(error) from error
+        values = results.to_tuple()
+        return [values[self._output_index[name]] for name in (output_names or self.output_names)]
+

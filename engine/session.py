@@ -21,7 +21,6 @@ from engine.errors import (
     OnnxEngineError,
     ProviderError,
 )
-from engine.openvino import OPENVINO, PRECISIONS, openvino_cpu_device, openvino_options
 from engine.variants import VARIANT_CHOICES
 
 try:
@@ -48,6 +47,9 @@ _OPTIMIZATION_LEVELS = {
 
 
 IO_BINDING_CHOICES = ("auto", "on", "off")
+OPENVINO = "OpenVINO"
+# OpenVINO's inference precisions with provider='openvino' (see engine.openvino).
+OPENVINO_PRECISIONS = ("f32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class RuntimeOptions:
 
     Attributes:
         provider: ``auto`` (CUDA when it really works, else CPU), ``cpu``, ``cuda`` or
-            ``openvino`` (the OpenVINO plugin's CPU device; see :mod:`engine.openvino`).
+            ``openvino`` (OpenVINO's runtime on the CPU; see :mod:`engine.openvino`).
         threads: intra-op threads; unset lets ONNX Runtime use one per physical core, which
             measured fastest here (hyper-threads only contend for the same matmul units).
         graph_optimization: ``all`` (default: ORT fuses at load), ``extended``, ``basic`` or
@@ -75,7 +77,7 @@ class RuntimeOptions:
             gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
             ``fp16`` (CUDA only); see :mod:`engine.variants`.
         openvino_precision: OpenVINO's inference precision with ``provider='openvino'``:
-            ``f32`` (default; its own default is bf16 on AMX CPUs) or ``bf16``.
+            ``f32`` (default; its own default is bf16 on CPUs that have it) or ``bf16``.
         io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
             device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
             adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.
@@ -124,7 +126,7 @@ class RuntimeOptions:
         _choice("graph_optimization", self.graph_optimization, tuple(_OPTIMIZATION_LEVELS))
         _choice("variant", self.variant, VARIANT_CHOICES)
         _choice("io_binding", self.io_binding, IO_BINDING_CHOICES)
-        precision = _choice("openvino_precision", self.openvino_precision, PRECISIONS)
+        precision = _choice("openvino_precision", self.openvino_precision, OPENVINO_PRECISIONS)
         object.__setattr__(self, "openvino_precision", precision)
         for name in ("memory_arena", "spin_wait", "verify_hashes"):
             value = getattr(self, name)
@@ -207,11 +209,11 @@ ENGINE_DEFAULTS = RuntimeOptions(
 
 
 def available_providers() -> list[str]:
-    """ONNX Runtime's providers, plus OpenVINO where its plugin is installed and usable here."""
+    """ONNX Runtime's providers, plus OpenVINO where it is installed."""
     providers = list(ort.get_available_providers())
     try:
-        openvino_cpu_device(ort)
-    except ProviderError:
+        import openvino  # noqa: F401
+    except ImportError:
         return providers
     return [OPENVINO, *providers]
 
@@ -228,8 +230,10 @@ def requested_providers(provider: str) -> list[str]:
     if provider == "cpu":
         return [CPU]
     if provider == "openvino":
-        openvino_cpu_device(ort)  # raises with the install hint where it is not usable
-        return [OPENVINO, CPU]
+        from engine.openvino import openvino_runtime
+
+        openvino_runtime()  # raises with the install hint where it is missing
+        return [OPENVINO]
     if CUDA in available:
         return [CUDA, CPU]
     if provider == "cuda":
@@ -255,6 +259,8 @@ def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
 class EngineSession:
     """An ``InferenceSession`` that knows its file, its real providers and how to fail clearly."""
 
+    runtime_name = "ONNX Runtime"
+
     def __init__(
         self,
         model_path: Path,
@@ -274,14 +280,9 @@ class EngineSession:
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed
         self.path = Path(model_path)
         self.options = options
-        by_name: list | None = [
+        by_name = [
             (name, cuda_provider_options(options)) if name == CUDA else name for name in providers
         ]
-        if OPENVINO in providers:  # a plugin EP is chosen by device, not by name
-            session_options.add_provider_for_devices(
-                [openvino_cpu_device(ort)], openvino_options(options.openvino_precision)
-            )
-            by_name = None
         try:
             self._session = ort.InferenceSession(
                 model if model is not None else str(self.path),
@@ -290,15 +291,10 @@ class EngineSession:
             )
         except Exception as error:  # ORT raises its own untyped pybind errors
             raise CorruptArtifactError(
-                f"ONNX Runtime cannot load '{self.path}': {_first_line(error)}. The file is "
+                f"ONNX Runtime cannot load '{self.path}': {first_line(error)}. The file is "
                 "corrupt or not an ONNX model; re-export the artifact."
             ) from error
         self.providers: list[str] = list(self._session.get_providers())
-        if options.provider == "openvino" and OPENVINO not in self.providers:
-            raise ProviderError(
-                f"OpenVINO was requested but ONNX Runtime runs '{self.path.name}' on "
-                f"{self.providers}. Use provider='cpu'."
-            )
         if CUDA in providers and CUDA not in self.providers:
             if options.provider == "cuda":
                 raise ProviderError(
@@ -361,10 +357,11 @@ class EngineSession:
     def failure(self, error: Exception) -> OnnxEngineError:
         """Our error for an exception ONNX Runtime raised while running this graph."""
         return OnnxEngineError(
-            f"ONNX Runtime failed running '{self.path.name}': {_first_line(error)}"
+            f"{self.runtime_name} failed running '{self.path.name}': {first_line(error)}"
         )
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (runtimes append long native stack traces)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -16,6 +16,11 @@ from engine.errors import CorruptArtifactError
 TARGET_ANY = "any"
 TARGET_CPU = "cpu"
 TARGET_CUDA = "cuda"
+# Which runtime runs a variant's graphs: ONNX Runtime (every variant but bf16), or OpenVINO, which
+# runs the fp32 graphs in bf16 on CPUs that have it (see engine.openvino).
+RUNTIME_ONNXRUNTIME = "onnxruntime"
+RUNTIME_OPENVINO = "openvino"
+RUNTIMES = (RUNTIME_ONNXRUNTIME, RUNTIME_OPENVINO)
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,8 @@ class VariantRecord:
     """One variant as recorded in the manifest.
 
     ``graphs`` maps each role to its file; ``target`` is ``cpu``, ``cuda`` or ``any``;
-    ``checked_on`` is the provider the gate ran on; ``speeds`` is keyed by provider.
+    ``runtime`` is ``onnxruntime`` or ``openvino`` (bf16: the fp32 files, run by OpenVINO in
+    bf16); ``checked_on`` is the provider the gate ran on; ``speeds`` is keyed by provider.
     """
 
     name: str
@@ -188,6 +194,11 @@ class VariantRecord:
     reason: str = ""
     checked_on: str = ""
     speeds: Mapping[str, VariantSpeed] = field(default_factory=dict)
+    runtime: str = RUNTIME_ONNXRUNTIME
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
     def suits(self, provider: str) -> bool:
         return self.target in (TARGET_ANY, provider)
@@ -222,6 +233,7 @@ class VariantRecord:
                     provider: VariantSpeed(**speed)
                     for provider, speed in data.get("speeds", {}).items()
                 },
+                runtime=data.get("runtime", RUNTIME_ONNXRUNTIME),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise CorruptArtifactError(

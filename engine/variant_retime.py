@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
 from engine.session import CPU, RuntimeOptions, requested_providers
-from engine.variant_sessions import open_graphs
+from engine.variant_sessions import open_graphs, openvino_unusable_reason, options_for
 from engine.variants import AUTO, TARGET_CPU, VariantRecord, VariantSpeed, usable_variants
 
 if TYPE_CHECKING:
@@ -52,18 +52,21 @@ def retimed_auto(
     Raises:
         ArtifactError: a variant file is missing or changed (with ``verify_hashes``).
     """
-    # Recorded timings are ONNX Runtime CPU timings: they say nothing for CUDA or OpenVINO.
+    # Recorded timings are CPU timings: they say nothing for CUDA, or for provider='openvino'
+    # (which runs the exported graphs at the precision the user set).
     if options.variant != AUTO or requested_providers(options.provider) != [CPU]:
         return None
-    candidates = usable_variants(artifact.manifest, TARGET_CPU)
+    candidates = usable_variants(
+        artifact.manifest, TARGET_CPU, openvino_unusable_reason(artifact, AUTO)
+    )
     cpu = cpu or current_cpu()
     foreign = timed_elsewhere(candidates, cpu)
     if len(candidates) < 2 or not foreign:
         return None
     models = {
         record.name: cls.from_sessions(
-            artifact, open_graphs(artifact, record.graphs, options), options, record.name,
-            checked=True,
+            artifact, open_graphs(artifact, record.graphs, options_for(record, options)), options,
+            record.name, checked=True,
         )
         for record in candidates
     }

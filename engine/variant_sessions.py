@@ -3,7 +3,8 @@
 Which variant suits depends on the provider, and whether CUDA really works is only known once a
 session exists (ONNX Runtime falls back to CPU silently). So the choice is made for the provider
 asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
-running on CPU.
+running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, so its sessions are
+OpenVINO's; with ``provider='openvino'`` every session is, at ``openvino_precision``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,19 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from engine.artifact import Artifact
-from engine.session import CUDA, EngineSession, RuntimeOptions, requested_providers
-from engine.variants import select_variant
+from engine.errors import InputError
+from engine.session import CUDA, OPENVINO, EngineSession, RuntimeOptions, requested_providers
+from engine.variants import (
+    AUTO,
+    BF16,
+    FP32,
+    OPENVINO_NOT_CHECKED,
+    RUNTIME_OPENVINO,
+    VariantRecord,
+    needs_openvino,
+    select_variant,
+    variant_records,
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +56,34 @@ def open_graphs(
     """
     path_of = artifact.verified_file if listed else artifact.path_of
     providers = providers or requested_providers(options.resolved().provider)
+    if providers == [OPENVINO]:
+        from engine.openvino import OpenVinoSession
+
+        specs = artifact.manifest.graphs
+        return {
+            role: OpenVinoSession(path_of(name), options, specs[role].output_names)
+            for role, name in graphs.items()
+        }
     return {
         role: EngineSession(path_of(name), options, providers) for role, name in graphs.items()
     }
+
+
+def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:
+    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged."""
+    if record.runtime == RUNTIME_OPENVINO:
+        return replace(options, provider="openvino", openvino_precision=BF16)
+    return options
+
+
+def openvino_unusable_reason(artifact: Artifact, requested: str) -> str | None:
+    """Why OpenVINO's variants cannot run here (None where they can); checked only when the
+    artifact has one that ``requested`` may choose, since importing OpenVINO costs time."""
+    if not needs_openvino(artifact.manifest, requested):
+        return OPENVINO_NOT_CHECKED
+    from engine.openvino import bf16_unusable_reason
+
+    return bf16_unusable_reason()
 
 
 def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) -> VariantSessions:
@@ -58,8 +95,17 @@ def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) ->
         ProviderError: CUDA was requested explicitly but is not usable.
     """
     providers = requested_providers(options.provider)
+    if providers == [OPENVINO]:
+        return _open_on_openvino(artifact, requested, options)
     expect_cuda = CUDA in providers
-    name, graphs = select_variant(artifact.manifest, requested, on_cuda=expect_cuda)
+    openvino_unusable = None if expect_cuda else openvino_unusable_reason(artifact, requested)
+    name, graphs = select_variant(
+        artifact.manifest, requested, on_cuda=expect_cuda, openvino_unusable=openvino_unusable
+    )
+    record = variant_records(artifact.manifest)[name]
+    if record.runtime == RUNTIME_OPENVINO:
+        sessions = open_graphs(artifact, graphs, options_for(record, options))
+        return VariantSessions(name, sessions)
     sessions = open_graphs(artifact, graphs, options, providers=providers)
     if expect_cuda and not all(session.on_cuda for session in sessions.values()):
         # provider='auto' fell back to CPU (an explicit 'cuda' raised above): choose for CPU.
@@ -67,3 +113,27 @@ def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) ->
         if cpu_graphs != graphs:
             sessions = open_graphs(artifact, cpu_graphs, replace(options, provider="cpu"))
     return VariantSessions(name, sessions)
+
+
+def _open_on_openvino(
+    artifact: Artifact, requested: str, options: RuntimeOptions
+) -> VariantSessions:
+    """``provider='openvino'``: the exported graphs at ``openvino_precision`` (also for ``auto``:
+    the precision the user set), or the gated bf16 variant. The other variants hold ONNX
+    Runtime's own operators (fused attention, int8 ops).
+
+    Raises:
+        InputError: a variant that only ONNX Runtime runs.
+        ArtifactError: bf16 asked for but not made, or failed its gate.
+    """
+    if requested in (AUTO, FP32):
+        graphs = variant_records(artifact.manifest)[FP32].graphs
+        return VariantSessions(FP32, open_graphs(artifact, graphs, options, providers=[OPENVINO]))
+    if requested != BF16:
+        raise InputError(
+            f"The '{requested}' variant runs on ONNX Runtime, not OpenVINO. Load it with "
+            "provider='cpu', or use variant='auto', 'fp32' or 'bf16' with provider='openvino'."
+        )
+    name, graphs = select_variant(artifact.manifest, BF16, on_cuda=False, openvino_unusable=None)
+    record = variant_records(artifact.manifest)[name]
+    return VariantSessions(name, open_graphs(artifact, graphs, options_for(record, options)))

@@ -1,10 +1,12 @@
 """Optimized variants of an artifact's graphs, their accuracy gates, and which one to run.
 
-``onnx-engine optimize`` adds variants (``fused``, ``int8``, ``fp16``) next to the exported fp32
-graphs and records each in ``manifest.variants``: its files per role, how it was made, the gate it
+``onnx-engine optimize`` adds variants (``fused``, ``int8``, ``fp16``, ``bf16``) next to the
+exported fp32 graphs and records each in ``manifest.variants``: its files per role, how it was made, the gate it
 had to pass against PyTorch, the figures it measured, and its speed. The engine never uses a variant
 that failed its gate, nor one made for another provider: int8 (MatMulInteger) has no CUDA kernels,
-and fp16 on CPU would only be slower fp32 behind casts.
+and fp16 on CPU would only be slower fp32 behind casts. bf16 is the fp32 graphs run by OpenVINO
+in bf16: usable only where OpenVINO is installed and the CPU has bf16 instructions, which the
+caller says (``openvino_unusable``: the reason it is not, or None).
 
 Everything here is role-generic (``model`` for a classifier; ``encoder``, ``decoder``,
 ``decoder_with_past`` for seq2seq), so every task selects its variant through the same function.
@@ -12,9 +14,11 @@ Everything here is role-generic (``model`` for a classifier; ``encoder``, ``deco
 
 from __future__ import annotations
 
-from engine.errors import ArtifactError, InputError
+from engine.errors import ArtifactError, InputError, ProviderError
 from engine.manifest import FP32_VARIANT, ArtifactManifest
 from engine.variant_records import (  # noqa: F401  (the record types are part of this API)
+    RUNTIME_ONNXRUNTIME,
+    RUNTIME_OPENVINO,
     TARGET_ANY,
     TARGET_CPU,
     TARGET_CUDA,
@@ -30,13 +34,20 @@ FP32 = FP32_VARIANT
 FUSED = "fused"
 INT8 = "int8"
 FP16 = "fp16"
-VARIANT_NAMES = (FP32, FUSED, INT8, FP16)
+BF16 = "bf16"
+VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16)
+# What a caller passes when it has not checked OpenVINO: runtime-bound variants stay out of use.
+OPENVINO_NOT_CHECKED = "OpenVINO was not checked on this machine"
 VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
 
 # Used when speeds were not measured on the provider in use. CPU: int8 ran 2.5-3x faster than fp32
 # here, and the offline fusion was equal to 10% slower than ORT's own load-time fusion. CUDA: fp16
 # with fused attention is the usual win; the fused fp32 graph still beats the unfused one.
-PREFERENCE = {TARGET_CPU: (INT8, FP32, FUSED, FP16), TARGET_CUDA: (FP16, FUSED, FP32, INT8)}
+# bf16 ranks after int8: on an AMD EPYC with AVX512-BF16 it ran 1.8x fp32, int8 2.5-3x.
+PREFERENCE = {
+    TARGET_CPU: (INT8, BF16, FP32, FUSED, FP16),
+    TARGET_CUDA: (FP16, FUSED, FP32, INT8, BF16),
+}
 
 
 def fp32_record(manifest: ArtifactManifest) -> VariantRecord:
@@ -55,17 +66,22 @@ def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
 
 
 def select_variant(
-    manifest: ArtifactManifest, requested: str, on_cuda: bool
+    manifest: ArtifactManifest,
+    requested: str,
+    on_cuda: bool,
+    openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
 ) -> tuple[str, dict[str, str]]:
     """The variant to run and its files per role, for ``requested`` on the provider in use.
 
     ``auto`` picks, among the variants that passed their gate and suit the provider, the one with
     the lowest measured latency on that provider; when not all of them were timed there, the
-    fixed preference order ``PREFERENCE`` decides. fp32 always qualifies.
+    fixed preference order ``PREFERENCE`` decides. fp32 always qualifies. ``openvino_unusable``
+    is why OpenVINO's variants (bf16) cannot run here, or None where they can.
 
     Raises:
         InputError: the name is unknown, or the variant does not suit the provider.
         ArtifactError: the variant was not made for this artifact, or it failed its gate.
+        ProviderError: the variant needs OpenVINO, which cannot run it here.
     """
     if requested not in VARIANT_CHOICES:
         raise InputError(
@@ -74,7 +90,7 @@ def select_variant(
     provider = TARGET_CUDA if on_cuda else TARGET_CPU
     records = variant_records(manifest)
     if requested == AUTO:
-        best = fastest(usable_variants(manifest, provider), provider)
+        best = fastest(usable_variants(manifest, provider, openvino_unusable), provider)
         return best.name, dict(best.graphs)
     record = records.get(requested)
     if record is None:
@@ -94,13 +110,33 @@ def select_variant(
             f"The '{requested}' variant is made for {record.target.upper()} but this session runs "
             f"on {provider.upper()}. Load it with provider='{other}', or use variant='auto'."
         )
+    if record.runtime == RUNTIME_OPENVINO and openvino_unusable is not None:
+        raise ProviderError(
+            f"The '{requested}' variant runs on OpenVINO, which cannot run it here: "
+            f"{openvino_unusable}. Use variant='auto' or 'fp32'."
+        )
     return record.name, dict(record.graphs)
 
 
-def usable_variants(manifest: ArtifactManifest, provider: str) -> list[VariantRecord]:
-    """The variants ``auto`` may choose from on ``provider``: passed their gate and suit it."""
+def usable_variants(
+    manifest: ArtifactManifest, provider: str, openvino_unusable: str | None = OPENVINO_NOT_CHECKED
+) -> list[VariantRecord]:
+    """The variants ``auto`` may choose from on ``provider``: passed their gate, suit it, and
+    their runtime can run here."""
     records = variant_records(manifest).values()
-    return [record for record in records if record.passed and record.suits(provider)]
+    return [
+        record for record in records
+        if record.passed and record.suits(provider)
+        and (record.runtime == RUNTIME_ONNXRUNTIME or openvino_unusable is None)
+    ]
+
+
+def needs_openvino(manifest: ArtifactManifest, requested: str) -> bool:
+    """Whether choosing ``requested`` may involve an OpenVINO variant (so it is worth checking)."""
+    return any(
+        record.runtime == RUNTIME_OPENVINO and record.passed and requested in (AUTO, record.name)
+        for record in manifest.variants.values()
+    )
 
 
 def fastest(candidates: list[VariantRecord], provider: str) -> VariantRecord:

@@ -17,7 +17,7 @@ import numpy as np
 from engine.embedder import Embedder
 from engine.pooling import PoolingConfig
 from engine.similarity import similarity_matrix
-from engine.variants import FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.check_set import SENTENCES, check_texts
 from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES
@@ -42,7 +42,7 @@ EMBEDDING_GATES: dict[str, VariantGate] = {
     FP16: VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
                       flip_margin=FLIP_MARGIN, min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
     # bf16 (CPUs with AMX / AVX512-BF16): the same bar as the other 16-bit float variant.
-    "bf16": VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
+    BF16: VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
                         flip_margin=FLIP_MARGIN, min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
 }
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.variants import FP16, FUSED, INT8, Flip, VariantFigures, VariantGate
+from engine.variants import BF16, FP16, FUSED, INT8, Flip, VariantFigures, VariantGate
 from export.embedding_variants import EMBEDDING_GATES
 from export.parity import OutputPair, argmax_agrees
 
@@ -42,6 +42,9 @@ DEFAULT_GATES: dict[str, dict[str, VariantGate]] = {
         # fp16 keeps ~3 significant digits; 0.01 in probability leaves room for that, not for
         # an overflowing layer.
         FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.0),
+        # bf16 keeps 8 mantissa bits (~2-3 significant digits): real MiniLM weights moved logits
+        # by <= 0.008 here; 0.02 in probability leaves room for that, not for a broken layer.
+        BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.0),
     },
     # T5: every logit row of the export's parity set plus greedy decoding along PyTorch's path
     # (export/seq2seq_variants.py); one row is one token prediction.
@@ -53,6 +56,8 @@ DEFAULT_GATES: dict[str, dict[str, VariantGate]] = {
         # near-ties wholesale.
         INT8: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
         FP16: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_FP16_FLIP_MARGIN),
+        # bf16 rounds coarser than fp16 (8 vs 11 mantissa bits): int8's flip margin.
+        BF16: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
     },
     # Sentence embeddings: cosine to sentence-transformers and retrieval ranking
     # (export/embedding_variants.py).

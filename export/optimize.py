@@ -1,4 +1,4 @@
-"""``onnx-engine optimize``: add gated variants (fused, int8, fp16) to an exported artifact.
+"""``onnx-engine optimize``: add gated variants (fused, int8, fp16, bf16) to an exported artifact.
 
 Optimum can optimize and quantize but never checks the result. Here every variant runs the
 export's check set against the PyTorch fp32 model; its figures, the gate they were held to and the
@@ -13,18 +13,22 @@ import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from engine.artifact import Artifact, file_record
 from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.session import RuntimeOptions
+from engine.variant_sessions import options_for
 from engine.variants import (
+    BF16,
     FP16,
     FP32,
     FUSED,
     INT8,
+    RUNTIME_ONNXRUNTIME,
+    RUNTIME_OPENVINO,
     TARGET_ANY,
     TARGET_CPU,
     TARGET_CUDA,
@@ -41,7 +45,7 @@ from export.int8_search import search_int8
 from export.quantize import QuantizeSettings, quantize_graph
 from export.variant_checks import VariantChecker, measure_speeds, variant_checker
 
-MAKEABLE_VARIANTS = (FUSED, INT8, FP16)
+MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16)
 _STAGING_PREFIX = ".optimizing."
 
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
@@ -56,16 +60,19 @@ class VariantRecipe:
 
     ``build(source, target, config)`` writes ``target`` and returns how it was made;
     ``config`` is the model's Hugging Face ``config.json``. ``search``, where given, replaces
-    ``build`` when the task can judge trial graphs (see ``GraphSearch``).
+    ``build`` when the task can judge trial graphs (see ``GraphSearch``). A variant of the
+    ``openvino`` runtime (bf16) writes no graph: it runs the exported fp32 files in bf16.
     """
 
     target: str
-    build: GraphBuilder
+    build: GraphBuilder | None
     search: GraphSearch | None = None
+    runtime: str = RUNTIME_ONNXRUNTIME
 
 
 def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
-    """fused, int8 and fp16; int8 searches for the fp32 matmuls it needs where the task can."""
+    """fused, int8, fp16 and bf16; int8 searches for the fp32 matmuls it needs where the task
+    can; bf16 is OpenVINO's bf16 inference of the fp32 graphs (CPUs with AMX / AVX512-BF16)."""
     return {
         FUSED: VariantRecipe(TARGET_ANY, fuse_graph),
         INT8: VariantRecipe(
@@ -74,6 +81,7 @@ def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str
             search=partial(search_int8, settings=quantize),
         ),
         FP16: VariantRecipe(TARGET_CUDA, half_precision_graph),
+        BF16: VariantRecipe(TARGET_CPU, None, runtime=RUNTIME_OPENVINO),
     }
 
 
@@ -191,6 +199,8 @@ def _make_variant(
     calibration: CalibrationSet,
 ) -> tuple[VariantRecord, dict[str, str]]:
     """Build the variant under staging names and judge it; returns its record and its files."""
+    if recipe.runtime == RUNTIME_OPENVINO:
+        return _judge_openvino_variant(name, recipe, gate, artifact, checker, reference), {}
     graphs = artifact.manifest.graphs
     final = {role: variant_file_name(spec.file, name) for role, spec in graphs.items()}
     staging = {role: _STAGING_PREFIX + file for role, file in final.items()}
@@ -220,15 +230,52 @@ def _make_variant(
     # record's checked_on says which.
     on_gpu = recipe.target == TARGET_CUDA and cuda_unusable_reason() is None
     provider = "cuda" if on_gpu else "cpu"
+    options = RuntimeOptions(provider=provider)
+    return _judged(record, checker, artifact, staging, options, reference), files
+
+
+def _judge_openvino_variant(
+    name: str,
+    recipe: VariantRecipe,
+    gate: VariantGate,
+    artifact: Artifact,
+    checker: VariantChecker,
+    reference: Any,
+) -> VariantRecord:
+    """Judge OpenVINO's bf16 run of the exported graphs; where OpenVINO or the CPU cannot run
+    bf16, the record says why and stays out of use."""
+    from engine.openvino import bf16_unusable_reason, openvino_runtime
+
+    graphs = {role: spec.file for role, spec in artifact.manifest.graphs.items()}
+    record = VariantRecord(name, graphs, target=recipe.target, gate=gate, passed=False,
+                           runtime=recipe.runtime)
+    unusable = bf16_unusable_reason()
+    if unusable is not None:
+        return replace(record, reason=f"could not be built: {unusable}")
+    made_with = {"method": "openvino inference precision", "precision": BF16,
+                 "openvino": openvino_runtime().get_version()}
+    record = replace(record, made_with=made_with)
+    options = options_for(record, RuntimeOptions())
+    return _judged(record, checker, artifact, graphs, options, reference)
+
+
+def _judged(
+    record: VariantRecord,
+    checker: VariantChecker,
+    artifact: Artifact,
+    graphs: Mapping[str, str],
+    options: RuntimeOptions,
+    reference: Any,
+) -> VariantRecord:
+    """``record`` with the figures of ``graphs`` run with ``options``, and the gate's verdict."""
     try:
-        engine = checker.open(artifact, staging, RuntimeOptions(provider=provider), name)
+        engine = checker.open(artifact, graphs, options, record.name)
         figures = checker.figures(engine, reference)
     except OnnxEngineError as error:
-        return replace(record, reason=f"does not run: {_brief(error)}"), files
-    passed, reason = gate_verdict(gate, figures)
+        return replace(record, reason=f"does not run: {_brief(error)}")
+    passed, reason = gate_verdict(record.gate, figures)
     checked_on = TARGET_CUDA if checker.on_cuda(engine) else TARGET_CPU
-    record = replace(record, figures=figures, passed=passed, reason=reason, checked_on=checked_on)
-    return record, files
+    return replace(record, figures=figures, passed=passed, reason=reason, checked_on=checked_on)
 
 
 def _move_into_place(artifact: Artifact, staged: Mapping[str, str]) -> None:
@@ -245,9 +292,16 @@ def _with_cpu_speeds(
 ) -> dict[str, VariantRecord]:
     """Every passing CPU-capable variant, fp32 included, re-timed together so ranks compare."""
     options = RuntimeOptions(provider="cpu", verify_hashes=False)
-    timed = [record for record in records.values() if record.passed and record.suits(TARGET_CPU)]
+    openvino_unusable = _openvino_unusable(records.values())
+    timed = [
+        record for record in records.values()
+        if record.passed and record.suits(TARGET_CPU)
+        and (record.runtime == RUNTIME_ONNXRUNTIME or openvino_unusable is None)
+    ]
     workloads = {
-        record.name: checker.workloads(checker.open(artifact, record.graphs, options, record.name))
+        record.name: checker.workloads(
+            checker.open(artifact, record.graphs, options_for(record, options), record.name)
+        )
         for record in timed
     }
     speeds = measure_speeds(workloads, runs)
@@ -259,13 +313,22 @@ def _with_cpu_speeds(
     }
 
 
+def _openvino_unusable(records: Iterable[VariantRecord]) -> str | None:
+    """Why OpenVINO's variants cannot run here, checked only if there is one (importing costs)."""
+    if not any(record.runtime == RUNTIME_OPENVINO for record in records):
+        return "no OpenVINO variant"
+    from engine.openvino import bf16_unusable_reason
+
+    return bf16_unusable_reason()
+
+
 def _recorded(
     manifest: ArtifactManifest, records: Mapping[str, VariantRecord], artifact: Artifact
 ) -> ArtifactManifest:
     """The manifest with the variant records and the sha256 of every variant file."""
     files = dict(manifest.files)
     for record in records.values():
-        if record.name == FP32:
+        if record.name == FP32 or record.runtime == RUNTIME_OPENVINO:  # no files of its own
             continue
         for name in record.graphs.values():
             path = artifact.path_of(name)

@@ -1,62 +1,135 @@
-"""provider='openvino' through the onnxruntime-ep-openvino plugin: listed, exact at f32, or a
-clear error where the plugin is missing or offers no device (it lists Intel CPUs only)."""
+"""OpenVINO: provider='openvino' (exact at f32), and the gated bf16 variant that ``auto`` picks
+where it is fastest; where OpenVINO or the CPU cannot run bf16, clear errors and no bf16."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import shutil
 import sys
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from engine import Classifier, ProviderError, RuntimeOptions
-from engine.openvino import OPENVINO, openvino_cpu_device, openvino_options
-from engine.session import CPU, PROVIDER_CHOICES, available_providers, requested_providers
+import engine.openvino
+from engine import Classifier, Embedder, ProviderError, RuntimeOptions, Seq2SeqLM
+from engine.cpu import CpuInfo
+from engine.errors import InputError
+from engine.manifest import ArtifactManifest
+from engine.openvino import bf16_unusable_reason
+from engine.session import OPENVINO, PROVIDER_CHOICES, available_providers
+from engine.variants import BF16, FP32, RUNTIME_OPENVINO, TARGET_CPU, variant_records
+from export.optimize import OptimizeSettings, optimize_artifact
+from onnx_engine.commands.optimize import requested_variants
+
+BF16_UNUSABLE = bf16_unusable_reason()
+needs_bf16 = pytest.mark.skipif(
+    BF16_UNUSABLE is not None, reason=f"OpenVINO cannot run bf16 here: {BF16_UNUSABLE}"
+)
+TEXTS = ["I love it", "Terrible, never again.", "a " * 300]
+NO_BF16_CPU = CpuInfo("Imaginary CPU without bf16", ("avx2", "fma"), 2)
 
 
-def _openvino_unusable_reason() -> str | None:
-    try:
-        openvino_cpu_device(ort)
-    except ProviderError as error:
-        return str(error)
-    return None
-
-
-UNUSABLE = _openvino_unusable_reason()
-
-
-def test_openvino_is_a_provider_choice_and_listed_exactly_when_usable():
+def test_openvino_is_a_provider_choice_listed_where_installed():
     assert "openvino" in PROVIDER_CHOICES
-    assert (OPENVINO in available_providers()) == (UNUSABLE is None)
+    assert OPENVINO in available_providers()  # CI installs the openvino extra
 
 
-def test_a_missing_plugin_is_a_provider_error_with_the_install_hint(monkeypatch, distilbert):
-    monkeypatch.setitem(sys.modules, "onnxruntime_ep_openvino", None)  # import fails
-    with pytest.raises(ProviderError, match=r"plugin is not installed.*onnx-engine\[openvino\]"):
+def test_missing_openvino_is_a_provider_error_with_the_install_hint(monkeypatch, distilbert):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails
+    assert OPENVINO not in available_providers()
+    with pytest.raises(ProviderError, match=r"OpenVINO is not installed.*onnx-engine\[openvino\]"):
         Classifier.load(distilbert.artifact, provider="openvino")
 
 
-@pytest.mark.skipif(UNUSABLE is None, reason="OpenVINO is usable on this machine")
-def test_no_openvino_device_is_an_error_not_a_fallback(distilbert):
-    with pytest.raises(ProviderError, match="Provider 'openvino' is not available"):
-        requested_providers("openvino")
-    with pytest.raises(ProviderError, match="Use provider='cpu'"):
-        Classifier.load(distilbert.artifact, provider="openvino")
+def test_openvino_at_f32_matches_onnx_runtime(distilbert):
+    expected = Classifier.load(distilbert.artifact, provider="cpu").logits(TEXTS)
+    classifier = Classifier.load(distilbert.artifact, provider="openvino")
+    assert classifier.providers == [OPENVINO] and classifier.variant == FP32
+    np.testing.assert_allclose(classifier.logits(TEXTS), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_precision_is_pinned_through_load_config():
-    assert openvino_options("bf16") == {
-        "load_config": '{"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}'
-    }
-    with pytest.raises(ProviderError, match="Unknown OpenVINO precision"):
-        openvino_options("int4")
+def test_openvino_runs_the_t5_decode_loop_and_embeddings(t5_factory, tiny_embedder_factory):
+    t5 = t5_factory("t5")
+    sources = ["translate English to German: the house is small", ""]
+    expected = Seq2SeqLM.load(t5.artifact, provider="cpu").generate(sources, max_new_tokens=12)
+    lm = Seq2SeqLM.load(t5.artifact, provider="openvino")
+    assert lm.providers == [OPENVINO]
+    generated = lm.generate(sources, max_new_tokens=12)
+    assert [list(item.token_ids) for item in generated] == [list(item.token_ids) for item in expected]
+    embedded = tiny_embedder_factory("mean")
+    reference = Embedder.load(embedded.artifact, provider="cpu").embed(TEXTS)
+    vectors = Embedder.load(embedded.artifact, provider="openvino").embed(TEXTS)
+    np.testing.assert_allclose(vectors, reference, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(UNUSABLE is not None, reason=f"OpenVINO not usable here: {UNUSABLE}")
-def test_openvino_at_f32_matches_the_cpu_provider(distilbert):
-    texts = ["I love it", "Terrible, never again.", "a " * 300]
-    expected = Classifier.load(distilbert.artifact, provider="cpu").logits(texts)
-    options = RuntimeOptions(provider="openvino", openvino_precision="f32")
-    classifier = Classifier.load(distilbert.artifact, options=options)
-    assert classifier.providers[0] == OPENVINO and CPU in classifier.providers
-    np.testing.assert_allclose(classifier.logits(texts), expected, rtol=1e-4, atol=1e-4)
+def test_an_onnx_runtime_only_variant_is_refused_on_openvino(distilbert):
+    with pytest.raises(InputError, match="runs on ONNX Runtime, not OpenVINO"):
+        Classifier.load(distilbert.artifact, provider="openvino", variant="int8")
+
+
+@pytest.fixture(scope="module")
+def bf16_artifact(classifier_factory, tmp_path_factory):
+    """The tiny DistilBERT with a bf16 variant made, gated and timed on this CPU."""
+    if BF16_UNUSABLE is not None:
+        pytest.skip(f"OpenVINO cannot run bf16 here: {BF16_UNUSABLE}")
+    artifact = tmp_path_factory.mktemp("bf16") / "artifact"
+    shutil.copytree(classifier_factory("distilbert-2").artifact, artifact)
+    optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,), timing_runs=1,
+                                       quiet=True))
+    return artifact
+
+
+@needs_bf16
+def test_bf16_variant_runs_the_fp32_files_in_bf16_and_passes_its_gate(bf16_artifact):
+    manifest = ArtifactManifest.read(bf16_artifact)
+    record = variant_records(manifest)[BF16]
+    assert record.passed, record.reason
+    assert record.runtime == RUNTIME_OPENVINO and record.made_with["precision"] == "bf16"
+    assert dict(record.graphs) == {"model": "model.onnx"}  # no second copy of the weights
+    assert sorted(path.name for path in bf16_artifact.glob("*.onnx")) == ["model.onnx"]
+    assert record.figures.max_prob_diff <= record.gate.max_prob_diff
+    assert TARGET_CPU in record.speeds and record.checked_on == TARGET_CPU
+    fp32 = Classifier.load(bf16_artifact, variant="fp32").logits(TEXTS)
+    classifier = Classifier.load(bf16_artifact, variant="bf16")
+    assert classifier.variant == BF16 and classifier.providers == [OPENVINO]
+    difference = np.abs(classifier.logits(TEXTS) - fp32).max()
+    assert 0 < difference <= 0.1  # really bf16 (not fp32 under its name), and close
+
+
+@needs_bf16
+def test_auto_picks_bf16_exactly_when_its_timing_is_the_fastest(bf16_artifact, copy_artifact):
+    moved = copy_artifact(bf16_artifact)
+    data = json.loads((moved / "manifest.json").read_text())
+    for name, latency in ((FP32, 10.0), (BF16, 4.0)):
+        data["variants"][name]["speeds"][TARGET_CPU]["latency_ms"] = {"b1": latency}
+    (moved / "manifest.json").write_text(json.dumps(data))
+    assert Classifier.load(moved).variant == BF16
+    data["variants"][BF16]["speeds"][TARGET_CPU]["latency_ms"] = {"b1": 20.0}
+    (moved / "manifest.json").write_text(json.dumps(data))
+    assert Classifier.load(moved).variant == FP32
+    # provider='cpu' means the CPU, not ONNX Runtime: bf16 qualifies there too.
+    assert Classifier.load(moved, provider="cpu", variant="bf16").variant == BF16
+
+
+@needs_bf16
+def test_on_a_cpu_without_bf16_auto_skips_it_and_asking_is_an_error(bf16_artifact, monkeypatch):
+    monkeypatch.setattr(engine.openvino, "current_cpu", lambda: NO_BF16_CPU)
+    assert Classifier.load(bf16_artifact).variant == FP32
+    with pytest.raises(ProviderError, match="runs on OpenVINO.*no bf16 instructions"):
+        Classifier.load(bf16_artifact, variant="bf16")
+
+
+def test_without_bf16_the_variant_is_recorded_unbuilt_and_all_leaves_it_out(
+    distilbert, copy_artifact, monkeypatch, capsys
+):
+    monkeypatch.setattr(engine.openvino, "current_cpu", lambda: NO_BF16_CPU)
+    artifact = copy_artifact(distilbert.artifact)
+    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,),
+                                                  timing_runs=1, quiet=True))
+    record = manifest.variants[BF16]
+    assert not record.passed and "no bf16 instructions" in record.reason
+    assert Classifier.load(artifact).variant == FP32
+    flags = argparse.Namespace(all=True, fusion=False, int8=False, fp16=False, bf16=False)
+    assert requested_variants(flags) == ("fused", "int8", "fp16")
+    assert "--all: no bf16 variant: this CPU has no bf16 instructions" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from engine.cpu import current_cpu
 # Distributions whose versions decide the figures; read from metadata, so nothing is imported.
 _PACKAGES = (
     "onnx-engine", "onnxruntime", "onnxruntime-gpu", "numpy", "tokenizers", "onnx", "torch",
-    "transformers", "optimum", "optimum-onnx", "onnxruntime-ep-openvino",
+    "transformers", "optimum", "optimum-onnx", "openvino",
 )
 
 

@@ -1,4 +1,4 @@
-"""``onnx-engine optimize ARTIFACT --fusion --int8 --fp16 | --all``: add gated variants.
+"""``onnx-engine optimize ARTIFACT --fusion --int8 --fp16 --bf16 | --all``: add gated variants.
 
 The same flags on ``onnx-engine export`` run this right after the export. The exit status is 1
 when a requested variant failed its accuracy gate (it is recorded, with the reason, and never
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 EXIT_GATE_FAILED = 1
-_FLAG_VARIANTS = (("fusion", "fused"), ("int8", "int8"), ("fp16", "fp16"))
+_FLAG_VARIANTS = (("fusion", "fused"), ("int8", "int8"), ("fp16", "fp16"), ("bf16", "bf16"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "optimize", help="add fused / int8 / fp16 variants, each checked against PyTorch"
+        "optimize", help="add fused / int8 / fp16 / bf16 variants, each checked against PyTorch"
     )
     parser.add_argument("artifact", type=Path, help="artifact folder written by export")
     parser.add_argument("--reference", default=None,
@@ -42,7 +42,11 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
                        help="int8 (CPU): dynamic or calibrated static, the most sensitive "
                        "matmuls kept in fp32 until it passes its gate")
     group.add_argument("--fp16", action="store_true", help="fused + float16 (CUDA)")
-    group.add_argument("--all", action="store_true", help="all of the above")
+    group.add_argument("--bf16", action="store_true",
+                       help="bf16 through OpenVINO (CPUs with AMX or AVX512-BF16; needs the "
+                       "openvino extra)")
+    group.add_argument("--all", action="store_true",
+                       help="all of the above (bf16 only where OpenVINO can run it here)")
     group.add_argument("--gate", action="append", default=[], metavar="VARIANT.FIELD=VALUE",
                        help="change an accuracy limit, e.g. int8.max_prob_diff=0.05 (fields: "
                        "max_abs_diff, max_prob_diff, min_agreement; 'none' drops a limit)")
@@ -61,7 +65,16 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def requested_variants(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(name for flag, name in _FLAG_VARIANTS if args.all or getattr(args, flag))
+    """The variants the flags ask for; ``--all`` leaves bf16 out (saying why) where it cannot run."""
+    names = tuple(name for flag, name in _FLAG_VARIANTS if args.all or getattr(args, flag))
+    if args.all and not args.bf16:
+        from engine.openvino import bf16_unusable_reason
+
+        unusable = bf16_unusable_reason()
+        if unusable is not None:
+            print(f"--all: no bf16 variant: {unusable}", file=sys.stderr)
+            return tuple(name for name in names if name != "bf16")
+    return names
 
 
 def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str | None) -> int:
@@ -105,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not requested_variants(args):
         raise InputError(
-            "Choose the variants to make: --fusion, --int8, --fp16 or --all (or --retime to "
+            "Choose the variants to make: --fusion, --int8, --fp16, --bf16 or --all (or --retime to "
             "time the existing ones on this CPU)."
         )
     return optimize_and_report(args, args.artifact, args.reference)
@@ -113,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
 def variant_table(manifest: Any) -> str:
     """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
-    from engine.variants import FP32, VARIANT_NAMES, variant_records
+    from engine.variants import FP32, RUNTIME_ONNXRUNTIME, VARIANT_NAMES, variant_records
 
     header = f"{'variant':<8} {'target':<6} {'gate':<30} {'measured vs PyTorch':<44} {'cpu ms':<16}"
     lines = [header + " result"]
@@ -129,19 +142,21 @@ def variant_table(manifest: Any) -> str:
             measured = f"|Δlogit| {manifest.parity['max_abs_diff']:.1e} (export)"
         if record.passed and record.checked_on == "cpu" and record.target == "cuda":
             verdict += " (checked on CPU)"
+        target = record.target if record.runtime == RUNTIME_ONNXRUNTIME else f"{record.target}/ov"
         lines.append(
-            f"{name:<8} {record.target:<6} {_limits(record.gate):<30} {measured:<44} "
+            f"{name:<8} {target:<6} {_limits(record.gate):<30} {measured:<44} "
             f"{latency:<16} {verdict}"
         )
     return "\n".join(lines)
 
 
 def auto_choice_line(manifest: Any) -> str:
-    from engine.variants import AUTO, select_variant
-
     from engine.cpu import current_cpu
+    from engine.openvino import bf16_unusable_reason
+    from engine.variants import AUTO, needs_openvino, select_variant
 
-    cpu, _ = select_variant(manifest, AUTO, on_cuda=False)
+    unusable = bf16_unusable_reason() if needs_openvino(manifest, AUTO) else "none made"
+    cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)
     cuda, _ = select_variant(manifest, AUTO, on_cuda=True)
     return (
         f"variant='auto' picks: {cpu} on CPU, {cuda} on CUDA (CPU timings taken on "

@@ -225,26 +225,23 @@ def ort_session(path: Path, threads: int, spinning: bool = True) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def openvino_session(path: Path, threads: int) -> Any:
-    """A bare ``InferenceSession`` on the OpenVINO plugin's CPU device, OpenVINO's own defaults
-    (bf16 where the CPU has it), the benchmark's thread count.
+def openvino_compiled(path: Path, threads: int) -> Any:
+    """The graph compiled by OpenVINO for the CPU with its own defaults (bf16 where the CPU has
+    it) and the benchmark's thread count.
 
     Raises:
-        ContenderUnavailable: the plugin is not installed or offers no device on this CPU.
+        ContenderUnavailable: OpenVINO is not installed.
     """
-    import onnxruntime as ort
-
     from engine.errors import ProviderError
-    from engine.openvino import openvino_cpu_device
+    from engine.openvino import openvino_runtime
     from onnx_engine.bench.errors import ContenderUnavailable
 
     try:
-        device = openvino_cpu_device(ort)
+        openvino = openvino_runtime()
     except ProviderError as error:
         raise ContenderUnavailable(f"openvino-raw: {error}") from error
-    options = ort_session_options(threads)
-    options.add_provider_for_devices([device], {"num_of_threads": str(threads)})
-    return ort.InferenceSession(str(path), options)
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    return openvino.Core().compile_model(str(path), "CPU", config)
 
 
 def pad_rows(rows: Sequence[Sequence[int]]) -> np.ndarray:

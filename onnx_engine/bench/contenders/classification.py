@@ -15,7 +15,7 @@ from onnx_engine.bench.contenders.base import (
     engine_tokenizer,
     hf_tokenizer,
     label_indices,
-    openvino_session,
+    openvino_compiled,
     ort_session,
     ort_session_options,
     torch_threads,
@@ -68,15 +68,18 @@ class OrtRawClassifier(Contender):
 
 
 class OpenVinoRawClassifier(OrtRawClassifier):
-    """``ort-raw`` on the OpenVINO plugin: the floor of the OpenVINO path (its default precision,
+    """``ort-raw`` on OpenVINO's runtime: the floor of the OpenVINO path (its default precision,
     bf16 on CPUs with AMX or AVX512-BF16)."""
 
     name = "openvino-raw"
 
     def load(self) -> None:
-        self.session = openvino_session(self.settings.graphs["model"], self.settings.threads)
-        self._input_names = [node.name for node in self.session.get_inputs()]
+        self.compiled = openvino_compiled(self.settings.graphs["model"], self.settings.threads)
+        self._input_names = [port.get_any_name() for port in self.compiled.inputs]
         self._tokenizer = engine_tokenizer(self.settings.artifact)
+
+    def run(self) -> Any:
+        return self.compiled.create_infer_request().infer(self.feeds).to_tuple()
 
 
 class PyTorchClassifier(TorchModelContender):
