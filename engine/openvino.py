@@ -15,8 +15,9 @@ which must be an error, not an fp32 run under a bf16 name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -8,9 +8,9 @@ silently falls back to CPU), and ONNX Runtime's exceptions are turned into ours,
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
 from engine.session import CPU, RuntimeOptions, requested_providers
 from engine.variant_sessions import open_graphs, openvino_unusable_reason, options_for
-from engine.variants import AUTO, TARGET_CPU, VariantRecord, VariantSpeed, usable_variants
+from engine.variants import (
+    AUTO,
+    TARGET_CPU,
+    VariantRecord,
+    VariantSpeed,
+    usable_variants,
+)
 
 if TYPE_CHECKING:
     from engine.artifact_model import ArtifactModel

@@ -9,12 +9,18 @@ OpenVINO's; with ``provider='openvino'`` every session is, at ``openvino_precisi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from engine.artifact import Artifact
 from engine.errors import InputError
-from engine.session import CUDA, OPENVINO, EngineSession, RuntimeOptions, requested_providers
+from engine.session import (
+    CUDA,
+    OPENVINO,
+    EngineSession,
+    RuntimeOptions,
+    requested_providers,
+)
 from engine.variants import (
     AUTO,
     BF16,

@@ -10,10 +10,11 @@ speed instead of by assumption.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from engine.artifact import Artifact, file_record
 from engine.cuda_probe import cuda_unusable_reason
@@ -40,8 +41,8 @@ from engine.variants import (
 from export.calibration import CalibrationSet, calibration_set
 from export.fusion import fuse_graph, half_precision_graph
 from export.gates import gate_verdict, gates_with_overrides
-from export.progress import StageProgress
 from export.int8_search import search_int8
+from export.progress import StageProgress
 from export.quantize import QuantizeSettings, quantize_graph
 from export.variant_checks import VariantChecker, measure_speeds, variant_checker
 

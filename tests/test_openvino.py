@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import engine.openvino
-from engine import Classifier, Embedder, ProviderError, RuntimeOptions, Seq2SeqLM
+from engine import Classifier, Embedder, ProviderError, Seq2SeqLM
 from engine.cpu import CpuInfo
 from engine.errors import InputError
 from engine.manifest import ArtifactManifest

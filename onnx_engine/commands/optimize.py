@@ -126,7 +126,12 @@ def run(args: argparse.Namespace) -> int:
 
 def variant_table(manifest: Any) -> str:
     """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
-    from engine.variants import FP32, RUNTIME_ONNXRUNTIME, VARIANT_NAMES, variant_records
+    from engine.variants import (
+        FP32,
+        RUNTIME_ONNXRUNTIME,
+        VARIANT_NAMES,
+        variant_records,
+    )
 
     header = f"{'variant':<8} {'target':<6} {'gate':<30} {'measured vs PyTorch':<44} {'cpu ms':<16}"
     lines = [header + " result"]

@@ -7,8 +7,9 @@ runner can count tokens (for tokens/s) and compare them between contenders.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
