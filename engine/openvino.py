@@ -16,6 +16,8 @@ which must be an error, not an fp32 run under a bf16 name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ import numpy as np
 from engine.cpu import current_cpu
 from engine.errors import CorruptArtifactError, ProviderError
 from engine.session import OPENVINO, EngineSession, RuntimeOptions, first_line
+from engine.variants import RUNTIME_OPENVINO, VariantRecord
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'onnx-engine[openvino]' (the openvino runtime)"
 
@@ -62,6 +67,38 @@ def bf16_unusable_reason() -> str | None:
     return None
 
 
+def openvino_variants_unusable(records: Iterable[VariantRecord]) -> str | None:
+    """Why the passing OpenVINO variants among ``records`` cannot run here, or None where they
+    can. OpenVINO is imported (~0.2 s) only when there is such a variant to run."""
+    if not any(record.runtime == RUNTIME_OPENVINO and record.passed for record in records):
+        return "no OpenVINO variant passed its gate"
+    return bf16_unusable_reason()
+
+
+def compiled_model_cache(setting: str | None) -> Path | None:
+    """The folder for OpenVINO's compiled-model cache (see ``RuntimeOptions.openvino_cache_dir``),
+    created if need be; None where caching is off or the folder cannot be made (then every load
+    compiles, as without a cache, and a warning says why).
+
+    OpenVINO keys each blob by the model, the device and the compile settings, so a changed
+    model or precision never loads a stale blob.
+    """
+    if setting == "":
+        return None
+    if setting is None:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder = Path(base) / "onnx-engine" / "openvino"
+    else:
+        folder = Path(setting).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        logger.warning("OpenVINO compiles without a cache: cannot create '%s' (%s).", folder,
+                       error.strerror or error)
+        return None
+    return folder
+
+
 class OpenVinoSession(EngineSession):
     """One graph compiled by OpenVINO for the CPU, behind the engine's session interface.
 
@@ -90,6 +127,9 @@ class OpenVinoSession(EngineSession):
         }
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads
+        cache = compiled_model_cache(options.openvino_cache_dir)
+        if cache is not None:
+            config["CACHE_DIR"] = str(cache)
         try:
             self._compiled = openvino.Core().compile_model(str(self.path), "CPU", config)
         except Exception as error:  # OpenVINO raises its own untyped errors

@@ -78,6 +78,10 @@ class RuntimeOptions:
             ``fp16`` (CUDA only); see :mod:`engine.variants`.
         openvino_precision: OpenVINO's inference precision with ``provider='openvino'``:
             ``f32`` (default; its own default is bf16 on CPUs that have it) or ``bf16``.
+        openvino_cache_dir: where OpenVINO keeps compiled models, so a later load imports the
+            compiled blob instead of compiling again (cold start); unset: the user's cache
+            folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``onnx-engine/openvino``); ``""``
+            turns caching off.
         io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
             device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
             adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.
@@ -109,6 +113,7 @@ class RuntimeOptions:
     variant: str | None = None
     io_binding: str | None = None
     openvino_precision: str | None = None
+    openvino_cache_dir: str | None = None
     device_id: int | None = None
     cudnn_conv_algo_search: str | None = None
     arena_extend_strategy: str | None = None
@@ -128,6 +133,11 @@ class RuntimeOptions:
         _choice("io_binding", self.io_binding, IO_BINDING_CHOICES)
         precision = _choice("openvino_precision", self.openvino_precision, OPENVINO_PRECISIONS)
         object.__setattr__(self, "openvino_precision", precision)
+        if self.openvino_cache_dir is not None and not isinstance(self.openvino_cache_dir, str):
+            raise InputError(
+                f"openvino_cache_dir must be a folder path (or '' for no cache), got "
+                f"{self.openvino_cache_dir!r}."
+            )
         for name in ("memory_arena", "spin_wait", "verify_hashes"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):

@@ -25,10 +25,8 @@ from engine.variants import (
     AUTO,
     BF16,
     FP32,
-    OPENVINO_NOT_CHECKED,
     RUNTIME_OPENVINO,
     VariantRecord,
-    needs_openvino,
     select_variant,
     variant_records,
 )
@@ -83,13 +81,13 @@ def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOption
 
 
 def openvino_unusable_reason(artifact: Artifact, requested: str) -> str | None:
-    """Why OpenVINO's variants cannot run here (None where they can); checked only when the
-    artifact has one that ``requested`` may choose, since importing OpenVINO costs time."""
-    if not needs_openvino(artifact.manifest, requested):
-        return OPENVINO_NOT_CHECKED
-    from engine.openvino import bf16_unusable_reason
+    """Why the OpenVINO variants that ``requested`` may choose cannot run here (None: they can)."""
+    from engine.openvino import openvino_variants_unusable
 
-    return bf16_unusable_reason()
+    records = variant_records(artifact.manifest).values()
+    return openvino_variants_unusable(
+        record for record in records if requested in (AUTO, record.name)
+    )
 
 
 def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) -> VariantSessions:

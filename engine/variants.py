@@ -131,14 +131,6 @@ def usable_variants(
     ]
 
 
-def needs_openvino(manifest: ArtifactManifest, requested: str) -> bool:
-    """Whether choosing ``requested`` may involve an OpenVINO variant (so it is worth checking)."""
-    return any(
-        record.runtime == RUNTIME_OPENVINO and record.passed and requested in (AUTO, record.name)
-        for record in manifest.variants.values()
-    )
-
-
 def fastest(candidates: list[VariantRecord], provider: str) -> VariantRecord:
     """The fastest candidate by measured speed on ``provider``, else by the preference order."""
     order = PREFERENCE[provider]

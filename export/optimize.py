@@ -20,6 +20,7 @@ from engine.artifact import Artifact, file_record
 from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
+from engine.openvino import openvino_variants_unusable
 from engine.session import RuntimeOptions
 from engine.variant_sessions import options_for
 from engine.variants import (
@@ -293,7 +294,7 @@ def _with_cpu_speeds(
 ) -> dict[str, VariantRecord]:
     """Every passing CPU-capable variant, fp32 included, re-timed together so ranks compare."""
     options = RuntimeOptions(provider="cpu", verify_hashes=False)
-    openvino_unusable = _openvino_unusable(records.values())
+    openvino_unusable = openvino_variants_unusable(records.values())
     timed = [
         record for record in records.values()
         if record.passed and record.suits(TARGET_CPU)
@@ -312,15 +313,6 @@ def _with_cpu_speeds(
         else record
         for name, record in records.items()
     }
-
-
-def _openvino_unusable(records: Iterable[VariantRecord]) -> str | None:
-    """Why OpenVINO's variants cannot run here, checked only if there is one (importing costs)."""
-    if not any(record.runtime == RUNTIME_OPENVINO for record in records):
-        return "no OpenVINO variant"
-    from engine.openvino import bf16_unusable_reason
-
-    return bf16_unusable_reason()
 
 
 def _recorded(

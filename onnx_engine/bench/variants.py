@@ -1,4 +1,5 @@
-"""Optimized model variants (fused, int8, fp16) as the benchmark finds, resolves and builds them.
+"""Optimized model variants (fused, int8, fp16, bf16) as the benchmark finds, resolves and builds
+them.
 
 ``fp32`` is the exported graph. The other variants are written next to it by
 ``onnx-engine optimize ARTIFACT --fusion --int8`` and recorded in the manifest; which files a
@@ -15,9 +16,9 @@ from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 
 FP32 = "fp32"
 AUTO = "auto"
-VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", AUTO)
+VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", "bf16", AUTO)
 # ``onnx-engine optimize`` flag that builds each variant.
-_OPTIMIZE_FLAGS = {"fused": "--fusion", "int8": "--int8", "fp16": "--fp16"}
+_OPTIMIZE_FLAGS = {"fused": "--fusion", "int8": "--int8", "fp16": "--fp16", "bf16": "--bf16"}
 
 
 def check_variants(variants: tuple[str, ...]) -> tuple[str, ...]:
@@ -35,12 +36,19 @@ def graph_files(artifact: Path, variant: str) -> dict[str, Path]:
     """
     from engine.errors import OnnxEngineError
     from engine.manifest import ArtifactManifest
-    from engine.variants import select_variant
+    from engine.variants import RUNTIME_OPENVINO, select_variant, variant_records
 
+    manifest = ArtifactManifest.read(artifact)
     try:
-        _, graphs = select_variant(ArtifactManifest.read(artifact), variant, on_cuda=False)
+        name, graphs = select_variant(manifest, variant, on_cuda=False,
+                                      openvino_unusable=_openvino_unusable(manifest))
     except OnnxEngineError as error:
         raise ContenderUnavailable(str(error)) from error
+    if variant_records(manifest)[name].runtime == RUNTIME_OPENVINO:
+        raise ContenderUnavailable(
+            f"the '{name}' variant runs on OpenVINO, not on a bare ONNX Runtime session "
+            "(openvino-raw is its floor)"
+        )
     return {role: artifact / name for role, name in graphs.items()}
 
 
@@ -49,7 +57,9 @@ def resolve_auto(artifact: Path) -> str:
     from engine.manifest import ArtifactManifest
     from engine.variants import select_variant
 
-    return select_variant(ArtifactManifest.read(artifact), AUTO, on_cuda=False)[0]
+    manifest = ArtifactManifest.read(artifact)
+    return select_variant(manifest, AUTO, on_cuda=False,
+                          openvino_unusable=_openvino_unusable(manifest))[0]
 
 
 def load_engine(engine_class: type, base_options: Any, settings: Any) -> Any:
@@ -87,3 +97,10 @@ def build_missing_variant(artifact: Path, variant: str) -> None:
             f"'onnx-engine optimize {artifact} {_OPTIMIZE_FLAGS[variant]}' failed or its gate "
             "rejected the variant (see its output above)."
         )
+
+
+def _openvino_unusable(manifest: Any) -> str | None:
+    from engine.openvino import openvino_variants_unusable
+    from engine.variants import variant_records
+
+    return openvino_variants_unusable(variant_records(manifest).values())

@@ -157,10 +157,10 @@ def variant_table(manifest: Any) -> str:
 
 def auto_choice_line(manifest: Any) -> str:
     from engine.cpu import current_cpu
-    from engine.openvino import bf16_unusable_reason
-    from engine.variants import AUTO, needs_openvino, select_variant
+    from engine.openvino import openvino_variants_unusable
+    from engine.variants import AUTO, select_variant, variant_records
 
-    unusable = bf16_unusable_reason() if needs_openvino(manifest, AUTO) else "none made"
+    unusable = openvino_variants_unusable(variant_records(manifest).values())
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)
     cuda, _ = select_variant(manifest, AUTO, on_cuda=True)
     return (
