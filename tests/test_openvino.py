@@ -133,3 +133,19 @@ def test_without_bf16_the_variant_is_recorded_unbuilt_and_all_leaves_it_out(
     flags = argparse.Namespace(all=True, fusion=False, int8=False, fp16=False, bf16=False)
     assert requested_variants(flags) == ("fused", "int8", "fp16")
     assert "--all: no bf16 variant: this CPU has no bf16 instructions" in capsys.readouterr().err
+
+
+@needs_bf16
+def test_t5_bf16_variant_is_gated_on_tokens_and_generates_on_openvino(t5_factory, tmp_path):
+    artifact = tmp_path / "t5"
+    shutil.copytree(t5_factory("t5").artifact, artifact)
+    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,),
+                                                  timing_runs=1, quiet=True))
+    record = manifest.variants[BF16]
+    assert record.passed, record.reason
+    assert record.figures.agreement >= record.gate.min_agreement
+    assert dict(record.graphs) == dict(variant_records(manifest)[FP32].graphs)
+    lm = Seq2SeqLM.load(artifact, variant="bf16")
+    assert lm.variant == BF16 and lm.providers == [OPENVINO]
+    generated = lm.generate(["translate English to German: the house is small"], max_new_tokens=8)
+    assert len(generated[0].token_ids) >= 1

@@ -62,6 +62,17 @@ def _build_t5(folder: Path) -> Path:
     return build_tiny_t5(folder, FULL_SIZE_T5_SMALL)
 
 
+# The real-weights classifier: all-MiniLM-L6-v2's trained encoder with a seeded 2-label head (its
+# labels mean nothing; its numerics, which decide int8 / bf16 accuracy and speed, are real).
+_MINILM_CLASSIFIER_SPEC = "all-MiniLM-L6-v2 encoder + BertForSequenceClassification head, seed 0"
+
+
+def _build_minilm_classifier(folder: Path) -> Path:
+    from export.minilm import build_minilm_classifier
+
+    return build_minilm_classifier(folder)
+
+
 def _minilm_folder(_: Path | None = None) -> Path:
     """The installed all-MiniLM-L6-v2 package folder: real weights, nothing to build."""
     from export.tiny_models import real_minilm_folder
@@ -77,6 +88,10 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
                      _distilbert_spec, _build_distilbert),
         BuiltinModel("t5-small", TASK_TEXT2TEXT, "t5-small dimensions, RANDOM weights",
                      _t5_spec, _build_t5),
+        BuiltinModel("minilm-classifier", TASK_CLASSIFICATION,
+                     "all-MiniLM-L6-v2 REAL encoder weights + seeded 2-label head",
+                     lambda: _MINILM_CLASSIFIER_SPEC, _build_minilm_classifier,
+                     random_weights=False),
         BuiltinModel("all-minilm-l6-v2", TASK_FEATURE_EXTRACTION,
                      "sentence-transformers all-MiniLM-L6-v2, REAL weights (installed package)",
                      lambda: str(_minilm_folder()), _minilm_folder, random_weights=False),
