@@ -201,8 +201,11 @@ def _make_variant(
     calibration: CalibrationSet,
 ) -> tuple[VariantRecord, dict[str, str]]:
     """Build the variant under staging names and judge it; returns its record and its files."""
-    if recipe.runtime == RUNTIME_OPENVINO:
-        return _judge_openvino_variant(name, recipe, gate, artifact, checker, reference), {}
+    if recipe.runtime == RUNTIME_OPENVINO:  # runs the exported files: nothing to build
+        graphs = {role: spec.file for role, spec in artifact.manifest.graphs.items()}
+        record = VariantRecord(name, graphs, target=recipe.target, gate=gate, passed=False,
+                               runtime=recipe.runtime)
+        return _judge_openvino_variant(record, artifact, checker, reference), {}
     graphs = artifact.manifest.graphs
     final = {role: variant_file_name(spec.file, name) for role, spec in graphs.items()}
     staging = {role: _STAGING_PREFIX + file for role, file in final.items()}
@@ -237,20 +240,12 @@ def _make_variant(
 
 
 def _judge_openvino_variant(
-    name: str,
-    recipe: VariantRecipe,
-    gate: VariantGate,
-    artifact: Artifact,
-    checker: VariantChecker,
-    reference: Any,
+    record: VariantRecord, artifact: Artifact, checker: VariantChecker, reference: Any
 ) -> VariantRecord:
     """Judge OpenVINO's bf16 run of the exported graphs; where OpenVINO or the CPU cannot run
     bf16, the record says why and stays out of use."""
     from engine.openvino import bf16_unusable_reason, openvino_runtime
 
-    graphs = {role: spec.file for role, spec in artifact.manifest.graphs.items()}
-    record = VariantRecord(name, graphs, target=recipe.target, gate=gate, passed=False,
-                           runtime=recipe.runtime)
     unusable = bf16_unusable_reason()
     if unusable is not None:
         return replace(record, reason=f"could not be built: {unusable}")
@@ -258,7 +253,7 @@ def _judge_openvino_variant(
                  "openvino": openvino_runtime().get_version()}
     record = replace(record, made_with=made_with)
     options = options_for(record, RuntimeOptions())
-    return _judged(record, checker, artifact, graphs, options, reference)
+    return _judged(record, checker, artifact, record.graphs, options, reference)
 
 
 def _judged(

@@ -149,3 +149,21 @@ def test_t5_bf16_variant_is_gated_on_tokens_and_generates_on_openvino(t5_factory
     assert lm.variant == BF16 and lm.providers == [OPENVINO]
     generated = lm.generate(["translate English to German: the house is small"], max_new_tokens=8)
     assert len(generated[0].token_ids) >= 1
+
+
+@needs_bf16
+def test_embedding_bf16_variant_passes_the_cosine_and_retrieval_gate(
+    tiny_embedder_factory, tmp_path
+):
+    artifact = tmp_path / "embedder"
+    shutil.copytree(tiny_embedder_factory("mean").artifact, artifact)
+    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,),
+                                                  timing_runs=1, quiet=True))
+    record = manifest.variants[BF16]
+    assert record.passed, record.reason
+    assert record.figures.min_cosine >= record.gate.min_cosine
+    fp32 = Embedder.load(artifact, variant="fp32").embed(TEXTS)
+    vectors = Embedder.load(artifact, variant="bf16").embed(TEXTS)
+    cosine = np.sum(vectors * fp32, axis=1) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(fp32, axis=1))
+    assert cosine.min() >= 0.99 and not np.array_equal(vectors, fp32)
