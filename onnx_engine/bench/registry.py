@@ -9,7 +9,7 @@ from onnx_engine.bench.contenders.embedding import EMBEDDING_CONTENDERS
 from onnx_engine.bench.contenders.seq2seq import SEQ2SEQ_CONTENDERS
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.models import BenchTarget
-from onnx_engine.bench.variants import graph_files
+from onnx_engine.bench.variants import chosen_record
 
 CONTENDER_NAMES = (
     "engine", "ort-raw", "openvino-raw", "pytorch", "pytorch-bf16", "pipeline", "optimum",
@@ -54,8 +54,10 @@ def load_contender(target: BenchTarget, name: str, variant: str, threads: int,
     Raises:
         ContenderUnavailable: it cannot run here (missing library, checkpoint or variant).
     """
-    settings = ContenderSettings(target.artifact, target.reference, variant,
-                                 graph_files(target.artifact, variant), threads, new_tokens)
+    record = chosen_record(target.artifact, variant)
+    graphs = {role: target.artifact / name for role, name in record.graphs.items()}
+    settings = ContenderSettings(target.artifact, target.reference, variant, graphs, threads,
+                                 new_tokens, runtime=record.runtime)
     cls = contender_class(target.task, name)
     cls.check_available(settings)
     contender = cls(settings)

@@ -34,32 +34,31 @@ def graph_files(artifact: Path, variant: str) -> dict[str, Path]:
     Raises:
         ContenderUnavailable: the variant was not made, failed its gate or is not for the CPU.
     """
+    return {role: artifact / name for role, name in chosen_record(artifact, variant).graphs.items()}
+
+
+def chosen_record(artifact: Path, variant: str) -> Any:
+    """The manifest's record of ``variant`` (or of what ``auto`` picks) on the CPU.
+
+    Raises:
+        ContenderUnavailable: the variant was not made, failed its gate or cannot run here.
+    """
     from engine.errors import OnnxEngineError
     from engine.manifest import ArtifactManifest
-    from engine.variants import RUNTIME_OPENVINO, select_variant, variant_records
+    from engine.variants import select_variant, variant_records
 
     manifest = ArtifactManifest.read(artifact)
     try:
-        name, graphs = select_variant(manifest, variant, on_cuda=False,
-                                      openvino_unusable=_openvino_unusable(manifest))
+        name, _ = select_variant(manifest, variant, on_cuda=False,
+                                 openvino_unusable=_openvino_unusable(manifest))
     except OnnxEngineError as error:
         raise ContenderUnavailable(str(error)) from error
-    if variant_records(manifest)[name].runtime == RUNTIME_OPENVINO:
-        raise ContenderUnavailable(
-            f"the '{name}' variant runs on OpenVINO, not on a bare ONNX Runtime session "
-            "(openvino-raw is its floor)"
-        )
-    return {role: artifact / name for role, name in graphs.items()}
+    return variant_records(manifest)[name]
 
 
 def resolve_auto(artifact: Path) -> str:
     """The variant ``auto`` selects on the CPU for this artifact."""
-    from engine.manifest import ArtifactManifest
-    from engine.variants import select_variant
-
-    manifest = ArtifactManifest.read(artifact)
-    return select_variant(manifest, AUTO, on_cuda=False,
-                          openvino_unusable=_openvino_unusable(manifest))[0]
+    return chosen_record(artifact, AUTO).name
 
 
 def load_engine(engine_class: type, base_options: Any, settings: Any) -> Any:

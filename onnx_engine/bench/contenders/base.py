@@ -38,6 +38,7 @@ class ContenderSettings:
         graphs: the ONNX file per graph role for that variant.
         threads: intra-op threads for ONNX Runtime and ``torch.set_num_threads``.
         new_tokens: tokens to generate (seq2seq only).
+        runtime: what runs the variant's graphs: ``onnxruntime``, or ``openvino`` (bf16).
     """
 
     artifact: Path
@@ -46,6 +47,7 @@ class ContenderSettings:
     graphs: dict[str, Path]
     threads: int
     new_tokens: int = 32
+    runtime: str = "onnxruntime"
 
 
 class Contender(ABC):
@@ -56,6 +58,8 @@ class Contender(ABC):
     needs_reference: ClassVar[bool] = False  # loads the PyTorch checkpoint
     runs_variants: ClassVar[bool] = True  # False: PyTorch runs its own fp32 model only
     predictions_are_vectors: ClassVar[bool] = False  # True: embeddings, compared by cosine
+    # Which variants' runtimes it can run: a bare ONNX Runtime session cannot run OpenVINO's bf16.
+    runtimes: ClassVar[tuple[str, ...]] = ("onnxruntime", "openvino")
 
     def __init__(self, settings: ContenderSettings) -> None:
         self.settings = settings
@@ -76,6 +80,11 @@ class Contender(ABC):
             )
         if not cls.runs_variants and settings.variant != REFERENCE_VARIANT:
             raise ContenderUnavailable(f"{cls.name} runs the PyTorch fp32 model only.")
+        if settings.runtime not in cls.runtimes:
+            raise ContenderUnavailable(
+                f"{cls.name} does not run the '{settings.variant}' variant: {settings.runtime} "
+                "runs it."
+            )
 
     @abstractmethod
     def load(self) -> None:
@@ -226,9 +235,9 @@ def ort_session(path: Path, threads: int, spinning: bool = True) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def openvino_compiled(path: Path, threads: int) -> Any:
-    """The graph compiled by OpenVINO for the CPU with its own defaults (bf16 where the CPU has
-    it) and the benchmark's thread count.
+def openvino_compiled(path: Path, threads: int, precision: str) -> Any:
+    """The graph compiled by OpenVINO for the CPU at ``precision`` (``f32`` or ``bf16``) with the
+    benchmark's thread count.
 
     Raises:
         ContenderUnavailable: OpenVINO is not installed.
@@ -241,7 +250,8 @@ def openvino_compiled(path: Path, threads: int) -> Any:
         openvino = openvino_runtime()
     except ProviderError as error:
         raise ContenderUnavailable(f"openvino-raw: {error}") from error
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_PRECISION_HINT": precision}
     return openvino.Core().compile_model(str(path), "CPU", config)
 
 

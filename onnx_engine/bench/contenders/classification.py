@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from onnx_engine.bench.contenders.base import (
     Bf16Autocast,
     Contender,
+    ContenderSettings,
     PipelineContender,
     TorchModelContender,
     engine_tokenizer,
@@ -21,6 +22,7 @@ from onnx_engine.bench.contenders.base import (
     ort_session_options,
     torch_threads,
 )
+from onnx_engine.bench.errors import ContenderUnavailable
 
 
 class EngineClassifier(Contender):
@@ -47,6 +49,7 @@ class OrtRawClassifier(Contender):
     """A bare ``InferenceSession.run`` on pre-tokenized inputs: the floor of what we add."""
 
     name = "ort-raw"
+    runtimes = ("onnxruntime",)
 
     def load(self) -> None:
         self.session = ort_session(self.settings.graphs["model"], self.settings.threads)
@@ -69,13 +72,26 @@ class OrtRawClassifier(Contender):
 
 
 class OpenVinoRawClassifier(OrtRawClassifier):
-    """``ort-raw`` on OpenVINO's runtime: the floor of the OpenVINO path (its default precision,
-    bf16 on CPUs with AMX or AVX512-BF16)."""
+    """``ort-raw`` on OpenVINO's runtime: the floor of the OpenVINO path, the exported graph at
+    f32 (variant fp32) or bf16 (variant bf16)."""
 
     name = "openvino-raw"
+    runtimes = ("onnxruntime", "openvino")
+    _PRECISIONS: ClassVar[dict[str, str]] = {"fp32": "f32", "bf16": "bf16"}
+
+    @classmethod
+    def check_available(cls, settings: ContenderSettings) -> None:
+        super().check_available(settings)
+        if settings.variant not in cls._PRECISIONS:
+            raise ContenderUnavailable(
+                f"{cls.name} runs the exported graph at f32 or bf16, not the "
+                f"'{settings.variant}' variant's ONNX Runtime graph."
+            )
 
     def load(self) -> None:
-        self.compiled = openvino_compiled(self.settings.graphs["model"], self.settings.threads)
+        precision = self._PRECISIONS[self.settings.variant]
+        self.compiled = openvino_compiled(self.settings.graphs["model"], self.settings.threads,
+                                          precision)
         self._input_names = [port.get_any_name() for port in self.compiled.inputs]
         self._tokenizer = engine_tokenizer(self.settings.artifact)
 

@@ -57,6 +57,8 @@ class OrtRawSeq2Seq(Contender):
     and a spinning one would steal the CPU from the next.
     """
 
+    runtimes = ("onnxruntime",)
+
     name = "ort-raw"
 
     def load(self) -> None:
