@@ -105,3 +105,29 @@ def test_bf16_and_openvino_peers_run_where_the_cpu_has_them_else_say_why(distilb
     engine = next(row["p50_ms"] for row in model["rows"] if row["contender"] == "engine")
     assert best[0]["measured"] == pytest.approx(pytorch[fastest] / engine)
     assert f"(best PyTorch: {fastest})" in best[0]["target"]
+
+
+def test_bf16_variant_runs_in_the_engine_and_openvino_raw_not_in_ort_raw(
+    distilbert, tmp_path, copy_artifact
+):
+    """bf16 is OpenVINO's run of the fp32 files: the engine and openvino-raw run it, ort-raw
+    says why it cannot, and ``auto`` resolves to it where it timed fastest."""
+    from engine.openvino import bf16_unusable_reason
+
+    if (reason := bf16_unusable_reason()) is not None:
+        pytest.skip(f"OpenVINO cannot run bf16 here: {reason}")
+    artifact = copy_artifact(distilbert.artifact)
+    assert main(["optimize", str(artifact), "--bf16", "--timing-runs", "1", "-q"]) == 0
+    status = main([
+        "bench", str(artifact), "--batch", "1", "--seq", "8",
+        "--contenders", "engine,ort-raw,openvino-raw", "--variants", "fp32,bf16",
+        "--warmup", "1", "--rounds", "2", "--min-rounds", "1", "--cold-runs", "0",
+        "--no-progress", "--no-floor", "--json", str(tmp_path / "bench.json"),
+    ])
+    assert status == 0
+    model = json.loads((tmp_path / "bench.json").read_text())["models"][0]
+    ran = {(row["contender"], row["variant"]) for row in model["rows"]}
+    assert {("engine", "bf16"), ("openvino-raw", "bf16"), ("ort-raw", "fp32")} <= ran
+    assert ("ort-raw", "bf16") not in ran
+    assert any("ort-raw bf16 skipped: ort-raw does not run the 'bf16' variant" in note
+               for note in model["notes"])

@@ -100,11 +100,18 @@ class ModelBench:
         return float(np.mean(np.sum(np.asarray(ids) != -1, axis=1)))
 
     def _probe(self, variant: str) -> Contender:
-        """The ort-raw contender of ``variant``: it knows each graph's feeds for a workload."""
+        """The ort-raw contender of ``variant``: it knows each graph's feeds for a workload. A
+        variant that ort-raw cannot run (bf16: OpenVINO runs the fp32 files) is counted on the
+        fp32 graphs it runs."""
         if ("ort-raw", variant) in self.contenders:
             return self.contenders[("ort-raw", variant)]
         if variant not in self._probes:
-            self._probes[variant] = self._load("ort-raw", variant)
+            try:
+                self._probes[variant] = self._load("ort-raw", variant)
+            except ContenderUnavailable:
+                if variant == FP32:
+                    raise
+                self._probes[variant] = self._probe(FP32)
         return self._probes[variant]
 
     def _variant_costs(self, workload: Workload) -> dict[str, dict[str, GraphCost]]:
