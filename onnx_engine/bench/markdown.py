@@ -37,7 +37,8 @@ def summary_table(model: dict[str, Any]) -> str:
     columns = sorted({(row["contender"], row["variant"]) for row in rows},
                      key=lambda key: (_COLUMN_ORDER.index(key[0]), key[1]))
     engines = [variant for contender, variant in columns if contender == "engine"]
-    baseline = "pipeline" if any(c == "pipeline" for c, _ in columns) else "sentence-transformers"
+    embedding = any(c.startswith("sentence-transformers") for c, _ in columns)
+    baseline = "sentence-transformers" if embedding else "pipeline"
     by_key = {(r["batch"], r["seq"], r["contender"], r["variant"]): r for r in rows}
     header = ["batch", "seq", *(f"{c} {v} ms" for c, v in columns),
               *(f"engine {v} vs {baseline}" for v in engines),
