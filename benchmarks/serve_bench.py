@@ -58,14 +58,14 @@ def main() -> None:
                              str(target.reference), "--name", args.model],
     }
     with contextlib.ExitStack() as stack:
-        started = {label: stack.enter_context(_started(command))
+        running = {label: stack.enter_context(started(command))
                    for label, command in servers.items()}
-        runs = _load(started, target.artifact, args.model, texts, levels, args.duration,
+        runs = _load(running, target.artifact, args.model, texts, levels, args.duration,
                      args.rounds)
     if args.overload_clients:
         limit = max(1, args.overload_clients // 10)
         label = f"onnx-engine limit {limit}"
-        with _started([*serve, "--max-concurrent-requests", str(limit)]) as server:
+        with started([*serve, "--max-concurrent-requests", str(limit)]) as server:
             runs.update(_load({label: server}, target.artifact, args.model, texts,
                               [limit, args.overload_clients], args.duration, 1))
     meta = run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
@@ -80,19 +80,21 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def _started(command: list[str]) -> Iterator[dict[str, Any]]:
+def started(command: list[str], env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """A ready server subprocess as ``{"url", "rss_mb", "exit_code"}``, stopped with SIGTERM.
 
-    ``rss_mb`` gets the resident memory when ready and when the load is over; ``exit_code`` is
-    filled in when the block ends (the same dict is kept in the results).
+    The server prints its URL as the last word of its first stdout line. ``rss_mb`` gets the
+    resident memory when ready and when the load is over; ``exit_code`` is filled in when the
+    block ends (the same dict is kept in the results). ``env`` adds environment variables.
     """
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # torch's spinning threads steal cores
+    # torch's spinning threads steal cores
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
         _wait_ready(url)
         memory = psutil.Process(process.pid)
-        server = {"url": url, "rss_mb": [_rss_mb(memory)], "exit_code": None}
+        server = {"url": url, "pid": process.pid, "rss_mb": [_rss_mb(memory)], "exit_code": None}
         yield server
         server["rss_mb"].append(_rss_mb(memory))
         process.send_signal(signal.SIGTERM)

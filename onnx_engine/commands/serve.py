@@ -155,5 +155,5 @@ def _run_on_ray(args: argparse.Namespace, specs: dict[str, Path], config: Any, o
         max_queued_requests=args.max_queued_requests,
     )
     app = ray_app.application(specs, config, options, scaling)
-    ray_app.run_blocking(app, args.host, args.port, args.ray_address)
+    ray_app.run_blocking(app, args.host, args.port, args.ray_address, args.log_requests)
     return 0

@@ -51,6 +51,11 @@ _MODEL_PATH = re.compile(r"^/(?:v2/)?models/([^/]+)")
 # Server-wide routes every model's app answers; readiness must hold for every model.
 _READINESS_PATHS = frozenset({"/v2/health/ready", "/health"})
 ROUTER_NAME = "router"
+# Ray Serve's throughput-optimized mode (proxy and replicas run requests on their main event
+# loop, gRPC between them, GC frozen after start-up, no per-request log to stderr) without its
+# direct ingress, which drops the proxy so each replica's own port must be load-balanced from
+# outside. Measured faster here: benchmarks/results/serve-ray-*.md.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
 def _serve() -> Any:
@@ -127,7 +132,11 @@ class RayScaling:
         options: dict[str, Any] = {
             "max_ongoing_requests": ongoing,
             "max_queued_requests": self.max_queued_requests or ongoing,
+            # Past the queue Serve's proxy answers 429 with Retry-After, as the native server.
+            "backpressure_config": {"status_code": 429, "retry_after_s": 1},
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            # One access-log line per request costs the replica CPU: off, like the native server.
+            "logging_config": {"enable_access_log": config.log_requests},
         }
         if self.autoscale is None:
             options["num_replicas"] = self.replicas
@@ -160,12 +169,16 @@ class ForwardedResponse:
     body: bytes
 
 
-class ModelReplica:
+class ModelServer:
     """One replica of one model: the native server's app over that model, loaded once.
 
-    The app runs in-process behind :meth:`forward`. Its lifespan, which starts the batcher,
-    runs in the (async) constructor on this replica's event loop, so a replica is ready when
-    Serve routes to it; it ends when Serve stops the replica, running what is still queued.
+    As the ingress of a one-model application (``serve.ingress()`` over this class, the app
+    bound late by ``__serve_build_asgi_app__`` since the model loads in the replica), Serve's
+    proxy hands HTTP requests straight to the app on this replica's event loop, and Serve runs
+    the app's lifespan (which starts the batcher) before it routes to the replica and when it
+    stops it (what is queued still runs). Behind the router of several models (Serve allows one
+    ingress per application) :class:`RoutedModelServer` runs the same app through
+    :meth:`forward`.
     """
 
     async def __init__(self, name: str, path: str, config: ServeConfig,
@@ -174,8 +187,9 @@ class ModelReplica:
 
         model = await asyncio.to_thread(engine.load, Path(path), options=options)
         self._app = build_app(config, {name: model})
-        self._lifespan = self._app.router.lifespan_context(self._app)
-        await self._lifespan.__aenter__()
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return self._app
 
     async def forward(self, request: ForwardedRequest) -> ForwardedResponse:
         scope = {
@@ -206,9 +220,18 @@ class ModelReplica:
         await self._app(scope, receive, send)
         return ForwardedResponse(start["status"], list(start.get("headers", [])), b"".join(chunks))
 
+
+class RoutedModelServer(ModelServer):
+    """A model replica behind the router: runs its app's lifespan itself (Serve does not)."""
+
+    async def __init__(self, name: str, path: str, config: ServeConfig,
+                       options: RuntimeOptions) -> None:
+        await super().__init__(name, path, config, options)
+        self._lifespan = self._app.router.lifespan_context(self._app)
+        await self._lifespan.__aenter__()
+
     async def __del__(self) -> None:
         """Serve stops the replica: finish what is queued (the native server's drain)."""
-        self._app.state.serving.draining = True
         await self._lifespan.__aexit__(None, None, None)
 
 
@@ -301,17 +324,22 @@ def application(
     """
     serve = _serve()
     replica_options = scaling.runtime_options(options)
+    # Serve allows one ingress per application: a lone model is it; several sit behind the router.
+    replica = serve.ingress()(ModelServer) if len(specs) == 1 else RoutedModelServer
     models = {}
     for name, path in specs.items():
         model_scaling = replace(scaling, replicas=(replicas or {}).get(name, scaling.replicas))
-        deployment = serve.deployment(ModelReplica, name=f"model-{name}",
+        deployment = serve.deployment(replica, name=f"model-{name}",
                                       **model_scaling.model_options(config))
         models[name] = deployment.bind(name, str(Path(path).resolve()), config, replica_options)
+    if len(models) == 1:  # the model's replicas are the ingress: proxy -> replica, one hop
+        return next(iter(models.values()))
     router = serve.deployment(
         Router, name=ROUTER_NAME, num_replicas=scaling.router_replicas,
         # The router only forwards: no CPU reserved, so it never takes a model replica's place.
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=max(1, len(specs)) * 8192,
+        logging_config={"enable_access_log": config.log_requests},
     )
     return router.bind(config, **models)
 
@@ -407,9 +435,16 @@ def _config_value(key: str, value: Any, annotation: str) -> Any:
 
 
 def run_blocking(
-    app: Any, host: str, port: int, address: str | None, on_started: Any = print
+    app: Any, host: str, port: int, address: str | None, access_log: bool = False,
+    on_started: Any = None,
 ) -> None:
-    """Start (or join) Ray, serve ``app`` on ``host:port`` until interrupted, then shut down."""
+    """Start (or join) Ray, serve ``app`` on ``host:port`` until interrupted, then shut down.
+
+    A Ray started here gets :data:`SERVE_ENV` (unless the environment sets those variables),
+    since Serve reads them when its proxy and replica processes start.
+    """
+    import os
+
     import ray
 
     serve = _serve()
@@ -417,11 +452,15 @@ def run_blocking(
         with socket.socket() as probe:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
+    if address is None:
+        for key, value in SERVE_ENV.items():
+            os.environ.setdefault(key, value)
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     try:
-        serve.start(http_options={"host": host, "port": port})
+        serve.start(http_options={"host": host, "port": port},
+                    logging_config={"enable_access_log": access_log})
         serve.run(app, name="onnx-engine", route_prefix="/", blocking=False)
-        on_started(f"onnx-engine serve (Ray): http://{host}:{port}")
+        (on_started or _announce)(f"onnx-engine serve (Ray): http://{host}:{port}")
         signal.signal(signal.SIGTERM, _interrupt)
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -429,6 +468,10 @@ def run_blocking(
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)  # scripts read the URL from the first line
 
 
 def _interrupt(signum: int, frame: Any) -> None:
