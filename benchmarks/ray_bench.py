@@ -1,13 +1,15 @@
 """Ray Serve against the native server: the same load on both, in one run, on one machine.
 
 Starts ``onnx-engine serve MODEL=ARTIFACT`` (native) and ``onnx-engine serve ... --ray
---replicas 2 --ray-num-cpus-per-replica 1`` (its own local Ray) as subprocesses on 127.0.0.1,
+--replicas 2 --ray-num-cpus-per-replica 1`` (its own local Ray; ``--replicas``,
+``--cpus-per-replica`` change the shape) as subprocesses on 127.0.0.1,
 runs the same closed-loop load on both (``onnx_engine.loadtest``, every answer checked against
 the in-process engine; the servers take turns in rounds), then kills one Ray replica's process
 under load and counts what failed. Writes ``benchmarks/results/serve-ray-<name>.{json,md}``.
 
     python -m benchmarks.ray_bench [--model distilbert-base | ARTIFACT] [--concurrency 1,32]
-        [--duration 10] [--rounds 5] [--ray-env tuned|default] [--kill-clients 8]
+        [--duration 10] [--rounds 5] [--replicas 2] [--cpus-per-replica 1]
+        [--ray-env tuned|default] [--kill-clients 8]
 
 ``--ray-env default`` runs Ray Serve with its own defaults (``RAY_SERVE_THROUGHPUT_OPTIMIZED=0``);
 ``tuned`` with :data:`onnx_engine.serving.ray_app.SERVE_ENV`, what ``serve --ray`` sets.
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per level and server")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--cpus-per-replica", type=int, default=1,
+                        help="CPUs (and ONNX Runtime threads) each replica reserves")
     parser.add_argument("--ray-env", choices=sorted(RAY_ENVS), default="tuned")
     parser.add_argument("--kill-clients", type=int, default=8,
                         help="clients loading Ray while one replica is killed (0: skip)")
@@ -59,9 +63,9 @@ def main() -> None:
     texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
     serve = [sys.executable, "-m", "onnx_engine", "serve", f"{name}={target.artifact}",
              "--port", "0"]
-    ray_label = f"ray {args.replicas}x1 CPU ({args.ray_env})"
+    ray_label = f"ray {args.replicas}x{args.cpus_per_replica} CPU ({args.ray_env})"
     ray_command = [*serve, "--ray", "--replicas", str(args.replicas),
-                   "--ray-num-cpus-per-replica", "1"]
+                   "--ray-num-cpus-per-replica", str(args.cpus_per_replica)]
     with contextlib.ExitStack() as stack:
         running = {"native": stack.enter_context(started(serve)),
                    ray_label: stack.enter_context(started(ray_command, RAY_ENVS[args.ray_env]))}
@@ -81,7 +85,9 @@ def main() -> None:
     meta["ray_env"] = RAY_ENVS[args.ray_env]
     meta["targets"] = targets(runs, ray_label, levels)
     meta["replica_kill"] = kill
-    stem = RESULTS / f"serve-ray-{name}-{args.ray_env}"
+    shape = "" if (args.replicas, args.cpus_per_replica) == (2, 1) else (
+        f"-{args.replicas}x{args.cpus_per_replica}")
+    stem = RESULTS / f"serve-ray-{name}-{args.ray_env}{shape}"
     report.write_json(runs, stem.with_suffix(".json"), meta)
     text = (report.markdown(runs, meta) + "\nRay environment: `" + " ".join(
         f"{k}={v}" for k, v in meta["ray_env"].items()) + "`\n\nTargets (issue 11; measured, "

@@ -245,3 +245,16 @@ def test_builder_sizes_replicas_from_string_arguments(distilbert):
     assert config.autoscaling_config.max_replicas == 3
     assert model.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.0}
     assert model.init_args[3].threads == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ssl-certfile", "c.pem", "--ssl-keyfile", "k.pem"], "terminate TLS in front of it"),
+    (["--autoscale", "2"], "MIN:MAX"),
+    (["--replicas", "0"], "replicas must be an integer >= 1"),
+    (["--ray-num-cpus-per-replica", "0"], "num_cpus per replica must be > 0"),
+])
+def test_serve_ray_flags_are_checked_before_ray_starts(distilbert, flags, message, capsys):
+    from onnx_engine.cli import main
+
+    assert main(["serve", f"clf={distilbert.artifact}", "--port", "0", "--ray", *flags]) == 2
+    assert message in capsys.readouterr().err and not ray.is_initialized()

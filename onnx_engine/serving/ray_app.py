@@ -2,21 +2,23 @@
 
 One Serve deployment per model; each replica loads its artifact once and runs the native server's
 own app (:func:`~onnx_engine.serving.app.build_app`: same routes, batcher, limits and metrics)
-over that one model. A thin ``router`` deployment is the HTTP ingress: it reads the model name
-from the path (``/v2/models/NAME/...``, ``/models/NAME...``) and hands the request to that model's
-deployment, whose replicas Serve picks by load (power of two choices). So one port answers every
-route of ``onnx-engine serve``, for every model, with replicas on any node.
+over that one model. With one model its deployment is the application's ingress
+(``@serve.ingress``): Serve's proxy hands each HTTP request straight to a replica (power of two
+choices), so a request crosses one Ray hop, as in any Serve application. Serve allows one
+ingress per application, so several models sit behind a thin ``router`` deployment that reads
+the model name from the path (``/v2/models/NAME/...``, ``/models/NAME...``) and forwards to that
+model's replicas: one more hop (measured in the README). Either way one port answers every route
+of ``onnx-engine serve``, for every model, with replicas on any node.
 
 Backpressure: a replica admits ``max_ongoing_requests`` (>= the batch size, so batches fill);
-Serve holds up to ``max_queued_requests`` more per router replica and rejects the rest, which the
-router answers 429 with ``Retry-After`` like the native server. A replica that dies fails only its
-own requests in flight (503); Serve starts a new one by itself.
+Serve holds up to ``max_queued_requests`` more per proxy (or router replica) and answers the rest
+429 with ``Retry-After`` like the native server. A replica that dies fails only its own requests
+in flight (Serve's proxy answers them 500, the router 503); Serve starts a new one by itself.
 
 ``build(args)`` is the application builder for Ray's own CLI and config files::
 
     serve run onnx_engine.serving.ray_app:build models=clf=/artifacts/clf,t5=/artifacts/t5 replicas=2
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +56,10 @@ ROUTER_NAME = "router"
 # Ray Serve's throughput-optimized mode (proxy and replicas run requests on their main event
 # loop, gRPC between them, GC frozen after start-up, no per-request log to stderr) without its
 # direct ingress, which drops the proxy so each replica's own port must be load-balanced from
-# outside. Measured faster here: benchmarks/results/serve-ray-*.md.
-SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+# outside. And worker niceness 0: Ray starts its workers (here: the proxy and the replicas, i.e.
+# the whole server) at nice 15, so any other busy process on the node takes their CPU first.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+             "RAY_worker_niceness": "0"}
 
 
 def _serve() -> Any:
