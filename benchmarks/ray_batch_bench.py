@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from benchmarks.serve_bench import RESULTS
+from onnx_engine.bench.machine import load_average
 from onnx_engine.bench.models import resolve_target
 from onnx_engine.commands.loadtest import DEFAULT_TEXTS, run_meta
 from onnx_engine.serving.batcher import Batcher, WorkItem
@@ -48,10 +49,11 @@ def main() -> None:
     import engine
 
     target = resolve_target(args.model, args.cache_dir, log=sys.stderr)
-    name = args.name or target.artifact.name
+    name = args.name or target.name
     config = ServeConfig()
     handler = handler_for(engine.load(target.artifact), config)
     texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
+    load_before = load_average()
     counts = dict(zip(texts, handler.token_counts(texts)))
     latencies: dict[str, list[float]] = {"onnx-engine batcher": [], "@serve.batch": []}
     batches: dict[str, list[int]] = {label: [] for label in latencies}
@@ -70,7 +72,7 @@ def main() -> None:
         for label, values in latencies.items()
     }
     meta = run_meta(" ".join(shlex.quote(a) for a in
-                             ["python -m benchmarks.ray_batch_bench", *sys.argv[1:]]), None)
+                             ["python -m benchmarks.ray_batch_bench", *sys.argv[1:]]), load_before)
     stem = RESULTS / f"serve-ray-batching-{name}"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},
                                                     indent=2) + "\n", encoding="utf-8")

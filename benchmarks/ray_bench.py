@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/bench"))
     args = parser.parse_args()
     target = resolve_target(args.model, args.cache_dir, log=sys.stderr)
-    name = args.name or target.artifact.name
+    name = args.name or target.name
     levels = [int(level) for level in args.concurrency.split(",")]
     texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
     serve = [sys.executable, "-m", "onnx_engine", "serve", f"{name}={target.artifact}",

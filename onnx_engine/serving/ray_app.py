@@ -19,10 +19,12 @@ in flight (Serve's proxy answers them 500, the router 503); Serve starts a new o
 
     serve run onnx_engine.serving.ray_app:build models=clf=/artifacts/clf,t5=/artifacts/t5 replicas=2
 """
+
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import signal
 import socket
@@ -439,16 +441,13 @@ def _config_value(key: str, value: Any, annotation: str) -> Any:
 
 
 def run_blocking(
-    app: Any, host: str, port: int, address: str | None, access_log: bool = False,
-    on_started: Any = None,
+    app: Any, host: str, port: int, address: str | None, access_log: bool = False
 ) -> None:
     """Start (or join) Ray, serve ``app`` on ``host:port`` until interrupted, then shut down.
 
     A Ray started here gets :data:`SERVE_ENV` (unless the environment sets those variables),
     since Serve reads them when its proxy and replica processes start.
     """
-    import os
-
     import ray
 
     serve = _serve()
@@ -464,7 +463,8 @@ def run_blocking(
         serve.start(http_options={"host": host, "port": port},
                     logging_config={"enable_access_log": access_log})
         serve.run(app, name="onnx-engine", route_prefix="/", blocking=False)
-        (on_started or _announce)(f"onnx-engine serve (Ray): http://{host}:{port}")
+        # Flushed: scripts read the URL from the first line.
+        print(f"onnx-engine serve (Ray): http://{host}:{port}", flush=True)
         signal.signal(signal.SIGTERM, _interrupt)
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -472,10 +472,6 @@ def run_blocking(
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-def _announce(line: str) -> None:
-    print(line, flush=True)  # scripts read the URL from the first line
 
 
 def _interrupt(signum: int, frame: Any) -> None:
