@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from serve_support import wait_ready
 from test_serve import SOURCES, TEXTS, _host, _text_input, serve_models  # noqa: F401 (fixture)
 
 APP = "onnx-engine"
+REPO = Path(__file__).resolve().parents[1]
 # Small limits so overload is reachable with a few dozen requests: a replica admits 4 requests,
 # the proxy queues 2 more per model, the rest get 429.
 CONFIG = ServeConfig(max_batch_size=4, max_concurrent_requests=4)
@@ -258,3 +260,18 @@ def test_serve_ray_flags_are_checked(distilbert, flags, message, capsys):
 
     assert main(["serve", f"clf={distilbert.artifact}", "--port", "0", "--ray", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["serve-config.yaml", "kuberay-rayservice.yaml"])
+def test_example_configs_are_valid_serve_configs_that_build(source, distilbert, t5_v1_1):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    document = yaml.safe_load((REPO / "deploy" / source).read_text())
+    config = yaml.safe_load(document["spec"]["serveConfigV2"]) if "spec" in document else document
+    ServeDeploySchema.model_validate(config)
+    (entry,) = config["applications"]
+    assert entry["import_path"] == "onnx_engine.serving.ray_app:build"
+    local = {"clf": str(distilbert.artifact), "t5": str(t5_v1_1.artifact)}
+    args = {**entry["args"], "models": {name: local[name] for name in entry["args"]["models"]}}
+    assert build(args) is not None
