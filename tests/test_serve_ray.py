@@ -124,8 +124,9 @@ def test_overload_gets_429_and_admitted_requests_their_answers(one_model, serve_
     responses = asyncio.run(_classify_all(one_model, 40, texts))
     statuses = [response.status_code for response in responses]
     assert set(statuses) <= {200, 429}, [r.text for r in responses if r.status_code not in (200, 429)]
-    # Serve counts requests still being assigned as queued, so a burst may fill one replica only.
-    assert statuses.count(429) > 0 and statuses.count(200) >= CONFIG.max_concurrent_requests, \
+    # Serve counts requests it is still assigning to a replica as queued, so of a burst it admits
+    # at least max_queued_requests, and more as replicas report room.
+    assert statuses.count(429) > 0 and statuses.count(200) >= SCALING.max_queued_requests, \
         statuses
     # Serve's proxy rejects past the queue (its own text body), with the native Retry-After.
     rejected = next(r for r in responses if r.status_code == 429)
