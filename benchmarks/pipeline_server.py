@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 from typing import Any
 
 import torch
 import transformers
 import uvicorn
 from fastapi import FastAPI, HTTPException
+
+from onnx_engine.serving.server import Listener, bind
 
 
 def build_app(checkpoint: str, name: str) -> FastAPI:
@@ -50,10 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     app = build_app(args.checkpoint, args.name)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(2048)
+    sock = bind(Listener(port=args.port))  # 127.0.0.1, TCP_NODELAY as the engine's server
     print(f"pipeline server: {args.name} on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 

@@ -1,14 +1,19 @@
-"""The serving benchmark behind the README table: three servers, one load test, one machine.
+"""The serving benchmark behind the README tables: the engine's server and its peers, one load
+test, one machine, one run.
 
 Servers, each started here as a subprocess on 127.0.0.1 (ephemeral port) and stopped with SIGTERM:
-``onnx-engine serve`` with dynamic batching, the same server with ``--max-batch-size 1``, and the
-FastAPI + ``transformers.pipeline`` contender (``benchmarks/pipeline_server.py``). Each gets the
-same closed-loop load (``onnx_engine.loadtest``; every answer checked against the in-process
-engine), then the batching server is pushed to 10x its concurrency limit. Writes
-``benchmarks/results/serve-<model>.{json,md,png}``.
+``onnx-engine serve`` with dynamic batching and its peers for the model's task. A classifier or
+T5: the same server with ``--max-batch-size 1`` and FastAPI + ``transformers.pipeline``
+(``benchmarks/pipeline_server.py``), over the Hugging Face protocol. Sentence embeddings: FastAPI +
+sentence-transformers on PyTorch fp32 and, on CPUs with bf16 instructions, under bf16 autocast
+(``benchmarks/st_server.py``), over OpenAI's ``/v1/embeddings``. Each gets the same closed-loop
+load (``onnx_engine.loadtest``; every answer checked against the in-process engine), the servers
+taking turns round by round; then, unless ``--overload-clients 0``, the batching server is pushed
+to 10x its concurrency limit. Writes ``benchmarks/results/serve-<model>.{json,md,png}``.
 
     python benchmarks/serve_bench.py [--model distilbert-base] [--concurrency 1,8,32]
                                      [--duration 5] [--overload-clients 320]
+    python benchmarks/serve_bench.py --model all-minilm-l6-v2 --concurrency 1,32
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from typing import Any, Iterator
 import httpx
 import psutil
 
-from onnx_engine.bench.models import resolve_target
+from engine.manifest import TASK_FEATURE_EXTRACTION
+from onnx_engine.bench.models import BenchTarget, resolve_target
 from onnx_engine.commands.loadtest import DEFAULT_TEXTS, load_test, run_meta
 from onnx_engine.loadtest import protocols, reference, report, runner
 
 MODULES = {"protocols": protocols, "reference": reference, "runner": runner, "report": report}
 RESULTS = Path(__file__).resolve().parent / "results"
+ENGINE = "onnx-engine"
+ENGINE_BATCH_1 = "onnx-engine batch 1"
 
 
 def main() -> None:
@@ -51,25 +59,20 @@ def main() -> None:
     texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
     serve = [sys.executable, "-m", "onnx_engine", "serve", f"{args.model}={target.artifact}",
              "--port", "0"]
-    servers = {
-        "onnx-engine": serve,
-        "onnx-engine batch 1": [*serve, "--max-batch-size", "1"],
-        "fastapi+pipeline": [sys.executable, str(Path(__file__).with_name("pipeline_server.py")),
-                             str(target.reference), "--name", args.model],
-    }
+    protocol, servers = contest(target, args.model, serve)
     with contextlib.ExitStack() as stack:
         running = {label: stack.enter_context(started(command))
                    for label, command in servers.items()}
-        runs = _load(running, target.artifact, args.model, texts, levels, args.duration,
-                     args.rounds)
+        runs = _load(running, target.artifact, args.model, protocol, texts, levels,
+                     args.duration, args.rounds)
     if args.overload_clients:
         limit = max(1, args.overload_clients // 10)
         label = f"onnx-engine limit {limit}"
         with started([*serve, "--max-concurrent-requests", str(limit)]) as server:
-            runs.update(_load({label: server}, target.artifact, args.model, texts,
+            runs.update(_load({label: server}, target.artifact, args.model, protocol, texts,
                               [limit, args.overload_clients], args.duration, 1))
     meta = run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
-                    runs["onnx-engine"]["load_before"])
+                    runs[ENGINE]["load_before"])
     meta["targets"] = targets(runs, levels)
     stem = RESULTS / f"serve-{args.model}"
     report.write_json(runs, stem.with_suffix(".json"), meta)
@@ -77,6 +80,26 @@ def main() -> None:
     stem.with_suffix(".md").write_text(table, encoding="utf-8")
     report.plot({k: v for k, v in runs.items() if "limit" not in k}, stem.with_suffix(".png"))
     print(table)
+
+
+def contest(target: BenchTarget, model: str,
+            serve: list[str]) -> tuple[str, dict[str, list[str]]]:
+    """The load test's protocol and the servers (label -> command) for the target's task."""
+    here = Path(__file__).resolve().parent
+    if target.task == TASK_FEATURE_EXTRACTION:
+        from onnx_engine.bench.contenders.embedding import cpu_has_bf16
+
+        peer = [sys.executable, str(here / "st_server.py"), str(target.reference), "--name", model]
+        servers = {ENGINE: serve, "fastapi+sentence-transformers": peer}
+        if cpu_has_bf16():  # elsewhere torch emulates bf16, slower than fp32
+            servers["fastapi+sentence-transformers bf16"] = [*peer, "--bf16"]
+        return "openai", servers
+    return "hf", {
+        ENGINE: serve,
+        ENGINE_BATCH_1: [*serve, "--max-batch-size", "1"],
+        "fastapi+pipeline": [sys.executable, str(here / "pipeline_server.py"),
+                             str(target.reference), "--name", model],
+    }
 
 
 @contextlib.contextmanager
@@ -92,7 +115,7 @@ def started(command: list[str], env: dict[str, str] | None = None) -> Iterator[d
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
-        _wait_ready(url)
+        _wait_ready(url, process)
         memory = psutil.Process(process.pid)
         server = {"url": url, "pid": process.pid, "rss_mb": [_rss_mb(memory)], "exit_code": None}
         yield server
@@ -109,19 +132,22 @@ def _rss_mb(process: psutil.Process) -> float:
     return round(process.memory_info().rss / 2**20, 1)
 
 
-def _load(servers: dict[str, dict[str, Any]], artifact: Path, model: str, texts: list[str],
-          levels: list[int], duration: float, rounds: int) -> dict[str, Any]:
+def _load(servers: dict[str, dict[str, Any]], artifact: Path, model: str, protocol: str,
+          texts: list[str], levels: list[int], duration: float, rounds: int) -> dict[str, Any]:
     urls = {label: server["url"] for label, server in servers.items()}
-    runs = load_test(MODULES, urls, model, str(artifact), "hf", texts, levels, duration, 100_000,
-                     {}, 16, rounds=rounds)
+    runs = load_test(MODULES, urls, model, str(artifact), protocol, texts, levels, duration,
+                     100_000, {}, 16, rounds=rounds)
     for label, server in servers.items():
         runs[label]["server"] = server
     return runs
 
 
-def _wait_ready(url: str, timeout_s: float = 180) -> None:
+def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {process.returncode} "
+                               "before it was ready (its error is above)")
         try:
             if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
                 return
@@ -132,23 +158,25 @@ def _wait_ready(url: str, timeout_s: float = 180) -> None:
 
 
 def targets(runs: dict[str, Any], levels: list[int]) -> dict[str, Any]:
-    """The issue's serving targets as measured ratios (reported, never asserted)."""
-    def level(label: str, clients: int) -> dict[str, Any]:
-        return next(x for x in runs[label]["levels"] if x["concurrency"] == clients)
+    """The issues' serving targets as measured ratios (reported, never asserted): the engine's
+    throughput at the top concurrency against each peer and against the best of them."""
+    def throughput(label: str, clients: int) -> float:
+        return next(x for x in runs[label]["levels"] if x["concurrency"] == clients)["throughput_rps"]
 
     top = max(levels)
-    engine = runs["onnx-engine"]
-    found: dict[str, Any] = {
-        "overhead_p50_ms_at_1": engine["overhead"]["overhead_p50_ms"],
-        f"throughput_vs_batch1_at_{top}": round(
-            level("onnx-engine", top)["throughput_rps"]
-            / level("onnx-engine batch 1", top)["throughput_rps"], 2),
-        f"throughput_vs_pipeline_at_{top}": round(
-            level("onnx-engine", top)["throughput_rps"]
-            / level("fastapi+pipeline", top)["throughput_rps"], 2),
-        "mixed_up_or_lost": sum(x["mixed_up"] + x["lost"] for run in runs.values()
-                                for x in run["levels"]),
-    }
+    engine = throughput(ENGINE, top)
+    peers = {label: throughput(label, top) for label in runs
+             if label != ENGINE and "limit" not in label}
+    found: dict[str, Any] = {"overhead_p50_ms_at_1": runs[ENGINE]["overhead"]["overhead_p50_ms"]}
+    for label, rps in peers.items():
+        found[f"throughput_vs_{label}_at_{top}"] = round(engine / rps, 2) if rps else None
+    best = max((label for label in peers if not label.startswith(ENGINE)), key=peers.get,
+               default=None)
+    if best is not None and peers[best]:
+        found[f"throughput_vs_best_peer_at_{top}"] = {"peer": best,
+                                                       "ratio": round(engine / peers[best], 2)}
+    found["mixed_up_or_lost"] = sum(x["mixed_up"] + x["lost"] for run in runs.values()
+                                    for x in run["levels"])
     overload = [label for label in runs if "limit" in label]
     if overload:
         saturated, over = runs[overload[0]]["levels"]  # at the limit, then 10x past it
@@ -164,7 +192,7 @@ def targets(runs: dict[str, Any], levels: list[int]) -> dict[str, Any]:
 
 
 def target_lines(found: dict[str, Any], runs: dict[str, Any]) -> str:
-    lines = ["Targets (issue 10; measured, not asserted):", ""]
+    lines = ["Targets (measured, not asserted):", ""]
     lines += [f"- {name}: {value}" for name, value in found.items()]
     lines += ["", "Server RSS before/after (MB) and exit code after SIGTERM:", ""]
     lines += [f"- {label}: {run['server']['rss_mb']}, exit {run['server']['exit_code']}"

@@ -16,6 +16,12 @@ from engine.variant_retime import retimed_auto
 from engine.variant_sessions import open_graphs, open_variant
 
 Model = TypeVar("Model", bound="ArtifactModel")
+# What text models' variants are timed on at load (engine.variant_retime): ordinary text, ~60
+# tokens.
+TIMING_TEXT = (
+    "The delivery came two days late, but the support team answered quickly and refunded the "
+    "shipping cost; the product itself works well, although the manual is hard to follow."
+)
 
 
 class ArtifactModel:

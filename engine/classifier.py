@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel
+from engine.artifact_model import TIMING_TEXT, ArtifactModel
 from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
@@ -19,11 +19,6 @@ from engine.variants import FP32
 _TOP_K_UNSET = object()
 Inputs = Union[str, dict, Sequence[Union[str, dict]]]
 ACTIVATIONS = ("softmax", "sigmoid", "none")
-# What variants are timed on at load (engine.variant_retime): ordinary text, ~60 tokens.
-_TIMING_TEXT = (
-    "The delivery came two days late, but the support team answered quickly and refunded the "
-    "shipping cost; the product itself works well, although the manual is hard to follow."
-)
 
 
 def default_activation(config: dict[str, Any]) -> str:
@@ -98,7 +93,7 @@ class Classifier(ArtifactModel):
         return cls(artifact, sessions["model"], tokenizer, variant, guard_finite=checked)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:
-        short, long = [_TIMING_TEXT[:40]], [_TIMING_TEXT] * 8
+        short, long = [TIMING_TEXT[:40]], [TIMING_TEXT] * 8
         return {"b1_short": lambda: self.logits(short), "b8_long": lambda: self.logits(long, 8)}
 
     @property

@@ -6,12 +6,12 @@ The graph returns token embeddings; pooling and normalization run here in NumPy
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel
+from engine.artifact_model import TIMING_TEXT, ArtifactModel
 from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
@@ -69,6 +69,10 @@ class Embedder(ArtifactModel):
         pooling = PoolingConfig.from_artifact(artifact)
         tokenizer = TextTokenizer.from_artifact(artifact)
         return cls(artifact, sessions["model"], tokenizer, pooling, variant, guard_finite=checked)
+
+    def timing_calls(self) -> dict[str, Callable[[], object]]:
+        short, long = [TIMING_TEXT[:40]], [TIMING_TEXT] * 8
+        return {"b1_short": lambda: self.embed(short), "b8_long": lambda: self.embed(long, 8)}
 
     @property
     def providers(self) -> list[str]:

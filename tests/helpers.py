@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,13 @@ def corrupting_recipe(recipe, scratch: Path):
         return recipe.build(corrupted, target, config)
 
     return VariantRecipe(recipe.target, build)
+
+
+def timed_elsewhere(artifact: Path) -> None:
+    """Rewrite the manifest so every timed variant's CPU timings come from another machine."""
+    data = json.loads((artifact / "manifest.json").read_text())
+    other = {"model": "Imaginary CPU 9000", "flags": ["avx2"], "cores": 64}
+    for record in data["variants"].values():
+        if "cpu" in record["speeds"]:  # a variant that failed its gate was never timed
+            record["speeds"]["cpu"]["cpu"] = other
+    (artifact / "manifest.json").write_text(json.dumps(data))

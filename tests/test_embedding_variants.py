@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import numpy as np
 import pytest
-from helpers import corrupting_recipe
+from helpers import corrupting_recipe, timed_elsewhere
 
 from engine.embedder import Embedder
 from engine.errors import ArtifactError
@@ -88,7 +89,8 @@ def test_gate_overrides_reach_the_embedding_limits():
     assert gates[INT8].min_retrieval_agreement == EMBEDDING_GATES[INT8].min_retrieval_agreement
 
 
-def test_optimize_gates_a_damaged_variant_out_and_auto_avoids_it(tiny_embedder_factory, tmp_path):
+def test_optimize_gates_a_damaged_variant_out_and_auto_avoids_it(tiny_embedder_factory, tmp_path,
+                                                                 caplog):
     artifact = tmp_path / "artifact"
     shutil.copytree(tiny_embedder_factory("mean").artifact, artifact)
     recipes = default_recipes()
@@ -109,3 +111,9 @@ def test_optimize_gates_a_damaged_variant_out_and_auto_avoids_it(tiny_embedder_f
     assert Embedder.load(artifact, variant=AUTO).variant in (FP32, FUSED)
     with pytest.raises(ArtifactError, match="failed its accuracy gate"):
         Embedder.load(artifact, variant=INT8)
+    # Timings from another CPU: auto times the passing variants here and keeps the faster.
+    timed_elsewhere(artifact)
+    with caplog.at_level(logging.WARNING):
+        retimed = Embedder.load(artifact, variant=AUTO)
+    assert f"picked '{retimed.variant}'" in caplog.text and retimed.variant in (FP32, FUSED)
+    np.testing.assert_allclose(retimed.embed(texts), fp32.embed(texts), atol=1e-4)

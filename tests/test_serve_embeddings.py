@@ -5,6 +5,9 @@ in-process (within 1e-5 relative: batch composition changes padding and summatio
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 import numpy as np
 import pytest
@@ -98,3 +101,52 @@ def test_hugging_face_feature_extraction_with_inference_client(served):
     raw = httpx.post(f"{url}/models/minilm",
                      json={"inputs": ["one"], "parameters": {"normalize": False}}, timeout=30)
     _close(raw.json(), model.embed(["one"], normalize=False))
+
+
+@pytest.mark.parametrize("protocol", ["openai", "hf", "v2"])
+def test_loadtest_checks_every_embedding(served, minilm_embedder, protocol, tmp_path, capsys):
+    """A bounded load test against the real server passes its answers, by cosine to the
+    in-process Embedder, on each protocol that serves embeddings."""
+    from onnx_engine.cli import main
+
+    url, _ = served
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS[:3]) + "\n", encoding="utf-8")
+    out = tmp_path / "result.json"
+    code = main(["loadtest", url, "--model", "minilm", "--artifact", str(minilm_embedder.artifact),
+                 "--protocol", protocol, "--concurrency", "1,4", "--duration", "0.5",
+                 "--max-requests", "24", "--texts", str(texts), "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["cpu_isa_flags"] is None or isinstance(result["cpu_isa_flags"], list)
+    levels = result["servers"]["server"]["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 4]
+    assert all(0 < level["statuses"].get("200", 0) <= 24 and level["mixed_up"] == level["lost"] == 0
+               and level["mean_batch_size"] >= 1 for level in levels)
+
+
+def test_loadtest_catches_a_vector_of_another_text(served):
+    """Each text's expected vector swapped for another text's: every answer is a mix-up."""
+    from onnx_engine.loadtest.protocols import Protocol
+    from onnx_engine.loadtest.reference import Reference
+    from onnx_engine.loadtest.runner import run_level
+
+    url, model = served
+    texts = ["A man is eating food.", "The stock market fell sharply today.", "Where is the cat?"]
+    vectors = model.embed(texts)
+    shifted = Reference({text: vectors[(index + 1) % 3] for index, text in enumerate(texts)},
+                        "feature-extraction")
+    protocol = Protocol("openai", "feature-extraction", "minilm", {})
+    level = asyncio.run(run_level(url, protocol, texts, shifted, 2, 5.0, 6, {})).result()
+    assert level.requests == 6 and level.mixed_up == 6 and level.statuses == {"200": 6}
+    right = Reference(dict(zip(texts, vectors)), "feature-extraction")
+    level = asyncio.run(run_level(url, protocol, texts, right, 2, 5.0, 6, {})).result()
+    assert level.requests == 6 and level.mixed_up == 0
+
+
+def test_loadtest_openai_protocol_needs_an_embedding_model():
+    from engine.errors import InputError
+    from onnx_engine.loadtest.protocols import Protocol
+
+    with pytest.raises(InputError, match="embeddings API"):
+        Protocol("openai", "text-classification", "clf", {})

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="model name on the server")
     parser.add_argument("--artifact", required=True,
                         help="the model's artifact, run in-process to check each answer")
-    parser.add_argument("--protocol", choices=("v2", "hf"), default="hf")
+    parser.add_argument("--protocol", choices=("v2", "hf", "openai"), default="hf",
+                        help="openai: POST /v1/embeddings (feature-extraction models)")
     parser.add_argument("--concurrency", default="1,4,16,64",
                         help="comma-separated client counts, one level each")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per level")
@@ -113,9 +114,12 @@ def load_test(modules: dict[str, Any], urls: dict[str, str], model_name: str, ar
 
 
 def run_meta(command: str, load_before: Any) -> dict[str, Any]:
+    from engine.cpu import current_cpu
     from onnx_engine.bench.machine import cpu_model, load_average
 
+    flags = current_cpu().flags  # they pick the matmul kernels: figures differ with them
     return {"command": command, "cpu": cpu_model(), "cores": os.cpu_count(),
+            "cpu_isa_flags": list(flags) if flags is not None else None,
             "load_before": load_before, "load_after": load_average()}
 
 

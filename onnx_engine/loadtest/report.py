@@ -23,7 +23,8 @@ def markdown(runs: Runs, meta: dict[str, Any]) -> str:
     lines = [
         f"Load test of `{first['model']}` ({first['task']}, {first['protocol']} protocol), "
         f"closed-loop clients, {first['duration_s']} s per level.",
-        f"Machine: {meta.get('cpu', '?')}, load average before/after "
+        f"Machine: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, ISA flags "
+        f"{' '.join(meta.get('cpu_isa_flags') or []) or 'unknown'}, load average before/after "
         f"{meta.get('load_before')} / {meta.get('load_after')}. Command: `{meta.get('command', '')}`",
         "",
         "| server | clients | req/s | vs first | p50 ms | p90 ms | p99 ms | mean batch | "
