@@ -127,6 +127,7 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: tuple[
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; an all-zero row stays zero (the norm is clamped at 1e-12)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    """Vectors along the last axis scaled to unit length; an all-zero one stays zero (the norm
+    is clamped at 1e-12)."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.maximum(norms, _NORM_EPS)).astype(np.float32, copy=False)

@@ -10,7 +10,7 @@ on PyTorch fp32, as for every other gate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -66,14 +66,18 @@ def load_embedding_reference(model: str) -> MemoizedEmbeddingReference:
     return MemoizedEmbeddingReference(FeatureExtractionExporter().load_reference(model))
 
 
-def gate_texts(max_length: int) -> tuple[str, ...]:
-    """The export's check set, then the retrieval documents, then the queries."""
-    return (*check_texts(max_length), *DOCUMENTS, *QUERIES)
+def gate_texts(max_length: int, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """``extra`` texts (calibration), the export's check set, the retrieval documents, then the
+    queries (:func:`compare_embeddings` finds documents and queries at the end)."""
+    return (*extra, *check_texts(max_length), *DOCUMENTS, *QUERIES)
 
 
-def embedding_figures(engine: Embedder, reference: MemoizedEmbeddingReference) -> VariantFigures:
-    """The variant's embeddings and rankings against the reference's."""
-    texts = gate_texts(engine.max_length)
+def embedding_figures(
+    engine: Embedder, reference: MemoizedEmbeddingReference, extra: Sequence[str] = ()
+) -> VariantFigures:
+    """The variant's embeddings and rankings against the reference's; the minimum cosine also
+    covers the ``extra`` (calibration) texts."""
+    texts = gate_texts(engine.max_length, tuple(dict.fromkeys(extra)))
     ours = engine.embed(list(texts))
     theirs = reference.encode(texts, engine.pooling)
     return compare_embeddings(ours, theirs, texts, engine.pooling.similarity)

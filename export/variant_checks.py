@@ -20,6 +20,7 @@ from engine.classifier import Classifier
 from engine.cpu import current_cpu
 from engine.embedder import Embedder
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.pooling import l2_normalize
 from engine.seq2seq import Seq2SeqLM
 from engine.session import RuntimeOptions
 from engine.variants import FP32, INT8, VariantFigures, VariantSpeed
@@ -85,6 +86,42 @@ class VariantChecker(ABC):
         """How the accuracy-aware int8 search judges a graph; None where the task has none."""
         return None
 
+    def text_search_probe(
+        self,
+        artifact: Artifact,
+        reference: Any,
+        scores: Callable[[Any], Callable[[np.ndarray], np.ndarray]],
+    ) -> SearchProbe:
+        """The probe of a one-graph text model: gate figures, timings, and the check set plus
+        calibration texts tokenized one by one (static ranges) and in sorted batches (to rank
+        matmuls on). ``scores(fp32_engine)`` turns the graph's first output into what a matmul's
+        error is measured on."""
+        options = RuntimeOptions(provider="cpu", verify_hashes=False)
+
+        def engine(path: Path) -> Any:
+            return self.open(artifact, {"model": path.name}, options, INT8)
+
+        def latency_ms(path: Path) -> float:
+            return measure_speeds({"trial": self.workloads(engine(path))}, runs=3)["trial"].score_ms
+
+        fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file}, options, FP32)
+
+        def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
+            return fp32.session.select_inputs(fp32.tokenizer.encode(list(texts)).feeds())
+
+        texts = check_texts(artifact.manifest.max_length) + self.calibration
+        sample = sorted(texts[:: max(1, len(texts) // SENSITIVITY_SAMPLE)], key=len)
+        return SearchProbe(
+            figures=lambda path: self.figures(engine(path), reference),
+            latency_ms=latency_ms,
+            feeds=[feeds([text]) for text in texts],
+            sample_feeds=[
+                feeds(sample[start : start + CALIBRATION_BATCH])
+                for start in range(0, len(sample), CALIBRATION_BATCH)
+            ],
+            scores=scores(fp32),
+        )
+
 
 class ClassifierChecker(VariantChecker):
     """The export's check set at batch 1 and padded, plus the calibration texts in batches."""
@@ -115,32 +152,8 @@ class ClassifierChecker(VariantChecker):
         ]
 
     def search_probe(self, artifact: Artifact, reference: ClassifierReference) -> SearchProbe:
-        """Gate figures, timings, and the calibration texts tokenized one by one and batched."""
-        options = RuntimeOptions(provider="cpu", verify_hashes=False)
-
-        def engine(path: Path) -> Classifier:
-            return self.open(artifact, {"model": path.name}, options, INT8)
-
-        def latency_ms(path: Path) -> float:
-            return measure_speeds({"trial": self.workloads(engine(path))}, runs=3)["trial"].score_ms
-
-        fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file}, options, FP32)
-
-        def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
-            return fp32.session.select_inputs(fp32.tokenizer.encode(list(texts)).feeds())
-
-        texts = check_texts(reference.max_length) + self.calibration
-        sample = sorted(texts[:: max(1, len(texts) // SENSITIVITY_SAMPLE)], key=len)
-        return SearchProbe(
-            figures=lambda path: self.figures(engine(path), reference),
-            latency_ms=latency_ms,
-            feeds=[feeds([text]) for text in texts],
-            sample_feeds=[
-                feeds(sample[start : start + CALIBRATION_BATCH])
-                for start in range(0, len(sample), CALIBRATION_BATCH)
-            ],
-            scores=fp32.scores,
-        )
+        """A matmul's error is measured on the scores (softmax or sigmoid of the logits)."""
+        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores)
 
     def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
         short = [SENTENCES[1]]
@@ -171,7 +184,8 @@ class Seq2SeqChecker(VariantChecker):
 
 
 class EmbeddingChecker(VariantChecker):
-    """Sentence embeddings: cosine to sentence-transformers and retrieval ranking."""
+    """Sentence embeddings: cosine to sentence-transformers on the check set, the retrieval set
+    and the calibration texts, and retrieval ranking."""
 
     task = TASK_FEATURE_EXTRACTION
     engine_class = Embedder
@@ -183,10 +197,23 @@ class EmbeddingChecker(VariantChecker):
         return engine.session.on_cuda
 
     def figures(self, engine: Embedder, reference: MemoizedEmbeddingReference) -> VariantFigures:
-        return embedding_figures(engine, reference)
+        return embedding_figures(engine, reference, self.calibration)
+
+    def search_probe(
+        self, artifact: Artifact, reference: MemoizedEmbeddingReference
+    ) -> SearchProbe:
+        """A matmul's error is measured on the token embeddings scaled to unit length (their
+        direction is what the pooled, normalized sentence vector and its cosine are made of),
+        one row of all its tokens per text, so the search takes each text's largest change."""
+        return self.text_search_probe(artifact, reference, lambda fp32: _unit_tokens_per_text)
 
     def workloads(self, engine: Embedder) -> dict[str, Callable[[], object]]:
         return embedding_workloads(engine)
+
+
+def _unit_tokens_per_text(hidden: np.ndarray) -> np.ndarray:
+    """``[batch, seq, hidden]`` token embeddings as ``[batch, seq * hidden]`` unit vectors."""
+    return l2_normalize(hidden).reshape(len(hidden), -1)
 
 
 VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
