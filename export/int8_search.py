@@ -157,6 +157,8 @@ def _search_method(
             "method": method, "kept": len(kept), "passed": not problems,
             "max_prob_diff": round(figures.max_prob_diff, 5),
             "agreement": round(figures.agreement, 5), "flips": len(figures.flips),
+            **({"min_cosine": round(figures.min_cosine, 6)} if figures.min_cosine is not None
+               else {}),
         })
         return _Candidate(method, tuple(kept), figures, file, made_with)
 

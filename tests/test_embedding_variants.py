@@ -12,6 +12,7 @@ from helpers import corrupting_recipe, timed_elsewhere
 from engine.embedder import Embedder
 from engine.errors import ArtifactError
 from engine.variants import AUTO, FP32, FUSED, INT8, variant_records
+from export.calibration import DEFAULT_SENTENCES
 from export.embedding_variants import EMBEDDING_GATES, compare_embeddings, gate_texts
 from export.gates import gate_verdict, gates_with_overrides
 from export.optimize import OptimizeSettings, default_recipes, optimize_artifact
@@ -117,3 +118,42 @@ def test_optimize_gates_a_damaged_variant_out_and_auto_avoids_it(tiny_embedder_f
         retimed = Embedder.load(artifact, variant=AUTO)
     assert f"picked '{retimed.variant}'" in caplog.text and retimed.variant in (FP32, FUSED)
     np.testing.assert_allclose(retimed.embed(texts), fp32.embed(texts), atol=1e-4)
+
+
+def test_int8_search_keeps_the_most_sensitive_matmuls_for_a_tight_cosine_bound(
+    tiny_embedder_factory, tmp_path
+):
+    """The accuracy-aware int8 search runs for embedding models: under a cosine bound tighter
+    than fully quantized int8 measures, it keeps matmuls in fp32, most sensitive first (ranked
+    on padded batches of varying length), and the result holds the bound or is refused."""
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_embedder_factory("mean").artifact, artifact)
+    calibration = tmp_path / "texts.txt"
+    calibration.write_text("\n".join(DEFAULT_SENTENCES.read_text().splitlines()[:40]))
+    quick = {"artifact": artifact, "variants": (INT8,), "timing_runs": 1, "quiet": True,
+             "calibration": calibration}
+    full = optimize_artifact(OptimizeSettings(**quick)).variants[INT8]
+    assert full.passed and not full.made_with["model"]["accuracy_aware"]["kept_fp32_nodes"]
+    fully_quantized = [trial["min_cosine"] for trial in
+                       full.made_with["model"]["accuracy_aware"]["trials"] if trial["kept"] == 0]
+    bound = 1 - (1 - max(fully_quantized)) / 4  # neither way passes fully quantized
+    record = optimize_artifact(OptimizeSettings(
+        **quick, gate_overrides=(f"int8.min_cosine={bound}",)
+    )).variants[INT8]
+    search = record.made_with["model"]["accuracy_aware"]
+    ranked = next(trial["sensitivity"] for trial in search["trials"]
+                  if trial.get("method") == search["method"] and "sensitivity" in trial)
+    assert all(error >= 0 for _, error in ranked) and ranked[0][1] > 0
+    kept = search["kept_fp32_nodes"]
+    tried = {trial["kept"]: trial for trial in search["trials"]
+             if trial.get("method") == search["method"] and "kept" in trial}
+    assert tried[0]["min_cosine"] < bound
+    assert kept == [name for name, _ in ranked[: len(kept)]]
+    if record.passed:
+        assert kept and record.figures.min_cosine >= bound
+        assert tried[len(kept) - 1]["passed"] is False  # one fewer did not pass: the fewest
+        texts = list(QUERIES)
+        np.testing.assert_allclose(Embedder.load(artifact, variant=INT8).embed(texts),
+                                   Embedder.load(artifact, variant=FP32).embed(texts), atol=0.05)
+    else:
+        assert "min cosine" in record.reason
