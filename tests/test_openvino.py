@@ -137,14 +137,9 @@ def test_without_bf16_the_variant_is_recorded_unbuilt_and_all_leaves_it_out(
 
 @needs_bf16
 def test_t5_bf16_variant_is_gated_on_tokens_and_generates_on_openvino(t5_factory, tmp_path):
-    artifact = tmp_path / "t5"
-    shutil.copytree(t5_factory("t5").artifact, artifact)
-    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,),
-                                                  timing_runs=1, quiet=True))
-    record = manifest.variants[BF16]
-    assert record.passed, record.reason
+    artifact, record = _with_passing_bf16(t5_factory("t5").artifact, tmp_path)
     assert record.figures.agreement >= record.gate.min_agreement
-    assert dict(record.graphs) == dict(variant_records(manifest)[FP32].graphs)
+    assert dict(record.graphs) == dict(variant_records(ArtifactManifest.read(artifact))[FP32].graphs)
     lm = Seq2SeqLM.load(artifact, variant="bf16")
     assert lm.variant == BF16 and lm.providers == [OPENVINO]
     generated = lm.generate(["translate English to German: the house is small"], max_new_tokens=8)
@@ -155,15 +150,21 @@ def test_t5_bf16_variant_is_gated_on_tokens_and_generates_on_openvino(t5_factory
 def test_embedding_bf16_variant_passes_the_cosine_and_retrieval_gate(
     tiny_embedder_factory, tmp_path
 ):
-    artifact = tmp_path / "embedder"
-    shutil.copytree(tiny_embedder_factory("mean").artifact, artifact)
-    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,),
-                                                  timing_runs=1, quiet=True))
-    record = manifest.variants[BF16]
-    assert record.passed, record.reason
+    artifact, record = _with_passing_bf16(tiny_embedder_factory("mean").artifact, tmp_path)
     assert record.figures.min_cosine >= record.gate.min_cosine
     fp32 = Embedder.load(artifact, variant="fp32").embed(TEXTS)
     vectors = Embedder.load(artifact, variant="bf16").embed(TEXTS)
     cosine = np.sum(vectors * fp32, axis=1) / (
         np.linalg.norm(vectors, axis=1) * np.linalg.norm(fp32, axis=1))
     assert cosine.min() >= 0.99 and not np.array_equal(vectors, fp32)
+
+
+def _with_passing_bf16(source, tmp_path):
+    """A copy of the artifact ``source`` with a bf16 variant made; asserts that it passed."""
+    artifact = tmp_path / source.name
+    shutil.copytree(source, artifact)
+    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(BF16,),
+                                                  timing_runs=1, quiet=True))
+    record = manifest.variants[BF16]
+    assert record.passed, record.reason
+    return artifact, record
