@@ -24,6 +24,15 @@ TIMING_TEXT = (
 )
 
 
+def text_timing_calls(
+    run: Callable[[list[str], int], object],
+) -> dict[str, Callable[[], object]]:
+    """The timing calls of a text model whose ``run(texts, batch_size)`` handles a batch: one
+    short text, and eight ``TIMING_TEXT`` in one batch."""
+    short, long = [TIMING_TEXT[:40]], [TIMING_TEXT] * 8
+    return {"b1_short": lambda: run(short, 1), "b8_long": lambda: run(long, 8)}
+
+
 class ArtifactModel:
     """Base of the engine classes: one task, loaded from an artifact folder."""
 

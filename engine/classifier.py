@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import TIMING_TEXT, ArtifactModel
+from engine.artifact_model import ArtifactModel, text_timing_calls
 from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
@@ -93,8 +93,7 @@ class Classifier(ArtifactModel):
         return cls(artifact, sessions["model"], tokenizer, variant, guard_finite=checked)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:
-        short, long = [TIMING_TEXT[:40]], [TIMING_TEXT] * 8
-        return {"b1_short": lambda: self.logits(short), "b8_long": lambda: self.logits(long, 8)}
+        return text_timing_calls(self.logits)
 
     @property
     def providers(self) -> list[str]:

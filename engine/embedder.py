@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence, Union
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import TIMING_TEXT, ArtifactModel
+from engine.artifact_model import ArtifactModel, text_timing_calls
 from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
@@ -71,8 +71,7 @@ class Embedder(ArtifactModel):
         return cls(artifact, sessions["model"], tokenizer, pooling, variant, guard_finite=checked)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:
-        short, long = [TIMING_TEXT[:40]], [TIMING_TEXT] * 8
-        return {"b1_short": lambda: self.embed(short), "b8_long": lambda: self.embed(long, 8)}
+        return text_timing_calls(self.embed)
 
     @property
     def providers(self) -> list[str]:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TextIO, TypeVar
+
+Item = TypeVar("Item")
+
+# Texts per engine call in the CLI: large enough to batch well, small enough for the bar to move.
+CHUNK = 256
 
 
 @dataclass
@@ -37,3 +43,16 @@ class ProgressBar:
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def chunks_with_progress(
+    items: Sequence[Item], label: str, quiet: bool = False
+) -> Iterator[Sequence[Item]]:
+    """``items`` in slices of ``CHUNK``; the bar (drawn only when there is more than one slice
+    and not ``quiet``) advances once the caller has handled a slice, and ends after the last."""
+    bar = ProgressBar(total=len(items), label=label, enabled=len(items) > CHUNK and not quiet)
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        yield chunk
+        bar.update(len(chunk))
+    bar.close()

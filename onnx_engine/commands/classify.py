@@ -12,10 +12,7 @@ from onnx_engine.commands.runtime_args import (
     read_texts,
     runtime_options,
 )
-from onnx_engine.progress_bar import ProgressBar
-
-# Texts per engine call: large enough to batch well, small enough for the progress bar to move.
-_CHUNK = 256
+from onnx_engine.progress_bar import chunks_with_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +33,7 @@ def run(args: argparse.Namespace) -> int:
     classifier = Classifier.load(args.artifact, options=runtime_options(args))
     ranked = args.all_labels or args.top_k is not None
     top_k = None if args.all_labels else args.top_k
-    bar = ProgressBar(total=len(texts), label="classifying",
-                      enabled=len(texts) > _CHUNK and not args.quiet)
-    for start in range(0, len(texts), _CHUNK):
-        chunk = texts[start : start + _CHUNK]
+    for chunk in chunks_with_progress(texts, "classifying", args.quiet):
         if ranked:
             results = classifier(chunk, top_k=top_k, batch_size=args.batch_size)
             lines = [{"text": text, "labels": labels} for text, labels in zip(chunk, results)]
@@ -48,6 +42,4 @@ def run(args: argparse.Namespace) -> int:
             lines = [{"text": text, **result} for text, result in zip(chunk, results)]
         for line in lines:
             print(json.dumps(line, ensure_ascii=False))
-        bar.update(len(chunk))
-    bar.close()
     return 0

@@ -17,10 +17,7 @@ from onnx_engine.commands.runtime_args import (
     read_texts,
     runtime_options,
 )
-from onnx_engine.progress_bar import ProgressBar
-
-# Texts per engine call: large enough to batch well, small enough for the progress bar to move.
-_CHUNK = 256
+from onnx_engine.progress_bar import chunks_with_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,13 +47,10 @@ def embed_texts(embedder: Embedder, texts: list[str], args: argparse.Namespace,
     """Embeddings of ``texts`` in chunks, with a progress bar for long inputs."""
     if not texts:
         raise InputError("No texts to embed: the input is empty.")
-    bar = ProgressBar(total=len(texts), label=label, enabled=len(texts) > _CHUNK and not args.quiet)
-    parts = []
-    for start in range(0, len(texts), _CHUNK):
-        chunk = texts[start : start + _CHUNK]
-        parts.append(embedder.embed(chunk, batch_size=args.batch_size, normalize=args.normalize))
-        bar.update(len(chunk))
-    bar.close()
+    parts = [
+        embedder.embed(chunk, batch_size=args.batch_size, normalize=args.normalize)
+        for chunk in chunks_with_progress(texts, label, args.quiet)
+    ]
     return np.concatenate(parts)
 
 
