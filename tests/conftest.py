@@ -7,7 +7,13 @@ modify an artifact must copy it first (``copy_artifact``): the session fixtures 
 from __future__ import annotations
 
 import os
-import shutil
+
+# torch's OpenMP threads spin after each call: on 2 cores that steal the CPU from the ONNX Runtime
+# sessions the same test runs next (and from each other), which made a tiny model's reference
+# forward ~20x slower (29 ms vs 1.4 ms measured). Must be set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import shutil  # noqa: E402
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
