@@ -69,6 +69,9 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
     state.metrics.in_flight.set(state.in_flight)
     try:
         yield admission
+    except asyncio.CancelledError:  # the host gave up on it (drain deadline): say so at exit
+        state.abandoned += 1
+        raise
     finally:
         state.in_flight -= 1
         if not admission.queued:
