@@ -74,6 +74,19 @@ def clf(distilbert):
     return engine.load(distilbert.artifact)
 
 
+@pytest.fixture(params=["auto", "h11"])
+def http_impl(request, monkeypatch):
+    """uvicorn's protocol as installed here (httptools), and h11, which a plain `pip install
+    uvicorn` (the image's install) runs: the client deadlines must hold on both."""
+    if request.param == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        from onnx_engine.serving import server
+
+        monkeypatch.setattr(server, "AutoHTTPProtocol", H11Protocol)
+    return request.param
+
+
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
@@ -123,7 +136,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 # --- slow clients (item 6) ---
 
-def test_slow_bodies_take_no_slot_and_get_408(clf):
+def test_slow_bodies_take_no_slot_and_get_408(clf, http_impl):
     """Four clients sending 10 of 100 body bytes: valid requests still get 200, not 429, and
     each slow client is answered 408 with its connection closed."""
     config = ServeConfig(max_concurrent_requests=4, client_timeout_s=QUICK)
@@ -145,7 +158,7 @@ def test_slow_bodies_take_no_slot_and_get_408(clf):
                 sock.close()
 
 
-def test_partial_headers_and_idle_connections_are_closed(clf):
+def test_partial_headers_and_idle_connections_are_closed(clf, http_impl):
     config = ServeConfig(client_timeout_s=QUICK)
     with running_server(config, {"clf": clf}) as (url, _):
         silent = socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
@@ -188,7 +201,7 @@ def test_429_counts_only_requests_whose_body_arrived(clf):
 
 # --- errors keep the connection (item 8) ---
 
-def test_keep_alive_connection_is_usable_after_500s(clf):
+def test_keep_alive_connection_is_usable_after_500s(clf, http_impl):
     """A 500 from the model (worker thread) and one raised on the event loop: the next request on
     the same connection is answered."""
     with running_server(ServeConfig(), {"clf": GatedClassifier(clf)}) as (url, app):
