@@ -202,8 +202,8 @@ def test_429_counts_only_requests_whose_body_arrived(clf):
 # --- errors keep the connection (item 8) ---
 
 def test_keep_alive_connection_is_usable_after_500s(clf, http_impl):
-    """A 500 from the model (worker thread) and one raised on the event loop: the next request on
-    the same connection is answered."""
+    """A 500 from the model (worker thread), one raised on the event loop, and a 404 answered
+    before its body was read: the next request on the same connection is answered."""
     with running_server(ServeConfig(), {"clf": GatedClassifier(clf)}) as (url, app):
         handler = app.state.serving.models["clf"].handler
         encode = handler.encode_hf
@@ -216,10 +216,13 @@ def test_keep_alive_connection_is_usable_after_500s(clf, http_impl):
         handler.encode_hf = encode_or_fail
         want = clf.labels[int(clf.logits(["fine"]).argmax())]
         with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as sock:
-            for bad in ("boom", "fail while encoding", "boom"):
-                sock.sendall(_request("/models/clf", {"inputs": bad}))
+            for path, bad, want_status in (("/models/clf", "boom", 500),
+                                           ("/models/clf", "fail while encoding", 500),
+                                           ("/models/nope", "x", 404),  # answered before its body
+                                           ("/models/clf", "boom", 500)):
+                sock.sendall(_request(path, {"inputs": bad}))
                 status, headers, body = _response(sock)
-                assert status == 500 and json.loads(body)["error_type"] == "backend"
+                assert status == want_status, body
                 assert headers.get("connection") != "close"
                 sock.sendall(_request("/models/clf", {"inputs": "fine"}))
                 status, _, body = _response(sock)
