@@ -366,6 +366,9 @@ def test_drain_deadline_cancels_accepted_work_and_says_so(t5_v1_1):
         err = process.stderr.read()
         assert code == 1, err
         assert "error: the drain deadline (--drain-timeout-s 1.0) passed with 1 accepted" in err
+        assert "Traceback" not in err
+        status, headers, body = _response(sock)  # told to retry elsewhere, not left hanging
+        assert status == 503 and headers["retry-after"] == "1", body
     finally:
         sock.close()
         _stop(process)
