@@ -160,6 +160,16 @@ class BeamSearch:
         )
         self.improvable &= np.any(best_running > worst_finished, axis=1)
 
+    def retire(self, inputs: np.ndarray) -> bool:
+        """Stop searching for ``inputs`` (a bool per input); True: no input is left searching.
+
+        A retired input is treated as one that cannot improve: its beams stay in the batch
+        (padding, as a finished input's do) but add nothing, and the search ends once no
+        other input runs.
+        """
+        self.improvable &= ~inputs
+        return not self.improvable.any()
+
     def _done(self, ends: np.ndarray) -> bool:
         all_full = bool(self.finished.all()) and self.early_stopping is True
         return not self.improvable.any() or all_full or bool(ends.all())

@@ -8,7 +8,7 @@ forced tokens) decides after each step which token each row feeds next and wheth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -76,14 +76,19 @@ class DecodeStrategy(Protocol):
 
 
 def run_decoder(
-    graphs: Seq2SeqGraphs, encoder: EncoderState, start_ids: np.ndarray, strategy: DecodeStrategy
+    graphs: Seq2SeqGraphs, encoder: EncoderState, start_ids: np.ndarray, strategy: DecodeStrategy,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Decode with the KV cache until the strategy stops: ``decoder`` once, then with-past steps."""
+    """Decode with the KV cache until the strategy stops: ``decoder`` once, then with-past steps.
+
+    ``should_stop``, when given, is asked between steps; True ends decoding there (the caller
+    has nothing left to decode for, e.g. every input was cancelled).
+    """
     mask = encoder.mask
     logits, cache = graphs.first_step(start_ids.reshape(-1, 1), encoder)
     while True:
         decision = strategy.advance(logits[:, -1, :])
-        if decision.next_ids is None:
+        if decision.next_ids is None or (should_stop is not None and should_stop()):
             return
         if decision.expand > 1:
             cache = cache.expanded(decision.expand)
@@ -163,6 +168,11 @@ class GreedySearch:
         if not self.unfinished.any() or self._step == self.max_new_tokens:
             return StepDecision(None)
         return StepDecision(chosen)
+
+    def retire(self, inputs: np.ndarray) -> bool:
+        """End the rows of ``inputs`` (a bool per input) as if they hit EOS; True: none is left."""
+        self.unfinished &= ~inputs
+        return not self.unfinished.any()
 
     def result(self) -> DecodedTokens:
         tokens = self.tokens[:, : self._step]

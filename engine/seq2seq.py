@@ -177,6 +177,7 @@ class Seq2SeqLM(ArtifactModel):
         output_logits: bool = False,
         batch_size: int = 16,
         truncation: bool = False,
+        cancelled: Callable[[], Sequence[bool]] | None = None,
     ) -> list[GeneratedSequence]:
         """Generate from each text with greedy (``num_beams=1``) or beam search, KV-cached.
 
@@ -188,6 +189,11 @@ class Seq2SeqLM(ArtifactModel):
         the request). Sources are used whole unless ``truncation=True``; an empty source is
         valid (T5 reads just EOS).
 
+        ``cancelled``, when given, returns one flag per text (True: its result is no longer
+        wanted, e.g. a server's client went away) and is asked between decoder steps, from the
+        calling thread. A cancelled text is retired as a finished one is, a batch whose texts are
+        all cancelled stops decoding there, and its result is marked ``cancelled`` (no output).
+
         Raises:
             InputError: bad texts or a bad argument (see :class:`GenerationArgs`).
         """
@@ -195,11 +201,16 @@ class Seq2SeqLM(ArtifactModel):
         args = GenerationArgs(max_new_tokens, num_beams, length_penalty, early_stopping,
                               output_scores, output_logits, batch_size, truncation)
         max_new_tokens = args.new_tokens(self.settings.default_max_new_tokens, self.output_limit)
+        if cancelled is not None and not callable(cancelled):
+            raise InputError(f"cancelled must be a function returning one flag per text, got "
+                             f"{type(cancelled).__name__}.")
         return [
             sequence
             for start in range(0, len(items), args.batch_size)
-            for sequence in self._generate_batch(items[start : start + args.batch_size], args,
-                                                 max_new_tokens)
+            for sequence in self._generate_batch(
+                items[start : start + args.batch_size], args, max_new_tokens,
+                None if cancelled is None else _flags(cancelled, len(items), start, args.batch_size),
+            )
         ]
 
     @property
@@ -208,8 +219,11 @@ class Seq2SeqLM(ArtifactModel):
         return self.tokenizer.max_length
 
     def _generate_batch(
-        self, chunk: list[str], args: GenerationArgs, max_new_tokens: int
+        self, chunk: list[str], args: GenerationArgs, max_new_tokens: int,
+        cancelled: Callable[[], np.ndarray] | None = None,
     ) -> list[GeneratedSequence]:
+        if cancelled is not None and cancelled().all():
+            return [_cancelled_result() for _ in chunk]
         keep_logits = args.output_scores or args.output_logits
         eos, pad = self.settings.eos_token_ids, self.settings.pad_token_id
         if args.num_beams == 1:
@@ -220,12 +234,15 @@ class Seq2SeqLM(ArtifactModel):
             strategy = BeamSearch(len(chunk), args.num_beams, max_new_tokens, eos,
                                   args.length_penalty, args.early_stopping, keep_logits)
         start_ids = np.full(len(chunk), self.settings.decoder_start_token_id, np.int64)
-        run_decoder(self.graphs, self._encode(chunk, args.truncation), start_ids, strategy)
+        should_stop = None if cancelled is None else (lambda: strategy.retire(cancelled()))
+        run_decoder(self.graphs, self._encode(chunk, args.truncation), start_ids, strategy,
+                    should_stop)
         decoded = strategy.result()
         texts_out = self.tokenizer.decode(decoded.token_rows())
+        gone = np.zeros(len(chunk), bool) if cancelled is None else cancelled()
         return [
-            generated_sequence(decoded, index, text, args.length_penalty, keep_logits,
-                               args.output_logits)
+            _cancelled_result() if gone[index] else generated_sequence(
+                decoded, index, text, args.length_penalty, keep_logits, args.output_logits)
             for index, text in enumerate(texts_out)
         ]
 
@@ -303,3 +320,25 @@ class Seq2SeqLM(ArtifactModel):
         """The texts as a list. An empty text is valid: T5 reads just EOS, as in transformers."""
         items, _ = as_text_list(texts, what)
         return items
+
+
+def _cancelled_result() -> GeneratedSequence:
+    return GeneratedSequence("", np.zeros(0, dtype=np.int64), cancelled=True)
+
+
+def _flags(
+    cancelled: Callable[[], Sequence[bool]], total: int, start: int, size: int
+) -> Callable[[], np.ndarray]:
+    """``cancelled`` narrowed to the batch of texts ``start : start + size``, as a bool array.
+
+    Raises:
+        InputError: ``cancelled()`` does not give one flag per text.
+    """
+    def flags() -> np.ndarray:
+        every = np.asarray(cancelled(), dtype=bool)
+        if every.shape != (total,):
+            raise InputError(f"cancelled() must return {total} flags (one per text), got "
+                             f"shape {every.shape}.")
+        return every[start : start + size]
+
+    return flags

@@ -54,6 +54,7 @@ class GeneratedSequence:
     token_logprobs: np.ndarray | None = None
     token_logits: np.ndarray | None = None
     step_logits: np.ndarray | None = None
+    cancelled: bool = False  # generate(cancelled=...) stopped it: no output (empty text, no ids)
 
 
 def generated_sequence(

@@ -65,7 +65,8 @@ def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None,
 
 
 def held_connection(url: str, extra_headers: str = "") -> socket.socket:
-    """A request whose body never arrives: it holds an admission slot until closed."""
+    """A request whose body never arrives: it holds a connection (never an admission slot) until
+    closed, or answered 408 after the server's ``client_timeout_s``."""
     host, port = url.rsplit("//", 1)[1].split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     sock.sendall(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import time
 
 import httpx
 import numpy as np
@@ -243,19 +242,16 @@ def test_limits_413_422_504(strict_server):
     assert slow.status_code == 504 and slow.json()["error_type"] == "timeout"
 
 
-def test_overload_429_fails_fast(strict_server):
+def test_partial_bodies_take_no_slot(strict_server):
+    """Requests whose body has not arrived are not admitted (429 fail-fast with admitted requests:
+    tests/test_serve_hardening.py)."""
     holders = [held_connection(strict_server, f"Authorization: Bearer {API_KEY}\r\n")
-               for _ in range(2)]
+               for _ in range(3)]
     try:
-        deadline = time.monotonic() + 10
         auth = {"Authorization": f"Bearer {API_KEY}"}
-        while metric_value(strict_server, "onnx_engine_requests_in_flight", headers=auth) < 2:
-            assert time.monotonic() < deadline, "the held requests were never admitted"
-            time.sleep(0.01)
         response = httpx.post(f"{strict_server}/models/clf", headers=auth, json={"inputs": "x"})
-        assert response.status_code == 429
-        assert response.json()["error_type"] == "overloaded"
-        assert int(response.headers["retry-after"]) >= 1
+        assert response.status_code == 200
+        assert metric_value(strict_server, "onnx_engine_requests_in_flight", headers=auth) == 0
     finally:
         for sock in holders:
             sock.close()

@@ -16,15 +16,31 @@ from onnx_engine.commands.serve_extra import require_modules
 
 API_KEY_ENV = "ONNX_ENGINE_API_KEY"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EXIT_WORK_LOST = 1  # the drain deadline passed before every accepted request was answered
+
+
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's help ends with its default ("not set" for None), unless the help names it
+    already or the flag is a switch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or default is False
+                or default == [] or default is argparse.SUPPRESS):
+            return text
+        shown = "not set" if default is None else "%(default)s"
+        return f"{text} (default: {shown})".lstrip()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "serve", help="serve artifacts over HTTP (KServe V2 / Triton, Hugging Face) with batching"
+        "serve", help="serve artifacts over HTTP (KServe V2 / Triton, Hugging Face) with batching",
+        formatter_class=HelpWithDefaults,
     )
     parser.add_argument("models", nargs="+", metavar="NAME=ARTIFACT",
                         help="artifact folders to serve; a bare ARTIFACT is named after its folder")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
     add_runtime_arguments(parser)
     limits = parser.add_argument_group("batching and limits")
@@ -44,11 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="answer 504 to requests not done after this long")
     limits.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
                         help="request bodies over this get 413")
+    limits.add_argument("--client-timeout-s", type=float, default=30.0,
+                        help="a request's headers, and then its body, must arrive within this "
+                        "long, else its connection is closed (a late body gets 408); requests "
+                        "take a concurrency slot only once their body is read")
     access = parser.add_argument_group("access and transport")
     access.add_argument("--api-key", default=None,
                         help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
     access.add_argument("--ssl-certfile", type=Path, default=None, help="serve HTTPS")
-    access.add_argument("--ssl-keyfile", type=Path, default=None)
+    access.add_argument("--ssl-keyfile", type=Path, default=None, help="the certificate's key")
+    access.add_argument("--drain-timeout-s", type=float, default=30.0,
+                        help="on SIGTERM, answer the requests accepted so far for at most this "
+                        "long, then exit anyway")
     access.add_argument("--cors-origin", action="append", default=[],
                         help="allow this browser origin (repeatable; default: no CORS)")
     access.add_argument("--log-requests", action="store_true",
@@ -110,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         max_input_chars=args.max_input_chars,
         request_timeout_s=args.request_timeout_s,
         max_body_bytes=args.max_body_bytes,
+        client_timeout_s=args.client_timeout_s,
         api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV),
         cors_origins=tuple(args.cors_origin),
         log_requests=args.log_requests,
@@ -127,18 +151,32 @@ def run(args: argparse.Namespace) -> int:
 
     server_module = serving["server"]
     listener = server_module.Listener(args.host, args.port, args.ssl_certfile, args.ssl_keyfile,
-                                      access_log=args.log_requests)
+                                      access_log=args.log_requests,
+                                      drain_timeout_s=args.drain_timeout_s)
     app = serving["app"].build_app(config, load)
     sock = server_module.bind(listener)
-    port = sock.getsockname()[1]
-    print(f"onnx-engine serve: {', '.join(specs)} on {listener.scheme}://{args.host}:{port}",
-          flush=True)
-    server = server_module.make_server(app, listener)
+    address = f"{listener.scheme}://{args.host}:{sock.getsockname()[1]}"
+
+    def announce() -> None:  # stdout's first line; scripts read the address at its end
+        print(f"onnx-engine serve: {', '.join(specs)} ready on {address}", flush=True)
+
+    try:
+        server = server_module.make_server(app, listener, on_ready=announce)
+    except InputError:
+        sock.close()
+        raise
+    print(f"onnx-engine serve: loading {', '.join(specs)} (listening on {address})",
+          file=sys.stderr, flush=True)
     server.run(sockets=[sock])
     state = app.state.serving
     if state.load_error is not None:
         print(f"error: loading the models failed: {state.load_error}", file=sys.stderr)
         return 2
+    if state.abandoned:
+        print(f"error: the drain deadline (--drain-timeout-s {args.drain_timeout_s}) passed with "
+              f"{state.abandoned} accepted request(s) unanswered; they were cancelled.",
+              file=sys.stderr)
+        return EXIT_WORK_LOST
     return 0
 
 

@@ -19,12 +19,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.errors import InputError, OnnxEngineError
 from onnx_engine.serving import embedding_routes, hf_routes, v2_routes
 from onnx_engine.serving.auth import ApiKeyMiddleware
 from onnx_engine.serving.config import ServeConfig
-from onnx_engine.serving.errors import ServeError, ValidationError
+from onnx_engine.serving.errors import ServeError, UnavailableError, ValidationError
 from onnx_engine.serving.metrics import CONTENT_TYPE, ServerMetrics
 from onnx_engine.serving.state import ServerState
 
@@ -94,12 +95,59 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
     if config.api_key is not None:
         middleware.append(Middleware(ApiKeyMiddleware, api_key=config.api_key,
                                      on_error=error_response))
+    # Innermost, so its answers still get CORS headers.
+    middleware.append(Middleware(ErrorAnswerMiddleware, on_error=error_response,
+                                 draining=lambda: state.draining))
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
-        exception_handlers={OnnxEngineError: handle, HTTPException: handle, Exception: handle},
+        exception_handlers={OnnxEngineError: handle, HTTPException: handle},
     )
     app.state.serving = state
     return app
+
+
+class ErrorAnswerMiddleware:
+    """Answers an unexpected exception with our JSON 500 and keeps the connection usable.
+
+    Starlette hands an ``Exception`` handler to its outermost ``ServerErrorMiddleware``, which
+    sends the answer and then re-raises; uvicorn, seeing an exception after a response started,
+    drops the keep-alive connection without ``Connection: close``, so a client's next request on
+    it fails. Here the exception ends with the answer. One raised after the answer started
+    cannot be answered any more and goes on up (uvicorn closes the connection).
+
+    A request cancelled while the server drains (the host's drain deadline passed) is answered
+    503 with ``Retry-After``, so its client knows to retry elsewhere, and ends there.
+    """
+
+    def __init__(self, app: ASGIApp, on_error: Callable[[Exception, Any], Response],
+                 draining: Callable[[], bool]) -> None:
+        self.app = app
+        self._on_error = on_error
+        self._draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as error:
+            if started:
+                raise
+            await self._on_error(error, scope)(scope, receive, send)
+        except asyncio.CancelledError:
+            if started or not self._draining():
+                raise
+            cut = UnavailableError("The server shut down before answering (drain deadline); "
+                                   "retry on another replica.", {"Retry-After": "1"})
+            await self._on_error(cut, scope)(scope, receive, send)
 
 
 def as_serve_error(error: Exception) -> ServeError:

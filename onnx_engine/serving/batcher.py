@@ -7,12 +7,16 @@ waiting text, so nothing starves: from a window of waiting texts with the same b
 (T5: the generation parameters) sorted by token count, it grows the run of neighbours around that
 text while the batch stays within ``max_batch_size`` texts and ``max_batch_tokens`` padded tokens
 (longest x count). Texts whose request is gone (client disconnected, timed out) are dropped before
-they run. The queue needs no bound of its own: admission (``max_concurrent_requests``) bounds it.
+they run, and a handler whose ``run_batch`` takes ``cancelled`` (T5) is told which ones went away
+while their batch runs, so it can stop their work early. The queue needs no bound of its own:
+admission (``max_concurrent_requests``) bounds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +60,9 @@ class Batcher:
     Args:
         model: the model's name (metrics labels).
         run_batch: ``run_batch(key, payloads) -> results``, one result per payload, called in the
-            worker thread; it may raise ``engine.InputError`` for a bad payload.
+            worker thread; it may raise ``engine.InputError`` for a bad payload. If it takes a
+            ``cancelled`` argument, it gets a function returning, per payload, whether its
+            request is gone (polled from the worker thread; those results are dropped).
     """
 
     def __init__(
@@ -79,6 +85,10 @@ class Batcher:
         self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model}")
         self._task: asyncio.Task | None = None
+        self._cancellable = "cancelled" in inspect.signature(run_batch).parameters
+        # Computed when scraped, from the queue itself: texts dropped because their request went
+        # away stop counting at once, not when the loop next looks at the queue.
+        metrics.queue_size.labels(model).set_function(self.waiting)
         # Requests admitted for this model that have not queued their texts yet (their body is
         # being read, parsed or tokenized): only they make waiting for company worthwhile.
         self.arriving = 0
@@ -96,8 +106,11 @@ class Batcher:
 
     def submit(self, items: list[WorkItem]) -> None:
         self._pending.extend(items)
-        self._metrics.queue_size.labels(self.model).set(len(self._pending))
         self._wakeup.set()
+
+    def waiting(self) -> int:
+        """Texts queued whose request still waits for them (the queue-size gauge)."""
+        return sum(not item.future.done() for item in self._pending)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -111,7 +124,6 @@ class Batcher:
                 continue
             await self._wait_for_fuller_batch()
             batch = self._take_batch()
-            self._metrics.queue_size.labels(self.model).set(len(self._pending))
             if batch:
                 await self._run(loop, batch)
 
@@ -169,10 +181,11 @@ class Batcher:
         started = time.perf_counter()
         for item in batch:
             self._metrics.queue_duration.labels(self.model).observe(started - item.enqueued)
+        call = functools.partial(self._run_batch, batch[0].key, [item.payload for item in batch])
+        if self._cancellable:
+            call = functools.partial(call, cancelled=lambda: [item.future.done() for item in batch])
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._run_batch, batch[0].key, [item.payload for item in batch]
-            )
+            results = await loop.run_in_executor(self._executor, call)
         except InputError as error:
             await self._isolate(loop, batch, error)
             return

@@ -26,6 +26,9 @@ class ServeConfig:
         request_timeout_s: a request still unanswered after this long gets 504 and its texts are
             dropped from the queue; ``None``: no limit.
         max_body_bytes: request bodies over this many bytes get 413 before they are parsed.
+        client_timeout_s: a request's headers and its body must each arrive within this long,
+            else its connection is closed (a body: with 408). Requests are admitted only once
+            their body is read, so slow clients never hold a concurrency slot.
         api_key: when set, every route but health needs ``Authorization: Bearer <api_key>``.
         cors_origins: origins allowed by CORS; empty: no CORS headers at all.
         log_requests: one INFO log line per request.
@@ -39,6 +42,7 @@ class ServeConfig:
     max_input_chars: int | None = None
     request_timeout_s: float | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    client_timeout_s: float = 30.0
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     log_requests: bool = False
@@ -51,6 +55,7 @@ class ServeConfig:
             _check_positive("max_input_chars", self.max_input_chars, integer=True)
         if self.request_timeout_s is not None:
             _check_positive("request_timeout_s", self.request_timeout_s, integer=False)
+        _check_positive("client_timeout_s", self.client_timeout_s, integer=False)
         if self.max_queue_delay_ms < 0:
             raise InputError(
                 f"max_queue_delay_ms must be >= 0, got {self.max_queue_delay_ms!r}."

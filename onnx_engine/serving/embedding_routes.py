@@ -27,8 +27,8 @@ from onnx_engine.serving.state import ServedModel, ServerState
 def routes(state: ServerState) -> list[Route]:
     async def embed(request: Request) -> Response:  # text-embeddings-inference
         served = _only_embedding_model(state)
+        body = await read_json_object(request, state.config)  # before admission (slow clients)
         async with admitted(state, served) as admission:
-            body = await read_json_object(request, state.config.max_body_bytes)
             job = served.handler.job(parse_tei(body))
             result = await run_job(state, admission, job, request)
             answer = tei_response(served.handler.vectors(job, result.values))
@@ -36,7 +36,7 @@ def routes(state: ServerState) -> list[Route]:
         return JSONResponse(answer, headers=result.headers)
 
     async def openai_embeddings(request: Request) -> Response:
-        body = await read_json_object(request, state.config.max_body_bytes)
+        body = await read_json_object(request, state.config)
         parsed = parse_openai(body)
         served = _embedding_model(state, parsed.model)
         async with admitted(state, served) as admission:

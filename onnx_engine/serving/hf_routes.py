@@ -26,8 +26,8 @@ _BODY_KEYS = ("inputs", "parameters", "options", "stream")
 def routes(state: ServerState) -> list[Route]:
     async def run(request: Request, route: str) -> Response:
         served = state.model(request.path_params["name"])
+        body = await read_json_object(request, state.config)  # before admission (slow clients)
         async with admitted(state, served) as admission:
-            body = await read_json_object(request, state.config.max_body_bytes)
             inputs, parameters = _inputs_and_parameters(body, route)
             job = served.handler.parse_hf(inputs, parameters, route)
             result = await run_job(state, admission, job, request)

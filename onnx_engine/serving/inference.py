@@ -69,6 +69,9 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
     state.metrics.in_flight.set(state.in_flight)
     try:
         yield admission
+    except asyncio.CancelledError:  # the host gave up on it (drain deadline): say so at exit
+        state.abandoned += 1
+        raise
     finally:
         state.in_flight -= 1
         if not admission.queued:
@@ -121,6 +124,7 @@ async def _token_counts(served: ServedModel, job: Job) -> list[int]:
 
 async def _wait(items: list[WorkItem], request: Request, timeout: float | None) -> list[ItemResult]:
     gathered = asyncio.gather(*(item.future for item in items))
+    gathered.add_done_callback(_consume)  # however the wait ends (even cancelled), never "lost"
     disconnect = asyncio.ensure_future(_disconnected(request))
     try:
         done, _ = await asyncio.wait(
@@ -131,7 +135,6 @@ async def _wait(items: list[WorkItem], request: Request, timeout: float | None) 
     if gathered in done:
         return gathered.result()
     gathered.cancel()
-    gathered.add_done_callback(_consume)
     if disconnect in done:
         raise ClientDisconnectedError("The client disconnected before its answer was ready.")
     raise RequestTimeoutError(

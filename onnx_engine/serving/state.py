@@ -27,7 +27,8 @@ class ServerState:
 
     ``ready`` turns true when every model is loaded and its batcher runs; ``draining`` when
     shutdown starts (SIGTERM): from then on readiness is 503 and new inference requests get 503
-    while accepted ones finish.
+    while accepted ones finish. ``abandoned`` counts admitted requests cancelled before their
+    answer (the drain deadline passed).
     """
 
     def __init__(self, config: ServeConfig, metrics: ServerMetrics) -> None:
@@ -37,6 +38,7 @@ class ServerState:
         self.ready = False
         self.draining = False
         self.in_flight = 0
+        self.abandoned = 0
         self.load_error: str | None = None
 
     def install(self, models: Mapping[str, Any]) -> None:

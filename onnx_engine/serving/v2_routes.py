@@ -38,8 +38,8 @@ def routes(state: ServerState) -> list[Route]:
 
     async def infer(request: Request) -> Response:
         served = state.model(request.path_params["name"])
+        body = await read_body(request, state.config)  # before admission (slow clients)
         async with admitted(state, served) as admission:
-            body = await read_body(request, state.config.max_body_bytes)
             v2 = parse_request(body, request.headers.get(HEADER_LENGTH))
             job = served.handler.parse_v2(v2.inputs, v2.parameters)
             result = await run_job(state, admission, job, request)

@@ -7,7 +7,7 @@ message transformers uses, which ``huggingface_hub`` parses to retry without the
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -98,7 +98,12 @@ class Text2TextHandler(TaskHandler):
         # Beam search runs num_beams decoder rows per text.
         return [count * job.key.num_beams for count in token_counts]
 
-    def run_batch(self, key: GenerationArgs, texts: list[TextInput]) -> Sequence[tuple[str, float]]:
+    def run_batch(
+        self, key: GenerationArgs, texts: list[TextInput],
+        cancelled: Callable[[], Sequence[bool]] | None = None,
+    ) -> Sequence[tuple[str, float] | None]:
+        # ``cancelled`` (from the batcher) says whose requests went away: the decoder stops their
+        # rows between steps, and their results (None here) are dropped.
         generated = self.model.generate(
             texts,
             max_new_tokens=key.max_new_tokens,
@@ -108,8 +113,10 @@ class Text2TextHandler(TaskHandler):
             truncation=key.truncation,
             output_scores=True,
             batch_size=len(texts),
+            cancelled=cancelled,
         )
-        return [(sequence.text, float(sequence.score)) for sequence in generated]
+        return [None if sequence.cancelled else (sequence.text, float(sequence.score))
+                for sequence in generated]
 
     def encode_v2(self, job: Job, results: list[tuple[str, float]]) -> list[OutputTensor]:
         texts = np.array([text.encode() for text, _ in results] + [b""], dtype=object)[:-1]
