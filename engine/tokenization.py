@@ -20,6 +20,16 @@ from engine.errors import ArtifactNotFoundError, CorruptArtifactError, InputErro
 
 logger = logging.getLogger(__name__)
 
+# A bounded reader of a text looks at most this many characters per token of its bound (see
+# TextTokenizer.bounded). Prose takes 4-6 characters per token, code and URLs fewer, CJK 1-2; a
+# text that needs more than 32 (long runs of spaces, words the vocabulary cannot split) is
+# refused past the cap rather than cut where the cut could change its tokens.
+CHARS_PER_TOKEN = 32
+# Pre-tokens at the end of a cut prefix whose tokens may differ from the whole text's: the one
+# the cut falls in, and the one before it, for a pre-tokenizer that looks one character ahead
+# (ByteLevel's whitespace rule) or a normalizer that composes across the cut (NFC).
+_UNSAFE_TAIL_WORDS = 2
+
 
 @dataclass(frozen=True)
 class EncodedBatch:
@@ -45,15 +55,29 @@ class TextTokenizer:
     threads that share a model (a server's batches).
     """
 
-    def __init__(self, tokenizer: Tokenizer, max_length: int, pad_id: int, pad_token: str) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, max_length: int, pad_id: int, pad_token: str,
+        truncation_length: int | None = None,
+    ) -> None:
         tokenizer.no_padding()
         tokenizer.no_truncation()
         tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
         self._whole = Tokenizer.from_str(tokenizer.to_str())
-        tokenizer.enable_truncation(max_length=max_length)
+        self.truncation_length = truncation_length or max_length
+        tokenizer.enable_truncation(max_length=self.truncation_length)
         self._tokenizer = tokenizer
         self.max_length = max_length
         self.pad_id = pad_id
+        self.pad_token = pad_token
+
+    def truncating_at(self, length: int) -> TextTokenizer:
+        """A copy whose ``truncation=True`` cuts at ``length`` tokens (a server's input bound).
+
+        ``max_length`` stays the model's: it is what the model reads and may produce, not what
+        a caller chose to let in.
+        """
+        return TextTokenizer(Tokenizer.from_str(self._whole.to_str()), self.max_length,
+                             self.pad_id, self.pad_token, truncation_length=length)
 
     @classmethod
     def from_file(cls, path: Path, max_length: int, pad_id: int, pad_token: str) -> TextTokenizer:
@@ -119,6 +143,54 @@ class TextTokenizer:
         (for APIs whose clients may ask for an error instead of a silent cut)."""
         return [bool(e.overflowing) for e in self._tokenizer.encode_batch(list(texts))]
 
+    def bounded(self, texts: Sequence[TextInput], max_tokens: int) -> list[BoundedInput]:
+        """Measure each input against ``max_tokens`` reading at most :func:`char_cap` characters
+        of each text (each half of a pair), so the cost follows the bound, never the input.
+
+        An input within the cap is tokenized whole: its count is exact. Of a longer one only the
+        first ``char_cap`` characters are tokenized; it is ``cut`` to them when they prove that
+        the cut changes none of the tokens that truncation at ``max_tokens`` keeps: tokens
+        depend only on their own pre-token (word), so the tokens of every word before the last
+        two of the prefix are the whole text's, and if those are ``max_tokens`` or more, the
+        kept ones are among them. Otherwise (a long run without word boundaries, mostly
+        whitespace, or a pair whose halves are both over the cap) it is not ``readable``.
+        """
+        cap = char_cap(max_tokens)
+        results: list[BoundedInput | None] = [None] * len(texts)
+        short = [i for i, text in enumerate(texts) if max(_half_chars(text)) <= cap]
+        for index, encoding in zip(short, self._whole.encode_batch([texts[i] for i in short])):
+            results[index] = BoundedInput(texts[index], int(sum(encoding.attention_mask)))
+        for index, text in enumerate(texts):
+            if results[index] is None:
+                results[index] = self._bounded_long(text, max_tokens, cap)
+        return results  # type: ignore[return-value]
+
+    def _bounded_long(self, text: TextInput, max_tokens: int, cap: int) -> BoundedInput:
+        halves = (text,) if isinstance(text, str) else text
+        specials = self._whole.num_special_tokens_to_add(not isinstance(text, str))
+        kept, tokens, readable = [], specials, True
+        for half in halves:
+            if len(half) <= cap:
+                count = len(self._whole.encode(half, add_special_tokens=False).ids)
+                kept.append((half, count, None))
+                tokens += count
+                continue
+            words = self._whole.encode(half[:cap], add_special_tokens=False).word_ids
+            last = max((word for word in words if word is not None), default=0)
+            safe = sum(1 for word in words if word is not None and word <= last - _UNSAFE_TAIL_WORDS)
+            kept.append((half[:cap], len(words), safe))
+            tokens += len(words)
+            readable = readable and safe >= max_tokens
+        cut = [entry for entry in kept if entry[2] is not None]
+        if len(kept) == 2 and readable:
+            # Longest-first pair truncation gives the longer half the odd token: the cut half
+            # must stay the longer one, and with both halves cut which one is longer is unknown.
+            other = next((entry for entry in kept if entry[2] is None), None)
+            readable = other is not None and cut[0][2] > other[1]
+        parts = tuple(entry[0] for entry in kept)
+        return BoundedInput(parts[0] if len(parts) == 1 else parts, tokens, cut=True,
+                            readable=readable)
+
     def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
         return self._tokenizer.decode_batch(
             [list(map(int, row)) for row in ids], skip_special_tokens=skip_special_tokens
@@ -129,6 +201,38 @@ class TextTokenizer:
 
 
 TextInput = Union[str, Tuple[str, str]]
+
+
+def char_cap(max_tokens: int) -> int:
+    """Characters of a text a bounded reader tokenizes for a ``max_tokens`` bound."""
+    return CHARS_PER_TOKEN * max_tokens
+
+
+@dataclass(frozen=True)
+class BoundedInput:
+    """One input as :meth:`TextTokenizer.bounded` measured it.
+
+    Attributes:
+        text: what to tokenize: the input, or when ``cut`` its first ``char_cap`` characters
+            (per half), which truncation at the bound turns into the same ids as the input.
+        tokens: tokens (special tokens included) of the input; when ``cut``, of the prefix
+            read (a lower bound: the input has more).
+        cut: the input is over the character cap, so ``text`` is a prefix of it.
+        readable: a cut that provably keeps the truncated ids (always true when not cut).
+    """
+
+    text: TextInput
+    tokens: int
+    cut: bool = False
+    readable: bool = True
+
+    def over(self, max_tokens: int) -> bool:
+        """The input has more than ``max_tokens`` tokens (a readable cut one always has)."""
+        return self.tokens > max_tokens or (self.cut and self.readable)
+
+
+def _half_chars(text: TextInput) -> tuple[int, ...]:
+    return (len(text),) if isinstance(text, str) else (len(text[0]), len(text[1]))
 
 
 def as_text_list(
