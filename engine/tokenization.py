@@ -138,11 +138,6 @@ class TextTokenizer:
             token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
         )
 
-    def truncated(self, texts: Sequence[TextInput]) -> list[bool]:
-        """Whether each text is longer than ``max_length`` tokens, i.e. :meth:`encode` cuts it
-        (for APIs whose clients may ask for an error instead of a silent cut)."""
-        return [bool(e.overflowing) for e in self._tokenizer.encode_batch(list(texts))]
-
     def bounded(self, texts: Sequence[TextInput], max_tokens: int) -> list[BoundedInput]:
         """Measure each input against ``max_tokens`` reading at most :func:`char_cap` characters
         of each text (each half of a pair), so the cost follows the bound, never the input.
