@@ -161,30 +161,29 @@ class TextTokenizer:
         return results  # type: ignore[return-value]
 
     def _bounded_long(self, text: TextInput, max_tokens: int, cap: int) -> BoundedInput:
-        halves = (text,) if isinstance(text, str) else text
-        specials = self._whole.num_special_tokens_to_add(not isinstance(text, str))
-        kept, tokens, readable = [], specials, True
-        for half in halves:
-            if len(half) <= cap:
-                count = len(self._whole.encode(half, add_special_tokens=False).ids)
-                kept.append((half, count, None))
-                tokens += count
-                continue
-            words = self._whole.encode(half[:cap], add_special_tokens=False).word_ids
-            last = max((word for word in words if word is not None), default=0)
-            safe = sum(1 for word in words if word is not None and word <= last - _UNSAFE_TAIL_WORDS)
-            kept.append((half[:cap], len(words), safe))
-            tokens += len(words)
-            readable = readable and safe >= max_tokens
-        cut = [entry for entry in kept if entry[2] is not None]
-        if len(kept) == 2 and readable:
+        halves = [self._read_half(half, cap)
+                  for half in ((text,) if isinstance(text, str) else text)]
+        readable = all(half.safe is None or half.safe >= max_tokens for half in halves)
+        if len(halves) == 2 and readable:
             # Longest-first pair truncation gives the longer half the odd token: the cut half
             # must stay the longer one, and with both halves cut which one is longer is unknown.
-            other = next((entry for entry in kept if entry[2] is None), None)
-            readable = other is not None and cut[0][2] > other[1]
-        parts = tuple(entry[0] for entry in kept)
-        return BoundedInput(parts[0] if len(parts) == 1 else parts, tokens, cut=True,
+            cut, whole = sorted(halves, key=lambda half: half.safe is None)
+            readable = whole.safe is None and cut.safe > whole.tokens  # type: ignore[operator]
+        tokens = sum(half.tokens for half in halves)
+        tokens += self._whole.num_special_tokens_to_add(len(halves) == 2)
+        texts = tuple(half.text for half in halves)
+        return BoundedInput(texts[0] if len(texts) == 1 else texts, tokens, cut=True,
                             readable=readable)
+
+    def _read_half(self, text: str, cap: int) -> _ReadHalf:
+        """One text (or half of a pair) read up to ``cap`` characters, without special tokens."""
+        if len(text) <= cap:
+            return _ReadHalf(text, len(self._whole.encode(text, add_special_tokens=False).ids))
+        words = self._whole.encode(text[:cap], add_special_tokens=False).word_ids
+        last_word = max((word for word in words if word is not None), default=0)
+        last_safe = last_word - _UNSAFE_TAIL_WORDS
+        safe = sum(1 for word in words if word is not None and word <= last_safe)
+        return _ReadHalf(text[:cap], len(words), safe)
 
     def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
         return self._tokenizer.decode_batch(
@@ -224,6 +223,16 @@ class BoundedInput:
     def over(self, max_tokens: int) -> bool:
         """The input has more than ``max_tokens`` tokens (a readable cut one always has)."""
         return self.tokens > max_tokens or (self.cut and self.readable)
+
+
+@dataclass(frozen=True)
+class _ReadHalf:
+    """A text as read: its first characters up to the cap, their tokens, and (when it was cut)
+    how many of those belong to words the cut cannot have changed."""
+
+    text: str
+    tokens: int
+    safe: int | None = None
 
 
 def _half_chars(text: TextInput) -> tuple[int, ...]:
