@@ -161,8 +161,8 @@ class TaskHandler(ABC):
 
     def truncate_fix(self, job: Job) -> str:
         """How the client of ``job`` asks to cut an over-long text (the 413's advice)."""
-        return (f'Send "{self.truncate_parameter}": true in the parameters to cut it there, '
-                "or shorten it.")
+        return (f'Send the parameter "{self.truncate_parameter}": true to cut it there, or '
+                "shorten it.")
 
     # -- batching (worker thread) --
     def token_counts(self, texts: Sequence[TextInput]) -> list[int]:

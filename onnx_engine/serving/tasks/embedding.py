@@ -88,7 +88,8 @@ class EmbeddingHandler(TaskHandler):
         if job.options.openai:  # OpenAI's API refuses over-long input too; it has no flag
             return ('Shorten it: /v1/embeddings has no truncation flag (as OpenAI\'s API); '
                     '/embed cuts it with "truncate": true.')
-        return super().truncate_fix(job)
+        return ('Send "truncate": true (on /embed beside "inputs", elsewhere in the parameters) '
+                "to cut it there, or shorten it.")
 
     def _options(self, parameters: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(parameters) - set(_OPTIONS))
