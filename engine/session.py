@@ -69,6 +69,10 @@ class RuntimeOptions:
         graph_optimization: ``all`` (default: ORT fuses at load), ``extended``, ``basic`` or
             ``disable`` (useful to compare with offline-optimized variants).
         memory_arena: keep ORT's CPU arena, which avoids re-allocating activations per call.
+        arena_shrinkage: after each run, hand the CPU arena's memory beyond its first chunk back
+            (ORT's ``memory.enable_memory_arena_shrinkage``), so one large batch does not keep
+            its peak for the life of the process; a server's choice (see the README's serving
+            section for what it costs). Off by default; ignored without ``memory_arena``.
         spin_wait: let idle intra-op threads spin. It saves a wake-up per call for one session,
             but a decode loop that alternates sessions pays ~10 ms for the other session's spinning
             threads; seq2seq turns it off for that reason.
@@ -108,6 +112,7 @@ class RuntimeOptions:
     threads: int | None = None
     graph_optimization: str | None = None
     memory_arena: bool | None = None
+    arena_shrinkage: bool | None = None
     spin_wait: bool | None = None
     verify_hashes: bool | None = None
     variant: str | None = None
@@ -138,7 +143,7 @@ class RuntimeOptions:
                 f"openvino_cache_dir must be a folder path (or '' for no cache), got "
                 f"{self.openvino_cache_dir!r}."
             )
-        for name in ("memory_arena", "spin_wait", "verify_hashes"):
+        for name in ("memory_arena", "arena_shrinkage", "spin_wait", "verify_hashes"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise InputError(f"{name} must be True or False, got {value!r}.")
@@ -209,6 +214,7 @@ ENGINE_DEFAULTS = RuntimeOptions(
     provider="auto",
     graph_optimization="all",
     memory_arena=True,
+    arena_shrinkage=False,
     spin_wait=True,
     verify_hashes=True,
     variant="auto",
@@ -266,6 +272,15 @@ def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
     return session_options
 
 
+def _run_options(options: RuntimeOptions) -> ort.RunOptions | None:
+    """Per-run settings: arena shrinkage (ORT refuses it for a session without an arena)."""
+    if not (options.arena_shrinkage and options.memory_arena):
+        return None
+    run_options = ort.RunOptions()
+    run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return run_options
+
+
 class EngineSession:
     """An ``InferenceSession`` that knows its file, its real providers and how to fail clearly."""
 
@@ -290,6 +305,7 @@ class EngineSession:
             ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when they are installed
         self.path = Path(model_path)
         self.options = options
+        self._run_options = _run_options(options)
         by_name = [
             (name, cuda_provider_options(options)) if name == CUDA else name for name in providers
         ]
@@ -336,7 +352,7 @@ class EngineSession:
         """Run the graph, feeding only the inputs it declares (e.g. no token_type_ids to RoBERTa)."""
         inputs = self.select_inputs(feeds)
         try:
-            return self._session.run(output_names, inputs)
+            return self._session.run(output_names, inputs, self._run_options)
         except Exception as error:
             raise self.failure(error) from error
 

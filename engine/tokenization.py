@@ -20,6 +20,16 @@ from engine.errors import ArtifactNotFoundError, CorruptArtifactError, InputErro
 
 logger = logging.getLogger(__name__)
 
+# A bounded reader of a text looks at most this many characters per token of its bound (see
+# TextTokenizer.bounded). Prose takes 4-6 characters per token, code and URLs fewer, CJK 1-2; a
+# text that needs more than 32 (long runs of spaces, words the vocabulary cannot split) is
+# refused past the cap rather than cut where the cut could change its tokens.
+CHARS_PER_TOKEN = 32
+# Pre-tokens at the end of a cut prefix whose tokens may differ from the whole text's: the one
+# the cut falls in, and the one before it, for a pre-tokenizer that looks one character ahead
+# (ByteLevel's whitespace rule) or a normalizer that composes across the cut (NFC).
+_UNSAFE_TAIL_WORDS = 2
+
 
 @dataclass(frozen=True)
 class EncodedBatch:
@@ -45,15 +55,29 @@ class TextTokenizer:
     threads that share a model (a server's batches).
     """
 
-    def __init__(self, tokenizer: Tokenizer, max_length: int, pad_id: int, pad_token: str) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, max_length: int, pad_id: int, pad_token: str,
+        truncation_length: int | None = None,
+    ) -> None:
         tokenizer.no_padding()
         tokenizer.no_truncation()
         tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
         self._whole = Tokenizer.from_str(tokenizer.to_str())
-        tokenizer.enable_truncation(max_length=max_length)
+        self.truncation_length = truncation_length or max_length
+        tokenizer.enable_truncation(max_length=self.truncation_length)
         self._tokenizer = tokenizer
         self.max_length = max_length
         self.pad_id = pad_id
+        self.pad_token = pad_token
+
+    def truncating_at(self, length: int) -> TextTokenizer:
+        """A copy whose ``truncation=True`` cuts at ``length`` tokens (a server's input bound).
+
+        ``max_length`` stays the model's: it is what the model reads and may produce, not what
+        a caller chose to let in.
+        """
+        return TextTokenizer(Tokenizer.from_str(self._whole.to_str()), self.max_length,
+                             self.pad_id, self.pad_token, truncation_length=length)
 
     @classmethod
     def from_file(cls, path: Path, max_length: int, pad_id: int, pad_token: str) -> TextTokenizer:
@@ -114,10 +138,52 @@ class TextTokenizer:
             token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
         )
 
-    def truncated(self, texts: Sequence[TextInput]) -> list[bool]:
-        """Whether each text is longer than ``max_length`` tokens, i.e. :meth:`encode` cuts it
-        (for APIs whose clients may ask for an error instead of a silent cut)."""
-        return [bool(e.overflowing) for e in self._tokenizer.encode_batch(list(texts))]
+    def bounded(self, texts: Sequence[TextInput], max_tokens: int) -> list[BoundedInput]:
+        """Measure each input against ``max_tokens`` reading at most :func:`char_cap` characters
+        of each text (each half of a pair), so the cost follows the bound, never the input.
+
+        An input within the cap is tokenized whole: its count is exact. Of a longer one only the
+        first ``char_cap`` characters are tokenized; it is ``cut`` to them when they prove that
+        the cut changes none of the tokens that truncation at ``max_tokens`` keeps: tokens
+        depend only on their own pre-token (word), so the tokens of every word before the last
+        two of the prefix are the whole text's, and if those are ``max_tokens`` or more, the
+        kept ones are among them. Otherwise (a long run without word boundaries, mostly
+        whitespace, or a pair whose halves are both over the cap) it is not ``readable``.
+        """
+        cap = char_cap(max_tokens)
+        results: list[BoundedInput | None] = [None] * len(texts)
+        short = [i for i, text in enumerate(texts) if max(_half_chars(text)) <= cap]
+        for index, encoding in zip(short, self._whole.encode_batch([texts[i] for i in short])):
+            results[index] = BoundedInput(texts[index], int(sum(encoding.attention_mask)))
+        for index, text in enumerate(texts):
+            if results[index] is None:
+                results[index] = self._bounded_long(text, max_tokens, cap)
+        return results  # type: ignore[return-value]
+
+    def _bounded_long(self, text: TextInput, max_tokens: int, cap: int) -> BoundedInput:
+        halves = [self._read_half(half, cap)
+                  for half in ((text,) if isinstance(text, str) else text)]
+        readable = all(half.safe is None or half.safe >= max_tokens for half in halves)
+        if len(halves) == 2 and readable:
+            # Longest-first pair truncation gives the longer half the odd token: the cut half
+            # must stay the longer one, and with both halves cut which one is longer is unknown.
+            cut, whole = sorted(halves, key=lambda half: half.safe is None)
+            readable = whole.safe is None and cut.safe > whole.tokens  # type: ignore[operator]
+        tokens = sum(half.tokens for half in halves)
+        tokens += self._whole.num_special_tokens_to_add(len(halves) == 2)
+        texts = tuple(half.text for half in halves)
+        return BoundedInput(texts[0] if len(texts) == 1 else texts, tokens, cut=True,
+                            readable=readable)
+
+    def _read_half(self, text: str, cap: int) -> _ReadHalf:
+        """One text (or half of a pair) read up to ``cap`` characters, without special tokens."""
+        if len(text) <= cap:
+            return _ReadHalf(text, len(self._whole.encode(text, add_special_tokens=False).ids))
+        words = self._whole.encode(text[:cap], add_special_tokens=False).word_ids
+        last_word = max((word for word in words if word is not None), default=0)
+        last_safe = last_word - _UNSAFE_TAIL_WORDS
+        safe = sum(1 for word in words if word is not None and word <= last_safe)
+        return _ReadHalf(text[:cap], len(words), safe)
 
     def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
         return self._tokenizer.decode_batch(
@@ -129,6 +195,48 @@ class TextTokenizer:
 
 
 TextInput = Union[str, Tuple[str, str]]
+
+
+def char_cap(max_tokens: int) -> int:
+    """Characters of a text a bounded reader tokenizes for a ``max_tokens`` bound."""
+    return CHARS_PER_TOKEN * max_tokens
+
+
+@dataclass(frozen=True)
+class BoundedInput:
+    """One input as :meth:`TextTokenizer.bounded` measured it.
+
+    Attributes:
+        text: what to tokenize: the input, or when ``cut`` its first ``char_cap`` characters
+            (per half), which truncation at the bound turns into the same ids as the input.
+        tokens: tokens (special tokens included) of the input; when ``cut``, of the prefix
+            read (a lower bound: the input has more).
+        cut: the input is over the character cap, so ``text`` is a prefix of it.
+        readable: a cut that provably keeps the truncated ids (always true when not cut).
+    """
+
+    text: TextInput
+    tokens: int
+    cut: bool = False
+    readable: bool = True
+
+    def over(self, max_tokens: int) -> bool:
+        """The input has more than ``max_tokens`` tokens (a readable cut one always has)."""
+        return self.tokens > max_tokens or (self.cut and self.readable)
+
+
+@dataclass(frozen=True)
+class _ReadHalf:
+    """A text as read: its first characters up to the cap, their tokens, and (when it was cut)
+    how many of those belong to words the cut cannot have changed."""
+
+    text: str
+    tokens: int
+    safe: int | None = None
+
+
+def _half_chars(text: TextInput) -> tuple[int, ...]:
+    return (len(text),) if isinstance(text, str) else (len(text[0]), len(text[1]))
 
 
 def as_text_list(

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.errors import InputError
+from engine.tokenization import as_text_list
 
 ENCODING_FORMATS = ("float", "base64")
 _TEI_KEYS = ("inputs", "normalize", "truncate", "truncation_direction", "prompt_name",
@@ -36,15 +37,15 @@ class EmbeddingRequest:
     Attributes:
         texts: the strings to embed, in order.
         normalize: L2-normalize (``None``: as the model does).
-        truncate: truncate over-long texts at the model's maximum length; when False an
-            over-long text is an error (TEI's default).
+        truncate: cut texts over the model's input bound there; when False (TEI's default,
+            and OpenAI's only behaviour) an over-long text is an error (413).
         model: the model name the client asked for (OpenAI), if any.
         encoding_format: ``float`` or ``base64`` (OpenAI).
     """
 
     texts: list[str]
     normalize: bool | None = None
-    truncate: bool = True
+    truncate: bool = False
     model: str | None = None
     encoding_format: str = "float"
 
@@ -129,14 +130,15 @@ def decode_base64(text: str) -> np.ndarray:
 
 
 def _texts(value: Any, key: str) -> list[str]:
+    """The strings of ``key``, checked as every route checks texts (valid Unicode included)."""
     if isinstance(value, str):
-        return [value]
+        return as_text_list(value, what=key)[0]
     if not isinstance(value, list) or not value:
         raise InputError(f'"{key}" must be a string or a non-empty list of strings.')
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise InputError(f'"{key}"[{index}] is {type(item).__name__}, not a string.')
-    return list(value)
+    return as_text_list(value, what=key)[0]
 
 
 def _flag(body: Mapping[str, Any], key: str, default: bool) -> bool:

@@ -36,3 +36,60 @@ def test_padded_batch_identical_to_autotokenizer(any_classifier, batch):
     )
     np.testing.assert_array_equal(ours.input_ids, theirs["input_ids"])
     np.testing.assert_array_equal(ours.attention_mask, theirs["attention_mask"])
+
+
+# --- the bounded reader a server uses (TextTokenizer.bounded) ---
+_WORDS = "the quick brown fox jumps over lazy dogs naïve café 東京 ÀÉÎ don't x, y. z! 123".split()
+_RNG = np.random.default_rng(0)
+# Long texts: a truncating encode of the cut prefix must give the ids of the whole text.
+READABLE = {
+    "prose": " ".join(_RNG.choice(_WORDS, 30_000)),
+    # 13,000 characters of prose: the 512-token cap (16,384) cuts inside the run after it.
+    "prose, then a run without spaces": "hello world, " * 1_000 + "z" * 100_000,
+    "newlines and tabs": "line one\n\tline two  \r\n" * 6_000,
+}
+# Long runs without word boundaries past the cap: refused (no cut could be shown safe).
+UNREADABLE = {"one character": "a" * 100_000, "two characters": "ab" * 50_000,
+              "mostly spaces": "a" + " " * 100_000 + "b c d"}
+
+
+def _tokenizers(any_classifier, t5_v1_1):
+    from engine.seq2seq import Seq2SeqLM
+
+    yield Classifier.load(any_classifier.artifact).tokenizer
+    yield Seq2SeqLM.load(t5_v1_1.artifact).tokenizer
+
+
+@pytest.mark.parametrize("bound", [16, 512])
+def test_bounded_cut_keeps_the_ids_truncation_keeps(any_classifier, t5_v1_1, bound):
+    from engine.tokenization import char_cap
+
+    for tokenizer in _tokenizers(any_classifier, t5_v1_1):
+        truncating = tokenizer.truncating_at(bound)
+        for name, text in READABLE.items():
+            (measured,) = tokenizer.bounded([text], bound)
+            assert measured.cut and measured.readable and measured.over(bound), name
+            assert len(measured.text) == char_cap(bound) < len(text)
+            np.testing.assert_array_equal(truncating.encode([measured.text]).input_ids,
+                                          truncating.encode([text]).input_ids, err_msg=name)
+            # A pair whose first half is cut keeps its longest-first truncation too.
+            pair = (text, "a short second text")
+            (measured,) = tokenizer.bounded([pair], bound)
+            assert measured.readable and measured.text[1] == pair[1]
+            np.testing.assert_array_equal(truncating.encode([measured.text]).input_ids,
+                                          truncating.encode([pair]).input_ids, err_msg=name)
+        for name, text in UNREADABLE.items():
+            (measured,) = tokenizer.bounded([text], bound)
+            assert measured.cut and not measured.readable, name
+        (both,) = tokenizer.bounded([(READABLE["prose"], READABLE["prose"])], bound)
+        assert not both.readable  # which half is longer (gets the odd token) is unknown
+
+
+def test_bounded_counts_are_exact_within_the_cap(distilbert):
+    tokenizer = Classifier.load(distilbert.artifact).tokenizer
+    texts = CORPUS[:6] + ["word " * 600, ("a premise", "a hypothesis")]
+    measured = tokenizer.bounded(texts, 512)
+    whole = [int(tokenizer.encode([text], truncation=False).attention_mask.sum()) for text in texts]
+    assert [m.tokens for m in measured] == whole
+    assert [m.text for m in measured] == texts and not any(m.cut for m in measured)
+    assert [m.over(512) for m in measured] == [count > 512 for count in whole]

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-input-chars", type=int, default=None,
                         help="characters per text at most (default: no limit; tokens are "
                         "truncated at the model's maximum length)")
+    limits.add_argument("--max-input-tokens", type=int, default=None,
+                        help="tokens per text at most, per model (default: the model's max "
+                        "length); longer texts get 413 unless the request asks to truncate")
     limits.add_argument("--request-timeout-s", type=float, default=None,
                         help="answer 504 to requests not done after this long")
     limits.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
@@ -131,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent_requests=args.max_concurrent_requests,
         max_client_batch_size=args.max_client_batch_size,
         max_input_chars=args.max_input_chars,
+        max_input_tokens=args.max_input_tokens,
         request_timeout_s=args.request_timeout_s,
         max_body_bytes=args.max_body_bytes,
         client_timeout_s=args.client_timeout_s,
@@ -139,8 +143,9 @@ def run(args: argparse.Namespace) -> int:
         log_requests=args.log_requests,
     )
     # A server's event loop shares the cores with the model: ORT threads spinning for work
-    # between calls would take its CPU away from accepting and answering.
-    options = runtime_options(args).with_overrides(spin_wait=False)
+    # between calls would take its CPU away from accepting and answering. Its arena shrinks
+    # after each run, so one maximal batch does not keep its peak memory (README: serving).
+    options = runtime_options(args).with_overrides(spin_wait=False, arena_shrinkage=True)
     if args.ray:
         return _run_on_ray(args, specs, config, options)
 

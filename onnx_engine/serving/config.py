@@ -23,6 +23,10 @@ class ServeConfig:
         max_client_batch_size: texts in one request at most (422 above).
         max_input_chars: characters of one text at most (422 above); ``None``: no limit (the
             tokenizer still truncates at the model's maximum length).
+        max_input_tokens: tokens of one text (special tokens included) at most, per model;
+            ``None``: the model's maximum length. Classifiers and embedders cannot read past
+            their maximum length, so theirs is the smaller of the two; T5 may take more. A
+            longer text gets 413 unless the request asks to truncate (then it is cut there).
         request_timeout_s: a request still unanswered after this long gets 504 and its texts are
             dropped from the queue; ``None``: no limit.
         max_body_bytes: request bodies over this many bytes get 413 before they are parsed.
@@ -40,6 +44,7 @@ class ServeConfig:
     max_concurrent_requests: int = 512
     max_client_batch_size: int = 64
     max_input_chars: int | None = None
+    max_input_tokens: int | None = None
     request_timeout_s: float | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     client_timeout_s: float = 30.0
@@ -51,8 +56,9 @@ class ServeConfig:
         for name in ("max_batch_size", "max_batch_tokens", "max_concurrent_requests",
                      "max_client_batch_size", "max_body_bytes"):
             _check_positive(name, getattr(self, name), integer=True)
-        if self.max_input_chars is not None:
-            _check_positive("max_input_chars", self.max_input_chars, integer=True)
+        for name in ("max_input_chars", "max_input_tokens"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name), integer=True)
         if self.request_timeout_s is not None:
             _check_positive("request_timeout_s", self.request_timeout_s, integer=False)
         _check_positive("client_timeout_s", self.client_timeout_s, integer=False)

@@ -18,6 +18,7 @@ from onnx_engine.embedding_protocols import (
     parse_tei,
     tei_response,
 )
+from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
 from onnx_engine.serving.errors import NotFoundError, ValidationError
 from onnx_engine.serving.inference import admitted, run_job
@@ -31,22 +32,28 @@ def routes(state: ServerState) -> list[Route]:
         async with admitted(state, served) as admission:
             job = served.handler.job(parse_tei(body))
             result = await run_job(state, admission, job, request)
-            answer = tei_response(served.handler.vectors(job, result.values))
+            response = await built(served.handler.answer_values(job), lambda: JSONResponse(
+                tei_response(served.handler.vectors(job, result.values)), headers=result.headers))
         state.metrics.successes.labels(served.name).inc()
-        return JSONResponse(answer, headers=result.headers)
+        return response
 
     async def openai_embeddings(request: Request) -> Response:
         body = await read_json_object(request, state.config)
         parsed = parse_openai(body)
         served = _embedding_model(state, parsed.model)
         async with admitted(state, served) as admission:
-            job = served.handler.job(parsed)
+            job = served.handler.job(parsed, openai=True)
             result = await run_job(state, admission, job, request)
-            vectors = served.handler.vectors(job, result.values)
-            tokens = [value.tokens for value in result.values]
-            answer = openai_response(vectors, tokens, parsed.model, parsed.encoding_format)
+
+            def answer() -> Response:
+                vectors = served.handler.vectors(job, result.values)
+                tokens = [value.tokens for value in result.values]
+                return JSONResponse(openai_response(vectors, tokens, parsed.model,
+                                                    parsed.encoding_format), headers=result.headers)
+
+            response = await built(served.handler.answer_values(job), answer)
         state.metrics.successes.labels(served.name).inc()
-        return JSONResponse(answer, headers=result.headers)
+        return response
 
     return [
         Route("/embed", embed, methods=["POST"]),

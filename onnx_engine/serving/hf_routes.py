@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.inference import admitted, run_job
@@ -31,9 +32,10 @@ def routes(state: ServerState) -> list[Route]:
             inputs, parameters = _inputs_and_parameters(body, route)
             job = served.handler.parse_hf(inputs, parameters, route)
             result = await run_job(state, admission, job, request)
-            answer = served.handler.encode_hf(job, result.values, route)
+            response = await built(served.handler.answer_values(job), lambda: JSONResponse(
+                served.handler.encode_hf(job, result.values, route), headers=result.headers))
         state.metrics.successes.labels(served.name).inc()
-        return JSONResponse(answer, headers=result.headers)
+        return response
 
     async def task(request: Request) -> Response:
         return await run(request, "task")

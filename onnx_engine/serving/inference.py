@@ -83,6 +83,7 @@ async def run_job(state: ServerState, admission: Admission, job: Job, request: R
     """Run a parsed job through the model's batcher and wait for every text's result.
 
     Raises:
+        PayloadTooLargeError: a text over its model's input bound (``TaskHandler.bounded``).
         RequestTimeoutError: not done within ``request_timeout_s`` (its texts are dropped).
         ValidationError, BackendError: set by the batcher for this job's texts.
         ClientDisconnectedError: the client went away (its texts are dropped).
@@ -90,7 +91,7 @@ async def run_job(state: ServerState, admission: Admission, job: Job, request: R
     served = admission.served
     metrics, model = state.metrics, served.name
     started = time.perf_counter()
-    counts = await _token_counts(served, job)
+    job, counts = await _bounded(served, job)
     tokenized = time.perf_counter()
     metrics.tokenization_duration.labels(model).observe(tokenized - started)
     loop = asyncio.get_running_loop()
@@ -115,11 +116,12 @@ async def run_job(state: ServerState, admission: Admission, job: Job, request: R
     return JobResult([result.value for result in results], headers)
 
 
-async def _token_counts(served: ServedModel, job: Job) -> list[int]:
+async def _bounded(served: ServedModel, job: Job) -> tuple[Job, list[int]]:
+    """The job within its model's input bound, and its texts' token counts (may raise 413)."""
     size = sum(map(text_chars, job.texts))
     if size <= _INLINE_TOKENIZE_CHARS:
-        return served.handler.token_counts(job.texts)
-    return await asyncio.to_thread(served.handler.token_counts, job.texts)
+        return served.handler.bounded(job)
+    return await asyncio.to_thread(served.handler.bounded, job)
 
 
 async def _wait(items: list[WorkItem], request: Request, timeout: float | None) -> list[ItemResult]:

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.version import __version__
+from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_body
 from onnx_engine.serving.inference import admitted, run_job
 from onnx_engine.serving.state import ServerState
@@ -43,9 +44,8 @@ def routes(state: ServerState) -> list[Route]:
             v2 = parse_request(body, request.headers.get(HEADER_LENGTH))
             job = served.handler.parse_v2(v2.inputs, v2.parameters)
             result = await run_job(state, admission, job, request)
-            payload, headers = encode_response(
-                served.name, v2, served.handler.encode_v2(job, result.values)
-            )
+            payload, headers = await built(served.handler.answer_values(job), lambda: (
+                encode_response(served.name, v2, served.handler.encode_v2(job, result.values))))
         state.metrics.successes.labels(served.name).inc()
         return Response(payload, headers={**headers, **result.headers})
 

@@ -7,15 +7,16 @@ handler module plus its entry in :data:`onnx_engine.serving.tasks.HANDLERS`.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Hashable, Sequence
 
 import numpy as np
 
-from engine.tokenization import TextInput, as_text_list
+from engine.tokenization import CHARS_PER_TOKEN, BoundedInput, TextInput, as_text_list, char_cap
 from onnx_engine.serving.config import ServeConfig
-from onnx_engine.serving.errors import NotFoundError, ValidationError
+from onnx_engine.serving.errors import NotFoundError, PayloadTooLargeError, ValidationError
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,27 @@ class OutputTensor:
 
 
 class TaskHandler(ABC):
-    """The task-specific half of serving one model (see the module docstring)."""
+    """The task-specific half of serving one model (see the module docstring).
+
+    ``max_input_tokens`` is this model's input bound (see ``ServeConfig.max_input_tokens``);
+    ``model`` is the engine model as served: when the bound is not the model's own length, a
+    shallow copy whose tokenizer truncates at the bound (the caller's model is left as it is).
+    """
 
     task: ClassVar[str]
     v2_inputs: ClassVar[tuple[TensorSpec, ...]]
     v2_outputs: ClassVar[tuple[TensorSpec, ...]]
+    # Whether the model reads past its tokenizer's maximum length (T5's relative positions do;
+    # an encoder's absolute position table does not).
+    reads_past_max_length: ClassVar[bool] = False
+    # The request parameter that asks to cut over-long texts, as this task's clients spell it.
+    truncate_parameter: ClassVar[str] = "truncation"
 
     def __init__(self, model: Any, config: ServeConfig) -> None:
-        self.model = model
         self.config = config
+        self.max_input_tokens = input_bound(model.tokenizer.max_length, config.max_input_tokens,
+                                            self.reads_past_max_length)
+        self.model = _truncating_at(model, self.max_input_tokens)
 
     # -- parsing (event loop) --
     @abstractmethod
@@ -102,6 +115,55 @@ class TaskHandler(ABC):
                         f"{max_chars} (--max-input-chars)."
                     )
 
+    def truncates(self, job: Job) -> bool:
+        """Whether the job asked to cut texts over the bound (default: refuse them)."""
+        return False
+
+    # -- bounding (event loop for small jobs, a thread for large ones) --
+    def bounded(self, job: Job) -> tuple[Job, list[int]]:
+        """The job with each text within the input bound, and each text's tokens (its cost).
+
+        Each text is read only up to its character cap (:func:`engine.tokenization.char_cap`),
+        so a 5 MB text costs what the bound needs. A text over the bound is cut when the job
+        truncates (the engine then keeps exactly the tokens it would keep of the whole text).
+
+        Raises:
+            PayloadTooLargeError: a text over the bound in a job that does not truncate, or a
+                text over the character cap whose read part cannot show where to cut it.
+        """
+        bound = self.max_input_tokens
+        measured = self.model.tokenizer.bounded(job.texts, bound)
+        truncate = self.truncates(job)
+        for index, text in enumerate(measured):
+            if not text.readable:
+                raise PayloadTooLargeError(self._unreadable(index, job.texts[index], text))
+            if text.over(bound) and not truncate:
+                raise PayloadTooLargeError(self._over_bound(index, text, job))
+        counts = [min(text.tokens, bound) for text in measured]
+        return replace(job, texts=[text.text for text in measured]), counts
+
+    def _over_bound(self, index: int, text: BoundedInput, job: Job) -> str:
+        count = f"more than {text.tokens}" if text.cut else str(text.tokens)
+        return (
+            f"Text #{index} has {count} tokens; this model takes at most "
+            f"{self.max_input_tokens} (--max-input-tokens). {self.truncate_fix(job)}"
+        )
+
+    def _unreadable(self, index: int, original: TextInput, text: BoundedInput) -> str:
+        cap = char_cap(self.max_input_tokens)
+        size = text_chars(original)
+        return (
+            f"Text #{index} has {size} characters; this server reads at most {cap} per text "
+            f"({CHARS_PER_TOKEN} per token of the {self.max_input_tokens}-token bound), and its "
+            f"first {cap} make too few separate words ({text.tokens} tokens) to show where to "
+            "cut it without changing the tokens kept. Shorten it (or split it at spaces)."
+        )
+
+    def truncate_fix(self, job: Job) -> str:
+        """How the client of ``job`` asks to cut an over-long text (the 413's advice)."""
+        return (f'Send the parameter "{self.truncate_parameter}": true to cut it there, or '
+                "shorten it.")
+
     # -- batching (worker thread) --
     def token_counts(self, texts: Sequence[TextInput]) -> list[int]:
         """Tokens of each text after truncation: the batcher's cost of the text."""
@@ -125,6 +187,10 @@ class TaskHandler(ABC):
     def encode_hf(self, job: Job, results: list[Any], route: str) -> Any:
         """The JSON answer of a Hugging Face route."""
 
+    def answer_values(self, job: Job) -> int:
+        """About how many values the job's answer holds (it is built off the loop when large)."""
+        return len(job.texts)
+
     def v2_metadata(self, name: str) -> dict[str, Any]:
         return {
             "name": name,
@@ -134,6 +200,24 @@ class TaskHandler(ABC):
             "inputs": [spec.as_json() for spec in self.v2_inputs],
             "outputs": [spec.as_json() for spec in self.v2_outputs],
         }
+
+
+def input_bound(max_length: int, requested: int | None, reads_past_max_length: bool) -> int:
+    """A model's input bound in tokens: the requested one (``--max-input-tokens``) or the
+    model's maximum length; an encoder's is never above its maximum length (it cannot read
+    further), T5's may be."""
+    if requested is None:
+        return max_length
+    return requested if reads_past_max_length else min(requested, max_length)
+
+
+def _truncating_at(model: Any, bound: int) -> Any:
+    """``model``, or a shallow copy of it whose tokenizer truncates at ``bound`` tokens."""
+    if model.tokenizer.truncation_length == bound:
+        return model
+    served = copy.copy(model)
+    served.tokenizer = model.tokenizer.truncating_at(bound)
+    return served
 
 
 def text_chars(text: TextInput) -> int:

@@ -6,12 +6,13 @@ The engine call runs only the logits, one row per text; activation and ranking a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Hashable, Sequence
 
 import numpy as np
 
 from engine.classifier import Classifier, check_top_k
+from engine.generation_args import check_flag
 from engine.manifest import TASK_CLASSIFICATION
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import ValidationError
@@ -25,15 +26,18 @@ from onnx_engine.serving.tasks.base import (
     unsupported_route,
 )
 
-_OPTIONS = ("top_k", "function_to_apply")
+# truncation as transformers' pipelines take it: cut texts over the bound instead of a 413.
+_OPTIONS = ("top_k", "function_to_apply", "truncation")
 
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    """``top_k``: ``None`` for the best label only (V2) or all labels (HF); activation resolved."""
+    """``top_k``: ``None`` for the best label only (V2) or all labels (HF); activation resolved;
+    ``truncation``: cut texts over the input bound instead of refusing them."""
 
     top_k: int | None
     activation: str
+    truncation: bool = False
 
 
 class ClassificationHandler(TaskHandler):
@@ -71,7 +75,7 @@ class ClassificationHandler(TaskHandler):
         self.check_texts(texts)
         options = self._options(parameters)
         if options.top_k is None:  # the Inference API answers every label, best first
-            options = ClassifyOptions(len(self.model.labels), options.activation)
+            options = replace(options, top_k=len(self.model.labels))
         return Job(texts, options=options, single=single)
 
     def _options(self, parameters: dict[str, Any]) -> ClassifyOptions:
@@ -82,12 +86,22 @@ class ClassificationHandler(TaskHandler):
             )
         top_k = parameters.get("top_k")
         check_top_k(top_k)
-        return ClassifyOptions(top_k, self.model.activation_for(parameters.get("function_to_apply")))
+        truncation = parameters.get("truncation")
+        return ClassifyOptions(
+            top_k, self.model.activation_for(parameters.get("function_to_apply")),
+            False if truncation is None else check_flag("truncation", truncation),
+        )
+
+    def truncates(self, job: Job) -> bool:
+        return job.options.truncation
 
     def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[np.ndarray]:
         # Jobs hold pairs as the tokenizer's (text, pair) tuples; the engine takes them as dicts.
         inputs = [{"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else t for t in texts]
         return list(self.model.logits(inputs, batch_size=len(inputs)))
+
+    def answer_values(self, job: Job) -> int:
+        return len(job.texts) * len(self.model.labels) * 2  # label + score (V2: logits, probs)
 
     def encode_v2(self, job: Job, results: list[np.ndarray]) -> list[OutputTensor]:
         logits = np.stack(results).astype(np.float32)

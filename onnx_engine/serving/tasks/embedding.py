@@ -9,7 +9,7 @@ comes back with the tokens the model saw for that text, which OpenAI answers bil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Hashable, Sequence
 
 import numpy as np
@@ -19,7 +19,7 @@ from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import l2_normalize
 from engine.tokenization import as_text_list
 from onnx_engine.embedding_protocols import EmbeddingRequest
-from onnx_engine.serving.errors import PayloadTooLargeError, ValidationError
+from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.tasks.base import (
     Job,
     OutputTensor,
@@ -35,9 +35,12 @@ _OPTIONS = ("normalize", "truncate")
 
 @dataclass(frozen=True)
 class EmbedOptions:
-    """``normalize``: L2-normalize this job's rows (resolved: the model's default when unset)."""
+    """``normalize``: L2-normalize this job's rows (resolved: the model's default when unset);
+    ``truncate``: cut texts over the input bound instead of refusing them (413)."""
 
     normalize: bool
+    truncate: bool = False
+    openai: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class EmbeddingHandler(TaskHandler):
     model: Embedder
     v2_inputs = (TensorSpec("text", "BYTES", (-1,)),)
     v2_outputs = (TensorSpec("embedding", "FP32", (-1, -1)),)
+    truncate_parameter = "truncate"  # TEI's and the HF feature-extraction spec's name
 
     def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
         texts = required_v2_input(inputs, "text", ("text",))
@@ -64,26 +68,28 @@ class EmbeddingHandler(TaskHandler):
         items, single = hf_texts(inputs)
         texts, _ = as_text_list(items)
         job = self.job(EmbeddingRequest(texts, **self._options(parameters)))
-        return Job(job.texts, options=job.options, single=single)
+        return replace(job, single=single)
 
-    def job(self, request: EmbeddingRequest) -> Job:
-        """The job of a parsed request, after the server's limits and the truncation choice.
+    def job(self, request: EmbeddingRequest, openai: bool = False) -> Job:
+        """The job of a parsed request, after the server's limits; ``openai``: the request came
+        from /v1/embeddings, whose clients cannot ask to truncate (413 advice differs).
 
         Raises:
             ValidationError: too many texts, or a text over ``max_input_chars``.
-            PayloadTooLargeError: a text is over the model's maximum length and the request
-                asked not to truncate (TEI's ``"truncate": false``).
         """
         self.check_texts(request.texts)
-        if not request.truncate:
-            for index, cut in enumerate(self.model.tokenizer.truncated(request.texts)):
-                if cut:
-                    raise PayloadTooLargeError(
-                        f"Text #{index} is longer than the model's {self.model.max_length} "
-                        'tokens; send "truncate": true to cut it, or shorten it.'
-                    )
         normalize = self.model.pooling.normalize if request.normalize is None else request.normalize
-        return Job(list(request.texts), options=EmbedOptions(normalize))
+        return Job(list(request.texts), options=EmbedOptions(normalize, request.truncate, openai))
+
+    def truncates(self, job: Job) -> bool:
+        return job.options.truncate
+
+    def truncate_fix(self, job: Job) -> str:
+        if job.options.openai:  # OpenAI's API refuses over-long input too; it has no flag
+            return ('Shorten it: /v1/embeddings has no truncation flag (as OpenAI\'s API); '
+                    '/embed cuts it with "truncate": true.')
+        return ('Send "truncate": true (on /embed beside "inputs", elsewhere in the parameters) '
+                "to cut it there, or shorten it.")
 
     def _options(self, parameters: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(parameters) - set(_OPTIONS))
@@ -105,6 +111,9 @@ class EmbeddingHandler(TaskHandler):
             texts, batch_size=len(texts), normalize=False
         )
         return [EmbeddedText(vector, int(count)) for vector, count in zip(vectors, counts)]
+
+    def answer_values(self, job: Job) -> int:
+        return len(job.texts) * self.model.dimension
 
     def vectors(self, job: Job, results: list[EmbeddedText]) -> np.ndarray:
         """The job's rows as float32 [N, D], normalized as the job asked."""

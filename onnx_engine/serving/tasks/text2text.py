@@ -42,6 +42,7 @@ _NO_TRUNCATION = "do_not_truncate"
 class Text2TextHandler(TaskHandler):
     task = TASK_TEXT2TEXT
     model: Seq2SeqLM
+    reads_past_max_length = True  # relative position buckets take any length
     v2_inputs = (TensorSpec("text", "BYTES", (-1,)),)
     v2_outputs = (
         TensorSpec("generated_text", "BYTES", (-1,)),
@@ -93,6 +94,9 @@ class Text2TextHandler(TaskHandler):
                 f"(--max-client-batch-size), got {key.num_beams}."
             )
         return Job(list(texts), key=key, single=single)
+
+    def truncates(self, job: Job) -> bool:
+        return job.key.truncation
 
     def costs(self, job: Job, token_counts: list[int]) -> list[int]:
         # Beam search runs num_beams decoder rows per text.
