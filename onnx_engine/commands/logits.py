@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
+from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
 from engine.seq2seq import Seq2SeqLM
 from engine.tokenization import TextTokenizer
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
+    check_artifact_folder,
     runtime_options,
     writable_file,
 )
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top-k must be a positive integer, got {args.top_k}.")
     if args.save is not None:
         writable_file(args.save, "--save")
+    check_artifact_folder(args.artifact, TASK_TEXT2TEXT, "logits")
     model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
     forced = model.logits([args.source], [args.target], truncation=args.truncate)
     length = int(forced.mask[0].sum())
