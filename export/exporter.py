@@ -16,6 +16,7 @@ from engine.version import __version__
 from export.classification import ClassificationExporter
 from export.errors import ExportError
 from export.feature_extraction import FeatureExtractionExporter
+from export.model_source import check_model_source, infer_task
 from export.optimum_export import run_optimum_export
 from export.progress import StageProgress
 from export.seq2seq import Seq2SeqExporter
@@ -35,13 +36,14 @@ _KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_token
 class ExportSettings:
     """What to export and where; ``force`` replaces an existing output folder.
 
+    ``task`` None infers it from the model's config (``export.model_source.infer_task``).
     ``atol`` defaults to the task's parity tolerance; ``task_options`` are settings only one task
     takes (feature-extraction: ``pooling``, ``normalize``).
     """
 
     model: str
     output: Path
-    task: str = ClassificationExporter.task
+    task: str | None = ClassificationExporter.task
     opset: int | None = None
     force: bool = False
     quiet: bool = False
@@ -74,12 +76,18 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
 
     Raises:
         OutputExistsError: the output exists and ``force`` is not set.
-        ExportError: the model cannot be loaded or exported.
+        ExportError: the model is neither a local folder nor reachable on the hub (said in a
+            second, see ``export.model_source``), its task cannot be inferred, or it cannot be
+            loaded or exported.
         ParityError: the exported model disagrees with PyTorch; the message names the worst input.
     """
-    exporter = task_exporter(settings.task, settings.task_options)
+    if settings.task is not None:
+        task_exporter(settings.task, settings.task_options)  # a bad task or option first
     output = Path(settings.output)
     check_output_free(output, settings.force)
+    check_model_source(settings.model)
+    task = settings.task or infer_task(settings.model)
+    exporter = task_exporter(task, settings.task_options)
     progress = StageProgress(total=4, quiet=settings.quiet)
     with progress.stage(f"loading {settings.model}"):
         reference = exporter.load_reference(settings.model)
