@@ -243,11 +243,11 @@ def _make_variant(
                 source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
                 built = recipe.build(source, target, config)
                 made_with[role] = {"source": spec.file, **built}
-    except OSError:  # the disk, not the graph: never recorded as a verdict
-        raise
     except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
         for name in staging.values():  # whatever it left half-written is not a variant
             artifact.path_of(name).unlink(missing_ok=True)
+        if isinstance(error, OSError):  # the disk, not the graph: an error, never a verdict
+            raise
         reason = f"could not be built: {_brief(error)}"
         return replace(record, made_with=made_with, reason=reason), files
     for name in staging.values():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 
 from engine.errors import OnnxEngineError
 from engine.version import __version__
@@ -75,10 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"unrecognized arguments: {' '.join(unparsed)}"
             )
         args.texts = [*args.texts, *unparsed]
-    if getattr(args, "quiet", False):  # -q also silences the per-text over-length warnings
-        logging.getLogger("engine.tokenization").setLevel(logging.ERROR)
     try:
-        return int(args.handler(args) or 0)
+        with _quiet_warnings(getattr(args, "quiet", False)):
+            return int(args.handler(args) or 0)
     except OnnxEngineError as error:
         print(f"error: {in_cli_words(str(error))}", file=sys.stderr)
         return EXIT_ERROR
@@ -90,6 +91,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+@contextlib.contextmanager
+def _quiet_warnings(quiet: bool) -> Iterator[None]:
+    """With ``-q``, also no per-text over-length warnings (the level is restored after, for
+    callers that run ``main`` in-process)."""
+    logger = logging.getLogger("engine.tokenization")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _subcommand_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

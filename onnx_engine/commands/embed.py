@@ -19,6 +19,7 @@ from onnx_engine.commands.runtime_args import (
     add_text_arguments,
     read_texts,
     runtime_options,
+    save_npy,
 )
 from onnx_engine.progress_bar import chunks_with_progress
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     embedder = Embedder.load(args.artifact, options=runtime_options(args))
     embeddings = embed_texts(embedder, texts, args)
     if args.save is not None:
-        np.save(args.save, embeddings)
+        save_npy(args.save, embeddings, "--save")
         print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} float32 embeddings to "
               f"{args.save}", file=sys.stderr)
         return 0

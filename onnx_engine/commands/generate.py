@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scores", action="store_true",
                         help="add the sequence score and each token's log-probability and logit")
     add_batch_size_argument(parser, 16)
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no over-length warnings on stderr")
     parser.add_argument("--truncate", action="store_true",
                         help="cut sources at the model's max length (default: whole, as "
                         "transformers)")

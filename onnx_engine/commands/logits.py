@@ -23,6 +23,7 @@ from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
     check_artifact_folder,
     runtime_options,
+    save_npy,
     writable_file,
 )
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                              position, args.top_k)
         print(json.dumps(line, ensure_ascii=False))
     if args.save is not None:
-        np.save(args.save, logits)
+        save_npy(args.save, logits, "--save")
     return 0
 
 

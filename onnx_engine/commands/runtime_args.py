@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.errors import InputError, OnnxEngineError
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
@@ -104,6 +105,22 @@ def _utf8_lines(data: bytes, source: str) -> list[str]:
             "(e.g. iconv -f latin1 -t utf-8)."
         ) from None
     return text.removeprefix("\ufeff").splitlines()
+
+
+def save_npy(path: Path, array: Any, flag: str) -> None:
+    """``numpy.save`` with a failed write (a full disk, a vanished folder) as one line.
+
+    Raises:
+        InputError: the file cannot be written; a partial file is removed.
+    """
+    import numpy as np
+
+    try:
+        np.save(path, array)
+    except OSError as error:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+        raise InputError(f"{flag} {path}: {error.strerror or error}.") from None
 
 
 def writable_file(path: Path, flag: str) -> Path:
