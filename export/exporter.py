@@ -14,7 +14,7 @@ from engine.errors import ParityError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
 from export.classification import ClassificationExporter
-from export.errors import ExportError
+from export.errors import ArtifactWriteError, ExportError
 from export.feature_extraction import FeatureExtractionExporter
 from export.model_source import check_model_source, infer_task
 from export.optimum_export import run_optimum_export
@@ -80,6 +80,8 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
             second, see ``export.model_source``), its task cannot be inferred, or it cannot be
             loaded or exported.
         ParityError: the exported model disagrees with PyTorch; the message names the worst input.
+        ArtifactWriteError: a file cannot be written (a full disk, a read-only folder); nothing
+            is left behind and an existing output is untouched.
     """
     if settings.task is not None:
         task_exporter(settings.task, settings.task_options)  # a bad task or option first
@@ -91,6 +93,20 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
     progress = StageProgress(total=4, quiet=settings.quiet)
     with progress.stage(f"loading {settings.model}"):
         reference = exporter.load_reference(settings.model)
+    try:
+        return _export_staged(exporter, reference, settings, output, progress)
+    except OSError as error:  # a full disk or a read-only folder: the output is untouched
+        raise ArtifactWriteError.from_os_error(error, output) from None
+
+
+def _export_staged(
+    exporter: TaskExporter,
+    reference: Any,
+    settings: ExportSettings,
+    output: Path,
+    progress: StageProgress,
+) -> ArtifactManifest:
+    """Write, check and move the artifact into place (see ``export_model``)."""
     with staged_output(output, settings.force) as staging:
         with progress.stage(f"exporting ONNX ({exporter.optimum_task})"):
             raw = staging / "optimum"

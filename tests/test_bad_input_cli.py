@@ -301,3 +301,15 @@ def test_an_unexpected_os_error_is_one_line(distilbert, monkeypatch, capsys):
     assert _one_error_line(capsys, ["classify", str(distilbert.artifact), "x"]) == (
         "error: /some/file: Permission denied"
     )
+
+
+@pytest.mark.parametrize("command", ["optimize", "verify"])
+def test_commands_for_any_task_also_refuse_a_checkpoint_folder_in_cli_words(distilbert, capsys,
+                                                                            command):
+    checkpoint = str(distilbert.checkpoint)
+    extra = ["--fusion"] if command == "optimize" else []
+    assert _one_error_line(capsys, [command, checkpoint, *extra]) == (
+        f"error: '{checkpoint}' is a Hugging Face checkpoint, not an onnx-engine artifact. Export "
+        f"it into a new folder first: 'onnx-engine export {checkpoint} {checkpoint}-onnx', then "
+        f"run 'onnx-engine {command} {checkpoint}-onnx ...'."
+    )

@@ -222,3 +222,24 @@ def test_a_t5_folder_exports_without_task(t5_v1_1, tmp_path):
     from engine.manifest import ArtifactManifest
 
     assert ArtifactManifest.read(output).task == "text2text-generation"
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_nothing(distilbert, tmp_path, capsys,
+                                                                   monkeypatch):
+    import errno
+    import os
+
+    import export.exporter
+
+    def full_disk(exporter, reference, raw, staging):
+        (staging / "model.onnx").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(export.exporter, "_collect_files", full_disk)
+    output = tmp_path / "out"
+    line = _one_line(capsys, ["export", str(distilbert.checkpoint), str(output), "-q"])
+    assert line == (
+        f"error: Cannot write '{output}': No space left on device (ENOSPC). The artifact "
+        f"'{output}' was left as it was; free space or make the folder writable and run again."
+    )
+    assert list(tmp_path.iterdir()) == []  # no output, no staging folder

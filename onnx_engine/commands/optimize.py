@@ -108,7 +108,9 @@ def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import InputError
+    from onnx_engine.commands.runtime_args import check_artifact_folder
 
+    check_artifact_folder(args.artifact, None, "optimize")
     if args.retime and not requested_variants(args):
         from export.optimize import retime_artifact
 

@@ -147,8 +147,9 @@ TASK_COMMANDS = {
 }
 
 
-def check_artifact_folder(path: str | Path, task: str, command: str) -> None:
-    """Refuse, in the CLI's words, a path that is not an artifact of ``task``, before loading.
+def check_artifact_folder(path: str | Path, task: str | None, command: str) -> None:
+    """Refuse, in the CLI's words, a path that is not an artifact (of ``task``, where given),
+    before loading.
 
     The engine's messages speak to Python callers (``engine.load``); here a file, a Hugging
     Face checkpoint folder and another task's artifact each get the command to run instead.
@@ -169,11 +170,14 @@ def check_artifact_folder(path: str | Path, task: str, command: str) -> None:
         folder / "config.json"
     ).is_file():
         exported = f"{str(folder).rstrip('/')}-onnx"
+        task_flag = f" --task {task}" if task else ""
         raise InputError(
             f"'{folder}' is a Hugging Face checkpoint, not an onnx-engine artifact. Export it "
-            f"into a new folder first: 'onnx-engine export {folder} {exported} --task {task}', "
+            f"into a new folder first: 'onnx-engine export {folder} {exported}{task_flag}', "
             f"then run 'onnx-engine {command} {exported} ...'."
         )
+    if task is None:
+        return
     try:
         held = ArtifactManifest.read(folder).task
     except OnnxEngineError:
