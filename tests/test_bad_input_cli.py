@@ -313,3 +313,25 @@ def test_commands_for_any_task_also_refuse_a_checkpoint_folder_in_cli_words(dist
         f"it into a new folder first: 'onnx-engine export {checkpoint} {checkpoint}-onnx', then "
         f"run 'onnx-engine {command} {checkpoint}-onnx ...'."
     )
+
+
+def test_the_optimize_table_of_an_embedding_artifact_speaks_of_embeddings(tiny_embedder_factory):
+    from dataclasses import replace
+
+    from engine.manifest import ArtifactManifest
+    from engine.variants import FUSED, VariantFigures, VariantRecord
+    from export.embedding_variants import EMBEDDING_GATES
+    from onnx_engine.commands.optimize import variant_table
+
+    manifest = ArtifactManifest.read(tiny_embedder_factory("mean").artifact)
+    figures = VariantFigures(max_abs_diff=2e-6, max_prob_diff=3e-6, agreement=1.0, inputs=4,
+                             min_cosine=0.99999, retrieval_agreement=1.0)
+    fused = VariantRecord(FUSED, {"model": "model.fused.onnx"}, gate=EMBEDDING_GATES[FUSED],
+                          figures=figures, passed=True)
+    rows = variant_table(replace(manifest, variants={FUSED: fused})).splitlines()
+    assert "|Δlogit|" not in "\n".join(rows) and "|Δprob|" not in "\n".join(rows)
+    assert rows[1].split()[:4] == ["fp32", "any", "(export", "parity)"] and "|Δemb|" in rows[1]
+    fused_row = rows[2].split()
+    assert fused_row[2:5] == ["|Δemb|<=0.0001", "top1>=100%", "cos>=0.9999"]
+    assert fused_row[6:14] == ["cos", "1.0000", "top10", "100%", "|Δemb|", "2.0e-06", "|Δsim|",
+                               "3.0e-06"]
