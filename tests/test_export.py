@@ -216,12 +216,19 @@ def test_the_task_is_inferred_from_the_config(distilbert, t5_v1_1, tiny_encoder_
     )
 
 
-def test_a_t5_folder_exports_without_task(t5_v1_1, tmp_path):
-    output = tmp_path / "t5"
-    assert main(["export", str(t5_v1_1.checkpoint), str(output), "-q"]) == 0
+def test_a_t5_folder_exports_without_task_and_without_check_set_warnings(t5_v1_1, tmp_path,
+                                                                          caplog, capsys):
+    import logging
+
     from engine.manifest import ArtifactManifest
 
+    output = tmp_path / "t5"
+    with caplog.at_level(logging.WARNING, logger="engine.tokenization"):
+        assert main(["export", str(t5_v1_1.checkpoint), str(output)]) == 0
     assert ArtifactManifest.read(output).task == "text2text-generation"
+    # The check set's deliberately over-long text is ours: no warning about it, even without -q.
+    assert [r for r in caplog.records if r.name == "engine.tokenization"] == []
+    assert "parity passed" in capsys.readouterr().err
 
 
 def test_a_full_disk_during_export_is_one_line_and_leaves_nothing(distilbert, tmp_path, capsys,
