@@ -14,6 +14,7 @@ from engine.errors import ParityError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
 from export.classification import ClassificationExporter
+from export.dependencies import check_installed
 from export.errors import ArtifactWriteError, ExportError
 from export.feature_extraction import FeatureExtractionExporter
 from export.model_source import check_model_source, infer_task
@@ -83,6 +84,7 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
         ArtifactWriteError: a file cannot be written (a full disk, a read-only folder); nothing
             is left behind and an existing output is untouched.
     """
+    check_installed("torch", "transformers", "optimum")  # before a hub request is made
     if settings.task is not None:
         task_exporter(settings.task, settings.task_options)  # a bad task or option first
     output = Path(settings.output)
