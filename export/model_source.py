@@ -73,7 +73,8 @@ def _probe_hub(model: str) -> None:
             "the spelling; a private or gated model needs 'hf auth login')."
         ) from None
     except errors.HfHubHTTPError as error:
-        raise ExportError(f"The Hugging Face hub refused '{model}': {error}".splitlines()[0]) from None
+        message = f"The Hugging Face hub refused '{model}': {error}".splitlines()[0]
+        raise ExportError(message) from None
     except OSError as error:  # requests' connection errors and timeouts are OSErrors
         raise ExportError(
             f"Cannot reach the Hugging Face hub for '{model}' ({type(error).__name__}). Check "

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print the k best labels per text (default: the best one)")
     parser.add_argument("--all-labels", action="store_true", help="print every label, sorted")
     add_batch_size_argument(parser, 32)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or over-length warnings on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar or over-length warnings on stderr")
     add_runtime_arguments(parser)
     parser.set_defaults(handler=run)
 

@@ -43,7 +43,8 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                         help="L2-normalize the embeddings (default: as the model does)")
     add_batch_size_argument(parser, 32)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or over-length warnings on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar or over-length warnings on stderr")
 
 
 def embed_texts(embedder: Embedder, texts: list[str], args: argparse.Namespace,

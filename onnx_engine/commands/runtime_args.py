@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError, OnnxEngineError
+from engine.manifest import (
+    MANIFEST_NAME,
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_TEXT2TEXT,
+    ArtifactManifest,
+)
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
 from engine.variants import VARIANT_CHOICES
 
@@ -141,9 +148,9 @@ def writable_file(path: Path, flag: str) -> Path:
 
 # The subcommand that runs each task's artifacts, for messages that point to the right one.
 TASK_COMMANDS = {
-    "text-classification": "classify",
-    "text2text-generation": "generate",
-    "feature-extraction": "embed",
+    TASK_CLASSIFICATION: "classify",
+    TASK_TEXT2TEXT: "generate",
+    TASK_FEATURE_EXTRACTION: "embed",
 }
 
 
@@ -158,8 +165,6 @@ def check_artifact_folder(path: str | Path, task: str | None, command: str) -> N
     Raises:
         InputError: ``path`` is a file, a checkpoint folder, or an artifact of another task.
     """
-    from engine.manifest import MANIFEST_NAME, ArtifactManifest
-
     folder = Path(path)
     if folder.is_file():
         raise InputError(
