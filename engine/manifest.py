@@ -8,6 +8,8 @@ importing anything that created the artifact.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,8 +106,27 @@ class ArtifactManifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def write(self, folder: Path) -> Path:
+        """Write ``manifest.json`` atomically: a reader sees the old manifest or the new one.
+
+        The JSON goes to a temporary file in the same folder, is flushed to disk, then renamed
+        over the manifest; a failed write (a full disk, a read-only folder) removes the
+        temporary file and leaves the old manifest as it was.
+
+        Raises:
+            OSError: the folder cannot be written (the caller words it for its user).
+        """
         path = Path(folder) / MANIFEST_NAME
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write((self.to_json() + "\n").encode("utf-8"))
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; an artifact is shared
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

@@ -14,8 +14,10 @@ from engine.errors import ParityError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
 from export.classification import ClassificationExporter
-from export.errors import ExportError
+from export.dependencies import check_installed
+from export.errors import ArtifactWriteError, ExportError
 from export.feature_extraction import FeatureExtractionExporter
+from export.model_source import check_model_source, infer_task
 from export.optimum_export import run_optimum_export
 from export.progress import StageProgress
 from export.seq2seq import Seq2SeqExporter
@@ -35,13 +37,14 @@ _KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_token
 class ExportSettings:
     """What to export and where; ``force`` replaces an existing output folder.
 
+    ``task`` None infers it from the model's config (``export.model_source.infer_task``).
     ``atol`` defaults to the task's parity tolerance; ``task_options`` are settings only one task
     takes (feature-extraction: ``pooling``, ``normalize``).
     """
 
     model: str
     output: Path
-    task: str = ClassificationExporter.task
+    task: str | None = ClassificationExporter.task
     opset: int | None = None
     force: bool = False
     quiet: bool = False
@@ -74,15 +77,38 @@ def export_model(settings: ExportSettings) -> ArtifactManifest:
 
     Raises:
         OutputExistsError: the output exists and ``force`` is not set.
-        ExportError: the model cannot be loaded or exported.
+        ExportError: the model is neither a local folder nor reachable on the hub (said in a
+            second, see ``export.model_source``), its task cannot be inferred, or it cannot be
+            loaded or exported.
         ParityError: the exported model disagrees with PyTorch; the message names the worst input.
+        ArtifactWriteError: a file cannot be written (a full disk, a read-only folder); nothing
+            is left behind and an existing output is untouched.
     """
-    exporter = task_exporter(settings.task, settings.task_options)
+    check_installed("torch", "transformers", "optimum")  # before a hub request is made
+    if settings.task is not None:
+        task_exporter(settings.task, settings.task_options)  # a bad task or option first
     output = Path(settings.output)
     check_output_free(output, settings.force)
+    check_model_source(settings.model)
+    task = settings.task or infer_task(settings.model)
+    exporter = task_exporter(task, settings.task_options)
     progress = StageProgress(total=4, quiet=settings.quiet)
     with progress.stage(f"loading {settings.model}"):
         reference = exporter.load_reference(settings.model)
+    try:
+        return _export_staged(exporter, reference, settings, output, progress)
+    except OSError as error:  # a full disk or a read-only folder: the output is untouched
+        raise ArtifactWriteError.from_os_error(error, output) from None
+
+
+def _export_staged(
+    exporter: TaskExporter,
+    reference: Any,
+    settings: ExportSettings,
+    output: Path,
+    progress: StageProgress,
+) -> ArtifactManifest:
+    """Write, check and move the artifact into place (see ``export_model``)."""
     with staged_output(output, settings.force) as staging:
         with progress.stage(f"exporting ONNX ({exporter.optimum_task})"):
             raw = staging / "optimum"

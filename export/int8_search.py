@@ -98,6 +98,8 @@ def search_int8(
                     method, source, target, settings, gate, probe, matmuls[method], share,
                     calibration if method == STATIC else None, folder, trials,
                 )
+            except OSError:  # a full disk is no trial's result: the caller reports it
+                raise
             except Exception as error:  # the quantizers raise anything; record and go on
                 trials.append({"method": method, "error": f"{type(error).__name__}: {error}"[:300]})
         if not found:

@@ -10,6 +10,7 @@ speed instead of by assumption.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,15 +41,18 @@ from engine.variants import (
     variant_records,
 )
 from export.calibration import CalibrationSet, calibration_set
+from export.errors import ArtifactWriteError
 from export.fusion import fuse_graph, half_precision_graph
 from export.gates import gate_verdict, gates_with_overrides
 from export.int8_search import search_int8
 from export.progress import StageProgress
 from export.quantize import QuantizeSettings, quantize_graph
+from export.staging import flush_folder, flush_to_disk
 from export.variant_checks import VariantChecker, measure_speeds, variant_checker
 
 MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16)
 _STAGING_PREFIX = ".optimizing."
+_PREVIOUS_PREFIX = ".replaced."  # a file being replaced, set aside until the manifest is written
 
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
 # search(source, target, gate=..., probe=...): an accuracy-aware builder that may try several
@@ -118,13 +122,17 @@ def optimize_artifact(
     """Make, check, time and record the requested variants; returns the rewritten manifest.
 
     A variant that fails its gate (or cannot be built or loaded) is recorded with the reason and
-    kept out of use; that is a result, not an error. ``recipes`` replaces how variants are made
+    kept out of use; that is a result, not an error. An I/O failure is an error: every file is
+    written under a staging name, flushed, and renamed into place with the manifest last, so
+    the artifact is either as it was or fully updated. ``recipes`` replaces how variants are made
     (tests use it to make a deliberately broken one).
 
     Raises:
         ArtifactError: the artifact is missing, or changed since it was exported.
         InputError: an unknown variant name, a malformed gate override or timing_runs < 1.
         ExportError: the task has no variants yet, or the reference model cannot be loaded.
+        ArtifactWriteError: a file cannot be written (a full disk, a read-only folder); the
+            artifact is left as it was, with no partial or temporary file.
     """
     recipes = dict(recipes) if recipes is not None else default_recipes(settings.quantize)
     unknown = [name for name in settings.variants if name not in recipes]
@@ -136,6 +144,7 @@ def optimize_artifact(
     if settings.timing_runs < 1:
         raise InputError(f"timing_runs must be at least 1, got {settings.timing_runs}.")
     artifact = Artifact.open(settings.artifact)  # unchanged since export before adding to it
+    _check_writable(artifact.path)  # before minutes of PyTorch, not after
     manifest = artifact.manifest
     calibration = calibration_set(settings.calibration, manifest.max_length)
     checker = variant_checker(manifest.task, calibration.extra)
@@ -145,7 +154,7 @@ def optimize_artifact(
     with progress.stage(f"loading PyTorch reference {model}"):
         reference = checker.load_reference(model)
     records = variant_records(manifest)
-    staged: dict[str, str] = {}  # staging file -> final file
+    staged: dict[str, str] = {}  # final file -> staging file (absent: the build failed)
     try:
         for name in settings.variants:
             with progress.stage(f"making and checking '{name}'"):
@@ -154,17 +163,16 @@ def optimize_artifact(
                 )
                 records[name] = record
                 staged.update(files)
-        with progress.stage("recording files and gate results"):
-            _move_into_place(artifact, staged)
-            staged.clear()
-            # Written now, so the new files are never left without their hashes in the manifest.
-            _recorded(manifest, records, artifact).write(artifact.path)
+        # Timed under their staging names: nothing in the artifact changes until the commit.
         with progress.stage("timing variants on CPU"):
-            records = _with_cpu_speeds(records, artifact, checker, settings.timing_runs)
-            manifest = _recorded(manifest, records, artifact)
-            manifest.write(artifact.path)
+            records = _with_cpu_speeds(records, artifact, checker, settings.timing_runs, staged)
+        with progress.stage("recording files and gate results"):
+            manifest = _recorded(manifest, records, artifact, staged)
+            _commit(artifact, staged, manifest)
+    except OSError as error:  # a full disk or a read-only folder: an error, not a verdict
+        raise ArtifactWriteError.from_os_error(error, artifact.path) from None
     finally:
-        for staging in staged:
+        for staging in staged.values():
             artifact.path_of(staging).unlink(missing_ok=True)
     return manifest
 
@@ -178,6 +186,7 @@ def retime_artifact(path: Path, runs: int = 5, quiet: bool = False) -> ArtifactM
     Raises:
         ArtifactError: the artifact is missing, or changed since it was exported.
         InputError: runs < 1.
+        ArtifactWriteError: the manifest cannot be written (it is left as it was).
     """
     if runs < 1:
         raise InputError(f"timing_runs must be at least 1, got {runs}.")
@@ -187,7 +196,10 @@ def retime_artifact(path: Path, runs: int = 5, quiet: bool = False) -> ArtifactM
     with progress.stage("timing variants on this CPU"):
         records = _with_cpu_speeds(variant_records(artifact.manifest), artifact, checker, runs)
     manifest = _recorded(artifact.manifest, records, artifact)
-    manifest.write(artifact.path)
+    try:
+        manifest.write(artifact.path)
+    except OSError as error:
+        raise ArtifactWriteError.from_os_error(error, artifact.path) from None
     return manifest
 
 
@@ -200,7 +212,12 @@ def _make_variant(
     reference: Any,
     calibration: CalibrationSet,
 ) -> tuple[VariantRecord, dict[str, str]]:
-    """Build the variant under staging names and judge it; returns its record and its files."""
+    """Build the variant under staging names and judge it; returns its record and its files
+    (final name -> staging name; no staging file where the build failed).
+
+    Raises:
+        OSError: a file could not be written; the caller turns it into an error.
+    """
     if recipe.runtime == RUNTIME_OPENVINO:  # runs the exported files: nothing to build
         graphs = {role: spec.file for role, spec in artifact.manifest.graphs.items()}
         record = VariantRecord(name, graphs, target=recipe.target, gate=gate, passed=False,
@@ -209,7 +226,7 @@ def _make_variant(
     graphs = artifact.manifest.graphs
     final = {role: variant_file_name(spec.file, name) for role, spec in graphs.items()}
     staging = {role: _STAGING_PREFIX + file for role, file in final.items()}
-    files = {staging[role]: final[role] for role in final}
+    files = {final[role]: staging[role] for role in final}
     record = VariantRecord(name, final, target=recipe.target, gate=gate, passed=False)
     config = artifact.config()
     made_with: dict[str, Any] = {}
@@ -227,8 +244,14 @@ def _make_variant(
                 built = recipe.build(source, target, config)
                 made_with[role] = {"source": spec.file, **built}
     except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
+        for name in staging.values():  # whatever it left half-written is not a variant
+            artifact.path_of(name).unlink(missing_ok=True)
+        if isinstance(error, OSError):  # the disk, not the graph: an error, never a verdict
+            raise
         reason = f"could not be built: {_brief(error)}"
         return replace(record, made_with=made_with, reason=reason), files
+    for name in staging.values():
+        flush_to_disk(artifact.path_of(name))
     record = replace(record, made_with=made_with)
     # A CUDA variant is gated on CUDA where a CUDA session really works here (only there do fp16
     # kernels show their overflow); elsewhere on CPU, where ORT runs fp16 behind casts. The
@@ -275,19 +298,64 @@ def _judged(
     return replace(record, figures=figures, passed=passed, reason=reason, checked_on=checked_on)
 
 
-def _move_into_place(artifact: Artifact, staged: Mapping[str, str]) -> None:
-    """Give the checked files their final names; a variant that was not built loses its old file."""
-    for staging, final in staged.items():
-        if artifact.path_of(staging).is_file():
-            os.replace(artifact.path_of(staging), artifact.path_of(final))
-        else:
-            artifact.path_of(final).unlink(missing_ok=True)
+def _check_writable(folder: Path) -> None:
+    """Fail before any work where the folder cannot take a new file (read-only, no space).
+
+    Raises:
+        ArtifactWriteError: a probe file cannot be created in ``folder``.
+    """
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=_STAGING_PREFIX, dir=folder)
+    except OSError as error:
+        raise ArtifactWriteError.from_os_error(error, folder) from None
+    os.close(descriptor)
+    os.unlink(probe)
+
+
+def _commit(artifact: Artifact, staged: Mapping[str, str], manifest: ArtifactManifest) -> None:
+    """Rename the staged files into place, then write the manifest; all of it or none of it.
+
+    A file being replaced is first renamed aside, so any failure (the manifest's write
+    included) restores the artifact exactly; a variant whose build failed loses its old file.
+
+    Raises:
+        OSError: a rename or the manifest's write failed; the artifact is as it was.
+    """
+    moved: list[tuple[Path, Path | None]] = []  # (final path, its previous file set aside)
+    try:
+        for final, staging in staged.items():
+            target, previous = artifact.path_of(final), artifact.path_of(_PREVIOUS_PREFIX + final)
+            kept = target.is_file()
+            if kept:
+                os.replace(target, previous)
+            moved.append((target, previous if kept else None))
+            if artifact.path_of(staging).is_file():
+                os.replace(artifact.path_of(staging), target)
+        manifest.write(artifact.path)
+    except BaseException:
+        for target, previous in reversed(moved):
+            target.unlink(missing_ok=True)
+            if previous is not None:
+                os.replace(previous, target)
+        raise
+    for _, previous in moved:
+        if previous is not None:
+            previous.unlink(missing_ok=True)
+    flush_folder(artifact.path)
 
 
 def _with_cpu_speeds(
-    records: dict[str, VariantRecord], artifact: Artifact, checker: VariantChecker, runs: int
+    records: dict[str, VariantRecord],
+    artifact: Artifact,
+    checker: VariantChecker,
+    runs: int,
+    staged: Mapping[str, str] | None = None,
 ) -> dict[str, VariantRecord]:
-    """Every passing CPU-capable variant, fp32 included, re-timed together so ranks compare."""
+    """Every passing CPU-capable variant, fp32 included, re-timed together so ranks compare.
+
+    ``staged`` (final name -> staging name) says where files not yet renamed into place are.
+    """
+    staged = staged or {}
     options = RuntimeOptions(provider="cpu", verify_hashes=False)
     openvino_unusable = openvino_variants_unusable(records.values())
     timed = [
@@ -297,7 +365,8 @@ def _with_cpu_speeds(
     ]
     workloads = {
         record.name: checker.workloads(
-            checker.open(artifact, record.graphs, options_for(record, options), record.name)
+            checker.open(artifact, _on_disk(record.graphs, staged),
+                         options_for(record, options), record.name)
         )
         for record in timed
     }
@@ -310,16 +379,26 @@ def _with_cpu_speeds(
     }
 
 
+def _on_disk(graphs: Mapping[str, str], staged: Mapping[str, str]) -> dict[str, str]:
+    """``graphs`` (role -> file) with each staged file under the name it has on disk now."""
+    return {role: staged.get(name, name) for role, name in graphs.items()}
+
+
 def _recorded(
-    manifest: ArtifactManifest, records: Mapping[str, VariantRecord], artifact: Artifact
+    manifest: ArtifactManifest,
+    records: Mapping[str, VariantRecord],
+    artifact: Artifact,
+    staged: Mapping[str, str] | None = None,
 ) -> ArtifactManifest:
-    """The manifest with the variant records and the sha256 of every variant file."""
+    """The manifest with the variant records and the sha256 of every variant file (read from
+    its staging file where ``staged`` has one)."""
+    staged = staged or {}
     files = dict(manifest.files)
     for record in records.values():
         if record.name == FP32 or record.runtime == RUNTIME_OPENVINO:  # no files of its own
             continue
         for name in record.graphs.values():
-            path = artifact.path_of(name)
+            path = artifact.path_of(staged.get(name, name))
             if path.is_file():
                 files[name] = file_record(path)
             else:  # a variant that could not be built leaves no file

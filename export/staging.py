@@ -77,3 +77,24 @@ def staged_output(output: Path, force: bool) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def flush_to_disk(path: Path) -> None:
+    """fsync a written file, so a rename that publishes it never publishes a hole after a crash.
+
+    Raises:
+        OSError: the file cannot be opened or flushed (a full disk shows up here at the latest).
+    """
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def flush_folder(folder: Path) -> None:
+    """fsync a folder, so the renames made in it survive a crash (POSIX; a no-op elsewhere)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import re
 import sys
+from collections.abc import Iterator
 
 from engine.errors import OnnxEngineError
 from engine.version import __version__
@@ -16,6 +20,21 @@ COMMAND_MODULES = (
     "bench", "serve", "loadtest",
 )
 EXIT_ERROR = 2
+# Commands whose engine runs are on the built-in check set, one text of which is over the
+# model's max length on purpose: a warning per run about it would only be noise.
+_CHECK_SET_COMMANDS = frozenset({"export", "optimize", "verify", "demo"})
+# Engine options that the CLI spells as flags. Engine messages name the Python argument
+# (``variant='auto'``, ``batch_size must be``); the CLI says the flag instead.
+_FLAGS = {
+    "variant": "--variant", "provider": "--provider", "threads": "--threads",
+    "device_id": "--device-id", "batch_size": "--batch-size", "top_k": "--top-k",
+    "num_beams": "--num-beams", "max_new_tokens": "--max-new-tokens",
+    "length_penalty": "--length-penalty",
+}
+_OPTION_NAMES = "|".join(_FLAGS)
+_PYTHON_ASSIGNMENT = re.compile(rf"(?<![\w.-])({_OPTION_NAMES})=(?:'([^']*)'|([\w.+-]+))")
+_PYTHON_SUBJECT = re.compile(rf"(?<![\w.-])({_OPTION_NAMES})(?= must\b)")
+_SECOND_VARIANT = re.compile(r"(--variant [\w-]+) or '([\w-]+)'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def in_cli_words(message: str) -> str:
+    """``message`` with the engine's Python spellings of options replaced by the CLI's flags:
+    ``variant='auto'`` -> ``--variant auto``, ``batch_size must`` -> ``--batch-size must``."""
+    message = _PYTHON_ASSIGNMENT.sub(
+        lambda match: f"{_FLAGS[match[1]]} {match[2] if match[2] is not None else match[3]}",
+        message,
+    )
+    message = _SECOND_VARIANT.sub(r"\1 or --variant \2", message)
+    return _PYTHON_SUBJECT.sub(lambda match: _FLAGS[match[1]], message)
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for an I/O failure on a user's path: the path and what the errno means."""
+    meaning = error.strerror or str(error) or type(error).__name__
+    return f"{error.filename}: {meaning}" if error.filename else meaning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; our errors become one ``error:`` line and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -39,12 +75,44 @@ def main(argv: list[str] | None = None) -> int:
         # argparse matches positionals only before the first option, so texts given after one
         # (`search ARTIFACT --corpus FILE QUERY...`) come back unparsed: they are texts too.
         if not hasattr(args, "texts") or any(item.startswith("-") for item in unparsed):
-            parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
+            # The subcommand's own usage, not the top-level one: the mistake is in its flags.
+            _subcommand_parser(parser, args.command).error(
+                f"unrecognized arguments: {' '.join(unparsed)}"
+            )
         args.texts = [*args.texts, *unparsed]
     try:
-        return int(args.handler(args) or 0)
+        quiet = getattr(args, "quiet", False) or args.command in _CHECK_SET_COMMANDS
+        with _quiet_warnings(quiet):
+            return int(args.handler(args) or 0)
     except OnnxEngineError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {in_cli_words(str(error))}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `onnx-engine ... | head`: the reader left, nothing to report
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        return 141
+    except OSError as error:  # a user's path that cannot be read or written
+        print(f"error: {os_error_line(error)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+@contextlib.contextmanager
+def _quiet_warnings(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, no per-text over-length warnings (the level is restored after, for
+    callers that run ``main`` in-process)."""
+    logger = logging.getLogger("engine.tokenization")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _subcommand_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser

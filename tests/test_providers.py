@@ -126,7 +126,7 @@ def test_cli_device_id_reaches_the_cuda_provider(distilbert, monkeypatch, capsys
 def test_cli_bad_device_id_is_one_error_line(distilbert, capsys):
     assert main(["classify", str(distilbert.artifact), "x", "--device-id", "-1"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error:") and "device_id must be a GPU ordinal" in error
+    assert error.startswith("error:") and "--device-id must be a GPU ordinal" in error
 
 
 def test_unset_cuda_options_leave_onnx_runtime_defaults():

@@ -126,4 +126,4 @@ def test_cli_logits_lists_top_k_and_saves_the_array(t5_v1_1, tmp_path, capsys):
 
 def test_cli_generate_reports_bad_input_without_traceback(t5_v1_1, capsys):
     assert main(["generate", str(t5_v1_1.artifact), "fine", "--max-new-tokens", "0"]) == 2
-    assert "max_new_tokens must be a positive integer" in capsys.readouterr().err
+    assert "--max-new-tokens must be a positive integer" in capsys.readouterr().err

@@ -6,8 +6,11 @@ import argparse
 import json
 
 from engine.classifier import Classifier
+from engine.manifest import TASK_CLASSIFICATION
 from onnx_engine.commands.runtime_args import (
+    add_batch_size_argument,
     add_runtime_arguments,
+    check_artifact_folder,
     add_text_arguments,
     read_texts,
     runtime_options,
@@ -22,14 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=None,
                         help="print the k best labels per text (default: the best one)")
     parser.add_argument("--all-labels", action="store_true", help="print every label, sorted")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    add_batch_size_argument(parser, 32)
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar or over-length warnings on stderr")
     add_runtime_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
+    check_artifact_folder(args.artifact, TASK_CLASSIFICATION, "classify")
     classifier = Classifier.load(args.artifact, options=runtime_options(args))
     ranked = args.all_labels or args.top_k is not None
     top_k = None if args.all_labels else args.top_k

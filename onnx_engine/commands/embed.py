@@ -11,11 +11,15 @@ import numpy as np
 
 from engine.embedder import Embedder
 from engine.errors import InputError
+from engine.manifest import TASK_FEATURE_EXTRACTION
 from onnx_engine.commands.runtime_args import (
+    add_batch_size_argument,
     add_runtime_arguments,
+    check_artifact_folder,
     add_text_arguments,
     read_texts,
     runtime_options,
+    save_npy,
 )
 from onnx_engine.progress_bar import chunks_with_progress
 
@@ -38,8 +42,9 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``embed`` and ``search``."""
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                         help="L2-normalize the embeddings (default: as the model does)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    add_batch_size_argument(parser, 32)
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar or over-length warnings on stderr")
 
 
 def embed_texts(embedder: Embedder, texts: list[str], args: argparse.Namespace,
@@ -58,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
     if args.save is not None and not args.save.parent.is_dir():
         raise InputError(f"--save: the folder '{args.save.parent}' does not exist.")
+    check_artifact_folder(args.artifact, TASK_FEATURE_EXTRACTION, "embed")
     embedder = Embedder.load(args.artifact, options=runtime_options(args))
     embeddings = embed_texts(embedder, texts, args)
     if args.save is not None:
-        np.save(args.save, embeddings)
+        save_npy(args.save, embeddings, "--save")
         print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} float32 embeddings to "
               f"{args.save}", file=sys.stderr)
         return 0

@@ -6,10 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from engine.manifest import TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
 from engine.seq2seq_outputs import GeneratedSequence
 from onnx_engine.commands.runtime_args import (
+    add_batch_size_argument,
     add_runtime_arguments,
+    check_artifact_folder,
     add_text_arguments,
     read_texts,
     runtime_options,
@@ -31,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="beam search stopping rule, as in transformers (default false)")
     parser.add_argument("--scores", action="store_true",
                         help="add the sequence score and each token's log-probability and logit")
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_batch_size_argument(parser, 16)
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no over-length warnings on stderr")
     parser.add_argument("--truncate", action="store_true",
                         help="cut sources at the model's max length (default: whole, as "
                         "transformers)")
@@ -41,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
+    check_artifact_folder(args.artifact, TASK_TEXT2TEXT, "generate")
     model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
     early_stopping = {"true": True, "false": False, "never": "never"}[args.early_stopping]
     results = model.generate(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
-from onnx_engine.commands.runtime_args import read_texts
+from onnx_engine.commands.runtime_args import read_text_lines
 from onnx_engine.commands.serve_extra import require_modules
 
 DEFAULT_TEXTS = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_sentences.txt"
@@ -140,11 +140,10 @@ def _levels(value: str) -> list[int]:
 
 
 def _texts(args: argparse.Namespace) -> list[str]:
-    if args.input is None:
-        args.input = str(DEFAULT_TEXTS)
-    texts = [text for text in read_texts(args) if text.strip()]
+    source = DEFAULT_TEXTS if args.input is None else args.input
+    texts = [text for text in read_text_lines(source, "--texts") if text.strip()]
     if not texts:
-        raise InputError(f"No texts in {args.input}.")
+        raise InputError(f"--texts file '{source}' has only blank lines; give one text per line.")
     return texts
 
 

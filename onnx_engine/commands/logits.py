@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
+from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
 from engine.seq2seq import Seq2SeqLM
 from engine.tokenization import TextTokenizer
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
+    check_artifact_folder,
     runtime_options,
+    save_npy,
     writable_file,
 )
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top-k must be a positive integer, got {args.top_k}.")
     if args.save is not None:
         writable_file(args.save, "--save")
+    check_artifact_folder(args.artifact, TASK_TEXT2TEXT, "logits")
     model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
     forced = model.logits([args.source], [args.target], truncation=args.truncate)
     length = int(forced.mask[0].sum())
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                              position, args.top_k)
         print(json.dumps(line, ensure_ascii=False))
     if args.save is not None:
-        np.save(args.save, logits)
+        save_npy(args.save, logits, "--save")
     return 0
 
 

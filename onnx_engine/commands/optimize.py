@@ -108,7 +108,9 @@ def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import InputError
+    from onnx_engine.commands.runtime_args import check_artifact_folder
 
+    check_artifact_folder(args.artifact, None, "optimize")
     if args.retime and not requested_variants(args):
         from export.optimize import retime_artifact
 
@@ -133,6 +135,7 @@ def variant_table(manifest: Any) -> str:
         variant_records,
     )
 
+    names = _figure_names(manifest.task)
     header = f"{'variant':<8} {'target':<6} {'gate':<30} {'measured vs PyTorch':<44} {'cpu ms':<16}"
     lines = [header + " result"]
     records = variant_records(manifest)
@@ -142,14 +145,14 @@ def variant_table(manifest: Any) -> str:
         cpu = record.speeds.get("cpu")
         latency = " / ".join(f"{value:.2f}" for value in cpu.latency_ms.values()) if cpu else "-"
         verdict = "passed" if record.passed else f"FAILED: {record.reason}"
-        measured = _measured(record.figures)
+        measured = _measured(record.figures, names)
         if name == FP32 and manifest.parity:
-            measured = f"|Δlogit| {manifest.parity['max_abs_diff']:.1e} (export)"
+            measured = f"{names[0]} {manifest.parity['max_abs_diff']:.1e} (export)"
         if record.passed and record.checked_on == "cpu" and record.target == "cuda":
             verdict += " (checked on CPU)"
         target = record.target if record.runtime == RUNTIME_ONNXRUNTIME else f"{record.target}/ov"
         lines.append(
-            f"{name:<8} {target:<6} {_limits(record.gate):<30} {measured:<44} "
+            f"{name:<8} {target:<6} {_limits(record.gate, names):<30} {measured:<44} "
             f"{latency:<16} {verdict}"
         )
     return "\n".join(lines)
@@ -169,14 +172,22 @@ def auto_choice_line(manifest: Any) -> str:
     )
 
 
-def _limits(gate: Any) -> str:
+def _figure_names(task: str) -> tuple[str, str]:
+    """What ``max_abs_diff`` and ``max_prob_diff`` measure for the task: logits and
+    probabilities, or for embeddings the vectors' elements and the similarity scores."""
+    from engine.manifest import TASK_FEATURE_EXTRACTION
+
+    return ("|Δemb|", "|Δsim|") if task == TASK_FEATURE_EXTRACTION else ("|Δlogit|", "|Δprob|")
+
+
+def _limits(gate: Any, names: tuple[str, str]) -> str:
     if gate is None:
         return "(export parity)"
     parts = []
     if gate.max_abs_diff is not None:
-        parts.append(f"|Δlogit|<={gate.max_abs_diff:g}")
+        parts.append(f"{names[0]}<={gate.max_abs_diff:g}")
     if gate.max_prob_diff is not None:
-        parts.append(f"|Δprob|<={gate.max_prob_diff:g}")
+        parts.append(f"{names[1]}<={gate.max_prob_diff:g}")
     if gate.min_agreement > 0:
         parts.append(f"top1>={gate.min_agreement:.0%}")
     if gate.max_prob_diff is not None:  # see VariantGate.violations
@@ -190,17 +201,17 @@ def _limits(gate: Any) -> str:
     return " ".join(parts)
 
 
-def _measured(figures: Any) -> str:
+def _measured(figures: Any, names: tuple[str, str]) -> str:
     if figures is None:
         return "-"
     text = (
-        f"|Δlogit| {figures.max_abs_diff:.1e} |Δprob| {figures.max_prob_diff:.1e} "
+        f"{names[0]} {figures.max_abs_diff:.1e} {names[1]} {figures.max_prob_diff:.1e} "
         f"top1 {figures.agreement:.1%}"
     )
     if figures.flips:
         text += f" ({len(figures.flips)} flips, gap<={figures.clearest_flip_gap:.2g})"
     if figures.sequence_agreement is not None:  # seq2seq: tokens, flips, whole outputs
         text += f" flip {figures.clearest_flip:.2g} seq {figures.sequence_agreement:.0%}"
-    if figures.min_cosine is not None:  # embeddings: direction and retrieval ranking
-        text += f" cos {figures.min_cosine:.4f} top10 {figures.retrieval_agreement:.0%}"
+    if figures.min_cosine is not None:  # embeddings: direction first, then retrieval ranking
+        text = f"cos {figures.min_cosine:.4f} top10 {figures.retrieval_agreement:.0%} " + text
     return text

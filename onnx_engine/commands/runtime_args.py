@@ -6,8 +6,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from engine.errors import InputError
+from engine.errors import InputError, OnnxEngineError
+from engine.manifest import (
+    MANIFEST_NAME,
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_TEXT2TEXT,
+    ArtifactManifest,
+)
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
 from engine.variants import VARIANT_CHOICES
 
@@ -23,6 +31,12 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         "accuracy gate for the provider; see 'onnx-engine optimize')")
     parser.add_argument("--device-id", type=int, default=None, metavar="N",
                         help="GPU to run on with CUDA (CUDA ordinal, default 0; ignored on CPU)")
+
+
+def add_batch_size_argument(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument("--batch-size", type=int, default=default, metavar="N",
+                        help=f"texts per ONNX Runtime call (default {default}); larger batches "
+                        "pad more, smaller ones call more often")
 
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
@@ -45,11 +59,8 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
 def read_texts(args: argparse.Namespace) -> list[str]:
     """Texts from the command line, or one per line from ``--input`` (a file or ``-``).
 
-    Every line is a text, blank ones included (an empty text is valid input). Files are read as
-    UTF-8; bytes that are not UTF-8 are an error naming the line, never a traceback.
-
     Raises:
-        InputError: no texts, both sources, a missing file, or bytes that are not UTF-8.
+        InputError: no texts, both sources, or an ``--input`` that ``read_text_lines`` refuses.
     """
     if args.input is not None and args.texts:
         raise InputError("Give texts on the command line or --input, not both.")
@@ -57,12 +68,37 @@ def read_texts(args: argparse.Namespace) -> list[str]:
         if not args.texts:
             raise InputError("No texts given: pass them as arguments or with --input FILE.")
         return list(args.texts)
-    if args.input == "-":
-        return _utf8_lines(sys.stdin.buffer.read(), "standard input")
-    path = Path(args.input)
-    if not path.is_file():
-        raise InputError(f"--input file '{path}' does not exist.")
-    return _utf8_lines(path.read_bytes(), f"--input file '{path}'")
+    return read_text_lines(args.input, "--input")
+
+
+def read_text_lines(source: str | Path, flag: str) -> list[str]:
+    """The lines of a text file given with ``flag``, or of standard input for ``-``.
+
+    The one reader of every CLI text file (``--input``, ``--corpus``), so each refusal reads
+    the same. Every line is a text, blank ones included (an empty text is valid input); a
+    leading UTF-8 BOM is dropped. Bytes that are not UTF-8 are an error naming the line, never
+    a traceback.
+
+    Raises:
+        InputError: the file is missing, a folder, unreadable, not UTF-8, or has no line.
+    """
+    if str(source) == "-":
+        name, data = "standard input", sys.stdin.buffer.read()
+    else:
+        path = Path(source)
+        name = f"{flag} file '{path}'"
+        if path.is_dir():
+            raise InputError(f"{name} is a folder; give a text file with one text per line.")
+        if not path.exists():
+            raise InputError(f"{name} does not exist.")
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise InputError(f"{name} cannot be read: {error.strerror or error}.") from None
+    lines = _utf8_lines(data, name)
+    if not lines:
+        raise InputError(f"{name} has no texts: give one text per line.")
+    return lines
 
 
 def _utf8_lines(data: bytes, source: str) -> list[str]:
@@ -76,6 +112,22 @@ def _utf8_lines(data: bytes, source: str) -> list[str]:
             "(e.g. iconv -f latin1 -t utf-8)."
         ) from None
     return text.removeprefix("\ufeff").splitlines()
+
+
+def save_npy(path: Path, array: Any, flag: str) -> None:
+    """``numpy.save`` with a failed write (a full disk, a vanished folder) as one line.
+
+    Raises:
+        InputError: the file cannot be written; a partial file is removed.
+    """
+    import numpy as np
+
+    try:
+        np.save(path, array)
+    except OSError as error:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+        raise InputError(f"{flag} {path}: {error.strerror or error}.") from None
 
 
 def writable_file(path: Path, flag: str) -> Path:
@@ -92,3 +144,54 @@ def writable_file(path: Path, flag: str) -> Path:
     if not os.access(folder, os.W_OK):
         raise InputError(f"{flag} {path}: folder '{folder}' is not writable.")
     return path
+
+
+# The subcommand that runs each task's artifacts, for messages that point to the right one.
+TASK_COMMANDS = {
+    TASK_CLASSIFICATION: "classify",
+    TASK_TEXT2TEXT: "generate",
+    TASK_FEATURE_EXTRACTION: "embed",
+}
+
+
+def check_artifact_folder(path: str | Path, task: str | None, command: str) -> None:
+    """Refuse, in the CLI's words, a path that is not an artifact (of ``task``, where given),
+    before loading.
+
+    The engine's messages speak to Python callers (``engine.load``); here a file, a Hugging
+    Face checkpoint folder and another task's artifact each get the command to run instead.
+    Anything else (missing or corrupt artifacts) is left to the engine's own checks.
+
+    Raises:
+        InputError: ``path`` is a file, a checkpoint folder, or an artifact of another task.
+    """
+    folder = Path(path)
+    if folder.is_file():
+        raise InputError(
+            f"'{folder}' is a file, not an artifact folder: give the folder that "
+            f"'onnx-engine export' wrote (it holds {MANIFEST_NAME})."
+        )
+    if folder.is_dir() and not (folder / MANIFEST_NAME).exists() and (
+        folder / "config.json"
+    ).is_file():
+        exported = f"{str(folder).rstrip('/')}-onnx"
+        task_flag = f" --task {task}" if task else ""
+        raise InputError(
+            f"'{folder}' is a Hugging Face checkpoint, not an onnx-engine artifact. Export it "
+            f"into a new folder first: 'onnx-engine export {folder} {exported}{task_flag}', "
+            f"then run 'onnx-engine {command} {exported} ...'."
+        )
+    if task is None:
+        return
+    try:
+        held = ArtifactManifest.read(folder).task
+    except OnnxEngineError:
+        return  # the engine's load reports it
+    if held != task:
+        other = TASK_COMMANDS.get(held)
+        fix = (f"Run it with 'onnx-engine {other} {folder} ...'." if other
+               else "No onnx-engine subcommand runs that task.")
+        raise InputError(
+            f"'{folder}' holds a '{held}' model; 'onnx-engine {command}' runs '{task}' "
+            f"artifacts. {fix}"
+        )

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from engine.embedder import Embedder
 from engine.errors import InputError
+from engine.manifest import TASK_FEATURE_EXTRACTION
 from onnx_engine.commands.embed import add_embedding_arguments, embed_texts
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
+    check_artifact_folder,
     add_text_arguments,
+    read_text_lines,
     read_texts,
     runtime_options,
 )
@@ -35,11 +38,9 @@ def read_corpus(path: Path) -> tuple[list[str], list[int]]:
     """Non-blank lines of ``path`` and their 1-based line numbers.
 
     Raises:
-        InputError: the file does not exist or has no non-blank line.
+        InputError: ``read_text_lines`` refuses the file, or it has no non-blank line.
     """
-    if not path.is_file():
-        raise InputError(f"--corpus file '{path}' does not exist.")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_lines(path, "--corpus")
     kept = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     if not kept:
         raise InputError(f"--corpus file '{path}' has no non-blank line to search.")
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     documents, line_numbers = read_corpus(args.corpus)
     if isinstance(args.top_k, bool) or args.top_k < 1:
         raise InputError(f"--top-k must be a positive integer, got {args.top_k}.")
+    check_artifact_folder(args.artifact, TASK_FEATURE_EXTRACTION, "search")
     embedder = Embedder.load(args.artifact, options=runtime_options(args))
     corpus = embed_texts(embedder, documents, args, label="embedding corpus")
     hits = embedder.search(embed_texts(embedder, queries, args, label="embedding queries"),

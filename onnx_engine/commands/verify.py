@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from export.verify import verify_artifact
+    from onnx_engine.commands.runtime_args import check_artifact_folder
 
+    check_artifact_folder(args.artifact, None, "verify")
     result = verify_artifact(args.artifact, reference_model=args.reference, atol=args.atol)
     print(result.report.table())
     for problem in result.file_problems:
