@@ -4,7 +4,8 @@ Which variant suits depends on the provider, and whether CUDA really works is on
 session exists (ONNX Runtime falls back to CPU silently). So the choice is made for the provider
 asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
 running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, so its sessions are
-OpenVINO's; with ``provider='openvino'`` every session is, at ``openvino_precision``.
+OpenVINO's; with ``provider='openvino'`` every session is, in f32 unless it is the bf16 variant
+(``RuntimeOptions`` refuses ``openvino_precision='bf16'`` with any other variant).
 """
 
 from __future__ import annotations
@@ -74,9 +75,12 @@ def open_graphs(
 
 
 def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:
-    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged."""
+    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged.
+
+    The options then name the bf16 variant too: ``RuntimeOptions`` allows bf16 only with it.
+    """
     if record.runtime == RUNTIME_OPENVINO:
-        return replace(options, provider="openvino", openvino_precision=BF16)
+        return replace(options, provider="openvino", openvino_precision=BF16, variant=BF16)
     return options
 
 
@@ -122,8 +126,8 @@ def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) ->
 def _open_on_openvino(
     artifact: Artifact, requested: str, options: RuntimeOptions
 ) -> VariantSessions:
-    """``provider='openvino'``: the exported graphs at ``openvino_precision`` (also for ``auto``:
-    the precision the user set), or the gated bf16 variant. The other variants hold ONNX
+    """``provider='openvino'``: the exported graphs in f32 (for ``auto`` and ``fp32``: options
+    cannot ask for bf16 with them), or the gated bf16 variant. The other variants hold ONNX
     Runtime's own operators (fused attention, int8 ops).
 
     Raises:
