@@ -113,11 +113,20 @@ class ArtifactManifest:
         """Read and check ``manifest.json`` of an artifact folder.
 
         Raises:
-            ArtifactNotFoundError: the folder or its manifest does not exist.
+            ArtifactNotFoundError: the folder or its manifest does not exist, or the path is a
+                file (an artifact is a folder).
             CorruptArtifactError: the manifest is not valid UTF-8 JSON, or a field is missing or
                 of the wrong shape (the message names the field).
         """
         folder = Path(folder)
+        if folder.is_file():
+            in_artifact = (folder.parent / MANIFEST_NAME).is_file()
+            hint = (f"give the artifact folder that holds it, '{folder.parent}'" if in_artifact else
+                    "give the folder that 'onnx-engine export MODEL FOLDER' wrote (it holds "
+                    f"{MANIFEST_NAME} and the .onnx files)")
+            raise ArtifactNotFoundError(
+                f"'{folder}' is a file, but an artifact is a folder: {hint}."
+            )
         if not folder.is_dir():
             raise ArtifactNotFoundError(
                 f"Artifact folder '{folder}' does not exist. Create one with "
