@@ -90,6 +90,18 @@ class ArtifactManifest:
     variants: dict[str, VariantRecord] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    def variant_only_files(self) -> dict[str, str]:
+        """Each file only an optimized variant uses (with its external-data side file), mapped
+        to that variant; the export's own graphs, tokenizer and config are not among them."""
+        exported = {spec.file for spec in self.graphs.values()}
+        owners: dict[str, str] = {}
+        for name, record in self.variants.items():
+            for graph in record.graphs.values():
+                for file in (graph, f"{graph}_data"):
+                    if file not in exported and file in self.files:
+                        owners.setdefault(file, name)
+        return owners
+
     @property
     def parity_passed(self) -> bool:
         """Whether the export's parity check against PyTorch ran and passed."""

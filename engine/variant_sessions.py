@@ -10,11 +10,12 @@ OpenVINO's; with ``provider='openvino'`` every session is, in f32 unless it is t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from engine.artifact import Artifact
-from engine.errors import InputError
+from engine.errors import ArtifactError, InputError
 from engine.session import (
     CUDA,
     OPENVINO,
@@ -31,6 +32,8 @@ from engine.variants import (
     select_variant,
     variant_records,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,35 @@ def open_graphs(
     return {
         role: EngineSession(path_of(name), options, providers) for role, name in graphs.items()
     }
+
+
+def without_broken_variants(
+    artifact: Artifact, requested: str
+) -> tuple[Artifact, dict[str, str]]:
+    """``artifact`` without the variants that have a missing or resized file, and why each was
+    left out (variant -> the problem, naming the file and the fix); a warning says the same.
+
+    A broken file of a variant that is not used must not stop a load (``auto`` picking fp32
+    failed over a truncated int8 file); the variant asked for by name must be intact. Files are
+    hashed only when used, so a same-size edit of an unused file is not seen here.
+
+    Raises:
+        ArtifactError: ``requested`` names one of the broken variants.
+    """
+    owners = artifact.manifest.variant_only_files()
+    skipped: dict[str, str] = {}
+    for file, problem in artifact.broken_files.items():
+        skipped.setdefault(owners[file], problem)
+    if requested in skipped:
+        raise ArtifactError(f"The '{requested}' variant cannot be loaded: {skipped[requested]}")
+    if not skipped:
+        return artifact, skipped
+    for name, problem in skipped.items():
+        logger.warning("%s: variant '%s' is left out of this load: %s", artifact.path.name, name,
+                       problem)
+    kept = {name: record for name, record in artifact.manifest.variants.items()
+            if name not in skipped}
+    return replace(artifact, manifest=replace(artifact.manifest, variants=kept)), skipped
 
 
 def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:

@@ -229,8 +229,8 @@ def t5_server(lm):
 
 
 def _v2_body(parameters):
-    return {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello there"]}],
-            "parameters": parameters}
+    text = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello there"]}
+    return {"inputs": [text], "parameters": parameters}
 
 
 @pytest.mark.parametrize("route, parameters", [
