@@ -34,9 +34,14 @@ _IMPOSSIBLE_SCORE = 1.0e9
 _TOKEN_NATS_FLOOR = 126 * math.log(2.0)
 _LOG_POSITIVE_SPAN = 103 * math.log(2.0)
 
+
 @dataclass(frozen=True)
 class GenerationArgs:
     """Checked decoding arguments; ``max_new_tokens`` ``None`` means the model's default.
+
+    Types and ranges are checked when made; the length penalty's range depends on the longest
+    output, so :meth:`new_tokens` checks it (see :func:`length_penalty_range`). Within it, every
+    value gives transformers' answer.
 
     Raises:
         InputError: an argument has the wrong type or is out of range; the message names it.
