@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from engine.errors import (
     TaskMismatchError,
 )
 from engine.manifest import ArtifactManifest, FileRecord
+from engine.variant_records import optimize_flag
 
 CONFIG_NAME = "config.json"
 TOKENIZER_NAME = "tokenizer.json"
@@ -46,11 +48,16 @@ class Artifact:
     Opening checks that every listed file exists with its recorded size. The sha256 of a file is
     checked when the file is first asked for through :meth:`file`, so loading one variant of a
     model does not pay for hashing the others (cold start matters at the edge).
+
+    A missing or resized file that only an optimized variant uses does not fail the opening:
+    ``broken_files`` maps it to what is wrong, so loading leaves that variant out (and fails
+    only if it is the one asked for). Any other file must be intact.
     """
 
     path: Path
     manifest: ArtifactManifest
     verify_hashes: bool = True
+    broken_files: Mapping[str, str] = field(default_factory=dict)
     _verified: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @classmethod
@@ -95,9 +102,14 @@ class Artifact:
                 f"'{folder}' holds a '{manifest.task}' model, not '{task}'. Load it with "
                 f"engine.load('{folder}'), which picks the class for its task."
             )
-        artifact = cls(path=folder, manifest=manifest, verify_hashes=verify_hashes)
-        artifact.check_sizes()
-        return artifact
+        variant_files = manifest.variant_only_files()
+        broken = {}
+        for name, problem in _size_problems(folder, manifest):
+            if name not in variant_files:
+                raise problem
+            broken[name] = str(problem)
+        return cls(path=folder, manifest=manifest, verify_hashes=verify_hashes,
+                   broken_files=broken)
 
     def path_of(self, name: str) -> Path:
         """Where file ``name`` of the artifact is (or would be); nothing is checked."""
@@ -128,24 +140,9 @@ class Artifact:
         path = self.path / name
         if sha256_of(path) != self.manifest.files[name].sha256:
             raise HashMismatchError(
-                f"'{path}' was modified after export (sha256 differs from manifest.json). "
-                f"Re-export the artifact, or run 'onnx-engine verify {self.path}'."
+                f"'{path}' was modified after it was written (sha256 differs from manifest.json). "
+                f"{_remedy(self.path, self.manifest, name)}"
             )
-
-    def check_sizes(self) -> None:
-        """Check that each file the manifest lists exists with its recorded size."""
-        for name, record in self.manifest.files.items():
-            path = self.path / name
-            if not path.is_file():
-                raise ArtifactNotFoundError(
-                    f"'{self.path}' is missing '{name}'. Re-export the artifact with --force."
-                )
-            size = path.stat().st_size
-            if size != record.size:
-                raise HashMismatchError(
-                    f"'{path}' has {size} bytes but was exported with {record.size}: the file is "
-                    f"truncated or was replaced. Re-export the artifact with --force."
-                )
 
     def config(self) -> dict[str, Any]:
         """The Hugging Face ``config.json`` copied into the artifact (labels, token ids)."""
@@ -161,3 +158,33 @@ class Artifact:
                 f"{path} must hold a JSON object, got {type(config).__name__}. Re-export it."
             )
         return config
+
+
+def _size_problems(
+    folder: Path, manifest: ArtifactManifest
+) -> list[tuple[str, ArtifactNotFoundError | HashMismatchError]]:
+    """Each listed file that is missing or not of its recorded size, with the error to raise."""
+    problems: list[tuple[str, ArtifactNotFoundError | HashMismatchError]] = []
+    for name, record in manifest.files.items():
+        path = folder / name
+        remedy = _remedy(folder, manifest, name)
+        if not path.is_file():
+            problems.append((name, ArtifactNotFoundError(
+                f"'{folder}' is missing '{name}'. {remedy}"
+            )))
+        elif path.stat().st_size != record.size:
+            problems.append((name, HashMismatchError(
+                f"'{path}' has {path.stat().st_size} bytes but was written with {record.size}: "
+                f"the file is truncated or was replaced. {remedy}"
+            )))
+    return problems
+
+
+def _remedy(folder: Path, manifest: ArtifactManifest, name: str) -> str:
+    """How to mend file ``name``: re-make the variant it belongs to, or re-export."""
+    variant = manifest.variant_only_files().get(name)
+    if variant is None:
+        return (f"Re-export the artifact with --force, or run 'onnx-engine verify {folder}' to "
+                "see every file that changed.")
+    return (f"It belongs to the '{variant}' variant: re-make it with 'onnx-engine optimize "
+            f"{folder} --{optimize_flag(variant)}', or load another variant (e.g. variant='fp32').")

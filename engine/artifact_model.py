@@ -7,13 +7,14 @@ them, so ``load`` is written once here and each class only assembles itself from
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable, ClassVar, Mapping, TypeVar
 
 from engine.artifact import Artifact
 from engine.errors import InputError
 from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
 from engine.variant_retime import retimed_auto
-from engine.variant_sessions import open_graphs, open_variant
+from engine.variant_sessions import open_graphs, open_variant, without_broken_variants
 
 Model = TypeVar("Model", bound="ArtifactModel")
 # What text models' variants are timed on at load (engine.variant_retime): ordinary text, ~60
@@ -34,10 +35,15 @@ def text_timing_calls(
 
 
 class ArtifactModel:
-    """Base of the engine classes: one task, loaded from an artifact folder."""
+    """Base of the engine classes: one task, loaded from an artifact folder.
+
+    ``skipped_variants`` maps each variant a load left out because a file of it is missing or
+    resized to what is wrong (the file and the fix); empty when every variant was intact.
+    """
 
     task: ClassVar[str]
     default_options: ClassVar[RuntimeOptions] = ENGINE_DEFAULTS
+    skipped_variants: Mapping[str, str] = MappingProxyType({})
 
     @classmethod
     def load(
@@ -77,16 +83,20 @@ class ArtifactModel:
         ``options`` is layered over this class's defaults (fields left unset keep them).
 
         Raises:
-            ArtifactError: the variant asked for was not made or failed its accuracy gate.
+            ArtifactError: the variant asked for was not made, failed its accuracy gate, or has
+                a missing, resized or modified file (other variants' broken files are only
+                reported: see ``skipped_variants``).
             InputError: a variant made for another provider.
             ProviderError: CUDA requested but not usable.
         """
         options = cls.resolve_options(options)
-        retimed = retimed_auto(cls, artifact, options)  # timings from another CPU: time here
-        if retimed is not None:
-            return retimed
-        chosen = open_variant(artifact, options.variant, options)
-        return cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
+        artifact, skipped = without_broken_variants(artifact, options.variant)
+        model = retimed_auto(cls, artifact, options)  # timings from another CPU: time here
+        if model is None:
+            chosen = open_variant(artifact, options.variant, options)
+            model = cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
+        model.skipped_variants = MappingProxyType(skipped)
+        return model
 
     @classmethod
     def from_graphs(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.decoding import DecodedTokens, StepDecision, room_for
+from engine.errors import InputError
 from engine.numerics import log_softmax
 
 _IMPOSSIBLE = np.float32(-1.0e9)
@@ -175,7 +176,26 @@ class BeamSearch:
         return not self.improvable.any() or all_full or bool(ends.all())
 
     def result(self) -> DecodedTokens:
-        """The best finished hypothesis of each input."""
+        """The best finished hypothesis of each input.
+
+        Every input ends with a finished hypothesis first, unless the length penalty scaled the
+        real scores down to the -1e9 of hypotheses that may not be chosen: then an unfinished
+        one or the empty placeholder wins a float32 tie (transformers returns it; which one
+        depends on its sort's tie-break). ``GenerationArgs`` refuses such penalties for the
+        lengths a call can reach, assuming no token's probability is below float32's smallest
+        normal; this refuses the rest rather than return one of them.
+
+        Raises:
+            InputError: an input's best hypothesis is not a finished one.
+        """
+        unfinished = np.flatnonzero(~self.finished[:, 0])
+        if unfinished.size:
+            raise InputError(
+                f"length_penalty={self.length_penalty:g} scaled the scores of input "
+                f"#{int(unfinished[0])} of this batch past -1e9, the score of hypotheses that may "
+                "not be chosen, so its output cannot be told apart from them. Use a "
+                "length_penalty closer to 0, or fewer max_new_tokens."
+            )
         return DecodedTokens(
             tokens=self.tokens[:, 0, : self._step],
             lengths=self.lengths[:, 0],

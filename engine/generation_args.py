@@ -20,9 +20,28 @@ from engine.tokenization import check_batch_size
 # beam) and a KV cache per beam, so the width is capped where memory, not quality, would decide.
 MAX_NUM_BEAMS = 512
 
+# The length penalty's range. Beam search (engine.beam_search, as transformers) divides a
+# hypothesis' summed log-probability S by length ** length_penalty in float32 and scores the
+# hypotheses that may not be chosen -1e9. Negative penalties multiply S by length ** -penalty: once
+# that reaches -1e9, real hypotheses tie with the "impossible" ones in float32 and the winner is
+# whatever the sort's tie-break leaves first (transformers then returns an unfinished hypothesis
+# scored -1e9, or the empty placeholder). A token's log-probability is bounded by that of
+# float32's smallest normal probability, 2**-126 (126 ln 2 = 87.3 nats), so n tokens score at
+# least -87.3 n and the penalized score of up to n tokens stays above -1e9 while
+# n ** (1 - penalty) * 87.3 < 1e9. Positive penalties divide S: they must leave a one-token score
+# of float32 resolution (2**-23) a normal float32 (>= 2**-126), so n ** penalty <= 2**103.
+_IMPOSSIBLE_SCORE = 1.0e9
+_TOKEN_NATS_FLOOR = 126 * math.log(2.0)
+_LOG_POSITIVE_SPAN = 103 * math.log(2.0)
+
+
 @dataclass(frozen=True)
 class GenerationArgs:
     """Checked decoding arguments; ``max_new_tokens`` ``None`` means the model's default.
+
+    Types and ranges are checked when made; the length penalty's range depends on the longest
+    output, so :meth:`new_tokens` checks it (see :func:`length_penalty_range`). Within it, every
+    value gives transformers' answer.
 
     Raises:
         InputError: an argument has the wrong type or is out of range; the message names it.
@@ -63,20 +82,64 @@ class GenerationArgs:
             check_flag(name, getattr(self, name))
         object.__setattr__(self, "length_penalty", float(self.length_penalty))
 
+    @property
+    def uses_length_penalty(self) -> bool:
+        """Whether the penalty enters a result: beam search ranks by it, and every sequence
+        score (greedy's too, with ``output_scores``/``output_logits``) is divided by it."""
+        return self.num_beams > 1 or self.output_scores or self.output_logits
+
     def new_tokens(self, default: int, limit: int) -> int:
         """The number of tokens to generate at most: the request, or ``default``, within ``limit``.
 
+        The length penalty is checked here, where the longest output is known: its range
+        depends on it (see :func:`length_penalty_range`).
+
         Raises:
-            InputError: more new tokens were asked for than the model's output limit.
+            InputError: more new tokens were asked for than the model's output limit, or a length
+                penalty whose scores float32 cannot represent for outputs that long.
         """
         if self.max_new_tokens is None:
-            return min(default, limit)
-        if self.max_new_tokens > limit:
+            tokens = min(default, limit)
+        elif self.max_new_tokens > limit:
             raise InputError(
                 f"max_new_tokens={self.max_new_tokens} exceeds this model's output limit of "
                 f"{limit} tokens (the tokenizer's model_max_length); ask for at most {limit}."
             )
-        return int(self.max_new_tokens)
+        else:
+            tokens = int(self.max_new_tokens)
+        if self.uses_length_penalty:
+            _check_length_penalty(self.length_penalty, tokens)
+        return tokens
+
+
+def length_penalty_range(new_tokens: int) -> tuple[float, float]:
+    """The lowest and highest length penalty whose scores stay representable (and tell every
+    hypothesis apart) for outputs of up to ``new_tokens`` tokens; unbounded for one token, whose
+    length factor is 1. The bounds are rounded toward zero to two decimals, as messages show them.
+    """
+    if new_tokens < 2:
+        return -math.inf, math.inf
+    log_tokens = math.log(new_tokens)
+    lowest = 1.0 - math.log(_IMPOSSIBLE_SCORE / _TOKEN_NATS_FLOOR) / log_tokens
+    highest = _LOG_POSITIVE_SPAN / log_tokens
+    return math.ceil(lowest * 100) / 100, math.floor(highest * 100) / 100
+
+
+def _check_length_penalty(penalty: float, new_tokens: int) -> None:
+    lowest, highest = length_penalty_range(new_tokens)
+    if lowest <= penalty <= highest:
+        return
+    side = (
+        f"{new_tokens} ** {-penalty:g} would scale a score past -1e9, the score of hypotheses "
+        "that may not be chosen, so outputs could no longer be told apart from them"
+        if penalty < 0 else
+        f"dividing by {new_tokens} ** {penalty:g} would crush scores below float32's resolution"
+    )
+    raise InputError(
+        f"length_penalty={penalty:g} is outside [{lowest:g}, {highest:g}], the range whose "
+        f"scores float32 can represent for outputs of up to {new_tokens} tokens: {side}. Use a "
+        "length_penalty in that range, or fewer max_new_tokens for a wider one."
+    )
 
 
 def check_flag(name: str, value: object) -> bool:

@@ -92,6 +92,18 @@ class ArtifactManifest:
     variants: dict[str, VariantRecord] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    def variant_only_files(self) -> dict[str, str]:
+        """Each file only an optimized variant uses (with its external-data side file), mapped
+        to that variant; the export's own graphs, tokenizer and config are not among them."""
+        exported = {spec.file for spec in self.graphs.values()}
+        owners: dict[str, str] = {}
+        for name, record in self.variants.items():
+            for graph in record.graphs.values():
+                for file in (graph, f"{graph}_data"):
+                    if file not in exported and file in self.files:
+                        owners.setdefault(file, name)
+        return owners
+
     @property
     def parity_passed(self) -> bool:
         """Whether the export's parity check against PyTorch ran and passed."""
@@ -134,11 +146,20 @@ class ArtifactManifest:
         """Read and check ``manifest.json`` of an artifact folder.
 
         Raises:
-            ArtifactNotFoundError: the folder or its manifest does not exist.
+            ArtifactNotFoundError: the folder or its manifest does not exist, or the path is a
+                file (an artifact is a folder).
             CorruptArtifactError: the manifest is not valid UTF-8 JSON, or a field is missing or
                 of the wrong shape (the message names the field).
         """
         folder = Path(folder)
+        if folder.is_file():
+            in_artifact = (folder.parent / MANIFEST_NAME).is_file()
+            hint = (f"give the artifact folder that holds it, '{folder.parent}'" if in_artifact else
+                    "give the folder that 'onnx-engine export MODEL FOLDER' wrote (it holds "
+                    f"{MANIFEST_NAME} and the .onnx files)")
+            raise ArtifactNotFoundError(
+                f"'{folder}' is a file, but an artifact is a folder: {hint}."
+            )
         if not folder.is_dir():
             raise ArtifactNotFoundError(
                 f"Artifact folder '{folder}' does not exist. Create one with "

@@ -8,6 +8,7 @@ silently falls back to CPU), and ONNX Runtime's exceptions are turned into ours,
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -65,7 +66,8 @@ class RuntimeOptions:
         provider: ``auto`` (CUDA when it really works, else CPU), ``cpu``, ``cuda`` or
             ``openvino`` (OpenVINO's runtime on the CPU; see :mod:`engine.openvino`).
         threads: intra-op threads; unset lets ONNX Runtime use one per physical core, which
-            measured fastest here (hyper-threads only contend for the same matmul units).
+            measured fastest here (hyper-threads only contend for the same matmul units); at
+            most :func:`max_threads` (4 per CPU).
         graph_optimization: ``all`` (default: ORT fuses at load), ``extended``, ``basic`` or
             ``disable`` (useful to compare with offline-optimized variants).
         memory_arena: keep ORT's CPU arena, which avoids re-allocating activations per call.
@@ -81,7 +83,8 @@ class RuntimeOptions:
             gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
             ``fp16`` (CUDA only); see :mod:`engine.variants`.
         openvino_precision: OpenVINO's inference precision with ``provider='openvino'``:
-            ``f32`` (default; its own default is bf16 on CPUs that have it) or ``bf16``.
+            ``f32`` (default; its own default is bf16 on CPUs that have it). ``bf16`` is the
+            precision of the gated ``bf16`` variant and is refused with any other variant.
         openvino_cache_dir: where OpenVINO keeps compiled models, so a later load imports the
             compiled blob instead of compiling again (cold start); unset: the user's cache
             folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``onnx-engine/openvino``); ``""``
@@ -133,11 +136,26 @@ class RuntimeOptions:
             raise InputError(
                 f"threads must be a positive integer (or None for one per core), got {self.threads!r}."
             )
+        if self.threads is not None and self.threads > max_threads():
+            raise InputError(
+                f"threads={self.threads} is more than {max_threads()}, 4 per CPU of this machine "
+                f"({os.cpu_count()}): ONNX Runtime starts them all at load and they only contend "
+                "for the cores. Leave threads unset (one per core) or give at most that many."
+            )
         _choice("graph_optimization", self.graph_optimization, tuple(_OPTIMIZATION_LEVELS))
-        _choice("variant", self.variant, VARIANT_CHOICES)
+        variant = _choice("variant", self.variant, VARIANT_CHOICES)
         _choice("io_binding", self.io_binding, IO_BINDING_CHOICES)
         precision = _choice("openvino_precision", self.openvino_precision, OPENVINO_PRECISIONS)
         object.__setattr__(self, "openvino_precision", precision)
+        # bf16 is a variant with an accuracy gate; as a bare precision it would run any other
+        # variant in bf16 under that variant's name (fp32 measured |Δlogit| 1.8e-2).
+        if precision == "bf16" and variant not in (None, "bf16"):
+            raise InputError(
+                f"openvino_precision='bf16' belongs to the gated 'bf16' variant, not to "
+                f"variant={variant!r}: ask for variant='bf16' (made by 'onnx-engine optimize "
+                "ARTIFACT --bf16'; 'auto' picks it where it passed its gate and is fastest), or "
+                "leave openvino_precision unset."
+            )
         if self.openvino_cache_dir is not None and not isinstance(self.openvino_cache_dir, str):
             raise InputError(
                 f"openvino_cache_dir must be a folder path (or '' for no cache), got "
@@ -160,6 +178,17 @@ class RuntimeOptions:
     def resolved(self) -> RuntimeOptions:
         """Every field set: these options over the engine-wide defaults."""
         return self.over(ENGINE_DEFAULTS)
+
+
+def max_threads() -> int:
+    """The most intra-op threads a session may ask for: 4 per CPU that ``os.cpu_count`` sees.
+
+    Threads beyond the cores only contend for them (one per physical core measured fastest), yet
+    ONNX Runtime creates every one at load: 4096 took 92 s to load a tiny model. Four per CPU
+    keeps room for hosts whose count understates the cores a deployment may get (a container
+    limited now, resized later) while refusing counts no machine this code sees can use.
+    """
+    return 4 * (os.cpu_count() or 1)
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> str | None:

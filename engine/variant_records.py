@@ -23,6 +23,11 @@ RUNTIME_OPENVINO = "openvino"
 RUNTIMES = (RUNTIME_ONNXRUNTIME, RUNTIME_OPENVINO)
 
 
+def optimize_flag(variant: str) -> str:
+    """The ``onnx-engine optimize`` flag that makes ``variant`` (``fused`` is ``--fusion``)."""
+    return "fusion" if variant == "fused" else variant
+
+
 @dataclass(frozen=True)
 class VariantGate:
     """Accuracy limits a variant must meet against the PyTorch fp32 model on the check set.

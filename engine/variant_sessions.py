@@ -4,16 +4,18 @@ Which variant suits depends on the provider, and whether CUDA really works is on
 session exists (ONNX Runtime falls back to CPU silently). So the choice is made for the provider
 asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
 running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, so its sessions are
-OpenVINO's; with ``provider='openvino'`` every session is, at ``openvino_precision``.
+OpenVINO's; with ``provider='openvino'`` every session is, in f32 unless it is the bf16 variant
+(``RuntimeOptions`` refuses ``openvino_precision='bf16'`` with any other variant).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from engine.artifact import Artifact
-from engine.errors import InputError
+from engine.errors import ArtifactError, InputError
 from engine.session import (
     CUDA,
     OPENVINO,
@@ -30,6 +32,8 @@ from engine.variants import (
     select_variant,
     variant_records,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,42 @@ def open_graphs(
     }
 
 
+def without_broken_variants(
+    artifact: Artifact, requested: str
+) -> tuple[Artifact, dict[str, str]]:
+    """``artifact`` without the variants that have a missing or resized file, and why each was
+    left out (variant -> the problem, naming the file and the fix); a warning says the same.
+
+    A broken file of a variant that is not used must not stop a load (``auto`` picking fp32
+    failed over a truncated int8 file); the variant asked for by name must be intact. Files are
+    hashed only when used, so a same-size edit of an unused file is not seen here.
+
+    Raises:
+        ArtifactError: ``requested`` names one of the broken variants.
+    """
+    owners = artifact.manifest.variant_only_files()
+    skipped: dict[str, str] = {}
+    for file, problem in artifact.broken_files.items():
+        skipped.setdefault(owners[file], problem)
+    if requested in skipped:
+        raise ArtifactError(f"The '{requested}' variant cannot be loaded: {skipped[requested]}")
+    if not skipped:
+        return artifact, skipped
+    for name, problem in skipped.items():
+        logger.warning("%s: variant '%s' is left out of this load: %s", artifact.path.name, name,
+                       problem)
+    kept = {name: record for name, record in artifact.manifest.variants.items()
+            if name not in skipped}
+    return replace(artifact, manifest=replace(artifact.manifest, variants=kept)), skipped
+
+
 def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:
-    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged."""
+    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged.
+
+    The options then name the bf16 variant too: ``RuntimeOptions`` allows bf16 only with it.
+    """
     if record.runtime == RUNTIME_OPENVINO:
-        return replace(options, provider="openvino", openvino_precision=BF16)
+        return replace(options, provider="openvino", openvino_precision=BF16, variant=BF16)
     return options
 
 
@@ -122,8 +158,8 @@ def open_variant(artifact: Artifact, requested: str, options: RuntimeOptions) ->
 def _open_on_openvino(
     artifact: Artifact, requested: str, options: RuntimeOptions
 ) -> VariantSessions:
-    """``provider='openvino'``: the exported graphs at ``openvino_precision`` (also for ``auto``:
-    the precision the user set), or the gated bf16 variant. The other variants hold ONNX
+    """``provider='openvino'``: the exported graphs in f32 (for ``auto`` and ``fp32``: options
+    cannot ask for bf16 with them), or the gated bf16 variant. The other variants hold ONNX
     Runtime's own operators (fused attention, int8 ops).
 
     Raises:

@@ -27,6 +27,7 @@ from engine.variant_records import (  # noqa: F401  (the record types are part o
     VariantGate,
     VariantRecord,
     VariantSpeed,
+    optimize_flag,
 )
 
 AUTO = "auto"
@@ -96,13 +97,15 @@ def select_variant(
     if record is None:
         raise ArtifactError(
             f"This artifact has no '{requested}' variant (it has: {', '.join(records)}). Make it "
-            f"with 'onnx-engine optimize ARTIFACT --{_flag(requested)}', or use variant='auto'."
+            f"with 'onnx-engine optimize ARTIFACT --{optimize_flag(requested)}', or use "
+            "variant='auto'."
         )
     if not record.passed:
         raise ArtifactError(
             f"The '{requested}' variant failed its accuracy gate and is kept out of use: "
             f"{record.reason}. Use variant='auto' or 'fp32', or re-make it with other limits "
-            f"(onnx-engine optimize ARTIFACT --{_flag(requested)} --gate {requested}.FIELD=VALUE)."
+            f"(onnx-engine optimize ARTIFACT --{optimize_flag(requested)} "
+            f"--gate {requested}.FIELD=VALUE)."
         )
     if not record.suits(provider):
         other = TARGET_CPU if provider == TARGET_CUDA else TARGET_CUDA
@@ -147,7 +150,3 @@ def variant_file_name(graph_file: str, variant: str) -> str:
     """``model.onnx`` -> ``model.int8.onnx``: variant files sit beside the graph they come from."""
     stem, dot, suffix = graph_file.rpartition(".")
     return f"{stem}.{variant}.{suffix}" if dot else f"{graph_file}.{variant}"
-
-
-def _flag(variant: str) -> str:
-    return "fusion" if variant == FUSED else variant

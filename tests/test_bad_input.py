@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from helpers import assert_same_results, hf_pipeline
 
 import engine
 from engine import (
+    ArtifactError,
     ArtifactNotFoundError,
     Classifier,
     CorruptArtifactError,
@@ -22,6 +24,9 @@ from engine import (
     TaskMismatchError,
 )
 from engine.artifact import file_record
+from engine.cpu import current_cpu
+from engine.session import RuntimeOptions, max_threads
+from onnx_engine.cli import main as cli_main
 from export.exporter import ExportSettings, export_model
 
 
@@ -79,7 +84,7 @@ def test_modified_file_fails_the_hash_check(distilbert, copy_artifact):
     data = bytearray((folder / "model.onnx").read_bytes())
     data[-100] ^= 0xFF  # same size, different content
     (folder / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(HashMismatchError, match="modified after export"):
+    with pytest.raises(HashMismatchError, match="modified after it was written"):
         Classifier.load(folder)
 
 
@@ -327,3 +332,101 @@ def test_concurrent_calls_on_one_classifier_get_their_own_answers(distilbert):
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda text: classifier.logits(text)[0], texts * 3))
     np.testing.assert_allclose(np.stack(results), np.concatenate([expected] * 3), atol=1e-6)
+
+
+# --- Broken variants, artifact paths that are files, absurd thread counts (issue 22, item 15) ---
+
+
+def _with_int8(folder: Path, int8_ms: float, fp32_ms: float) -> Path:
+    """Give ``folder`` an 'int8' variant (a copy of the fp32 graph, gated as passed) and CPU
+    timings taken on this CPU, so ``auto`` picks the faster one without re-timing at load."""
+    shutil.copyfile(folder / "model.onnx", folder / "model.int8.onnx")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    record = file_record(folder / "model.int8.onnx")
+    manifest["files"]["model.int8.onnx"] = {"sha256": record.sha256, "size": record.size}
+
+    def timed(ms):
+        return {"cpu": {"latency_ms": {"b1": ms}, "runs": 1, "cpu": current_cpu().to_dict()}}
+
+    manifest.setdefault("variants", {})["fp32"] = {"speeds": timed(fp32_ms)}
+    manifest["variants"]["int8"] = {"graphs": {"model": "model.int8.onnx"}, "target": "cpu",
+                                    "passed": True, "speeds": timed(int8_ms)}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder / "model.int8.onnx"
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize("int8_ms, damage", [
+    (20.0, _truncate),  # auto would not pick it anyway (slower)
+    (2.0, _truncate),  # auto would pick it: the next fastest loads instead
+    (2.0, Path.unlink),
+], ids=["truncated-unpicked", "truncated-fastest", "missing-fastest"])
+def test_a_broken_file_of_an_unused_variant_is_reported_not_fatal(
+    distilbert, copy_artifact, caplog, int8_ms, damage
+):
+    folder = copy_artifact(distilbert.artifact)
+    int8_file = _with_int8(folder, int8_ms=int8_ms, fp32_ms=10.0)
+    assert Classifier.load(folder).variant == ("int8" if int8_ms < 10 else "fp32")
+    damage(int8_file)
+    with caplog.at_level("WARNING"):
+        classifier = Classifier.load(folder)
+    assert classifier.variant == "fp32"
+    reason = classifier.skipped_variants["int8"]
+    assert "model.int8.onnx" in reason and f"onnx-engine optimize {folder} --int8" in reason
+    assert "truncated" in reason if damage is _truncate else "is missing" in reason
+    assert "variant 'int8' is left out of this load" in caplog.text
+    assert "model.int8.onnx" in caplog.text
+    assert Classifier.load(folder, variant="fp32").skipped_variants.keys() == {"int8"}
+    with pytest.raises(ArtifactError, match=r"'int8' variant cannot be loaded: .*model\.int8\.onnx"
+                                            r".*onnx-engine optimize .* --int8"):
+        Classifier.load(folder, variant="int8")
+
+
+def test_a_modified_file_of_the_variant_loaded_is_an_error_naming_it_and_the_fix(
+    distilbert, copy_artifact
+):
+    folder = copy_artifact(distilbert.artifact)
+    int8_file = _with_int8(folder, int8_ms=2.0, fp32_ms=10.0)
+    data = bytearray(int8_file.read_bytes())
+    data[-100] ^= 0xFF  # same size: only hashing sees it, and only files in use are hashed
+    int8_file.write_bytes(bytes(data))
+    assert Classifier.load(folder, variant="fp32").skipped_variants == {}
+    with pytest.raises(HashMismatchError, match=r"model\.int8\.onnx' was modified.*'int8' "
+                                                r"variant: re-make it with 'onnx-engine optimize"):
+        Classifier.load(folder)  # auto picks int8
+
+
+def test_a_broken_exported_graph_is_still_an_error(distilbert, copy_artifact):
+    # Every variant's gate and the fp32 fallback rest on the export's own files.
+    folder = copy_artifact(distilbert.artifact)
+    _with_int8(folder, int8_ms=2.0, fp32_ms=10.0)
+    _truncate(folder / "model.onnx")
+    with pytest.raises(HashMismatchError, match=r"model\.onnx' has 1000 bytes.*Re-export"):
+        Classifier.load(folder, variant="int8")
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("model.onnx", "give the artifact folder that holds it"),
+    ("manifest.json", "give the artifact folder that holds it"),
+    (None, "give the folder that 'onnx-engine export MODEL FOLDER' wrote"),
+])
+def test_an_artifact_path_that_is_a_file_says_so(distilbert, tmp_path, name, hint):
+    path = distilbert.artifact / name if name else tmp_path / "notes.txt"
+    if name is None:
+        path.write_text("hello")
+    with pytest.raises(ArtifactNotFoundError, match=f"is a file, but an artifact is a folder: {hint}"):
+        engine.load(path)
+
+
+@pytest.mark.parametrize("threads", [4096, max_threads() + 1])
+def test_absurd_thread_counts_are_refused_naming_the_bound(distilbert, threads, capsys):
+    bound = f"more than {max_threads()}, 4 per CPU"
+    with pytest.raises(InputError, match=f"threads={threads} is {bound}"):
+        Classifier.load(distilbert.artifact, threads=threads)
+    assert cli_main(["classify", str(distilbert.artifact), "x", "--threads", str(threads)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: threads=") and bound in err and "\n" not in err
+    assert RuntimeOptions(threads=max_threads()).threads == max_threads()  # the bound itself is fine

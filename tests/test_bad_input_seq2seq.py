@@ -7,15 +7,25 @@ Each bad case names what transformers 4.57's ``model.generate`` / forward pass d
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 import torch
 from helpers import SUM_RTOL
+from serve_support import running_server
 
 from engine import InputError, Seq2SeqLM
+from engine.beam_search import BeamSearch
 from engine.decoding import GreedySearch
+from engine.generation_args import length_penalty_range
+from onnx_engine.cli import main as cli_main
+from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.errors import BackendError
+from onnx_engine.serving.tasks.base import OutputTensor
+from onnx_engine.serving.v2_codec import encode_response, parse_request
 
 ATOL = 1e-4
 
@@ -111,6 +121,12 @@ BAD_GENERATE = {
                             "TypeError: unsupported operand type(s) for **"),
     "length_penalty True": ({"num_beams": 2, "length_penalty": True},
                             "length_penalty must be a finite number", "treats True as 1"),
+    "length_penalty 1e308": ({"num_beams": 2, "length_penalty": 1e308},
+                             r"length_penalty=1e\+308 is outside \[-13.79, 64.98\]",
+                             "OverflowError: (34, 'Numerical result out of range')"),
+    "length_penalty -1e308 scored": ({"length_penalty": -1e308, "output_scores": True},
+                                     r"length_penalty=-1e\+308 is outside \[-13.79, 64.98\]",
+                                     "greedy ignores it; with beams: scores -inf"),
     "early_stopping 'sometimes'": ({"num_beams": 2, "early_stopping": "sometimes"},
                                    "early_stopping must be",
                                    "ValueError: `early_stopping` must be a boolean or 'never'"),
@@ -191,3 +207,101 @@ def test_concurrent_generation_on_one_model_gets_each_callers_answer(lm):
             sources * 3,
         ))
     assert all(ids == expected[source] for source, ids in results)
+
+
+# --- Length penalties whose scores cannot be represented (issue 22, item 10) ---
+# transformers 4.57 accepts any float: past the range GenerationArgs states, its winner is a
+# hypothesis scored as impossible (-1e9, picked by its sort's tie-break), it raises OverflowError
+# (Python's int ** float), or it scores -inf. Served, these were 500s and a 200 with -Infinity.
+
+
+def _strict_json(text: str):
+    """``json.loads`` that refuses NaN/Infinity, which Python's json writes and reads by default."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def t5_server(lm):
+    with running_server(ServeConfig(), {"t5": lm}) as (url, _):
+        yield url
+
+
+def _v2_body(parameters):
+    text = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello there"]}
+    return {"inputs": [text], "parameters": parameters}
+
+
+@pytest.mark.parametrize("route, parameters", [
+    ("/models/t5", {"num_beams": 3, "length_penalty": -10}),
+    ("/models/t5", {"num_beams": 3, "length_penalty": -100}),
+    ("/models/t5", {"num_beams": 3, "length_penalty": 300}),
+    ("/models/t5", {"length_penalty": 1e308}),  # greedy: the served sequence score divides by it
+    ("/v2/models/t5/infer", {"length_penalty": -1e308}),
+    ("/models/t5/generate", {"num_beams": 2, "length_penalty": 1e308}),
+], ids=["hf-beams3--10", "hf-beams3--100", "hf-beams3-300", "hf-greedy-1e308", "v2-greedy--1e308",
+        "tgi-beams2-1e308"])
+def test_served_penalties_out_of_range_are_422_naming_the_range(lm, t5_server, route, parameters):
+    lowest, highest = length_penalty_range(lm.settings.default_max_new_tokens)
+    body = _v2_body(parameters) if route.startswith("/v2") else {
+        "inputs": "hello there", "parameters": parameters}
+    response = httpx.post(f"{t5_server}{route}", json=body, timeout=60)
+    assert response.status_code == 422, response.text
+    error = _strict_json(response.text)
+    assert f"is outside [{lowest:g}, {highest:g}]" in error["error"]
+    assert error["error_type"] == "validation"
+
+
+def test_served_negative_penalty_in_range_answers_valid_json_with_the_engines_score(lm, t5_server):
+    parameters = {"num_beams": 3, "length_penalty": -4.0, "max_new_tokens": 6}
+    response = httpx.post(f"{t5_server}/v2/models/t5/infer", json=_v2_body(parameters), timeout=60)
+    assert response.status_code == 200, response.text
+    outputs = {item["name"]: item["data"] for item in _strict_json(response.text)["outputs"]}
+    (expected,) = lm.generate(["hello there"], **parameters)
+    assert outputs["generated_text"] == [expected.text]
+    assert outputs["sequence_score"][0] == pytest.approx(expected.score, rel=1e-6)
+
+
+def test_cli_generate_with_an_unrepresentable_penalty_is_one_error_line(t5_v1_1, capsys):
+    status = cli_main(["generate", str(t5_v1_1.artifact), "hi", "--length-penalty", "1e308",
+                       "--scores"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.startswith("error: length_penalty=1e+308 is outside [") and "\n" not in err
+
+
+def _run_beam_search(length_penalty: float) -> BeamSearch:
+    """Two beams over six tokens for 20 steps; EOS (id 1) is never among the candidates, so
+    every hypothesis finishes at the last step, 20 tokens long."""
+    rng = np.random.default_rng(0)
+    search = BeamSearch(1, 2, 20, eos_ids=(1,), length_penalty=length_penalty)
+    rows = 1
+    for _ in range(20):
+        logits = rng.normal(size=(rows, 6)).astype(np.float32)
+        logits[:, 1] = -50.0
+        decision = search.advance(logits)
+        if decision.next_ids is None:
+            return search
+        rows = len(decision.next_ids)
+    raise AssertionError("beam search did not stop at max_new_tokens")
+
+
+def test_beam_search_refuses_a_result_whose_scores_sank_to_the_impossible_score():
+    # Past GenerationArgs' range (-4.42 for 20 tokens), 20 ** 10 scales the finished scores
+    # below -1e9: the empty placeholder would win. BeamSearch itself does not check the range.
+    with pytest.raises(InputError, match=r"length_penalty=-10 scaled the scores of input #0"):
+        _run_beam_search(-10.0).result()
+    result = _run_beam_search(-1.0).result()
+    assert result.lengths.tolist() == [20] and -1e9 < result.scores[0] < 0
+
+
+def test_v2_json_never_carries_a_non_finite_number():
+    request = parse_request(json.dumps(_v2_body({})).encode(), None)
+    scores = OutputTensor("sequence_score", "FP32", np.array([-np.inf], dtype=np.float32))
+    with pytest.raises(BackendError, match="'sequence_score' holds a non-finite value"):
+        encode_response("t5", request, [scores])
+    binary = parse_request(json.dumps({**_v2_body({}), "outputs": [
+        {"name": "sequence_score", "parameters": {"binary_data": True}}]}).encode(), None)
+    body, _ = encode_response("t5", binary, [scores])  # IEEE floats carry inf as they are
+    assert body.endswith(np.array([-np.inf], dtype="<f4").tobytes())

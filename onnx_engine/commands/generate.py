@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tokens to generate at most (default: the model's max_length - 1)")
     parser.add_argument("--num-beams", type=int, default=1, help="beam width (1 = greedy)")
     parser.add_argument("--length-penalty", type=float, default=1.0,
-                        help="beam scores are divided by length ** this (default 1.0)")
+                        help="beam scores are divided by length ** this (default 1.0); its "
+                        "range narrows as --max-new-tokens grows, and the error names it")
     parser.add_argument("--early-stopping", choices=("true", "false", "never"), default="false",
                         help="beam search stopping rule, as in transformers (default false)")
     parser.add_argument("--scores", action="store_true",

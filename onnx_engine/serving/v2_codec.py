@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.errors import BackendError, ValidationError
 from onnx_engine.serving.tasks.base import OutputTensor
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -237,7 +237,19 @@ def _binary_tensor(output: OutputTensor) -> bytes:
 
 
 def _json_tensor(output: OutputTensor) -> list:
+    """The tensor as a JSON list.
+
+    Raises:
+        BackendError: a number is NaN or infinite, which JSON cannot carry (Python's json would
+            write ``Infinity``, which no client parses). The engine refuses the arguments that
+            lead there; this is the last guard.
+    """
     flat = output.data.reshape(-1)
     if output.datatype == "BYTES":
         return [item.decode("utf-8") for item in flat]
+    if not np.isfinite(flat).all():
+        raise BackendError(
+            f"Output '{output.name}' holds a non-finite value ({flat[~np.isfinite(flat)][0]}), "
+            "which JSON cannot carry: the request's arguments led there; please report them."
+        )
     return flat.tolist()
