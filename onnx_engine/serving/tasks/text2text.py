@@ -84,7 +84,10 @@ class Text2TextHandler(TaskHandler):
 
     def _job(self, texts: list[TextInput], parameters: dict[str, Any], single: bool) -> Job:
         self.check_texts(texts)
-        key = GenerationArgs(**{k: v for k, v in parameters.items() if v is not None})
+        # The server always answers with a sequence score, so the key asks for scores: a length
+        # penalty whose score cannot be represented is refused here, before anything is queued.
+        key = GenerationArgs(**{k: v for k, v in parameters.items() if v is not None},
+                             output_scores=True)
         key.new_tokens(self.model.settings.default_max_new_tokens, self.model.output_limit)
         # Each beam is a decoder row, as each text of a request is: one request may not ask for
         # more rows than --max-client-batch-size (an unbounded beam would exhaust memory).
