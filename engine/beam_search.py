@@ -74,6 +74,7 @@ class BeamSearch:
         self.scores = np.full((batch, num_beams), _IMPOSSIBLE, dtype=np.float32)
         self.finished = np.zeros((batch, num_beams), dtype=bool)
         self.improvable = np.ones(batch, dtype=bool)
+        self.retired = np.zeros(batch, dtype=bool)  # cancelled by the caller (see retire)
         self.step_logits: list[np.ndarray] | None = [] if keep_logits else None
         self._step = 0
 
@@ -168,6 +169,7 @@ class BeamSearch:
         (padding, as a finished input's do) but add nothing, and the search ends once no
         other input runs.
         """
+        self.retired |= inputs
         self.improvable &= ~inputs
         return not self.improvable.any()
 
@@ -185,10 +187,13 @@ class BeamSearch:
         lengths a call can reach, assuming no token's probability is below float32's smallest
         normal; this refuses the rest rather than return one of them.
 
+        A retired input may have no finished hypothesis: its result is whatever is there, and
+        the caller, who cancelled it, discards it.
+
         Raises:
             InputError: an input's best hypothesis is not a finished one.
         """
-        unfinished = np.flatnonzero(~self.finished[:, 0])
+        unfinished = np.flatnonzero(~self.finished[:, 0] & ~self.retired)
         if unfinished.size:
             raise InputError(
                 f"length_penalty={self.length_penalty:g} scaled the scores of input "

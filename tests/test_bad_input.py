@@ -428,5 +428,5 @@ def test_absurd_thread_counts_are_refused_naming_the_bound(distilbert, threads, 
         Classifier.load(distilbert.artifact, threads=threads)
     assert cli_main(["classify", str(distilbert.artifact), "x", "--threads", str(threads)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: threads=") and bound in err and "\n" not in err
+    assert err.startswith(f"error: --threads {threads} is") and bound in err and "\n" not in err
     assert RuntimeOptions(threads=max_threads()).threads == max_threads()  # the bound itself is fine

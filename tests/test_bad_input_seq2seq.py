@@ -268,7 +268,7 @@ def test_cli_generate_with_an_unrepresentable_penalty_is_one_error_line(t5_v1_1,
                        "--scores"])
     err = capsys.readouterr().err.strip()
     assert status == 2
-    assert err.startswith("error: length_penalty=1e+308 is outside [") and "\n" not in err
+    assert err.startswith("error: --length-penalty 1e+308 is outside [") and "\n" not in err
 
 
 def _run_beam_search(length_penalty: float) -> BeamSearch:
