@@ -9,7 +9,9 @@ route; the memory of a maximal request is handed back; health answers while it r
 
 from __future__ import annotations
 
+import json
 import threading
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -21,6 +23,7 @@ from engine.embedder import Embedder
 from engine.errors import InputError
 from engine.session import RuntimeOptions
 from engine.tokenization import char_cap
+from onnx_engine.serving import body as body_module
 from onnx_engine.serving.config import ServeConfig
 from serve_support import running_server
 
@@ -299,16 +302,20 @@ class _HealthProbe:
             self._done.set()
 
 
-def test_health_answers_while_a_maximal_embed_is_tokenized_and_encoded(served):
+def test_health_answers_while_a_maximal_embed_is_parsed_tokenized_and_encoded(served,
+                                                                            monkeypatch):
     """Issue 22 #4: 64 x 100 KB to /embed held the event loop (health waited 5.7-7.2 s). Health
-    must be answered while the big request's texts are measured against the bound and while
-    its answer is built (normalized, JSON-encoded): both run in a thread for such a request."""
+    must be answered while the big request's body is parsed, while its texts are measured
+    against the bound and while its answer is built (normalized, JSON-encoded): all three run
+    in a thread for such a request."""
     url, app = served
     handler = app.state.serving.models["emb"].handler
     body = {"inputs": [f"text {i} " + "many words here " * 6_250 for i in range(64)],
             "truncate": True}  # 64 x 100 KB: the body limit's worth of characters
     probes = {"bounded": _HealthProbe(url, handler.bounded),
               "vectors": _HealthProbe(url, handler.vectors)}
+    parse = _HealthProbe(url, json.loads)
+    monkeypatch.setattr(body_module, "json", SimpleNamespace(loads=parse))
     for name, probe in probes.items():
         setattr(handler, name, probe)
     try:
@@ -317,5 +324,5 @@ def test_health_answers_while_a_maximal_embed_is_tokenized_and_encoded(served):
         for name in probes:
             delattr(handler, name)
     assert answer.status_code == 200 and len(answer.json()) == 64
-    assert {name: probe.answered for name, probe in probes.items()} == {
-        "bounded": [True], "vectors": [True]}
+    assert {name: probe.answered for name, probe in {**probes, "parsed": parse}.items()} == {
+        "bounded": [True], "vectors": [True], "parsed": [True]}

@@ -21,6 +21,11 @@ from onnx_engine.serving.errors import (
     ValidationError,
 )
 
+# Bodies up to this size are parsed on the event loop. JSON numbers parse at ~40 us per KB here
+# (8 MB of floats: ~300 ms; of text: ~13 ms): a larger body parsed inline would hold every other
+# request's answer, health checks included, for that long; a thread hop costs ~0.1 ms.
+_INLINE_PARSE_BYTES = 16 * 1024
+
 
 class ClientTimeoutError(ServeError):
     """The client did not send its whole body within ``client_timeout_s`` (408).
@@ -82,7 +87,10 @@ async def read_json_object(request: Request, config: ServeConfig) -> dict[str, A
     """
     raw = await read_body(request, config)
     try:
-        value = json.loads(raw)
+        if len(raw) <= _INLINE_PARSE_BYTES:
+            value = json.loads(raw)
+        else:
+            value = await asyncio.to_thread(json.loads, raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ValidationError(f"The request body is not valid JSON: {error}.") from None
     if not isinstance(value, dict):
