@@ -247,7 +247,11 @@ def test_builder_sizes_replicas_from_string_arguments(distilbert):
     assert config.backpressure_config.status_code == 429
     assert config.autoscaling_config.max_replicas == 3
     assert model.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.0}
-    assert model.init_args[3].threads == 2
+    replica_options = model.init_args[3]
+    assert replica_options.threads == 2
+    # `serve run` of this builder runs models as `onnx-engine serve` does: no spinning threads
+    # beside the replica's event loop, an arena that shrinks after each run.
+    assert replica_options.spin_wait is False and replica_options.arena_shrinkage is True
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -142,10 +142,7 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         log_requests=args.log_requests,
     )
-    # A server's event loop shares the cores with the model: ORT threads spinning for work
-    # between calls would take its CPU away from accepting and answering. Its arena shrinks
-    # after each run, so one maximal batch does not keep its peak memory (README: serving).
-    options = runtime_options(args).with_overrides(spin_wait=False, arena_shrinkage=True)
+    options = serving["config"].serving_runtime_options(runtime_options(args))
     if args.ray:
         return _run_on_ray(args, specs, config, options)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from engine.errors import InputError
+from engine.session import RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,13 @@ def _check_positive(name: str, value: object, integer: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
         kind = "integer" if integer else "number"
         raise InputError(f"{name} must be a positive {kind}, got {value!r}.")
+
+
+def serving_runtime_options(options: RuntimeOptions) -> RuntimeOptions:
+    """The user's runtime options as a server runs its models (alone or on Ray Serve replicas).
+
+    The event loop shares the cores with the model: ONNX Runtime threads spinning for work
+    between calls would take its CPU away from accepting and answering. The arena shrinks after
+    each run, so one maximal batch does not keep its peak memory (README: serving).
+    """
+    return options.with_overrides(spin_wait=False, arena_shrinkage=True)

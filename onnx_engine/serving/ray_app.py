@@ -40,7 +40,7 @@ from engine.errors import InputError, MissingDependencyError
 from engine.session import RuntimeOptions
 from onnx_engine.serving.app import as_serve_error, build_app
 from onnx_engine.serving.auth import PUBLIC_PATHS, authorized
-from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.config import ServeConfig, serving_runtime_options
 from onnx_engine.serving.errors import (
     NotFoundError,
     OverloadedError,
@@ -125,11 +125,11 @@ class RayScaling:
         return max(1, math.floor(self.num_cpus))
 
     def runtime_options(self, options: RuntimeOptions) -> RuntimeOptions:
-        """The user's options with threads sized to the replica (unless set) and CUDA on GPUs."""
-        return options.with_overrides(
+        """The user's options as a server runs them (``serving_runtime_options``), with threads
+        sized to the replica (unless set) and CUDA on GPUs."""
+        return serving_runtime_options(options).with_overrides(
             threads=options.threads or self.threads,
             provider="cuda" if self.num_gpus > 0 else options.provider,
-            spin_wait=False,  # the replica's event loop shares these cores
         )
 
     def model_options(self, config: ServeConfig) -> dict[str, Any]:
