@@ -24,6 +24,10 @@ def check_output_free(output: Path, force: bool) -> None:
         )
 
 
+# The old output, set aside while a forced export puts the new one in its place.
+_REPLACED_SUFFIX = "-replaced"
+
+
 def staging_prefix(output: Path) -> str:
     return f".{output.name}.staging-"
 
@@ -39,6 +43,9 @@ def remove_stale_staging(output: Path) -> list[Path]:
     for folder in output.parent.glob(staging_prefix(output) + "*"):
         owner = folder.name[len(staging_prefix(output)):].split("-", 1)[0]
         if folder.is_dir() and not (owner.isdigit() and _process_alive(int(owner))):
+            if folder.name.endswith(_REPLACED_SUFFIX) and not output.exists():
+                folder.rename(output)  # killed while replacing: the old artifact comes back
+                continue
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -71,12 +78,28 @@ def staged_output(output: Path, force: bool) -> Iterator[Path]:
     staging.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
         yield staging
-        if output.exists():
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
-        staging.rename(output)
+        _publish(staging, output, output.parent / f"{prefix.rstrip('-')}{_REPLACED_SUFFIX}")
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, output: Path, replaced: Path) -> None:
+    """Rename ``staging`` to ``output``; an existing ``output`` is set aside first and deleted
+    only once the new one is in place, so a failed rename (or a kill: see
+    :func:`remove_stale_staging`) never leaves the user with neither."""
+    if output.exists():
+        output.rename(replaced)
+    try:
+        staging.rename(output)
+    except BaseException:
+        if replaced.exists():
+            replaced.rename(output)
+        raise
+    if replaced.is_dir():
+        shutil.rmtree(replaced, ignore_errors=True)
+    elif replaced.exists():
+        replaced.unlink()
 
 
 def flush_to_disk(path: Path) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 import pytest
 
 from engine import ParityError
 from export.errors import ExportError, OutputExistsError
 from export.exporter import ExportSettings, export_model
+from export.staging import remove_stale_staging, staged_output, staging_prefix
 from onnx_engine.cli import main
 
 
@@ -28,6 +32,42 @@ def test_force_replaces_the_output(distilbert, tmp_path):
     assert not (output / "stale.txt").exists()
     assert manifest.parity["passed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+
+
+def test_a_forced_export_whose_final_rename_fails_keeps_the_old_artifact(tmp_path, monkeypatch):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "model.onnx").write_text("old")
+    real_rename = Path.rename
+
+    def failing_rename(self: Path, target):
+        if Path(target) == output and self.name.startswith(staging_prefix(output)) and (
+            not self.name.endswith("-replaced")
+        ):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="cross-device"):
+        with staged_output(output, force=True) as staging:
+            (staging / "model.onnx").write_text("new")
+    assert (output / "model.onnx").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_export_killed_while_replacing_gets_the_old_artifact_back(tmp_path):
+    """Killed between setting the old output aside and renaming the new one in: the next export
+    of that output finds no output and the set-aside folder of a dead process, and restores it."""
+    output = tmp_path / "out"
+    dead = 2**22 + 12345  # above the largest pid Linux can give (2**22): no such process
+    replaced = tmp_path / f"{staging_prefix(output)}{dead}-replaced"
+    replaced.mkdir()
+    (replaced / "model.onnx").write_text("old")
+    unfinished = tmp_path / f"{staging_prefix(output)}{dead}-abcd1234"
+    unfinished.mkdir()
+    assert remove_stale_staging(output) == [unfinished]
+    assert (output / "model.onnx").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_failed_parity_leaves_no_artifact_and_names_the_worst_input(distilbert, tmp_path):
