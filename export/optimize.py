@@ -9,8 +9,7 @@ speed instead of by assumption.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -47,13 +46,18 @@ from export.gates import gate_verdict, gates_with_overrides
 from export.int8_search import search_int8
 from export.progress import StageProgress
 from export.quantize import QuantizeSettings, quantize_graph
-from export.staging import flush_folder, flush_to_disk
+from export.staging import flush_to_disk
 from export.variant_checks import VariantChecker, measure_speeds, variant_checker
+from export.variant_files import (
+    STAGING_PREFIX,
+    check_writable,
+    commit_variant_files,
+    recover_interrupted_commit,
+)
 
 MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16)
-_STAGING_PREFIX = ".optimizing."
-_PREVIOUS_PREFIX = ".replaced."  # a file being replaced, set aside until the manifest is written
 
+logger = logging.getLogger(__name__)
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
 # search(source, target, gate=..., probe=...): an accuracy-aware builder that may try several
 # graphs (export.int8_search); used for one-graph artifacts whose checker offers a probe.
@@ -143,8 +147,10 @@ def optimize_artifact(
         )
     if settings.timing_runs < 1:
         raise InputError(f"timing_runs must be at least 1, got {settings.timing_runs}.")
+    for action in recover_interrupted_commit(Path(settings.artifact)):
+        logger.warning("A killed optimize had left the artifact half updated: %s.", action)
     artifact = Artifact.open(settings.artifact)  # unchanged since export before adding to it
-    _check_writable(artifact.path)  # before minutes of PyTorch, not after
+    check_writable(artifact.path)  # before minutes of PyTorch, not after
     manifest = artifact.manifest
     calibration = calibration_set(settings.calibration, manifest.max_length)
     checker = variant_checker(manifest.task, calibration.extra)
@@ -168,7 +174,7 @@ def optimize_artifact(
             records = _with_cpu_speeds(records, artifact, checker, settings.timing_runs, staged)
         with progress.stage("recording files and gate results"):
             manifest = _recorded(manifest, records, artifact, staged)
-            _commit(artifact, staged, manifest)
+            commit_variant_files(artifact, staged, manifest)
     except OSError as error:  # a full disk or a read-only folder: an error, not a verdict
         raise ArtifactWriteError.from_os_error(error, artifact.path) from None
     finally:
@@ -225,7 +231,7 @@ def _make_variant(
         return _judge_openvino_variant(record, artifact, checker, reference), {}
     graphs = artifact.manifest.graphs
     final = {role: variant_file_name(spec.file, name) for role, spec in graphs.items()}
-    staging = {role: _STAGING_PREFIX + file for role, file in final.items()}
+    staging = {role: STAGING_PREFIX + file for role, file in final.items()}
     files = {final[role]: staging[role] for role in final}
     record = VariantRecord(name, final, target=recipe.target, gate=gate, passed=False)
     config = artifact.config()
@@ -296,52 +302,6 @@ def _judged(
     passed, reason = gate_verdict(record.gate, figures)
     checked_on = TARGET_CUDA if checker.on_cuda(engine) else TARGET_CPU
     return replace(record, figures=figures, passed=passed, reason=reason, checked_on=checked_on)
-
-
-def _check_writable(folder: Path) -> None:
-    """Fail before any work where the folder cannot take a new file (read-only, no space).
-
-    Raises:
-        ArtifactWriteError: a probe file cannot be created in ``folder``.
-    """
-    try:
-        descriptor, probe = tempfile.mkstemp(prefix=_STAGING_PREFIX, dir=folder)
-    except OSError as error:
-        raise ArtifactWriteError.from_os_error(error, folder) from None
-    os.close(descriptor)
-    os.unlink(probe)
-
-
-def _commit(artifact: Artifact, staged: Mapping[str, str], manifest: ArtifactManifest) -> None:
-    """Rename the staged files into place, then write the manifest; all of it or none of it.
-
-    A file being replaced is first renamed aside, so any failure (the manifest's write
-    included) restores the artifact exactly; a variant whose build failed loses its old file.
-
-    Raises:
-        OSError: a rename or the manifest's write failed; the artifact is as it was.
-    """
-    moved: list[tuple[Path, Path | None]] = []  # (final path, its previous file set aside)
-    try:
-        for final, staging in staged.items():
-            target, previous = artifact.path_of(final), artifact.path_of(_PREVIOUS_PREFIX + final)
-            kept = target.is_file()
-            if kept:
-                os.replace(target, previous)
-            moved.append((target, previous if kept else None))
-            if artifact.path_of(staging).is_file():
-                os.replace(artifact.path_of(staging), target)
-        manifest.write(artifact.path)
-    except BaseException:
-        for target, previous in reversed(moved):
-            target.unlink(missing_ok=True)
-            if previous is not None:
-                os.replace(previous, target)
-        raise
-    for _, previous in moved:
-        if previous is not None:
-            previous.unlink(missing_ok=True)
-    flush_folder(artifact.path)
 
 
 def _with_cpu_speeds(

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 import export.optimize
+from engine.artifact import Artifact
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.variants import FUSED
 from export.variant_checks import ClassifierChecker
+from export.variant_files import PREVIOUS_PREFIX, STAGING_PREFIX, recover_interrupted_commit
 from onnx_engine.cli import main
 
 FAST = ("--timing-runs", "1", "-q")
@@ -138,3 +140,35 @@ def test_a_build_that_fails_otherwise_is_recorded_and_leaves_no_partial_file(
     assert record.graphs["model"] not in ArtifactManifest.read(artifact).files
     assert not [path.name for path in artifact.iterdir() if path.name.startswith(".")]
     assert "kept out of use" in capsys.readouterr().err
+
+
+def test_a_commit_killed_before_the_manifest_was_written_is_undone(artifact):
+    """Killed after renaming the new fused graph into place, before writing the manifest: the
+    old graph (the one the manifest lists) is set aside; it comes back and the artifact opens."""
+    fused = ArtifactManifest.read(artifact).variants[FUSED].graphs["model"]
+    before = _contents(artifact)
+    os.replace(artifact / fused, artifact / (PREVIOUS_PREFIX + fused))
+    (artifact / fused).write_bytes(b"the new graph the manifest never listed")
+    (artifact / (STAGING_PREFIX + "model.int8.onnx")).write_bytes(b"half")
+    assert recover_interrupted_commit(artifact) == [f"restored {fused}",
+                                                    "removed .optimizing.model.int8.onnx"]
+    assert _contents(artifact) == before
+    Artifact.open(artifact)  # every hash matches again
+
+
+def test_a_commit_killed_after_the_manifest_was_written_is_finished(artifact):
+    fused = ArtifactManifest.read(artifact).variants[FUSED].graphs["model"]
+    before = _contents(artifact)
+    (artifact / (PREVIOUS_PREFIX + fused)).write_bytes(b"the graph the new manifest replaced")
+    assert recover_interrupted_commit(artifact) == [f"removed the old {fused}"]
+    assert _contents(artifact) == before
+
+
+def test_optimize_recovers_a_killed_commit_before_opening_the_artifact(artifact, capsys, caplog):
+    fused = ArtifactManifest.read(artifact).variants[FUSED].graphs["model"]
+    os.replace(artifact / fused, artifact / (PREVIOUS_PREFIX + fused))
+    (artifact / fused).write_bytes(b"the new graph the manifest never listed")
+    assert main(["optimize", str(artifact), "--fusion", *FAST]) == 0
+    assert f"restored {fused}" in caplog.text
+    assert not list(artifact.glob(".*"))
+    Artifact.open(artifact)
