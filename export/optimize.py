@@ -47,7 +47,12 @@ from export.int8_search import search_int8
 from export.progress import StageProgress
 from export.quantize import QuantizeSettings, quantize_graph
 from export.staging import flush_to_disk
-from export.variant_checks import VariantChecker, measure_speeds, variant_checker
+from export.variant_checks import (
+    SEARCH_TIMING_RUNS,
+    VariantChecker,
+    measure_speeds,
+    variant_checker,
+)
 from export.variant_files import (
     STAGING_PREFIX,
     check_writable,
@@ -153,7 +158,8 @@ def optimize_artifact(
     check_writable(artifact.path)  # before minutes of PyTorch, not after
     manifest = artifact.manifest
     calibration = calibration_set(settings.calibration, manifest.max_length)
-    checker = variant_checker(manifest.task, calibration.extra)
+    search_runs = min(SEARCH_TIMING_RUNS, settings.timing_runs)  # fewer if the user asked so
+    checker = variant_checker(manifest.task, calibration.extra, search_runs)
     gates = gates_with_overrides(manifest.task, settings.variants, settings.gate_overrides)
     progress = StageProgress(total=len(settings.variants) + 3, quiet=settings.quiet)
     model = settings.reference_model or manifest.source_model

@@ -47,6 +47,11 @@ CALIBRATION_BATCH = 32
 SENSITIVITY_SAMPLE = 64
 
 
+# Timed rounds when the int8 search compares two candidates' speed: a short comparison, since
+# the variants' ranking is timed afterwards with the optimize's own runs.
+SEARCH_TIMING_RUNS = 3
+
+
 class VariantChecker(ABC):
     """Task-specific steps of checking a variant.
 
@@ -57,8 +62,9 @@ class VariantChecker(ABC):
     task: str
     engine_class: type[ArtifactModel]
 
-    def __init__(self, calibration: Sequence[str] = ()) -> None:
+    def __init__(self, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS) -> None:
         self.calibration = list(calibration)
+        self.search_timing_runs = search_timing_runs
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:
@@ -102,7 +108,8 @@ class VariantChecker(ABC):
             return self.open(artifact, {"model": path.name}, options, INT8)
 
         def latency_ms(path: Path) -> float:
-            return measure_speeds({"trial": self.workloads(engine(path))}, runs=3)["trial"].score_ms
+            workloads = {"trial": self.workloads(engine(path))}
+            return measure_speeds(workloads, runs=self.search_timing_runs)["trial"].score_ms
 
         fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file}, options, FP32)
 
@@ -223,8 +230,12 @@ VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
 }
 
 
-def variant_checker(task: str, calibration: Sequence[str] = ()) -> VariantChecker:
+def variant_checker(
+    task: str, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS
+) -> VariantChecker:
     """The checker for ``task``; one that gates on texts also uses ``calibration``.
+
+    ``search_timing_runs``: timed rounds when the int8 search compares candidates' speed.
 
     Raises:
         ExportError: variants are not supported for this task yet.
@@ -234,7 +245,7 @@ def variant_checker(task: str, calibration: Sequence[str] = ()) -> VariantChecke
             f"Optimized variants are not available for '{task}' artifacts yet (supported: "
             f"{', '.join(VARIANT_CHECKERS)})."
         )
-    return VARIANT_CHECKERS[task](calibration)
+    return VARIANT_CHECKERS[task](calibration, search_timing_runs)
 
 
 def measure_speeds(
