@@ -20,17 +20,18 @@ from engine.tokenization import check_batch_size
 # beam) and a KV cache per beam, so the width is capped where memory, not quality, would decide.
 MAX_NUM_BEAMS = 512
 
-# The length penalty's range. Beam search (engine.beam_search, as transformers) divides a
-# hypothesis' summed log-probability S by length ** length_penalty in float32 and scores the
-# hypotheses that may not be chosen -1e9. Negative penalties multiply S by length ** -penalty: once
-# that reaches -1e9, real hypotheses tie with the "impossible" ones in float32 and the winner is
-# whatever the sort's tie-break leaves first (transformers then returns an unfinished hypothesis
-# scored -1e9, or the empty placeholder). A token's log-probability is bounded by that of
-# float32's smallest normal probability, 2**-126 (126 ln 2 = 87.3 nats), so n tokens score at
-# least -87.3 n and the penalized score of up to n tokens stays above -1e9 while
-# n ** (1 - penalty) * 87.3 < 1e9. Positive penalties divide S: they must leave a one-token score
-# of float32 resolution (2**-23) a normal float32 (>= 2**-126), so n ** penalty <= 2**103.
-_IMPOSSIBLE_SCORE = 1.0e9
+# The length penalty's range: the values whose scores float32 can represent. Beam search
+# (engine.beam_search, as transformers) divides a hypothesis' summed log-probability S by
+# length ** length_penalty in float32. A token's log-probability is bounded by that of float32's
+# smallest normal probability, 2**-126 (126 ln 2 = 87.3 nats), so n tokens score at least -87.3 n.
+# Negative penalties multiply S by n ** -penalty: it stays finite while
+# 87.3 n ** (1 - penalty) < float32's largest number. Positive penalties divide S: they must leave
+# a one-token score of float32 resolution (2**-23) a normal float32 (>= 2**-126), so
+# n ** penalty <= 2**103. Inside the range a negative penalty may still push every finished
+# hypothesis below the -1e9 that marks hypotheses that may not be chosen; transformers then
+# returns one of those, picked by its sort's tie-break, and BeamSearch.result refuses the input
+# instead (InputError): that depends on the scores, so it can only be known after decoding.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TOKEN_NATS_FLOOR = 126 * math.log(2.0)
 _LOG_POSITIVE_SPAN = 103 * math.log(2.0)
 
@@ -113,14 +114,14 @@ class GenerationArgs:
 
 
 def length_penalty_range(new_tokens: int) -> tuple[float, float]:
-    """The lowest and highest length penalty whose scores stay representable (and tell every
-    hypothesis apart) for outputs of up to ``new_tokens`` tokens; unbounded for one token, whose
+    """The lowest and highest length penalty whose scores stay representable in float32 for
+    outputs of up to ``new_tokens`` tokens; unbounded for one token, whose
     length factor is 1. The bounds are rounded toward zero to two decimals, as messages show them.
     """
     if new_tokens < 2:
         return -math.inf, math.inf
     log_tokens = math.log(new_tokens)
-    lowest = 1.0 - math.log(_IMPOSSIBLE_SCORE / _TOKEN_NATS_FLOOR) / log_tokens
+    lowest = 1.0 - math.log(_FLOAT32_MAX / _TOKEN_NATS_FLOOR) / log_tokens
     highest = _LOG_POSITIVE_SPAN / log_tokens
     return math.ceil(lowest * 100) / 100, math.floor(highest * 100) / 100
 
@@ -130,8 +131,7 @@ def _check_length_penalty(penalty: float, new_tokens: int) -> None:
     if lowest <= penalty <= highest:
         return
     side = (
-        f"{new_tokens} ** {-penalty:g} would scale a score past -1e9, the score of hypotheses "
-        "that may not be chosen, so outputs could no longer be told apart from them"
+        f"{new_tokens} ** {-penalty:g} would scale a score past float32's largest number"
         if penalty < 0 else
         f"dividing by {new_tokens} ** {penalty:g} would crush scores below float32's resolution"
     )

@@ -122,10 +122,10 @@ BAD_GENERATE = {
     "length_penalty True": ({"num_beams": 2, "length_penalty": True},
                             "length_penalty must be a finite number", "treats True as 1"),
     "length_penalty 1e308": ({"num_beams": 2, "length_penalty": 1e308},
-                             r"length_penalty=1e\+308 is outside \[-13.79, 64.98\]",
+                             r"length_penalty=1e\+308 is outside \[-75.69, 64.98\]",
                              "OverflowError: (34, 'Numerical result out of range')"),
     "length_penalty -1e308 scored": ({"length_penalty": -1e308, "output_scores": True},
-                                     r"length_penalty=-1e\+308 is outside \[-13.79, 64.98\]",
+                                     r"length_penalty=-1e\+308 is outside \[-75.69, 64.98\]",
                                      "greedy ignores it; with beams: scores -inf"),
     "early_stopping 'sometimes'": ({"num_beams": 2, "early_stopping": "sometimes"},
                                    "early_stopping must be",
@@ -234,14 +234,11 @@ def _v2_body(parameters):
 
 
 @pytest.mark.parametrize("route, parameters", [
-    ("/models/t5", {"num_beams": 3, "length_penalty": -10}),
     ("/models/t5", {"num_beams": 3, "length_penalty": -100}),
     ("/models/t5", {"num_beams": 3, "length_penalty": 300}),
-    ("/models/t5", {"length_penalty": 1e308}),  # greedy: the served sequence score divides by it
-    ("/v2/models/t5/infer", {"length_penalty": -1e308}),
+    ("/v2/models/t5/infer", {"length_penalty": -1e308}),  # V2 answers a greedy score too
     ("/models/t5/generate", {"num_beams": 2, "length_penalty": 1e308}),
-], ids=["hf-beams3--10", "hf-beams3--100", "hf-beams3-300", "hf-greedy-1e308", "v2-greedy--1e308",
-        "tgi-beams2-1e308"])
+], ids=["hf-beams3--100", "hf-beams3-300", "v2-greedy--1e308", "tgi-beams2-1e308"])
 def test_served_penalties_out_of_range_are_422_naming_the_range(lm, t5_server, route, parameters):
     lowest, highest = length_penalty_range(lm.settings.default_max_new_tokens)
     body = _v2_body(parameters) if route.startswith("/v2") else {
@@ -251,6 +248,33 @@ def test_served_penalties_out_of_range_are_422_naming_the_range(lm, t5_server, r
     error = _strict_json(response.text)
     assert f"is outside [{lowest:g}, {highest:g}]" in error["error"]
     assert error["error_type"] == "validation"
+
+
+@pytest.mark.parametrize("text", ["hello there", "translate English to German: good morning"])
+def test_served_strong_negative_penalty_answers_what_the_library_does(lm, t5_server, text):
+    """-10 with 3 beams (issue 22 #10) is inside the representable range: the server answers
+    the library's text, or the library's refusal (every finished hypothesis sank below -1e9)."""
+    parameters = {"num_beams": 3, "length_penalty": -10}
+    response = httpx.post(f"{t5_server}/models/t5", json={"inputs": text,
+                                                           "parameters": parameters}, timeout=60)
+    try:
+        (expected,) = lm.generate([text], **parameters)
+    except InputError as error:
+        assert response.status_code == 422, response.text
+        assert _strict_json(response.text)["error"] == str(error)
+    else:
+        assert response.status_code == 200, response.text
+        assert _strict_json(response.text)[0]["generated_text"] == expected.text
+
+
+def test_served_greedy_ignores_a_penalty_it_has_no_score_for(lm, t5_server):
+    """Greedy decoding without scores never uses the penalty (transformers ignores it): the HF
+    shapes, which answer no score, take even 1e308; V2, which answers a score, refuses it."""
+    response = httpx.post(f"{t5_server}/models/t5", json={
+        "inputs": "hello there", "parameters": {"length_penalty": 1e308}}, timeout=60)
+    assert response.status_code == 200, response.text
+    (expected,) = lm.generate(["hello there"])
+    assert _strict_json(response.text)[0]["generated_text"] == expected.text
 
 
 def test_served_negative_penalty_in_range_answers_valid_json_with_the_engines_score(lm, t5_server):
@@ -288,8 +312,8 @@ def _run_beam_search(length_penalty: float) -> BeamSearch:
 
 
 def test_beam_search_refuses_a_result_whose_scores_sank_to_the_impossible_score():
-    # Past GenerationArgs' range (-4.42 for 20 tokens), 20 ** 10 scales the finished scores
-    # below -1e9: the empty placeholder would win. BeamSearch itself does not check the range.
+    # Inside GenerationArgs' range (float32 can hold the scores), 20 ** 10 still scales every
+    # finished score below -1e9: the empty placeholder would win, so the input is refused.
     with pytest.raises(InputError, match=r"length_penalty=-10 scaled the scores of input #0"):
         _run_beam_search(-10.0).result()
     result = _run_beam_search(-1.0).result()

@@ -57,7 +57,7 @@ class Text2TextHandler(TaskHandler):
                 f"Unknown parameter(s) {unknown}; generation takes "
                 f"{', '.join(GENERATION_PARAMETERS)}."
             )
-        return self._job(texts, parameters, single=False)
+        return self._job(texts, parameters, single=False, scores=True)
 
     def parse_hf(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
         items, single = hf_texts(inputs)
@@ -80,14 +80,17 @@ class Text2TextHandler(TaskHandler):
         if unused:
             raise UnusedModelKwargsError(unused)
         known = {name: value for name, value in settings.items() if name not in _NO_OP_VALUES}
-        return self._job(texts, known, single)
+        return self._job(texts, known, single, scores=False)
 
-    def _job(self, texts: list[TextInput], parameters: dict[str, Any], single: bool) -> Job:
+    def _job(self, texts: list[TextInput], parameters: dict[str, Any], single: bool,
+             scores: bool) -> Job:
+        """``scores``: the answer carries a sequence score (V2 does, the HF shapes do not). The
+        key asks for it, so a length penalty whose score cannot be represented is refused here,
+        before anything is queued, while one that only a greedy score would use is ignored, as
+        transformers ignores it."""
         self.check_texts(texts)
-        # The server always answers with a sequence score, so the key asks for scores: a length
-        # penalty whose score cannot be represented is refused here, before anything is queued.
         key = GenerationArgs(**{k: v for k, v in parameters.items() if v is not None},
-                             output_scores=True)
+                             output_scores=scores)
         key.new_tokens(self.model.settings.default_max_new_tokens, self.model.output_limit)
         # Each beam is a decoder row, as each text of a request is: one request may not ask for
         # more rows than --max-client-batch-size (an unbounded beam would exhaust memory).
@@ -108,7 +111,7 @@ class Text2TextHandler(TaskHandler):
     def run_batch(
         self, key: GenerationArgs, texts: list[TextInput],
         cancelled: Callable[[], Sequence[bool]] | None = None,
-    ) -> Sequence[tuple[str, float] | None]:
+    ) -> Sequence[tuple[str, float | None] | None]:
         # ``cancelled`` (from the batcher) says whose requests went away: the decoder stops their
         # rows between steps, and their results (None here) are dropped.
         generated = self.model.generate(
@@ -118,11 +121,11 @@ class Text2TextHandler(TaskHandler):
             length_penalty=key.length_penalty,
             early_stopping=key.early_stopping,
             truncation=key.truncation,
-            output_scores=True,
+            output_scores=key.output_scores,
             batch_size=len(texts),
             cancelled=cancelled,
         )
-        return [None if sequence.cancelled else (sequence.text, float(sequence.score))
+        return [None if sequence.cancelled else (sequence.text, sequence.score)
                 for sequence in generated]
 
     def encode_v2(self, job: Job, results: list[tuple[str, float]]) -> list[OutputTensor]:
@@ -133,7 +136,7 @@ class Text2TextHandler(TaskHandler):
             OutputTensor("sequence_score", "FP32", scores),
         ]
 
-    def encode_hf(self, job: Job, results: list[tuple[str, float]], route: str) -> Any:
+    def encode_hf(self, job: Job, results: list[tuple[str, float | None]], route: str) -> Any:
         if route == "generate":  # text-generation-inference: one object per request
             return {"generated_text": results[0][0]}
         # The HF clients read summary_text (summarization), translation_text (translation) or
