@@ -261,12 +261,12 @@ def as_text_list(
 def _as_input(item: object, what: str, allow_pairs: bool, index: int | None = None) -> TextInput:
     name = what if index is None else f"{what} #{index}"
     if isinstance(item, str):
-        return _encodable(item, name)
+        return checked_unicode(item, name)
     if allow_pairs and isinstance(item, dict) and "text" in item and set(item) <= {"text", "text_pair"}:
         text, pair = item["text"], item.get("text_pair")
         if isinstance(text, str) and (pair is None or isinstance(pair, str)):
-            text = _encodable(text, name)
-            return text if pair is None else (text, _encodable(pair, f"{name} text_pair"))
+            text = checked_unicode(text, name)
+            return text if pair is None else (text, checked_unicode(pair, f"{name} text_pair"))
     expected = 'a string or a {"text": ..., "text_pair": ...} dict' if allow_pairs else "a string"
     raise InputError(
         f"{name} is {type(item).__name__} ({item!r:.40}), not {expected}. Pass {expected} or a "
@@ -274,7 +274,7 @@ def _as_input(item: object, what: str, allow_pairs: bool, index: int | None = No
     )
 
 
-def _encodable(text: str, name: str) -> str:
+def checked_unicode(text: str, name: str) -> str:
     """``text`` if it is valid Unicode; a lone surrogate (e.g. from undecodable bytes) is refused.
 
     Raises:

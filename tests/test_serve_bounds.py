@@ -213,6 +213,24 @@ def test_lone_surrogate_is_422_on_every_route(served, case):
     assert "lone surrogate" in answer.json()["error"] and "UTF-8" in answer.json()["error"]
 
 
+def test_a_lone_surrogate_outside_the_texts_never_breaks_the_answer(served):
+    """A V2 ``id`` is echoed in the answer: it must be valid Unicode (422). A model name is quoted
+    in the 404: the answer escapes it rather than fail to encode (both were 500s)."""
+    url, _ = served
+    v2 = ('{"id": "a\\ud800b", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], '
+          '"data": ["fine"]}]}')
+    headers = {"content-type": "application/json"}
+    answer = httpx.post(f"{url}/v2/models/clf/infer", content=v2.encode(), headers=headers,
+                        timeout=30)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"].startswith('"id" is not valid Unicode: character 1')
+    openai = '{"model": "a\\ud800b", "input": "fine"}'
+    answer = httpx.post(f"{url}/v1/embeddings", content=openai.encode(), headers=headers,
+                        timeout=30)
+    assert answer.status_code == 404, answer.text
+    assert "a\\ud800b" in json.loads(answer.content.decode("utf-8"))["error"]
+
+
 def test_max_input_tokens_sets_the_bound_per_model(models):
     """16 tokens for every model; truncation cuts there (T5 too): "word " x 50 truncated is
     "word " x 14 (+ [CLS] [SEP]) for BERT."""

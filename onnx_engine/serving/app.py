@@ -78,8 +78,7 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
         # Only served names become label values: clients must not grow the metric series.
         metrics.failures.labels(model if model in state.models else "",
                                 serve_error.error_type).inc()
-        return JSONResponse({"error": str(serve_error), "error_type": serve_error.error_type},
-                            status_code=serve_error.status, headers=serve_error.headers)
+        return error_json_response(serve_error)
 
     async def handle(request: Request, error: Exception) -> Response:
         return error_response(error, request.scope)
@@ -148,6 +147,17 @@ class ErrorAnswerMiddleware:
             cut = UnavailableError("The server shut down before answering (drain deadline); "
                                    "retry on another replica.", {"Retry-After": "1"})
             await self._on_error(cut, scope)(scope, receive, send)
+
+
+def error_json_response(error: ServeError) -> JSONResponse:
+    """``{"error": message, "error_type": ...}`` with the error's status and headers.
+
+    A message may quote what the client sent (a model name, say); a lone surrogate in it would
+    make the answer itself fail to encode, so it is written as its escape.
+    """
+    message = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse({"error": message, "error_type": error.error_type},
+                        status_code=error.status, headers=error.headers)
 
 
 def as_serve_error(error: Exception) -> ServeError:

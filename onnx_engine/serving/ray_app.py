@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from engine.errors import InputError, MissingDependencyError
 from engine.session import RuntimeOptions
-from onnx_engine.serving.app import as_serve_error, build_app
+from onnx_engine.serving.app import as_serve_error, build_app, error_json_response
 from onnx_engine.serving.auth import PUBLIC_PATHS, authorized
 from onnx_engine.serving.config import ServeConfig, serving_runtime_options
 from onnx_engine.serving.errors import (
@@ -268,7 +268,7 @@ class Router:
                 return next((a for a in answers if a.status_code != 200), answers[0])
             return await self._forward(min(self._models), forwarded)
         except ServeError as error:
-            return _error_response(error)
+            return error_json_response(as_serve_error(error))
 
     def _check_key(self, request: Request) -> None:
         """The models' apps check the key too; the router checks it before answering 404."""
@@ -308,12 +308,6 @@ async def _forwarded(request: Request) -> ForwardedRequest:
         list(request.scope["headers"]), await request.body(),
         (client.host, client.port) if client else None,
     )
-
-
-def _error_response(error: ServeError) -> Response:
-    error = as_serve_error(error)
-    return JSONResponse({"error": str(error), "error_type": error.error_type},
-                        status_code=error.status, headers=error.headers)
 
 
 def application(

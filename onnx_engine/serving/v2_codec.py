@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.tokenization import checked_unicode
 from onnx_engine.serving.errors import BackendError, ValidationError
 from onnx_engine.serving.tasks.base import OutputTensor
 
@@ -210,8 +211,11 @@ def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:
 
 
 def _request_id(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
+    """The request's ``id``, echoed in the answer: so it must be valid Unicode (422 if not)."""
+    if value is None:
         return value
+    if isinstance(value, str):
+        return checked_unicode(value, '"id"')
     raise ValidationError(f'"id" must be a string, got {type(value).__name__}.')
 
 
