@@ -19,7 +19,7 @@ from export.errors import OutputExistsError
 def check_output_free(output: Path, force: bool) -> None:
     if output.exists() and not force:
         raise OutputExistsError(
-            f"'{output}' already exists. Pass --force (force=True) to replace it, or choose "
+            f"'{output}' already exists. Pass force=True to replace it, or choose "
             "another output folder."
         )
 

@@ -335,3 +335,15 @@ def test_the_optimize_table_of_an_embedding_artifact_speaks_of_embeddings(tiny_e
     assert fused_row[2:5] == ["|Δemb|<=0.0001", "top1>=100%", "cos>=0.9999"]
     assert fused_row[6:14] == ["cos", "1.0000", "top10", "100%", "|Δemb|", "2.0e-06", "|Δsim|",
                                "3.0e-06"]
+
+
+def test_log_messages_are_in_cli_words_too():
+    """A warning the engine logs in Python spelling (a broken variant's "e.g. variant='fp32'")
+    reaches a CLI user in flags, as errors do."""
+    from onnx_engine.cli import _CliWordsFilter, build_parser, cli_flags
+
+    record = logging.LogRecord("engine.variant_sessions", logging.WARNING, __file__, 0,
+                               "skipped; ask for another (e.g. variant=%r) or threads=%d", ("fp32", 2),
+                               None)
+    assert _CliWordsFilter(cli_flags(build_parser())).filter(record)
+    assert record.getMessage() == "skipped; ask for another (e.g. --variant fp32) or --threads 2"

@@ -14,12 +14,14 @@ from export.staging import remove_stale_staging, staged_output, staging_prefix
 from onnx_engine.cli import main
 
 
-def test_refuses_to_overwrite_without_force(distilbert, tmp_path):
+def test_refuses_to_overwrite_without_force(distilbert, tmp_path, capsys):
     output = tmp_path / "out"
     output.mkdir()
     (output / "keep.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="Pass force=True to replace it"):
         export_model(ExportSettings(model=str(distilbert.checkpoint), output=output, quiet=True))
+    assert main(["export", str(distilbert.checkpoint), str(output)]) == 2
+    assert "already exists. Pass --force to replace it" in capsys.readouterr().err
     assert (output / "keep.txt").read_text() == "mine"
 
 

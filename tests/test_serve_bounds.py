@@ -263,6 +263,9 @@ def test_max_input_tokens_sets_the_bound_per_model(models):
         assert whole.json()["generated_text"] == t5.generate([source], max_new_tokens=4)[0].text
     with pytest.raises(InputError, match="max_input_tokens must be a positive integer"):
         ServeConfig(max_input_tokens=0)
+    with pytest.raises(InputError, match="at most max_batch_tokens=8192, got 16661"):
+        ServeConfig(max_input_tokens=16661)
+    assert ServeConfig(max_input_tokens=16661, max_batch_tokens=16661).max_input_tokens == 16661
 
 
 def _rss_mb() -> float:

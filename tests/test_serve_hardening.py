@@ -404,7 +404,11 @@ def test_serve_start_up_errors_are_one_line(distilbert, tmp_path, capsys):
                              "--ssl-keyfile", str(tmp_path / "junk.pem")],
                     "--ssl-certfile", "--ssl-keyfile", "cannot load")
     _one_error_line(capsys, [model, "--drain-timeout-s", "0"], "--drain-timeout-s")
-    _one_error_line(capsys, [model, "--client-timeout-s", "0"], "client_timeout_s", "positive")
+    _one_error_line(capsys, [model, "--client-timeout-s", "0"], "--client-timeout-s", "positive")
+    # Issue 22 #1 with a raised bound: one T5 text of 100,000 tokens took the memory past 6 GB.
+    _one_error_line(capsys, [model, "--max-input-tokens", "100000"],
+                    "--max-input-tokens must be at most --max-batch-tokens 8192, got 100000")
+    _one_error_line(capsys, [model, "--max-batch-size", "0"], "--max-batch-size must be")
 
 
 def test_unknown_host_is_one_line(distilbert, capsys, monkeypatch):

@@ -167,7 +167,7 @@ def auto_choice_line(manifest: Any) -> str:
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)
     cuda, _ = select_variant(manifest, AUTO, on_cuda=True)
     return (
-        f"variant='auto' picks: {cpu} on CPU, {cuda} on CUDA (CPU timings taken on "
+        f"--variant auto picks: {cpu} on CPU, {cuda} on CUDA (CPU timings taken on "
         f"{current_cpu().describe()}; on another CPU 'auto' re-times them at load)"
     )
 

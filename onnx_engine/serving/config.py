@@ -60,6 +60,14 @@ class ServeConfig:
         for name in ("max_input_chars", "max_input_tokens"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name), integer=True)
+        if self.max_input_tokens is not None and self.max_input_tokens > self.max_batch_tokens:
+            # One text may cost no more than a whole engine call: memory per call follows
+            # max_batch_tokens (and T5's encoder attention the square of one text's tokens).
+            raise InputError(
+                f"max_input_tokens must be at most max_batch_tokens={self.max_batch_tokens}, got "
+                f"{self.max_input_tokens}: one text may not cost more than a whole batch. Raise "
+                "max_batch_tokens too if the memory allows."
+            )
         if self.request_timeout_s is not None:
             _check_positive("request_timeout_s", self.request_timeout_s, integer=False)
         _check_positive("client_timeout_s", self.client_timeout_s, integer=False)
