@@ -14,7 +14,8 @@ from pathlib import Path
 
 from engine.artifact import Artifact, sha256_of
 from engine.loading import engine_class_for
-from engine.machine import MachineKind, current_machine
+import engine.machine as machine_kind
+from engine.machine import MachineKind
 from engine.manifest import ArtifactManifest
 from engine.reference_check import check_variant, gate_for, has_references, missing_references_message
 from engine.variant_records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
@@ -83,7 +84,7 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
             are unreadable.
     """
     artifact = Artifact.open(path, verify_hashes=False, require_parity=False)
-    machine = current_machine()
+    machine = machine_kind.current_machine()
     report = VerifyReport(machine, check_file_hashes(artifact.path, artifact.manifest))
     if not has_references(artifact):
         report.missing_references = missing_references_message(artifact)
