@@ -17,7 +17,13 @@ from engine.loading import engine_class_for
 import engine.machine as machine_kind
 from engine.machine import MachineKind
 from engine.manifest import ArtifactManifest
-from engine.reference_check import check_variant, gate_for, has_references, missing_references_message
+from engine.reference_check import (
+    check_variant,
+    gate_for,
+    has_references,
+    missing_references_message,
+)
+from engine.references import REFERENCES_NAME
 from engine.variant_records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
 from engine.variant_sessions import openvino_unusable_reason
 from engine.variants import AUTO, FP32, variant_records
@@ -92,6 +98,7 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
     engine_class = engine_class_for(artifact.manifest.task)
     openvino_unusable = openvino_unusable_reason(artifact, AUTO)
     fresh: dict[str, Verdict] = {}
+    changed = {problem.split(":")[0] for problem in report.file_problems}
     for name, record in variant_records(artifact.manifest).items():
         gate = gate_for(artifact, record)
         eligible = name == FP32 or record.passed
@@ -102,7 +109,9 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
             report.checks.append(VariantCheck(name, gate, None, not_run=openvino_unusable))
             continue
         expected = fingerprint(artifact.manifest, record, gate)
-        verdict = None if force else cached_verdict(artifact.path, machine.key, name, expected)
+        # A verdict holds for the files the manifest lists; one that differs is run afresh.
+        stale = force or bool(changed & {*record.graphs.values(), REFERENCES_NAME})
+        verdict = None if stale else cached_verdict(artifact.path, machine.key, name, expected)
         cached = verdict is not None
         if verdict is None:
             verdict = check_variant(engine_class, artifact, record)
