@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import engine.machine as machine_kind
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo
+from engine.errors import OnnxEngineError
 from engine.machine import MachineKind
 from engine.reference_check import check_variant, has_references, is_lossy
 from engine.session import CPU, RuntimeOptions, requested_providers
@@ -47,22 +48,23 @@ def regated_for_this_machine(
     """``artifact`` with the lossy variants that fail their gate on this machine marked failed
     (for ``auto``), and what was skipped or warned about ("" when nothing).
 
-    Only for ONNX Runtime's CPU provider: on CUDA the CPU kernels' accuracy says nothing.
-
-    Raises:
-        CorruptArtifactError: a variant's graph or the references cannot be read.
+    Only for ONNX Runtime's CPU provider: on CUDA the CPU kernels' accuracy says nothing. A
+    variant that cannot be run here (a graph or the references unreadable) is skipped like one
+    that fails.
     """
     if requested_providers(options.provider) != [CPU]:
         return artifact, ""
-    machine = machine_kind.current_machine()
     if options.variant != AUTO:
-        return artifact, _warn_if_failed_here(artifact, options.variant, machine)
-    candidates = [
+        return artifact, _warn_if_failed_here(artifact, options.variant)
+    lossy = [
         record for record in usable_variants(
             artifact.manifest, TARGET_CPU, openvino_unusable_reason(artifact, AUTO))
         if record.gate is not None and is_lossy(record.gate)
-        and not gated_at_optimize_here(record, machine)
     ]
+    if not lossy:  # nothing to re-check: no need to read this machine's identity
+        return artifact, ""
+    machine = machine_kind.current_machine()
+    candidates = [record for record in lossy if not gated_at_optimize_here(record, machine)]
     failed: dict[str, str] = {}
     fresh: dict[str, Verdict] = {}
     for record in candidates:
@@ -76,7 +78,11 @@ def regated_for_this_machine(
                     "is trusted. Re-export the artifact to store them.",
                     record.name, machine.describe(), artifact.path)
                 continue
-            verdict = check_variant(engine_class, artifact, record, options)
+            try:
+                verdict = check_variant(engine_class, artifact, record, options)
+            except OnnxEngineError as error:  # a graph this runtime cannot load or run
+                failed[record.name] = f"cannot be re-checked on this machine: {error}"
+                continue
             fresh[record.name] = verdict
             logger.warning(
                 "variant='auto': '%s' was gated on another kind of machine; re-gated on this one "
@@ -100,14 +106,19 @@ def regated_for_this_machine(
     return replace(artifact, manifest=replace(artifact.manifest, variants=variants)), note
 
 
-def _warn_if_failed_here(artifact: Artifact, requested: str, machine: MachineKind) -> str:
+def _warn_if_failed_here(artifact: Artifact, requested: str) -> str:
     """A warning (logged and returned) where the variant asked for by name has a recorded
     failed verdict on this machine kind; it still loads."""
     record = variant_records(artifact.manifest).get(requested)
     if record is None or record.gate is None or not has_references(artifact):
         return ""
+    machine = machine_kind.current_machine()
     expected = fingerprint(artifact.manifest, record, record.gate)
     verdict = cached_verdict(artifact.path, machine.key, requested, expected)
+    if verdict is None and is_lossy(record.gate) and not gated_at_optimize_here(record, machine):
+        logger.info("'%s' was asked for by name; its accuracy was not checked on this kind of "
+                    "machine (%s): 'onnx-engine verify %s' checks it.", requested,
+                    machine.describe(), artifact.path)
     if verdict is None or verdict.passed:
         return ""
     note = (f"'{requested}' was asked for by name and is loaded, but it FAILED its accuracy gate "

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", default=None,
                         help="the PyTorch model to compare with (implies --against-pytorch MODEL)")
     parser.add_argument("--atol", type=float, default=None,
-                        help="with --against-pytorch: tolerance (default: manifest's)")
+                        help="parity tolerance (default: manifest's; implies --against-pytorch)")
     parser.set_defaults(handler=run)
 
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from onnx_engine.commands.runtime_args import check_artifact_folder
 
     check_artifact_folder(args.artifact, None, "verify")
-    if args.against_pytorch is not None or args.reference is not None:  # --reference implies it
+    if args.against_pytorch is not None or args.reference is not None or args.atol is not None:
         return _against_pytorch(args.artifact, args.against_pytorch or args.reference, args.atol)
     from engine.verify_here import report_table, verify_here
     from engine.verdicts import VERDICTS_NAME
