@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.embedder import Embedder
-from engine.gate_figures import RETRIEVAL_DEPTH, SCORE_TIE, top_k_overlap  # noqa: F401
 from engine.gate_figures import compare_embeddings as engine_compare_embeddings
 from engine.pooling import PoolingConfig
 from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate

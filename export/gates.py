@@ -1,7 +1,9 @@
 """Accuracy gates of the optimized variants: default limits, overrides, and the measured figures.
 
 Every variant is compared with the PyTorch fp32 model on the export's check set; the figures are
-stored in the manifest next to the limits they were held to, so a reader sees both.
+stored in the manifest next to the limits they were held to, so a reader sees both. The figures
+themselves are computed torch-free in ``engine.gate_figures``, so ``onnx-engine verify`` measures
+a variant against the artifact's stored references exactly as ``optimize`` did against PyTorch.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from engine.gate_figures import TIE_TOLERANCE, measure_figures  # noqa: F401  (s
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.embedding_variants import EMBEDDING_GATES
+
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
 # 0.006 on full-size random t5-small; fp16 up to 0.015 (tiny v1.1), none at full size; variants
