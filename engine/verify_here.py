@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.artifact import Artifact, sha256_of
+from engine.errors import OnnxEngineError
 from engine.loading import engine_class_for
 import engine.machine as machine_kind
 from engine.machine import MachineKind
@@ -114,8 +115,11 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
         verdict = None if stale else cached_verdict(artifact.path, machine.key, name, expected)
         cached = verdict is not None
         if verdict is None:
-            verdict = check_variant(engine_class, artifact, record)
-            fresh[name] = verdict
+            try:
+                verdict = check_variant(engine_class, artifact, record)
+                fresh[name] = verdict
+            except OnnxEngineError as error:  # a missing or unloadable graph: a failure here,
+                verdict = Verdict(False, f"cannot run: {error}", None, expected, 0.0, "")  # not kept
         report.checks.append(VariantCheck(name, gate, verdict, cached, auto_eligible=eligible))
     if fresh:
         report.recorded = record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
