@@ -2,8 +2,8 @@
 
 The same figures ``onnx-engine optimize`` measures against live PyTorch (``engine.gate_figures``),
 on the inputs the artifact stores (``engine.references``):
-- classifier: the check set at batch 1 and in one padded batch (optimize adds its calibration
-  texts, which the artifact does not carry);
+- classifier: the check set at batch 1 and its short texts in one padded batch (optimize also
+  batches the long texts, and adds its calibration texts, which the artifact does not carry);
 - T5: PyTorch's greedy path through the KV cache, one prediction per step, judged on the stored
   top-k logits (optimize also compares the parity set's full logit rows);
 - embeddings: cosine on every stored text and retrieval of the stored queries.
@@ -31,16 +31,18 @@ Arrays = Mapping[str, np.ndarray]
 
 
 def classifier_figures(classifier: Any, stored: Arrays) -> VariantFigures:
-    """Logits at batch 1 and in one padded batch vs the stored PyTorch logits."""
+    """Logits of every text at batch 1 and of the short texts in one padded batch vs the stored
+    PyTorch logits."""
     texts = [str(text) for text in stored["texts"]]
     pairs = [
         OutputPair(f"b1[{index}]", text, stored["logits"][index], classifier.logits([text])[0])
         for index, text in enumerate(texts)
     ]
-    batch = classifier.logits(texts, batch_size=len(texts))
+    batch_texts = [str(text) for text in stored["batch_texts"]]
+    batch = classifier.logits(batch_texts, batch_size=len(batch_texts))
     pairs += [
-        OutputPair(f"batch{len(texts)}[{index}]", text, stored["batch_logits"][index], batch[index])
-        for index, text in enumerate(texts)
+        OutputPair(f"batch{len(batch)}[{index}]", text, stored["batch_logits"][index], batch[index])
+        for index, text in enumerate(batch_texts)
     ]
     return measure_figures(pairs, classifier.scores, multi_label=classifier.activation == "sigmoid")
 

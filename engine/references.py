@@ -6,14 +6,14 @@ and hashed in the manifest like every other file. ``onnx-engine verify`` and ``a
 the variants were not checked on) re-run every variant against it.
 
 What each task stores, and why it stays small:
-- text-classification: the check-set texts and their logits, each text alone and in one padded
-  batch (texts x classes floats: under 1 KB for a 2-label model).
+- text-classification: the check-set texts and their logits, each text alone, and the short
+  texts' logits in one padded batch (texts x classes floats: under 1 KB for a 2-label model).
 - text2text-generation: the sources, PyTorch's greedy token ids (``GREEDY_TOKENS`` at most), each
   sequence's score (sum of its token log-probabilities), and, teacher-forced along that path, per
   step the log-probability of the reference token, the log-sum-exp of the logits and the top
   ``TOP_K`` logits with their ids: never the vocabulary (32k floats per step for t5-small).
 - feature-extraction: the check set, retrieval documents and queries and their embeddings.
-Full size: distilbert (268 MB fp32) stores ~1 KB; t5-small (~230 MB of fp32 graphs) ~8 KB;
+Full size: distilbert-base (268 MB fp32) stores 1.8 KB (measured); t5-small (~230 MB of fp32 graphs) ~8 KB;
 all-MiniLM-L6-v2 (90 MB) 49 texts x 384 floats ~80 KB: each far under 1% of its fp32 files.
 """
 

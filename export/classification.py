@@ -11,7 +11,7 @@ import numpy as np
 from engine.classifier import Classifier
 from engine.manifest import TASK_CLASSIFICATION
 from engine.references import write_references
-from export.check_set import check_texts
+from export.check_set import check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
 from export.task import (
     TaskExporter,
@@ -57,11 +57,12 @@ class ClassificationExporter(TaskExporter):
         return {"id2label": labels, "label2id": {label: int(i) for i, label in labels.items()}}
 
     def write_task_files(self, reference: ClassifierReference, folder: Path) -> None:
-        """Write ``references.npz``: PyTorch's logits on the check set, each text alone and in
-        one padded batch, as the engine's parity check compares them (``engine.references``)."""
-        texts = check_texts(reference.max_length)
+        """Write ``references.npz``: PyTorch's logits on the check set, each text alone, and on
+        its short texts in one padded batch (``engine.references``)."""
+        texts, batch = check_texts(reference.max_length), short_check_texts()
         alone = np.stack([reference.logits([text])[0] for text in texts])
-        arrays = {"texts": np.array(texts), "logits": alone, "batch_logits": reference.logits(texts)}
+        arrays = {"texts": np.array(texts), "logits": alone,
+                  "batch_texts": np.array(batch), "batch_logits": reference.logits(batch)}
         write_references(folder, self.task, arrays)
 
     def check_parity(

@@ -114,7 +114,9 @@ def test_classifier_references_are_pytorch_logits_listed_and_small(distilbert):
     reference = ClassificationExporter().load_reference(str(distilbert.checkpoint))
     texts = check_texts(reference.max_length)
     assert list(stored["texts"]) == texts and str(stored["task"]) == "text-classification"
-    np.testing.assert_allclose(stored["batch_logits"], reference.logits(texts), atol=1e-6)
+    batch = [str(text) for text in stored["batch_texts"]]
+    assert batch == texts[: len(batch)] and len(batch) >= 4
+    np.testing.assert_allclose(stored["batch_logits"], reference.logits(batch), atol=1e-6)
     np.testing.assert_allclose(stored["logits"][3], reference.logits([texts[3]])[0], atol=1e-6)
 
 
