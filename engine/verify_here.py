@@ -90,7 +90,9 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
         ArtifactError: the folder or its manifest is missing or unreadable, or the references
             are unreadable.
     """
-    artifact = Artifact.open(path, verify_hashes=False, require_parity=False)
+    # Not Artifact.open: it refuses a folder with a missing or resized file, which verify must
+    # list (with the rest) instead.
+    artifact = Artifact(Path(path), ArtifactManifest.read(Path(path)), verify_hashes=False)
     machine = machine_kind.current_machine()
     report = VerifyReport(machine, check_file_hashes(artifact.path, artifact.manifest))
     if not has_references(artifact):
@@ -157,6 +159,7 @@ def report_table(report: VerifyReport) -> str:
         else:
             result = "pass" if verdict.passed else "FAIL"
             note = ("cached verdict for this machine (--force re-runs)" if check.cached
+                    else "could not run here" if verdict.figures is None
                     else f"ran here in {verdict.seconds:.2f} s")
             if not check.auto_eligible:
                 note += "; failed its gate at optimize, auto never picks it"
