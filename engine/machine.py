@@ -39,7 +39,8 @@ class MachineKind:
 
     def describe(self) -> str:
         flags = " ".join(self.isa) if self.isa is not None else "flags unknown"
-        return f"{self.architecture} ({flags or 'no listed ISA flags'}; onnxruntime {self.onnxruntime})"
+        listed = flags or "no listed ISA flags"
+        return f"{self.architecture} ({listed}; onnxruntime {self.onnxruntime})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"architecture": self.architecture,

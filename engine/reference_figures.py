@@ -91,7 +91,8 @@ def _step_row(
     total = float(stored["logsumexp"][row, step])
     at_ids = candidate[ids]
     abs_diff = float(np.max(np.abs(at_ids - values)))
-    prob_diff = float(np.max(np.abs(np.exp(at_ids - logsumexp(candidate)) - np.exp(values - total))))
+    probabilities = np.exp(at_ids - logsumexp(candidate))
+    prob_diff = float(np.max(np.abs(probabilities - np.exp(values - total))))
     chosen = int(np.argmax(candidate))
     found = np.flatnonzero(ids == chosen)
     at_chosen = values[found[0]] if found.size else values[-1]

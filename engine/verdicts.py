@@ -71,7 +71,8 @@ def read_verdicts(folder: Path) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "machines": {}}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format_version") != FORMAT_VERSION or not isinstance(data.get("machines"), dict):
+        machines = data.get("machines")
+        if data.get("format_version") != FORMAT_VERSION or not isinstance(machines, dict):
             raise ValueError(f"format_version {data.get('format_version')!r}")
         return data
     except (OSError, ValueError, AttributeError) as error:
@@ -81,7 +82,8 @@ def read_verdicts(folder: Path) -> dict[str, Any]:
 
 
 def cached_verdict(folder: Path, machine_key: str, variant: str, expected: str) -> Verdict | None:
-    """The verdict of ``variant`` recorded for ``machine_key``, if its fingerprint is ``expected``."""
+    """The verdict of ``variant`` recorded for ``machine_key``, if its fingerprint is
+    ``expected``."""
     entry = read_verdicts(folder)["machines"].get(machine_key, {}).get("variants", {}).get(variant)
     try:
         verdict = Verdict.from_dict(entry) if entry is not None else None

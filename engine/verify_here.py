@@ -106,7 +106,8 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
         gate = gate_for(artifact, record)
         eligible = name == FP32 or record.passed
         if not record.suits(TARGET_CPU):
-            report.checks.append(VariantCheck(name, gate, None, not_run=f"made for {record.target}"))
+            not_run = f"made for {record.target}"
+            report.checks.append(VariantCheck(name, gate, None, not_run=not_run))
             continue
         if record.runtime == RUNTIME_OPENVINO and openvino_unusable is not None:
             report.checks.append(VariantCheck(name, gate, None, not_run=openvino_unusable))
@@ -120,8 +121,9 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
             try:
                 verdict = check_variant(engine_class, artifact, record)
                 fresh[name] = verdict
-            except OnnxEngineError as error:  # a missing or unloadable graph: a failure here,
-                verdict = Verdict(False, f"cannot run: {error}", None, expected, 0.0, "")  # not kept
+            except OnnxEngineError as error:  # a missing or unloadable file: a failure here,
+                # not recorded (the file may be mended)
+                verdict = Verdict(False, f"cannot run: {error}", None, expected, 0.0, "")
         report.checks.append(VariantCheck(name, gate, verdict, cached, auto_eligible=eligible))
     if fresh:
         report.recorded = record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
