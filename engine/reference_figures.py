@@ -38,7 +38,7 @@ def classifier_figures(classifier: Any, stored: Arrays) -> VariantFigures:
         OutputPair(f"b1[{index}]", text, stored["logits"][index], classifier.logits([text])[0])
         for index, text in enumerate(texts)
     ]
-    batch_texts = [str(text) for text in stored["batch_texts"]]
+    batch_texts = [str(text) for text in stored.get("batch_texts", stored["texts"])]
     batch = classifier.logits(batch_texts, batch_size=len(batch_texts))
     pairs += [
         OutputPair(f"batch{len(batch)}[{index}]", text, stored["batch_logits"][index], batch[index])
