@@ -60,8 +60,11 @@ def fp32_record(manifest: ArtifactManifest) -> VariantRecord:
 
 
 def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
-    """Every variant of the artifact, fp32 first (always present: the export's own graphs)."""
-    records = {FP32: fp32_record(manifest)}
+    """Every variant of the artifact, fp32 first (present unless ``onnx-engine pack`` left the
+    export's own graphs out: their files are then not in the manifest)."""
+    exported = fp32_record(manifest)
+    packed_without_fp32 = any(file not in manifest.files for file in exported.graphs.values())
+    records = {} if packed_without_fp32 else {FP32: exported}
     records.update({name: record for name, record in manifest.variants.items() if name != FP32})
     return records
 
@@ -91,7 +94,14 @@ def select_variant(
     provider = TARGET_CUDA if on_cuda else TARGET_CPU
     records = variant_records(manifest)
     if requested == AUTO:
-        best = fastest(usable_variants(manifest, provider, openvino_unusable), provider)
+        candidates = usable_variants(manifest, provider, openvino_unusable)
+        if not candidates:
+            raise ArtifactError(
+                f"No variant of this artifact can run on {provider.upper()} (it has: "
+                f"{', '.join(records)}): it was packed for another provider. Pack a variant "
+                "that suits this one (onnx-engine pack ARTIFACT OUT --variant NAME)."
+            )
+        best = fastest(candidates, provider)
         return best.name, dict(best.graphs)
     record = records.get(requested)
     if record is None:
