@@ -10,7 +10,7 @@
 #      torch) into the root from the manylinux aarch64 wheels, at the host's versions;
 #   5. exports on x86-64 the tiny seeded classifier, T5 and embedding models, each with an int8
 #      variant (cached in artifacts/arm64);
-#   6. runs on both machines: torch-free `verify`, every passed variant and `auto` through the
+#   6. runs on x86-64 and on aarch64 (two emulated CPU models, see ARM64_CPUS): torch-free `verify`, every passed variant and `auto` through the
 #      engine, and `classify` / `generate` / `embed`; then compares them
 #      (benchmarks/arm64_check.py) and writes benchmarks/results/arm64-check.md.
 # Emulated timings say nothing about speed: none is reported. Takes 3-6 minutes (the first run
@@ -21,7 +21,8 @@
 # Environment: PYTHON (default .venv/bin/python if present, else python3; needs the export
 # extra), ARM64_ROOT (default ~/.cache/onnx-engine/arm64-root), ARM64_CHECK_CACHE (default
 # artifacts/arm64), ARM64_MIRROR (default http://deb.debian.org/debian), ARM64_SUITE
-# (default bookworm: its python3 is 3.11, the wheels' ABI below).
+# (default bookworm: its python3 is 3.11, the wheels' ABI below), ARM64_CPUS (qemu CPU models
+# to run on, default "neoverse-n1 max": NEON + dot product, and max = + SVE, i8mm, bf16).
 set -euo pipefail
 root_dir=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root_dir"
@@ -33,9 +34,10 @@ arm_root=${ARM64_ROOT:-$HOME/.cache/onnx-engine/arm64-root}
 cache=${ARM64_CHECK_CACHE:-artifacts/arm64}
 mirror=${ARM64_MIRROR:-http://deb.debian.org/debian}
 suite=${ARM64_SUITE:-bookworm}
+arm_cpus=${ARM64_CPUS:-neoverse-n1 max}
 out=benchmarks/results/arm64-check.md
 case "${1:-}" in
-  -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+  -h|--help) sed -n "2,27p" "$0"; exit 0 ;;
   "") ;;
   *) echo "arm64_check: unknown argument '$1' (it takes none)" >&2; exit 2 ;;
 esac
@@ -110,10 +112,14 @@ run_dir=$(cd "$run_dir" && pwd)
 cache=$(cd "$cache" && pwd)
 stage "x86-64 run"
 "$PYTHON" benchmarks/arm64_check.py outputs "$cache" "$run_dir/x86"
-stage "aarch64 run (emulated)"
-arm_python "$root_dir/benchmarks/arm64_check.py" outputs "$cache" "$run_dir/arm"
+arm_runs=()
+for cpu in $arm_cpus; do
+  stage "aarch64 run, emulated CPU model '$cpu'"
+  QEMU_CPU=$cpu arm_python "$root_dir/benchmarks/arm64_check.py" outputs "$cache" "$run_dir/arm-$cpu"
+  arm_runs+=("$run_dir/arm-$cpu")
+done
 
 stage "report"
-ARM64_CHECK_CACHE="$cache" "$PYTHON" benchmarks/arm64_check.py report "$run_dir/x86" \
-  "$run_dir/arm" "$out" --seconds "$SECONDS"
+ARM64_CHECK_CACHE="$cache" "$PYTHON" benchmarks/arm64_check.py report "$run_dir/x86" "$out" \
+  "${arm_runs[@]}" --seconds "$SECONDS"
 echo "arm64_check: done in ${SECONDS} s; results in $out"
