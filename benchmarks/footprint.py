@@ -92,7 +92,8 @@ def install_sizes() -> list[str]:
     core, _ = closure(None)
     lines = ["| install | size | largest distributions | not installed here |", "|---|---|---|---|"]
     rows = [("core (numpy, tokenizers; no runtime)", None)] + [(f"`.[{e}]`", e) for e in EXTRAS]
-    rows.insert(2, ("`.[cpu]` without huggingface_hub, hf_xet and its other unused pulls", "cpu-lean"))
+    rows.insert(2, ("`.[cpu]`, only onnxruntime, numpy, tokenizers (what the engine imports)",
+                    "cpu-lean"))
     for label, extra in rows:
         dists, missing = closure("cpu" if extra == "cpu-lean" else extra)
         if extra == "cpu-lean":
@@ -160,22 +161,43 @@ def artifact_sizes(artifact: Path, cache: Path) -> tuple[list[str], dict[str, Pa
 
 
 def cold_start(argv: list[str], runs: int) -> tuple[float, float]:
-    """Median wall seconds and peak RSS (MB) of a fresh process running ``argv`` to its exit."""
+    """Median wall seconds and peak RSS (MB) of a fresh process running ``argv`` to its exit.
+
+    Each run is started by a small launcher process: Linux counts a child's peak RSS from the
+    fork, so a child of this process (which holds the exporter and torch) would report this
+    process's size instead of its own.
+    """
     seconds, peaks = [], []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     for _ in range(runs):
-        started = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env=env, cwd=REPO)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds.append(time.perf_counter() - started)
-        if status != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {process.stderr.read().decode()[-500:]}")
-        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+        launched = subprocess.run([sys.executable, __file__, "--measure", *argv],
+                                  capture_output=True, text=True, cwd=REPO)
+        if launched.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {launched.stderr[-800:]}")
+        wall, peak = launched.stdout.split()
+        seconds.append(float(wall))
+        peaks.append(float(peak))
     return statistics.median(seconds), statistics.median(peaks)
 
 
+def measure(argv: list[str]) -> int:
+    """Run ``argv`` once; print its wall seconds and its own peak RSS in MB (``os.wait4``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               cwd=REPO)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        sys.stderr.write(process.stderr.read().decode())
+        return 1
+    print(f"{wall:.4f} {usage.ru_maxrss / 1024:.1f}")  # ru_maxrss is in KiB on Linux
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--measure"]:
+        return measure(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=REPO / "artifacts" / "footprint")
     parser.add_argument("--model", choices=("full", "tiny"), default="full")

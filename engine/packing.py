@@ -135,6 +135,10 @@ def pack_artifact(settings: PackSettings) -> PackReport:
         raise InputError(f"The '{settings.variant}' variant runs on {runtime}, which reads .onnx "
                          "files, not ONNX Runtime's .ort form: pack it without --ort-format.")
     keep = packed_files(manifest, settings.variant)
+    broken = sorted(name for name in keep if name in source.broken_files)
+    if broken:
+        raise ArtifactError(f"The '{settings.variant}' variant cannot be packed: "
+                            f"{source.broken_files[broken[0]]}")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.packing-", dir=output.parent))
     staging.chmod(0o755)

@@ -149,3 +149,13 @@ def test_t5_int8_pack_generates_what_the_original_int8_does(t5_factory, tmp_path
     got = engine.load(out).generate(texts, max_new_tokens=8)
     want = engine.load(artifact, variant=INT8).generate(texts, max_new_tokens=8)
     assert [item.token_ids.tolist() for item in got] == [item.token_ids.tolist() for item in want]
+
+
+def test_pack_refuses_a_variant_whose_file_is_missing(with_int8, copy_artifact, tmp_path, capsys):
+    artifact = copy_artifact(with_int8)
+    int8_file = ArtifactManifest.read(artifact).variants[INT8].graphs["model"]
+    (artifact / int8_file).unlink()
+    assert main(["pack", str(artifact), str(tmp_path / "o"), "--variant", INT8]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The 'int8' variant cannot be packed: ") and int8_file in err
+    assert main(["pack", str(artifact), str(tmp_path / "o"), "--variant", FP32]) == 0
