@@ -118,6 +118,12 @@ def prepare(cache: Path) -> dict[str, Path]:
                                                timing_runs=1, quiet=True))
             stamp_file.write_text(stamp)
         artifacts[name] = artifact
+        from onnx_engine.cli import main as cli
+
+        ort_pack = cache / name / "packed-int8-ort"
+        if cli(["pack", str(artifact), str(ort_pack), "--variant", "int8", "--ort-format",
+                "--force"]) != 0:
+            raise SystemExit(f"packing {artifact} with --ort-format failed")
     from export.check_set import SENTENCES
 
     texts = {
@@ -176,6 +182,30 @@ def _cli(argv: list[str]) -> tuple[int, str]:
     return status, out.getvalue()
 
 
+def _packs(name: str, artifact: Path, cache: Path, out: Path, texts: list[str],
+           arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """Pack int8 here (torch-free), and load both that pack and the .ort pack made on x86-64:
+    each must compute what the unpacked int8 variant computes on this machine."""
+    import engine
+
+    if not any(key.startswith(f"{name}/int8/") for key in arrays):
+        return {"int8": "no passed int8 variant to pack"}
+    results = {}
+    here = out.with_name(f"{out.name}-{name}-packed-int8")
+    status, printed = _cli(["pack", str(artifact), str(here), "--variant", "int8", "--force"])
+    for label, folder in (("pack here", here), (".ort pack from x86-64",
+                                                cache / name / "packed-int8-ort")):
+        if label == "pack here" and status != 0:
+            results[label] = f"pack FAILED: {printed.strip().splitlines()[-1]}"
+            continue
+        model = engine.load(folder)
+        packed = _variant_outputs(name, model, texts)
+        diff = max(float(np.abs(value.astype(np.float64) - arrays[f"{name}/int8/{key}"]).max())
+                   for key, value in packed.items())
+        results[label] = f"loads ({model.variant}), max abs Δ vs unpacked int8 {diff:.2g}"
+    return results
+
+
 def outputs(cache: Path, out: Path) -> None:
     """Every passed variant and ``auto`` of each artifact, engine and CLI, into OUT.npz/.json."""
     import engine
@@ -200,6 +230,7 @@ def outputs(cache: Path, out: Path) -> None:
             if variant == "auto":
                 entry["auto"] = model.variant
                 entry["auto_reason"] = getattr(model, "variant_reason", "")
+        entry["packs"] = _packs(name, artifact, cache, out, texts[name], arrays)
         for variant in ("fp32", "int8"):
             if variant not in records or not records[variant].passed:
                 continue
@@ -365,17 +396,17 @@ def report(x86_path: Path, arm_paths: list[Path], out: Path, seconds: float | No
               "`auto`) catches it."]
     lines += ["", "## What `auto` picked, the CLI, and `verify`", "",
               "| model | machine | auto picked | CLI (`classify` / `generate` / `embed`) against "
-              "x86-64's | verify |", "|---|---|---|---|---|"]
+              "x86-64's | packed int8 | verify |", "|---|---|---|---|---|---|"]
     for name in MODELS:
         x = x86_meta["models"][name]
-        lines.append(f"| {name} | x86-64 | {x['auto']} | (reference) | "
+        lines.append(f"| {name} | x86-64 | {x['auto']} | (reference) | {_packs_text(x)} | "
                      f"{_verify_verdict(x['verify'])} |")
         for label, (meta, arm) in zip(labels, runs):
             a = meta["models"][name]
             cli = "; ".join(f"{variant}: {_cli_verdict(name, variant, x, a, x86, arm)}"
                             for variant in a["cli"])
             reason = f" ({a['auto_reason']})" if a.get("auto_reason") else ""
-            lines.append(f"| {name} | {label} | {a['auto']}{reason} | {cli} | "
+            lines.append(f"| {name} | {label} | {a['auto']}{reason} | {cli} | {_packs_text(a)} | "
                          f"{_verify_verdict(a['verify'])} |")
     for label, (meta, _) in zip(labels, runs):
         lines += ["", f"### `onnx-engine verify` output on {label}", ""]
@@ -388,6 +419,10 @@ def report(x86_path: Path, arm_paths: list[Path], out: Path, seconds: float | No
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return all_within
+
+
+def _packs_text(entry: dict[str, Any]) -> str:
+    return "; ".join(f"{label}: {text}" for label, text in entry.get("packs", {}).items())
 
 
 def _verify_verdict(result: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.artifact import Artifact, file_record
-from engine.errors import ArtifactError, InputError
+from engine.errors import ArtifactError, InputError, MissingDependencyError
 from engine.manifest import ArtifactManifest
 from engine.variants import RUNTIME_ONNXRUNTIME, variant_records
 
@@ -180,11 +180,18 @@ def _to_ort_format(manifest: ArtifactManifest, variant: str, folder: Path) -> Ar
 
     Raises:
         ArtifactError: ORT's converter failed on a graph (its message is kept).
+        MissingDependencyError: the converter's own dependency (``onnx``) is not installed.
     """
-    from onnxruntime.tools.convert_onnx_models_to_ort import (
-        OptimizationStyle,
-        convert_onnx_models_to_ort,
-    )
+    try:
+        from onnxruntime.tools.convert_onnx_models_to_ort import (
+            OptimizationStyle,
+            convert_onnx_models_to_ort,
+        )
+    except ImportError as error:  # the converter imports `onnx`, which `.[cpu]` does not install
+        raise MissingDependencyError(
+            f"--ort-format needs ONNX Runtime's converter, which imports '{error.name}': pip "
+            f"install {error.name} (or pack without --ort-format, which needs nothing more)."
+        ) from error
 
     record = variant_records(manifest)[variant]
     renamed = {file: str(Path(file).with_suffix(".ort")) for file in set(record.graphs.values())}

@@ -159,3 +159,21 @@ def test_pack_refuses_a_variant_whose_file_is_missing(with_int8, copy_artifact, 
     err = capsys.readouterr().err
     assert err.startswith("error: The 'int8' variant cannot be packed: ") and int8_file in err
     assert main(["pack", str(artifact), str(tmp_path / "o"), "--variant", FP32]) == 0
+
+
+def test_ort_format_without_onnx_says_what_to_install(with_int8, tmp_path, monkeypatch, capsys):
+    """The runtime-only install has no `onnx`, which ORT's converter imports; a plain pack
+    still works there."""
+    import sys
+
+    for module in [name for name in sys.modules if name.startswith("onnxruntime.tools")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
+    out = tmp_path / "o"
+    assert main(["pack", str(with_int8), str(out), "--variant", INT8, "--ort-format"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --ort-format needs ONNX Runtime's converter, which imports 'onnx': pip install "
+        "onnx (or pack without --ort-format, which needs nothing more)."
+    )
+    assert not out.exists()
+    assert main(["pack", str(with_int8), str(out), "--variant", INT8]) == 0
