@@ -13,6 +13,7 @@ from typing import Callable, ClassVar, Mapping, TypeVar
 from engine.artifact import Artifact
 from engine.errors import InputError
 from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
+from engine.variant_regate import regated_for_this_machine
 from engine.variant_retime import retimed_auto
 from engine.variant_sessions import open_graphs, open_variant, without_broken_variants
 
@@ -39,11 +40,14 @@ class ArtifactModel:
 
     ``skipped_variants`` maps each variant a load left out because a file of it is missing or
     resized to what is wrong (the file and the fix); empty when every variant was intact.
+    ``variant_reason`` says which lossy variants ``auto`` skipped because they failed their gate
+    on this machine, or that the variant asked for by name did ("" when neither).
     """
 
     task: ClassVar[str]
     default_options: ClassVar[RuntimeOptions] = ENGINE_DEFAULTS
     skipped_variants: Mapping[str, str] = MappingProxyType({})
+    variant_reason: str = ""
 
     @classmethod
     def load(
@@ -91,11 +95,14 @@ class ArtifactModel:
         """
         options = cls.resolve_options(options)
         artifact, skipped = without_broken_variants(artifact, options.variant)
+        # Lossy variants gated on another kind of machine: re-gated here first.
+        artifact, reason = regated_for_this_machine(cls, artifact, options)
         model = retimed_auto(cls, artifact, options)  # timings from another CPU: time here
         if model is None:
             chosen = open_variant(artifact, options.variant, options)
             model = cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
         model.skipped_variants = MappingProxyType(skipped)
+        model.variant_reason = reason
         return model
 
     @classmethod

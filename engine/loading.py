@@ -21,6 +21,21 @@ _TASK_CLASSES: dict[str, Any] = {
 }
 
 
+def engine_class_for(task: str) -> Any:
+    """The engine class that serves ``task``.
+
+    Raises:
+        TaskMismatchError: this engine serves no such task.
+    """
+    engine_class = _TASK_CLASSES.get(task)
+    if engine_class is None:
+        raise TaskMismatchError(
+            f"'{task}' artifacts cannot be served; this engine serves: "
+            f"{', '.join(sorted(_TASK_CLASSES))}."
+        )
+    return engine_class
+
+
 def load(
     path: str | Path,
     provider: str | None = None,

@@ -10,7 +10,8 @@ import numpy as np
 
 from engine.classifier import Classifier
 from engine.manifest import TASK_CLASSIFICATION
-from export.check_set import check_texts
+from engine.references import write_references
+from export.check_set import check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
 from export.task import (
     TaskExporter,
@@ -54,6 +55,15 @@ class ClassificationExporter(TaskExporter):
         config.json, and the artifact must name its labels without transformers at hand."""
         labels = {str(index): label for index, label in reference.model.config.id2label.items()}
         return {"id2label": labels, "label2id": {label: int(i) for i, label in labels.items()}}
+
+    def write_task_files(self, reference: ClassifierReference, folder: Path) -> None:
+        """Write ``references.npz``: PyTorch's logits on the check set, each text alone, and on
+        its short texts in one padded batch (``engine.references``)."""
+        texts, batch = check_texts(reference.max_length), short_check_texts()
+        alone = np.stack([reference.logits([text])[0] for text in texts])
+        arrays = {"texts": np.array(texts), "logits": alone,
+                  "batch_texts": np.array(batch), "batch_logits": reference.logits(batch)}
+        write_references(folder, self.task, arrays)
 
     def check_parity(
         self, reference: ClassifierReference, artifact_dir: Path, atol: float

@@ -15,16 +15,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.embedder import Embedder
+from engine.gate_figures import compare_embeddings as engine_compare_embeddings
 from engine.pooling import PoolingConfig
-from engine.similarity import similarity_matrix
 from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.check_set import SENTENCES, check_texts
 from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES
 
-RETRIEVAL_DEPTH = 10
-# Reference score differences below this are float32 noise: either document is the same answer.
-SCORE_TIE = 1e-5
 # int8 and 16-bit floats: the issue's minimum cosine, and a top-10 overlap that tolerates one
 # swap at the edge of the top 10 for the odd query. The top-1 document may change only where
 # the reference's best two were within FLIP_MARGIN of each other (cosine units).
@@ -87,46 +84,7 @@ def compare_embeddings(
     ours: np.ndarray, theirs: np.ndarray, texts: tuple[str, ...], similarity: str
 ) -> VariantFigures:
     """Figures of ``ours`` vs ``theirs`` (rows in the order of :func:`gate_texts`)."""
-    ours64, theirs64 = ours.astype(np.float64), theirs.astype(np.float64)
-    finite = bool(np.isfinite(ours64).all())
-    norms = np.linalg.norm(ours64, axis=1) * np.linalg.norm(theirs64, axis=1)
-    cosines = np.where(norms > 0, (ours64 * theirs64).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
-    if not finite:
-        cosines = np.where(np.isfinite(cosines), cosines, -1.0)
-    worst = int(np.argmin(cosines))
-    documents = slice(len(texts) - len(QUERIES) - len(DOCUMENTS), len(texts) - len(QUERIES))
-    queries = slice(len(texts) - len(QUERIES), len(texts))
-    reference_scores = similarity_matrix(theirs[queries], theirs[documents], similarity)
-    scores = similarity_matrix(np.nan_to_num(ours[queries]), np.nan_to_num(ours[documents]),
-                               similarity)
-    flips = _top1_flips(reference_scores, scores)
-    return VariantFigures(
-        max_abs_diff=float(np.max(np.abs(ours64 - theirs64))) if finite else float("inf"),
-        max_prob_diff=float(np.max(np.abs(scores - reference_scores))),
-        agreement=1.0 - len(flips) / len(QUERIES),
-        inputs=len(QUERIES),
-        finite=finite,
-        worst_input=f"{texts[worst][:40]!r} (cosine {cosines[worst]:.5f})",
-        clearest_flip=max(flips, default=0.0),
-        min_cosine=float(cosines.min()),
-        retrieval_agreement=top_k_overlap(reference_scores, scores, RETRIEVAL_DEPTH),
-    )
-
-
-def top_k_overlap(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:
-    """Mean share of each row's reference top ``k`` that is also in the candidate's top ``k``."""
-    k = min(k, reference.shape[1])
-    best = np.argsort(-reference, axis=1, kind="stable")[:, :k]
-    found = np.argsort(-candidate, axis=1, kind="stable")[:, :k]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(best, found)]))
-
-
-def _top1_flips(reference: np.ndarray, candidate: np.ndarray) -> list[float]:
-    """For each query whose top document changed (beyond a float tie), the reference's margin
-    between its own top document and the candidate's."""
-    chosen = np.argmax(candidate, axis=1)
-    margins = reference.max(axis=1) - reference[np.arange(len(reference)), chosen]
-    return [float(margin) for margin in margins if margin > SCORE_TIE]
+    return engine_compare_embeddings(ours, theirs, texts, similarity, len(DOCUMENTS), len(QUERIES))
 
 
 def embedding_workloads(engine: Embedder) -> dict[str, Callable[[], object]]:

@@ -19,10 +19,12 @@ import numpy as np
 from engine.embedder import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import EMBEDDING_CONFIG_NAME, POOLING_MODES, PoolingConfig
+from engine.references import write_references
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
+from export.retrieval_set import DOCUMENTS, QUERIES
 from export.sentence_config import is_sentence_transformers_folder, read_sentence_config
 from export.task import TaskExporter, exported_fp32, max_input_length, torch_no_grad
 
@@ -184,6 +186,19 @@ class FeatureExtractionExporter(TaskExporter):
             )
         text = json.dumps(reference.pooling.to_dict(), indent=2, sort_keys=True) + "\n"
         (folder / EMBEDDING_CONFIG_NAME).write_text(text, encoding="utf-8")
+        self.write_references(reference, folder)
+
+    def write_references(self, reference: EmbeddingReference, folder: Path) -> None:
+        """Write ``references.npz``: sentence-transformers' embeddings of the variant gate's
+        texts (check set, retrieval documents, then queries; ``engine.references``)."""
+        texts = [*check_texts(reference.max_length), *DOCUMENTS, *QUERIES]
+        arrays = {
+            "texts": np.array(texts),
+            "embeddings": reference.encode(texts, reference.pooling).astype(np.float32),
+            "documents": np.array(len(DOCUMENTS)),
+            "queries": np.array(len(QUERIES)),
+        }
+        write_references(folder, self.task, arrays)
 
     def check_parity(
         self, reference: EmbeddingReference, artifact_dir: Path, atol: float

@@ -1,25 +1,22 @@
 """Accuracy gates of the optimized variants: default limits, overrides, and the measured figures.
 
 Every variant is compared with the PyTorch fp32 model on the export's check set; the figures are
-stored in the manifest next to the limits they were held to, so a reader sees both.
+stored in the manifest next to the limits they were held to, so a reader sees both. The figures
+themselves are computed torch-free in ``engine.gate_figures``, so ``onnx-engine verify`` measures
+a variant against the artifact's stored references exactly as ``optimize`` did against PyTorch.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from engine.errors import InputError
+from engine.gate_figures import TIE_TOLERANCE, measure_figures  # noqa: F401  (shared with verify)
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.variants import BF16, FP16, FUSED, INT8, Flip, VariantFigures, VariantGate
+from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.embedding_variants import EMBEDDING_GATES
-from export.parity import OutputPair, argmax_agrees
 
-# Differences below this are float32 noise between two fp32 runtimes (~1e-6 measured): where the
-# reference's own top two are this close, either label is the same prediction.
-TIE_TOLERANCE = 1e-5
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
 # 0.006 on full-size random t5-small; fp16 up to 0.015 (tiny v1.1), none at full size; variants
@@ -119,78 +116,6 @@ def gates_with_overrides(
             value = 0.0
         gates[variant] = replace(gates[variant], **{field_name: value})
     return gates
-
-
-def measure_figures(
-    pairs: Sequence[OutputPair],
-    activate: Callable[[np.ndarray], np.ndarray],
-    multi_label: bool = False,
-) -> VariantFigures:
-    """Worst |Δ| of raw outputs and of scores, the share of inputs whose prediction agrees, and
-    every changed prediction with the reference's margin for it.
-
-    ``activate`` turns raw outputs into scores (the model's softmax or sigmoid). A single-label
-    prediction is the argmax; a multi-label one is the set of labels scored above 0.5, so it
-    agrees when every label is on the same side of the threshold (or within the tie tolerance).
-    Where a prediction changed, the reference's margin for it (top-1 minus the candidate's
-    choice; for multi-label the largest |logit| on the wrong side) says how clear a flip it was,
-    in logits and in scores.
-    """
-    rows = []  # (|Δprob|, |Δ|, flip margins (logit, score) or None, label)
-    for pair in pairs:
-        reference = np.asarray(pair.reference, dtype=np.float64)
-        candidate = np.asarray(pair.candidate, dtype=np.float64)
-        label = f"{pair.name} {pair.text[:32]!r}"
-        if not np.isfinite(candidate).all():  # non-finite is infinitely off and a clear flip
-            rows.append((float("inf"), float("inf"), (float("inf"), float("inf")), label))
-            continue
-        reference_scores = activate(reference)
-        prob_diff = float(np.max(np.abs(reference_scores - activate(candidate))))
-        abs_diff = float(np.max(np.abs(reference - candidate)))
-        margins = _flip_margins(reference, reference_scores, candidate, multi_label)
-        rows.append((prob_diff, abs_diff, margins, label))
-    if not rows:
-        raise InputError("No outputs to measure: the check set is empty.")
-    flipped = [row for row in rows if row[2] is not None]
-    # The clearest flip first, then the largest score difference.
-    worst = max(rows, key=lambda row: (row[2] is not None, row[2] or (0.0, 0.0), row[0], row[1]))
-    flips = sorted(
-        (Flip(row[3], row[2][1], row[0]) for row in flipped),
-        key=lambda flip: (-flip.reference_gap, -flip.prob_diff),
-    )
-    return VariantFigures(
-        max_abs_diff=max(row[1] for row in rows),
-        max_prob_diff=max(row[0] for row in rows),
-        agreement=1.0 - len(flipped) / len(rows),
-        inputs=len(rows),
-        finite=all(row[0] != float("inf") for row in rows),
-        worst_input=worst[3],
-        clearest_flip=max((row[2][0] for row in flipped), default=0.0),
-        clearest_flip_gap=max((flip.reference_gap for flip in flips), default=0.0),
-        flips=tuple(flips),
-    )
-
-
-def _flip_margins(
-    reference: np.ndarray, reference_scores: np.ndarray, candidate: np.ndarray, multi_label: bool
-) -> tuple[float, float] | None:
-    """None when the candidate's prediction agrees; else how clearly the reference disagreed,
-    as ``(logit margin, score gap)``."""
-    if not multi_label:
-        if argmax_agrees(reference, candidate, TIE_TOLERANCE):
-            return None
-        chosen = np.argmax(candidate, axis=-1)[..., None]
-
-        def margin(values: np.ndarray) -> float:
-            at_chosen = np.take_along_axis(values, chosen, axis=-1)[..., 0]
-            return float(np.max(np.max(values, axis=-1) - at_chosen))
-
-        return margin(reference), margin(reference_scores)
-    wrong_side = ((reference > 0) != (candidate > 0)) & (np.abs(reference) > TIE_TOLERANCE)
-    if not wrong_side.any():
-        return None
-    gaps = np.abs(2 * reference_scores[wrong_side] - 1)  # on-score minus off-score of a label
-    return float(np.max(np.abs(reference[wrong_side]))), float(np.max(gaps))
 
 
 def gate_verdict(gate: VariantGate, figures: VariantFigures) -> tuple[bool, str]:

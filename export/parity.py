@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.gate_figures import OutputPair, argmax_agrees  # noqa: F401  (torch-free, shared)
+
 DEFAULT_ATOL = 1e-4
 
 
@@ -27,16 +29,6 @@ class ParityRow:
     argmax_agree: bool
     passed: bool
     cosine: float | None = None
-
-
-@dataclass(frozen=True)
-class OutputPair:
-    """One checked input with the reference's and the candidate's output for it."""
-
-    name: str
-    text: str
-    reference: np.ndarray
-    candidate: np.ndarray
 
 
 @dataclass
@@ -128,14 +120,6 @@ class ParityReport:
             )
         lines.append(self.summary())
         return "\n".join(lines)
-
-
-def argmax_agrees(reference: np.ndarray, candidate: np.ndarray, atol: float) -> bool:
-    """True where the candidate's argmax is the reference's, or ties with it within ``atol``."""
-    chosen = np.argmax(candidate, axis=-1)
-    best = np.max(reference, axis=-1)
-    at_chosen = np.take_along_axis(reference, chosen[..., None], axis=-1)[..., 0]
-    return bool(np.all(best - at_chosen <= atol))
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
+from engine.references import logsumexp, topk_rows, write_references
 from engine.seq2seq import Seq2SeqLM
 from export.check_set import check_texts
 from export.dependencies import require
@@ -30,6 +31,9 @@ from export.task import (
 )
 
 SUPPORTED_MODEL_TYPES = ("t5",)
+# New tokens per check-set source on the greedy path: enough steps for the cache to matter, few
+# enough that the check of a full-size model stays in seconds.
+GREEDY_TOKENS = 16
 # Targets of at least 8 tokens under any T5 vocabulary, so the cached decode runs 8+ steps, and of
 # different lengths, so the padded batch has padded target positions too.
 PARITY_TARGETS = (
@@ -155,6 +159,37 @@ class Seq2SeqExporter(TaskExporter):
             "max_length": int(generation.max_length),
             "vocab_size": int(config.vocab_size),
         }
+
+    def write_task_files(self, reference: Seq2SeqReference, folder: Path) -> None:
+        """Write ``references.npz`` (``engine.references``): PyTorch's greedy output of the check
+        set and, teacher-forced along it, each step's top-k logits and log-probabilities."""
+        settings = self.generation_settings(reference)
+        sources = check_texts(reference.max_length, include_empty=False)
+        generated = reference.generate(sources, max_new_tokens=GREEDY_TOKENS).token_ids
+        width = max(len(tokens) for tokens in generated)
+        decoder_inputs = np.full((len(sources), width), settings["pad_token_id"], dtype=np.int64)
+        decoder_inputs[:, 0] = settings["decoder_start_token_id"]
+        token_ids = np.full((len(sources), width), -1, dtype=np.int64)
+        for row, tokens in enumerate(generated):
+            decoder_inputs[row, 1 : len(tokens)] = tokens[:-1]
+            token_ids[row, : len(tokens)] = tokens
+        logits = reference.decoder_logits(sources, decoder_inputs).astype(np.float64)
+        top_logits, top_ids = topk_rows(logits)
+        totals = logsumexp(logits)
+        at_token = np.take_along_axis(logits, np.maximum(token_ids, 0)[..., None], axis=-1)[..., 0]
+        token_logprobs = np.where(token_ids >= 0, at_token - totals, 0.0)
+        arrays = {
+            "texts": np.array(sources),
+            "token_ids": token_ids,
+            "lengths": np.array([len(tokens) for tokens in generated], dtype=np.int64),
+            "decoder_input_ids": decoder_inputs,
+            "sequence_scores": token_logprobs.sum(axis=1),
+            "token_logprobs": token_logprobs.astype(np.float32),
+            "topk_logits": top_logits.astype(np.float32),
+            "topk_ids": top_ids.astype(np.int32),
+            "logsumexp": totals.astype(np.float32),
+        }
+        write_references(folder, self.task, arrays)
 
     def check_parity(
         self, reference: Seq2SeqReference, artifact_dir: Path, atol: float

@@ -23,11 +23,8 @@ from engine.variants import VariantFigures
 from export.check_set import SENTENCES, check_texts
 from export.gates import TIE_TOLERANCE, measure_figures
 from export.parity import OutputPair, argmax_agrees
-from export.seq2seq import PARITY_TARGETS, Seq2SeqReference, check_set_outputs
+from export.seq2seq import GREEDY_TOKENS, PARITY_TARGETS, Seq2SeqReference, check_set_outputs
 
-# New tokens per check-set source on the greedy path: enough steps for the cache to matter, few
-# enough that the check of a full-size model stays in seconds.
-GREEDY_TOKENS = 16
 # Parity pairs of encoder states, named so by check_set_outputs: hidden states, not predictions.
 _ENCODER_PAIRS = "encoder"
 

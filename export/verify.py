@@ -1,12 +1,15 @@
-"""``onnx-engine verify``: re-check an artifact's files and its parity with PyTorch."""
+"""``onnx-engine verify --against-pytorch``: re-check an artifact's files and its parity with PyTorch.
+
+The torch-free check against the stored references is ``engine.verify_here``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.artifact import sha256_of
 from engine.manifest import ArtifactManifest
+from engine.verify_here import check_file_hashes
 from export.exporter import task_exporter
 from export.parity import DEFAULT_ATOL, ParityReport
 
@@ -21,18 +24,6 @@ class VerificationResult:
     @property
     def passed(self) -> bool:
         return not self.file_problems and self.report is not None and self.report.passed
-
-
-def check_file_hashes(folder: Path, manifest: ArtifactManifest) -> list[str]:
-    """Every file whose presence or sha256 differs from the manifest, as readable lines."""
-    problems = []
-    for name, record in manifest.files.items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif sha256_of(path) != record.sha256:
-            problems.append(f"{name}: sha256 differs from manifest (file was modified)")
-    return problems
 
 
 def verify_artifact(
