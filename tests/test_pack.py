@@ -177,3 +177,18 @@ def test_ort_format_without_onnx_says_what_to_install(with_int8, tmp_path, monke
     )
     assert not out.exists()
     assert main(["pack", str(with_int8), str(out), "--variant", INT8]) == 0
+
+
+def test_packed_artifact_keeps_its_references_and_verifies_torch_free(with_int8, tmp_path,
+                                                                       capsys):
+    from engine.references import REFERENCES_NAME
+
+    out = tmp_path / "packed"
+    assert main(["pack", str(with_int8), str(out), "--variant", INT8]) == 0
+    assert REFERENCES_NAME in ArtifactManifest.read(out).files
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "file hashes: all match the manifest" in printed and "VERIFY PASSED" in printed
+    rows = [line for line in printed.splitlines() if line.startswith(("fp32", "int8"))]
+    assert [row.split()[0] for row in rows] == [INT8]
