@@ -61,9 +61,10 @@ def fp32_record(manifest: ArtifactManifest) -> VariantRecord:
 
 def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
     """Every variant of the artifact, fp32 first (present unless ``onnx-engine pack`` left the
-    export's own graphs out: their files are then not in the manifest)."""
+    export's own graphs out: the manifest then lists files, but not theirs)."""
     exported = fp32_record(manifest)
-    packed_without_fp32 = any(file not in manifest.files for file in exported.graphs.values())
+    packed_without_fp32 = bool(manifest.files) and any(
+        file not in manifest.files for file in exported.graphs.values())
     records = {} if packed_without_fp32 else {FP32: exported}
     records.update({name: record for name, record in manifest.variants.items() if name != FP32})
     return records
@@ -95,11 +96,14 @@ def select_variant(
     records = variant_records(manifest)
     if requested == AUTO:
         candidates = usable_variants(manifest, provider, openvino_unusable)
-        if not candidates:
+        if not candidates:  # a packed artifact whose only variant auto may not pick here
             raise ArtifactError(
-                f"No variant of this artifact can run on {provider.upper()} (it has: "
-                f"{', '.join(records)}): it was packed for another provider. Pack a variant "
-                "that suits this one (onnx-engine pack ARTIFACT OUT --variant NAME)."
+                f"variant='auto' has no variant of this artifact to pick on {provider.upper()}: "
+                + "; ".join(f"'{name}' {_unusable_reason(record, provider, openvino_unusable)}"
+                            for name, record in records.items())
+                + f". Ask for one by name (variant='{next(iter(records))}') to run it anyway, "
+                "or pack a variant that can run here (onnx-engine pack ARTIFACT OUT --variant "
+                "NAME)."
             )
         best = fastest(candidates, provider)
         return best.name, dict(best.graphs)
@@ -129,6 +133,15 @@ def select_variant(
             f"{openvino_unusable}. Use variant='auto' or 'fp32'."
         )
     return record.name, dict(record.graphs)
+
+
+def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:
+    """Why ``auto`` may not pick ``record`` on ``provider`` (see :func:`usable_variants`)."""
+    if not record.passed:
+        return f"failed its gate ({record.reason})"
+    if not record.suits(provider):
+        return f"is made for {record.target.upper()}"
+    return f"runs on OpenVINO, which cannot run it here ({openvino_unusable})"
 
 
 def usable_variants(

@@ -192,3 +192,25 @@ def test_packed_artifact_keeps_its_references_and_verifies_torch_free(with_int8,
     assert "file hashes: all match the manifest" in printed and "VERIFY PASSED" in printed
     rows = [line for line in printed.splitlines() if line.startswith(("fp32", "int8"))]
     assert [row.split()[0] for row in rows] == [INT8]
+
+
+def test_auto_on_a_pack_whose_only_variant_fails_here_says_what_to_do(with_int8, tmp_path):
+    """Re-gating on another kind of machine can fail the pack's only variant: auto then has
+    nothing to pick and says so; the variant asked for by name is still selectable."""
+    from dataclasses import replace
+
+    from engine.variants import select_variant
+
+    out = tmp_path / "packed"
+    assert main(["pack", str(with_int8), str(out), "--variant", INT8]) == 0
+    packed = ArtifactManifest.read(out)
+    failed = replace(packed, variants={INT8: replace(packed.variants[INT8], passed=False,
+                                                     reason="max |Δprob| 0.2 > 0.05")})
+    with pytest.raises(ArtifactError) as caught:
+        select_variant(failed, "auto", on_cuda=False)
+    assert str(caught.value) == (
+        "variant='auto' has no variant of this artifact to pick on CPU: 'int8' failed its gate "
+        "(max |Δprob| 0.2 > 0.05). Ask for one by name (variant='int8') to run it anyway, or "
+        "pack a variant that can run here (onnx-engine pack ARTIFACT OUT --variant NAME)."
+    )
+    assert select_variant(packed, "auto", on_cuda=False)[0] == INT8
