@@ -91,5 +91,7 @@ def test_export_flags_and_verify_for_a_plain_encoder(tiny_encoder_checkpoint, tm
                  "feature-extraction", "--pooling", "cls", "--normalize", "-q"]) == 0
     embedder = Embedder.load(output)
     assert embedder.pooling.modes == ("cls",) and embedder.pooling.normalize
-    assert main(["verify", str(output)]) == 0
+    assert main(["verify", str(output), "--against-pytorch"]) == 0
     assert "parity passed" in capsys.readouterr().out
+    assert main(["verify", str(output)]) == 0  # torch-free, against the stored references
+    assert "VERIFY PASSED" in capsys.readouterr().out
