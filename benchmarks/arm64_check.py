@@ -37,31 +37,45 @@ MODELS = ("classifier", "t5", "embeddings")
 TASK_COMMAND = {"classifier": "classify", "t5": "generate", "embeddings": "embed"}
 MAX_NEW_TOKENS = 16
 FP32_TARGET = 1e-5
-# A Neoverse-N1-like core (Graviton2, Ampere Altra): what ORT's cpuinfo expects to parse.
+# What /proc/cpuinfo says for each emulated CPU model (qemu -cpu NAME): the part and the
+# features of the real core it stands for, so the engine's machine kind (ISA flags) tells the
+# two apart as it would on real boards. max is described as a Neoverse-V1 (Graviton3): SVE,
+# i8mm and bf16, as qemu's max emulates them.
+CPU_MODELS = {
+    "neoverse-n1": ("0xd0c", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp "
+                             "cpuid asimdrdm lrcpc dcpop asimddp ssbs"),
+    "max": ("0xd40", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                     "asimdrdm jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm "
+                     "dit uscat ilrcpc flagm ssbs paca pacg dcpodp svei8mm svebf16 i8mm bf16 "
+                     "dgh rng"),
+}
 _CPU_BLOCK = """processor\t: {index}
 BogoMIPS\t: 50.00
-Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm \
-lrcpc dcpop asimddp
+Features\t: {features}
 CPU implementer\t: 0x41
 CPU architecture: 8
-CPU variant\t: 0x3
-CPU part\t: 0xd0c
+CPU variant\t: 0x1
+CPU part\t: {part}
 CPU revision\t: 1
 """
 
 
-def fake_cpuinfo(cores: int) -> str:
-    """``/proc/cpuinfo`` text of an aarch64 machine with ``cores`` Neoverse-N1 cores."""
+def fake_cpuinfo(cores: int, model: str = "neoverse-n1") -> str:
+    """``/proc/cpuinfo`` text of an aarch64 machine with ``cores`` cores of ``model``."""
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
-    return "\n".join(_CPU_BLOCK.format(index=index) for index in range(cores)) + "\n"
+    if model not in CPU_MODELS:
+        raise ValueError(f"unknown CPU model {model!r}; known: {', '.join(CPU_MODELS)}")
+    part, features = CPU_MODELS[model]
+    return "\n".join(_CPU_BLOCK.format(index=index, part=part, features=features)
+                     for index in range(cores)) + "\n"
 
 
-def write_fake_cpu(root: Path, cores: int = 2) -> list[Path]:
+def write_fake_cpu(root: Path, cores: int = 2, model: str = "neoverse-n1") -> list[Path]:
     """Write the CPU description files ORT reads under an aarch64 root; returns their paths."""
     cpu_range = "0" if cores == 1 else f"0-{cores - 1}"
     files = {
-        Path(root, "proc/cpuinfo"): fake_cpuinfo(cores),
+        Path(root, "proc/cpuinfo"): fake_cpuinfo(cores, model),
         Path(root, "sys/devices/system/cpu/possible"): cpu_range + "\n",
         Path(root, "sys/devices/system/cpu/present"): cpu_range + "\n",
         Path(root, "sys/devices/system/cpu/online"): cpu_range + "\n",
@@ -430,12 +444,22 @@ def _packs_text(entry: dict[str, Any]) -> str:
 
 
 def _verify_verdict(result: dict[str, Any]) -> str:
+    """``verify``'s verdict and each variant's result from its table, in one cell."""
     text = result["output"]
-    if "needed to export and verify" in text or "transformers" in text and result["status"] == 2:
+    if "is needed to export and verify" in text:
         return "not available torch-free (needs transformers)"
+    rows = []
+    for line in text.splitlines():
+        tokens = line.split()
+        if tokens and tokens[0] in ("fp32", "fused", "int8", "fp16", "bf16"):
+            verdict = next((token for token in tokens if token.lower() in ("pass", "fail")), "?")
+            rows.append(f"{tokens[0]} {verdict}")
+    detail = ", ".join(rows)
     if "VERIFY PASSED" in text:
-        return "passed"
-    return f"exit {result['status']}: " + (text.strip().splitlines() or ["(no output)"])[-1][:120]
+        return f"passed ({detail})"
+    if "VERIFY FAILED" in text:
+        return f"**FAILED** (exit {result['status']}: {detail})"
+    return f"exit {result['status']}: " + (text.strip().splitlines() or ["(no output)"])[-1][:160]
 
 
 def _cli_verdict(name: str, variant: str, x: dict, a: dict, x86: Any, arm: Any) -> str:
@@ -464,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = commands.add_parser("cpu")
     cpu.add_argument("root", type=Path)
     cpu.add_argument("--cores", type=int, default=2)
+    cpu.add_argument("--model", default="neoverse-n1", choices=sorted(CPU_MODELS))
     commands.add_parser("prepare").add_argument("cache", type=Path)
     run = commands.add_parser("outputs")
     run.add_argument("cache", type=Path)
@@ -476,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.command == "cpu":
-        for path in write_fake_cpu(args.root, args.cores):
+        for path in write_fake_cpu(args.root, args.cores, args.model):
             print(path)
     elif args.command == "prepare":
         for path in prepare(args.cache).values():

@@ -115,6 +115,7 @@ stage "x86-64 run"
 arm_runs=()
 for cpu in $arm_cpus; do
   stage "aarch64 run, emulated CPU model '$cpu'"
+  "$PYTHON" benchmarks/arm64_check.py cpu "$arm_root" --cores "$(nproc)" --model "$cpu" >/dev/null
   QEMU_CPU=$cpu arm_python "$root_dir/benchmarks/arm64_check.py" outputs "$cache" "$run_dir/arm-$cpu"
   arm_runs+=("$run_dir/arm-$cpu")
 done
