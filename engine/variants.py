@@ -60,8 +60,12 @@ def fp32_record(manifest: ArtifactManifest) -> VariantRecord:
 
 
 def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
-    """Every variant of the artifact, fp32 first (always present: the export's own graphs)."""
-    records = {FP32: fp32_record(manifest)}
+    """Every variant of the artifact, fp32 first (present unless ``onnx-engine pack`` left the
+    export's own graphs out: the manifest then lists files, but not theirs)."""
+    exported = fp32_record(manifest)
+    packed_without_fp32 = bool(manifest.files) and any(
+        file not in manifest.files for file in exported.graphs.values())
+    records = {} if packed_without_fp32 else {FP32: exported}
     records.update({name: record for name, record in manifest.variants.items() if name != FP32})
     return records
 
@@ -91,7 +95,17 @@ def select_variant(
     provider = TARGET_CUDA if on_cuda else TARGET_CPU
     records = variant_records(manifest)
     if requested == AUTO:
-        best = fastest(usable_variants(manifest, provider, openvino_unusable), provider)
+        candidates = usable_variants(manifest, provider, openvino_unusable)
+        if not candidates:  # a packed artifact whose only variant auto may not pick here
+            raise ArtifactError(
+                f"variant='auto' has no variant of this artifact to pick on {provider.upper()}: "
+                + "; ".join(f"'{name}' {_unusable_reason(record, provider, openvino_unusable)}"
+                            for name, record in records.items())
+                + f". Ask for one by name (variant='{next(iter(records))}') to run it anyway, "
+                "or pack a variant that can run here (onnx-engine pack ARTIFACT OUT --variant "
+                "NAME)."
+            )
+        best = fastest(candidates, provider)
         return best.name, dict(best.graphs)
     record = records.get(requested)
     if record is None:
@@ -119,6 +133,15 @@ def select_variant(
             f"{openvino_unusable}. Use variant='auto' or 'fp32'."
         )
     return record.name, dict(record.graphs)
+
+
+def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:
+    """Why ``auto`` may not pick ``record`` on ``provider`` (see :func:`usable_variants`)."""
+    if not record.passed:
+        return f"failed its gate ({record.reason})"
+    if not record.suits(provider):
+        return f"is made for {record.target.upper()}"
+    return f"runs on OpenVINO, which cannot run it here ({openvino_unusable})"
 
 
 def usable_variants(
