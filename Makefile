@@ -15,7 +15,7 @@ demo: install
 	$(BIN)/onnx-engine demo
 
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/onnx-engine bench --json benchmarks/results/latest.json
