@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# --no-compile: byte-compiling every installed file (torch, ray, transformers) costs a minute of
+# CPU at install; Python compiles the modules actually imported on first use instead.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,openvino,export,dev,bench,serve,ray]"
+	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e ".[cpu,openvino,export,dev,bench,serve,ray]"
 
 demo: install
 	$(BIN)/onnx-engine demo
