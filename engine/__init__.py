@@ -29,6 +29,7 @@ _LAZY = {
     "Classifier": "engine.classifier",
     "Embedder": "engine.embedder",
     "Seq2SeqLM": "engine.seq2seq",
+    "TokenClassifier": "engine.tasks.token_classification",
     "RuntimeOptions": "engine.session",
     "load": "engine.loading",
 }
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from engine.loading import load
     from engine.seq2seq import Seq2SeqLM
     from engine.session import RuntimeOptions
+    from engine.tasks.token_classification import TokenClassifier
 
 
 def __getattr__(name: str) -> Any:
@@ -69,6 +71,7 @@ __all__ = [
     "RuntimeOptions",
     "Seq2SeqLM",
     "TaskMismatchError",
+    "TokenClassifier",
     "__version__",
     "load",
 ]

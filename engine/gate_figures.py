@@ -43,6 +43,21 @@ def argmax_agrees(reference: np.ndarray, candidate: np.ndarray, atol: float) -> 
     return bool(np.all(best - at_chosen <= atol))
 
 
+def token_pairs(
+    texts: Sequence[str], reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+) -> list[OutputPair]:
+    """One pair per token of each text (a row is one label prediction), so a gate's agreement
+    is per-token agreement; a text whose token count differs is one failed pair."""
+    pairs = []
+    for row, (text, theirs, ours) in enumerate(zip(texts, reference, candidate)):
+        if theirs.shape != ours.shape:
+            pairs.append(OutputPair(f"text[{row}]", text, theirs, ours))
+            continue
+        pairs += [OutputPair(f"text[{row}] token {position}", text, theirs[position],
+                             ours[position]) for position in range(len(theirs))]
+    return pairs
+
+
 def measure_figures(
     pairs: Sequence[OutputPair],
     activate: Callable[[np.ndarray], np.ndarray],

@@ -13,11 +13,13 @@ from engine.errors import TaskMismatchError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
 from engine.session import RuntimeOptions
+from engine.tasks.token_classification import TokenClassifier
 
 _TASK_CLASSES: dict[str, Any] = {
     TASK_CLASSIFICATION: Classifier,
     TASK_TEXT2TEXT: Seq2SeqLM,
     TASK_FEATURE_EXTRACTION: Embedder,
+    TokenClassifier.task: TokenClassifier,
 }
 
 
