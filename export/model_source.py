@@ -12,7 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_TEXT2TEXT,
+    TASK_TOKEN_CLASSIFICATION,
+)
 from export.dependencies import require
 from export.errors import ExportError
 from export.sentence_config import MODULES_FILE
@@ -20,7 +25,8 @@ from export.sentence_config import MODULES_FILE
 CONFIG_FILE = "config.json"
 # One request to the hub, no retries: a user without a network hears it in seconds.
 HUB_PROBE_TIMEOUT_S = 10.0
-TASK_CHOICES = (TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION)
+TASK_CHOICES = (TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION,
+                TASK_TOKEN_CLASSIFICATION)
 
 
 def check_model_source(model: str) -> None:
@@ -87,7 +93,8 @@ def infer_task(model: str) -> str:
     """The export task a model's files say, as ``optimum-cli`` infers it.
 
     A sentence-transformers folder (``modules.json``) is ``feature-extraction``; an
-    ``*ForSequenceClassification`` architecture ``text-classification``; an encoder-decoder
+    ``*ForSequenceClassification`` architecture ``text-classification``, ``*ForTokenClassification``
+    ``token-classification``; an encoder-decoder
     ``*ForConditionalGeneration`` (T5) ``text2text-generation``; a bare encoder (``BertModel``)
     ``feature-extraction``.
 
@@ -102,6 +109,8 @@ def infer_task(model: str) -> str:
     for name in architectures:
         if name.endswith("ForSequenceClassification"):
             return TASK_CLASSIFICATION
+        if name.endswith("ForTokenClassification"):
+            return TASK_TOKEN_CLASSIFICATION
         if name.endswith("ForConditionalGeneration") and config.get("is_encoder_decoder"):
             return TASK_TEXT2TEXT
         if name.endswith("Model") and not name.endswith("PreTrainedModel"):

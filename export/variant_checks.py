@@ -38,6 +38,7 @@ from export.int8_search import SearchProbe
 from export.parity import OutputPair
 from export.seq2seq import Seq2SeqExporter
 from export.seq2seq_variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
+from export.tasks import token_classification as ner
 from export.timing import TimingPlan, time_alternating
 
 # Calibration texts run through the engine in batches of this size, as a user's batch would.
@@ -218,6 +219,30 @@ class EmbeddingChecker(VariantChecker):
         return embedding_workloads(engine)
 
 
+class TokenClassifierChecker(VariantChecker):
+    """Per-token label agreement with PyTorch (``export.tasks.token_classification``)."""
+
+    task = ner.TASK_TOKEN_CLASSIFICATION
+    engine_class = ner.TokenClassifier
+
+    def load_reference(self, model: str) -> ner.TokenClassifierReference:
+        return ner.TokenClassificationExporter().load_reference(model)
+
+    def on_cuda(self, engine: ner.TokenClassifier) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: ner.TokenClassifier, reference: ner.TokenClassifierReference
+                ) -> VariantFigures:
+        return ner.token_check_figures(engine, reference, self.calibration)
+
+    def search_probe(self, artifact: Artifact, reference: ner.TokenClassifierReference
+                     ) -> SearchProbe:
+        return self.text_search_probe(artifact, reference, lambda fp32: ner.scores_per_text)
+
+    def workloads(self, engine: ner.TokenClassifier) -> dict[str, Callable[[], object]]:
+        return ner.token_workloads(engine)
+
+
 def _unit_tokens_per_text(hidden: np.ndarray) -> np.ndarray:
     """``[batch, seq, hidden]`` token embeddings as ``[batch, seq * hidden]`` unit vectors."""
     return l2_normalize(hidden).reshape(len(hidden), -1)
@@ -227,6 +252,7 @@ VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
     ClassifierChecker.task: ClassifierChecker,
     Seq2SeqChecker.task: Seq2SeqChecker,
     EmbeddingChecker.task: EmbeddingChecker,
+    TokenClassifierChecker.task: TokenClassifierChecker,
 }
 
 
