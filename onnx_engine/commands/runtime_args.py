@@ -14,6 +14,7 @@ from engine.manifest import (
     TASK_CLASSIFICATION,
     TASK_FEATURE_EXTRACTION,
     TASK_TEXT2TEXT,
+    TASK_TOKEN_CLASSIFICATION,
     ArtifactManifest,
 )
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
@@ -151,6 +152,7 @@ TASK_COMMANDS = {
     TASK_CLASSIFICATION: "classify",
     TASK_TEXT2TEXT: "generate",
     TASK_FEATURE_EXTRACTION: "embed",
+    TASK_TOKEN_CLASSIFICATION: "ner",
 }
 
 
