@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import transformers
+from helpers import assert_same_entities
 from tiny_token_classifiers import NER_TEXTS
 
 import engine
@@ -17,8 +18,6 @@ from engine.manifest import ArtifactManifest
 from engine.tasks.token_classification import AGGREGATION_STRATEGIES
 from export.check_set import filler_text
 from onnx_engine.cli import main
-
-SCORE_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +40,6 @@ def pipeline_answer(pipe, texts, **kwargs):
     with warnings.catch_warnings():  # "Tokenizer does not support real words" (BPE fallback)
         warnings.simplefilter("ignore")
         return pipe(texts, **kwargs)
-
-
-def assert_same_entities(ours, theirs) -> None:
-    """Same nesting, keys in the same order, equal labels/words/offsets, scores within 1e-5."""
-    assert type(ours) is type(theirs) is list and len(ours) == len(theirs), (ours, theirs)
-    for mine, reference in zip(ours, theirs):
-        if isinstance(reference, list):
-            assert_same_entities(mine, reference)
-            continue
-        assert list(mine) == list(reference), (mine, reference)
-        for key, value in reference.items():
-            if key == "score":
-                assert abs(mine[key] - float(value)) <= SCORE_ATOL, (mine, reference)
-            else:
-                assert mine[key] == value and type(mine[key]) is type(value), (key, mine, reference)
 
 
 @pytest.mark.parametrize("strategy", AGGREGATION_STRATEGIES)

@@ -13,8 +13,9 @@ does), since the contract is equality with the pipeline, not a better NER.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,12 @@ from engine.errors import InputError
 from engine.manifest import TASK_TOKEN_CLASSIFICATION
 from engine.numerics import softmax
 from engine.session import EngineSession, RuntimeOptions
-from engine.tokenization import EncodedBatch, TextTokenizer, as_text_list, check_batch_size
+from engine.tokenization import (
+    EncodedBatch,
+    TextTokenizer,
+    as_text_list,
+    check_batch_size,
+)
 from engine.variants import FP32
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")

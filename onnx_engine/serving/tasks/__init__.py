@@ -15,10 +15,12 @@ from onnx_engine.serving.tasks.base import TaskHandler
 from onnx_engine.serving.tasks.classification import ClassificationHandler
 from onnx_engine.serving.tasks.embedding import EmbeddingHandler
 from onnx_engine.serving.tasks.text2text import Text2TextHandler
+from onnx_engine.serving.tasks.token_classification import TokenClassificationHandler
 
 HANDLERS: dict[str, type[TaskHandler]] = {
     handler.task: handler
-    for handler in (ClassificationHandler, Text2TextHandler, EmbeddingHandler)
+    for handler in (ClassificationHandler, Text2TextHandler, EmbeddingHandler,
+                    TokenClassificationHandler)
 }
 
 
