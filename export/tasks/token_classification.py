@@ -155,11 +155,14 @@ def scores_per_text(logits: np.ndarray) -> np.ndarray:
     return softmax(logits).reshape(len(logits), -1)
 
 
-# Per-token gates: a token's label is the prediction. As for sequence classifiers, a flip is
-# forgiven only where the reference's top two were within twice the |Δprob| bound.
+# Per-token gates: a token's label is the prediction, and per-token agreement is held besides
+# the |Δprob| bound (a flip is forgiven only where the reference's top two were within twice
+# that bound). Seen on the tiny random-weight BERT (head drawn wide): int8 moved token
+# probabilities by <= 0.066 and kept 98.6% of the labels over ~5,500 tokens, every flip at a
+# reference gap <= 0.095.
 TOKEN_CLASSIFICATION_GATES = {
     FUSED: VariantGate(max_abs_diff=1e-4, min_agreement=1.0),
-    INT8: VariantGate(max_prob_diff=0.05, min_agreement=0.0),
-    FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.0),
-    BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.0),
+    INT8: VariantGate(max_prob_diff=0.1, min_agreement=0.95),
+    FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.99),
+    BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.98),
 }
