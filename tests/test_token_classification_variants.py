@@ -67,6 +67,26 @@ def test_a_broken_gate_keeps_int8_out(token_classifier_factory, copy_artifact, c
     assert engine.load(artifact).variant == "fp32"  # auto never picks it
 
 
+@pytest.mark.parametrize("variant", ["fused", "bf16"])
+def test_fused_and_bf16_pass_their_per_token_gates(token_classifier_factory, copy_artifact,
+                                                    variant):
+    """fused is exact (entities equal fp32's); bf16 (OpenVINO) where this CPU runs it."""
+    from engine.openvino import bf16_unusable_reason
+
+    if variant == "bf16" and (reason := bf16_unusable_reason()) is not None:
+        pytest.skip(f"OpenVINO cannot run bf16 here: {reason}")
+    artifact = copy_artifact(token_classifier_factory("bert-ner").artifact)
+    flag = {"fused": "--fusion", "bf16": "--bf16"}[variant]
+    assert main(["optimize", str(artifact), flag, *_calibration(artifact.parent), *FAST]) == 0
+    record = variant_records(ArtifactManifest.read(artifact))[variant]
+    assert record.passed and record.figures.agreement >= record.gate.min_agreement
+    ner = engine.load(artifact, variant=variant)
+    if variant == "fused":
+        assert_same_entities(ner(list(NER_TEXTS), aggregation_strategy="average"),
+                             engine.load(artifact, variant="fp32")(
+                                 list(NER_TEXTS), aggregation_strategy="average"))
+
+
 def test_verify_re_gates_int8_torch_free(int8_artifact):
     assert main(["verify", str(int8_artifact)]) == 0
 

