@@ -156,5 +156,15 @@ def test_cli_ner_refuses_an_unknown_strategy_and_another_task(token_classifier_f
     assert "onnx-engine classify" in capsys.readouterr().err  # the command for that task
 
 
+def test_cli_export_with_task_flag_writes_a_token_classification_artifact(
+    token_classifier_factory, tmp_path, capsys
+):
+    checkpoint = token_classifier_factory("roberta-ner").checkpoint
+    out = tmp_path / "ner"
+    assert main(["export", str(checkpoint), str(out), "--task", "token-classification"]) == 0
+    assert "(token-classification, opset" in capsys.readouterr().err
+    assert isinstance(engine.load(out), TokenClassifier)
+
+
 def test_torch_free_verify_passes_on_the_stored_references(token_classifier_factory, capsys):
     assert main(["verify", str(token_classifier_factory("roberta-ner").artifact)]) == 0

@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_TEXT2TEXT,
+    TASK_TOKEN_CLASSIFICATION,
+)
 from engine.pooling import POOLING_MODES
 from onnx_engine.commands.optimize import (
     add_variant_arguments,
@@ -22,9 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="hub id (needs internet) or local checkpoint folder")
     parser.add_argument("output", type=Path, help="artifact folder to write")
     parser.add_argument("--task", default=None,
-                        choices=(TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION),
+                        choices=(TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION,
+                                 TASK_TOKEN_CLASSIFICATION),
                         help="what to export the model for (default: inferred from its config, "
                         "as optimum-cli does: *ForSequenceClassification -> text-classification, "
+                        "*ForTokenClassification -> token-classification, "
                         "T5 -> text2text-generation, sentence-transformers or a bare encoder -> "
                         "feature-extraction)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's)")
