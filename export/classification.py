@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.classifier import Classifier
+from engine.tasks.classification import Classifier
 from engine.manifest import TASK_CLASSIFICATION
-from engine.references import write_references
+from engine.verification.references import write_references
 from export.check_set import check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
 from export.task import (
@@ -58,7 +58,7 @@ class ClassificationExporter(TaskExporter):
 
     def write_task_files(self, reference: ClassifierReference, folder: Path) -> None:
         """Write ``references.npz``: PyTorch's logits on the check set, each text alone, and on
-        its short texts in one padded batch (``engine.references``)."""
+        its short texts in one padded batch (``engine.verification.references``)."""
         texts, batch = check_texts(reference.max_length), short_check_texts()
         alone = np.stack([reference.logits([text])[0] for text in texts])
         arrays = {"texts": np.array(texts), "logits": alone,

@@ -2,7 +2,7 @@
 
 Every variant is compared with the PyTorch fp32 model on the export's check set; the figures are
 stored in the manifest next to the limits they were held to, so a reader sees both. The figures
-themselves are computed torch-free in ``engine.gate_figures``, so ``onnx-engine verify`` measures
+themselves are computed torch-free in ``engine.verification.gate_figures``, so ``onnx-engine verify`` measures
 a variant against the artifact's stored references exactly as ``optimize`` did against PyTorch.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import fields, replace
 from typing import Sequence
 
 from engine.errors import InputError
-from engine.gate_figures import TIE_TOLERANCE, measure_figures  # noqa: F401  (shared with verify)
+from engine.verification.gate_figures import TIE_TOLERANCE, measure_figures  # noqa: F401  (shared with verify)
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.embedding_variants import EMBEDDING_GATES
 
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the

@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from engine.numerics import softmax
-from engine.seq2seq import Seq2SeqLM
-from engine.variants import VariantFigures
+from engine.seq2seq.model import Seq2SeqLM
+from engine.variants.choice import VariantFigures
 from export.check_set import SENTENCES, check_texts
 from export.gates import TIE_TOLERANCE, measure_figures
 from export.parity import OutputPair, argmax_agrees

@@ -15,15 +15,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel
-from engine.classifier import Classifier
+from engine.tasks.base import ArtifactModel
+from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.pooling import l2_normalize
-from engine.seq2seq import Seq2SeqLM
+from engine.seq2seq.model import Seq2SeqLM
 from engine.session import RuntimeOptions
-from engine.variants import FP32, INT8, VariantFigures, VariantSpeed
+from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import SENTENCES, check_texts
 from export.classification import ClassificationExporter, ClassifierReference, check_set_outputs
 from export.embedding_variants import (
