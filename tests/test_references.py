@@ -26,9 +26,9 @@ from engine.references import REFERENCES_NAME, TOP_K
 from engine.variants import INT8
 from engine.verdicts import VERDICTS_NAME
 from export.check_set import check_texts
-from export.classification import ClassificationExporter
-from export.optimize import OptimizeSettings, optimize_artifact
-from export.seq2seq import GREEDY_TOKENS
+from export.tasks.classification import ClassificationExporter
+from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.tasks.text2text.exporter import GREEDY_TOKENS
 from onnx_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
