@@ -320,7 +320,7 @@ def test_the_optimize_table_of_an_embedding_artifact_speaks_of_embeddings(tiny_e
 
     from engine.manifest import ArtifactManifest
     from engine.variants.choice import FUSED, VariantFigures, VariantRecord
-    from export.embedding_variants import EMBEDDING_GATES
+    from export.tasks.feature_extraction.variants import EMBEDDING_GATES
     from onnx_engine.commands.optimize import variant_table
 
     manifest = ArtifactManifest.read(tiny_embedder_factory("mean").artifact)

@@ -78,7 +78,7 @@ def test_plain_encoder_without_pooling_is_refused(tiny_encoder_checkpoint, tmp_p
 
 
 def test_pooling_options_are_refused_where_they_do_not_apply(tiny_encoder_checkpoint, tmp_path):
-    from export.tiny_models import real_minilm_folder
+    from onnx_engine.sample_models import real_minilm_folder
 
     with pytest.raises(ExportError, match="sentence-transformers folder"):
         export_model(ExportSettings(model=str(real_minilm_folder()), output=tmp_path / "a",

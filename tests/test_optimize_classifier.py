@@ -26,8 +26,8 @@ from engine.variants.choice import (
     variant_records,
 )
 from export.check_set import check_texts
-from export.gates import default_gate, measure_figures
-from export.optimize import OptimizeSettings, default_recipes, optimize_artifact
+from export.variants.gates import default_gate, measure_figures
+from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
 from export.parity import OutputPair
 from onnx_engine.cli import main
 

@@ -14,7 +14,7 @@ from engine.errors import ArtifactError, HashMismatchError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.packing import ORT_OPERATORS_CONFIG, packed_files
 from engine.variants.choice import FP32, INT8
-from export.optimize import OptimizeSettings, optimize_artifact
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
 
 TEXTS = ["a fine film", "", "the plot drags on and on " * 6, "très bien 👍"]

@@ -26,9 +26,9 @@ from engine.verification.references import REFERENCES_NAME, TOP_K
 from engine.variants.choice import INT8
 from engine.verification.verdicts import VERDICTS_NAME
 from export.check_set import check_texts
-from export.classification import ClassificationExporter
-from export.optimize import OptimizeSettings, optimize_artifact
-from export.seq2seq import GREEDY_TOKENS
+from export.tasks.classification import ClassificationExporter
+from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.tasks.text2text.exporter import GREEDY_TOKENS
 from onnx_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_regating_is_logged_recorded_and_then_reused(optimized, tmp_path, other_
     assert recorded["variants"]["int8"]["figures"]["max_prob_diff"] < 0.03
 
     calls = []
-    original = engine.reference_check.check_variant
+    original = engine.verification.reference_check.check_variant
 
     def spy(*args, **kwargs):
         calls.append(args[2].name)

@@ -29,7 +29,7 @@ from engine.variants.choice import (
     variant_file_name,
     variant_records,
 )
-from export.gates import gates_with_overrides, measure_figures, parse_gate_override
+from export.variants.gates import gates_with_overrides, measure_figures, parse_gate_override
 from export.parity import OutputPair
 
 ROLES = ("model",)

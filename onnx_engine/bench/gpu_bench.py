@@ -228,7 +228,7 @@ def prepare(cache_dir: Path, log: Any = sys.stderr) -> tuple[Path, Path]:
     provider that works here (CUDA on a GPU machine); built once, then reused from ``cache_dir``.
     """
     from engine.cuda_probe import cuda_unusable_reason
-    from export.optimize import OptimizeSettings, optimize_artifact
+    from export.variants.optimize import OptimizeSettings, optimize_artifact
     from onnx_engine.bench.models import resolve_target
 
     wanted = "cuda" if cuda_unusable_reason() is None else "cpu"  # where optimize gates fp16

@@ -19,7 +19,7 @@ from engine.numerics import softmax
 from engine.seq2seq.model import Seq2SeqLM
 from engine.session import RuntimeOptions
 from export.exporter import ExportSettings, export_model
-from export.tiny_models import TinyClassifierSpec, build_tiny_classifier
+from onnx_engine.sample_models import TinyClassifierSpec, build_tiny_classifier
 from export.tiny_t5 import TinyT5Spec, build_tiny_t5
 
 DEMO_SENTENCES = (
@@ -93,7 +93,7 @@ def run_seq2seq_demo(settings: DemoSettings, out: TextIO) -> float:
     Returns the max |Δ| between engine and PyTorch probabilities of the generated tokens (the
     same scale as the classifier demo's scores), or inf when any generated token differs.
     """
-    from export.seq2seq import Seq2SeqExporter
+    from export.tasks.text2text.exporter import Seq2SeqExporter
     from export.verify import verify_artifact
 
     model = settings.t5_model

@@ -1,7 +1,7 @@
 """What checking and timing a variant means for a task, behind one small interface.
 
-The optimize driver (``export.optimize``) is the same for every task: build the variant files,
-measure them against PyTorch, time them, record them. A ``VariantChecker`` supplies the
+The optimize driver (``export.variants.optimize``) is the same for every task: build the variant
+files, measure them against PyTorch, time them, record them. A ``VariantChecker`` supplies the
 task-specific parts: how to run the engine on given graph files, how to compare it with the
 reference on the export's check set, and which calls to time.
 """
@@ -25,19 +25,23 @@ from engine.seq2seq.model import Seq2SeqLM
 from engine.session import RuntimeOptions
 from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import SENTENCES, check_texts
-from export.classification import ClassificationExporter, ClassifierReference, check_set_outputs
-from export.embedding_variants import (
+from export.tasks.classification import (
+    ClassificationExporter,
+    ClassifierReference,
+    check_set_outputs,
+)
+from export.tasks.feature_extraction.variants import (
     MemoizedEmbeddingReference,
     embedding_figures,
     embedding_workloads,
     load_embedding_reference,
 )
 from export.errors import ExportError
-from export.gates import measure_figures
-from export.int8_search import SearchProbe
+from export.variants.gates import measure_figures
+from export.variants.int8_search import SearchProbe
 from export.parity import OutputPair
-from export.seq2seq import Seq2SeqExporter
-from export.seq2seq_variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
+from export.tasks.text2text.exporter import Seq2SeqExporter
+from export.tasks.text2text.variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
 from export.timing import TimingPlan, time_alternating
 
 # Calibration texts run through the engine in batches of this size, as a user's batch would.
@@ -56,7 +60,7 @@ class VariantChecker(ABC):
     """Task-specific steps of checking a variant.
 
     ``calibration`` are texts beyond the export's check set that a task may gate on and
-    calibrate with (a classifier does; see ``export.calibration``).
+    calibrate with (a classifier does; see ``export.variants.calibration``).
     """
 
     task: str

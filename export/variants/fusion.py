@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from export.dependencies import require
-from export.quantize import excluded_nodes
+from export.variants.quantize import excluded_nodes
 
 # Encoder classifiers (BERT, DistilBERT, RoBERTa, ...) all fuse with the optimizer's "bert" rules.
 FUSION_MODEL_TYPE = "bert"

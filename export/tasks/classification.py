@@ -13,7 +13,7 @@ from engine.manifest import TASK_CLASSIFICATION
 from engine.verification.references import write_references
 from export.check_set import check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
-from export.task import (
+from export.tasks.base import (
     TaskExporter,
     exported_fp32,
     load_pretrained,

@@ -15,7 +15,7 @@ from engine.errors import InputError
 from engine.verification.gate_figures import TIE_TOLERANCE, measure_figures  # noqa: F401  (shared with verify)
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
-from export.embedding_variants import EMBEDDING_GATES
+from export.tasks.feature_extraction.variants import EMBEDDING_GATES
 
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
@@ -44,7 +44,7 @@ DEFAULT_GATES: dict[str, dict[str, VariantGate]] = {
         BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.0),
     },
     # T5: every logit row of the export's parity set plus greedy decoding along PyTorch's path
-    # (export/seq2seq_variants.py); one row is one token prediction.
+    # (export/tasks/text2text/variants.py); one row is one token prediction.
     TASK_TEXT2TEXT: {
         FUSED: VariantGate(max_abs_diff=1e-4, min_agreement=1.0),
         # int8 / fp16 are judged on tokens, not logits: a changed token fails only where fp32
@@ -57,7 +57,7 @@ DEFAULT_GATES: dict[str, dict[str, VariantGate]] = {
         BF16: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
     },
     # Sentence embeddings: cosine to sentence-transformers and retrieval ranking
-    # (export/embedding_variants.py).
+    # (export/tasks/feature_extraction/variants.py).
     TASK_FEATURE_EXTRACTION: EMBEDDING_GATES,
 }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.errors import InputError
 from export.check_set import check_texts
 
-DEFAULT_SENTENCES = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "real_sentences.txt"
+DEFAULT_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_sentences.txt"
 
 
 @dataclass(frozen=True)

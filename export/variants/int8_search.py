@@ -5,7 +5,8 @@ real sentences) because a few matmuls carry most of the error. So both ways of q
 tried: dynamic (activation scales per call) and static QDQ (activation ranges calibrated once on
 the calibration texts; no per-call quantization, so faster where it holds). A way that fails its
 gate fully quantized gets a sensitivity pass: each matmul quantized alone (emulated, see
-``export.int8_sensitivity``), its error on a sample of the calibration texts measured, and then the most sensitive ones are kept in fp32, greedily
+``export.variants.int8_sensitivity``), its error on a sample of the calibration texts measured,
+and then the most sensitive ones are kept in fp32, greedily
 by sensitivity, the smallest count that passes found by doubling and bisection. Among the ways
 that pass, the faster one is kept; the manifest records every trial, which nodes stayed fp32 and
 what that cost in speed against the fully quantized graph.
@@ -23,8 +24,13 @@ import numpy as np
 
 from engine.variants.choice import VariantFigures, VariantGate
 from export.dependencies import require
-from export.int8_sensitivity import matmul_sensitivity
-from export.quantize import QuantizeSettings, StaticCalibration, excluded_nodes, quantize_int8
+from export.variants.int8_sensitivity import matmul_sensitivity
+from export.variants.quantize import (
+    QuantizeSettings,
+    StaticCalibration,
+    excluded_nodes,
+    quantize_int8,
+)
 
 DYNAMIC = "dynamic"
 STATIC = "static"

@@ -39,21 +39,21 @@ from engine.variants.choice import (
     variant_file_name,
     variant_records,
 )
-from export.calibration import CalibrationSet, calibration_set
+from export.variants.calibration import CalibrationSet, calibration_set
 from export.errors import ArtifactWriteError
-from export.fusion import fuse_graph, half_precision_graph
-from export.gates import gate_verdict, gates_with_overrides
-from export.int8_search import search_int8
+from export.variants.fusion import fuse_graph, half_precision_graph
+from export.variants.gates import gate_verdict, gates_with_overrides
+from export.variants.int8_search import search_int8
 from export.progress import StageProgress
-from export.quantize import QuantizeSettings, quantize_graph
+from export.variants.quantize import QuantizeSettings, quantize_graph
 from export.staging import flush_to_disk
-from export.variant_checks import (
+from export.variants.checks import (
     SEARCH_TIMING_RUNS,
     VariantChecker,
     measure_speeds,
     variant_checker,
 )
-from export.variant_files import (
+from export.variants.files import (
     STAGING_PREFIX,
     check_writable,
     commit_variant_files,
@@ -65,7 +65,7 @@ MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16)
 logger = logging.getLogger(__name__)
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
 # search(source, target, gate=..., probe=...): an accuracy-aware builder that may try several
-# graphs (export.int8_search); used for one-graph artifacts whose checker offers a probe.
+# graphs (export.variants.int8_search); used for one-graph artifacts whose checker offers a probe.
 GraphSearch = Callable[..., dict[str, Any]]
 
 
@@ -111,7 +111,8 @@ class OptimizeSettings:
         reference_model: PyTorch model to compare with (default: the manifest's source model).
         quantize: how the int8 variant is made.
         calibration: texts, one per line, that int8 is calibrated on and every variant of a
-            classifier is gated on besides the check set (default: see ``export.calibration``).
+            classifier is gated on besides the check set (default: see
+            ``export.variants.calibration``).
         timing_runs: timed rounds per workload when ranking the variants' speed.
     """
 

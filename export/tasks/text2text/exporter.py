@@ -22,7 +22,7 @@ from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
-from export.task import (
+from export.tasks.base import (
     TaskExporter,
     exported_fp32,
     load_pretrained,

@@ -19,7 +19,7 @@ from engine.verification.gate_figures import compare_embeddings as engine_compar
 from engine.pooling import PoolingConfig
 from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.check_set import SENTENCES, check_texts
-from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter
+from export.tasks.feature_extraction.exporter import EmbeddingReference, FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES
 
 # int8 and 16-bit floats: the minimum cosine, and a top-10 overlap that tolerates one

@@ -26,7 +26,7 @@ from export.errors import ExportError
 from export.parity import OutputPair, ParityReport
 from export.retrieval_set import DOCUMENTS, QUERIES
 from export.sentence_config import is_sentence_transformers_folder, read_sentence_config
-from export.task import TaskExporter, exported_fp32, max_input_length, torch_no_grad
+from export.tasks.base import TaskExporter, exported_fp32, max_input_length, torch_no_grad
 
 # The bar: embeddings within 1e-5 of sentence-transformers, cosine >= 0.99999 per input.
 # fp32 ONNX Runtime vs PyTorch differ by ~1e-7 on normalized MiniLM vectors.

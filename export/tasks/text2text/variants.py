@@ -2,11 +2,12 @@
 where only the decisions must.
 
 Every variant runs the export's parity set (first step, teacher-forced and KV-cached logits; see
-:func:`export.seq2seq.check_set_outputs`) and greedy decoding of the check set along PyTorch's own
-greedy path: PyTorch generates, then both models are teacher-forced through that path (the variant
-through its KV cache, as generation runs it), so every position compares one token decision
-without the drift that follows a first difference. Each decoder position is one prediction; the
-gate (``export.gates``) holds fused fp32 to the logits and int8 / fp16 to the tokens.
+:func:`export.tasks.text2text.exporter.check_set_outputs`) and greedy decoding of the check set
+along PyTorch's own greedy path: PyTorch generates, then both models are teacher-forced through
+that path (the variant through its KV cache, as generation runs it), so every position compares
+one token decision without the drift that follows a first difference. Each decoder position is
+one prediction; the gate (``export.variants.gates``) holds fused fp32 to the logits and int8 /
+fp16 to the tokens.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from engine.numerics import softmax
 from engine.seq2seq.model import Seq2SeqLM
 from engine.variants.choice import VariantFigures
 from export.check_set import SENTENCES, check_texts
-from export.gates import TIE_TOLERANCE, measure_figures
+from export.variants.gates import TIE_TOLERANCE, measure_figures
 from export.parity import OutputPair, argmax_agrees
-from export.seq2seq import GREEDY_TOKENS, PARITY_TARGETS, Seq2SeqReference, check_set_outputs
+from export.tasks.text2text.exporter import (
+    GREEDY_TOKENS,
+    PARITY_TARGETS,
+    Seq2SeqReference,
+    check_set_outputs,
+)
 
 # Parity pairs of encoder states, named so by check_set_outputs: hidden states, not predictions.
 _ENCODER_PAIRS = "encoder"
