@@ -11,7 +11,7 @@ from tiny_token_classifiers import NER_TEXTS
 
 import engine
 from engine.manifest import ArtifactManifest
-from engine.variants import INT8, variant_records
+from engine.variants.choice import INT8, variant_records
 from export.check_set import SENTENCES
 from onnx_engine.cli import main
 

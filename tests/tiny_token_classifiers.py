@@ -19,7 +19,7 @@ import torch
 import transformers
 
 from export.check_set import SENTENCES, filler_text
-from export.tiny_models import wordpiece_vocab_file
+from onnx_engine.sample_models import wordpiece_vocab_file
 
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 # Names with accents and a macron, split into several subwords by both tokenizers.

@@ -20,20 +20,20 @@ from typing import Any
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel, text_timing_calls
 from engine.batching import length_sorted_chunks
-from engine.classifier import _labels
 from engine.errors import InputError
 from engine.manifest import TASK_TOKEN_CLASSIFICATION
 from engine.numerics import softmax
 from engine.session import EngineSession, RuntimeOptions
+from engine.tasks.base import ArtifactModel, text_timing_calls
+from engine.tasks.classification import _labels
 from engine.tokenization import (
     EncodedBatch,
     TextTokenizer,
     as_text_list,
     check_batch_size,
 )
-from engine.variants import FP32
+from engine.variants.choice import FP32
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 _WORD_STRATEGIES = ("first", "average", "max")

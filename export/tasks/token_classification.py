@@ -15,17 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from engine.gate_figures import OutputPair, measure_figures, token_pairs
 from engine.manifest import TASK_TOKEN_CLASSIFICATION
 from engine.numerics import softmax
-from engine.references import write_references
 from engine.tasks.token_classification import AGGREGATION_STRATEGIES, TokenClassifier
-from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.verification.gate_figures import OutputPair, measure_figures, token_pairs
+from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts
-from export.classification import ClassificationExporter
 from export.dependencies import require
 from export.parity import ParityReport, ParityRow
-from export.task import exported_fp32, load_pretrained, max_input_length, torch_no_grad
+from export.tasks.base import (
+    exported_fp32,
+    load_pretrained,
+    max_input_length,
+    torch_no_grad,
+)
+from export.tasks.classification import ClassificationExporter
 
 # Texts with names, accents and subword splits, checked besides the export's check set.
 NER_CHECK_TEXTS = (

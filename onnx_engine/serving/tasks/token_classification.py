@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.generation_args import check_flag
 from engine.manifest import TASK_TOKEN_CLASSIFICATION
+from engine.seq2seq.generation_args import check_flag
 from engine.tasks.token_classification import (
     TokenClassifier,
     TokenLogits,
