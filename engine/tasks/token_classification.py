@@ -177,7 +177,10 @@ class TokenClassifier(ArtifactModel):
         return found[0] if single else found
 
     def entities(
-        self, tokens: TokenLogits, strategy: str, ignore_labels: Sequence[str] = DEFAULT_IGNORE_LABELS
+        self,
+        tokens: TokenLogits,
+        strategy: str,
+        ignore_labels: Sequence[str] = DEFAULT_IGNORE_LABELS,
     ) -> list[dict[str, Any]]:
         """The pipeline's ``postprocess`` of one text (``strategy`` already checked)."""
         pieces = self._pieces(tokens, softmax(tokens.logits.astype(np.float32)))

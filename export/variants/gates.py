@@ -16,7 +16,10 @@ from engine.verification.gate_figures import TIE_TOLERANCE, measure_figures  # n
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.tasks.feature_extraction.variants import EMBEDDING_GATES
-from export.tasks.token_classification import TASK_TOKEN_CLASSIFICATION, TOKEN_CLASSIFICATION_GATES
+from export.tasks.token_classification import (
+    TASK_TOKEN_CLASSIFICATION,
+    TOKEN_CLASSIFICATION_GATES,
+)
 
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
