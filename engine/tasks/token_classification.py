@@ -183,9 +183,10 @@ class TokenClassifier(ArtifactModel):
         ignore_labels: Sequence[str] = DEFAULT_IGNORE_LABELS,
     ) -> list[dict[str, Any]]:
         """The pipeline's ``postprocess`` of one text (``strategy`` already checked)."""
-        pieces = self._pieces(tokens, softmax(tokens.logits.astype(np.float32)))
+        scores = softmax(tokens.logits.astype(np.float32))
+        pieces = self._pieces(tokens, scores)
         if strategy in ("none", "simple"):
-            found = [self._token_entity(piece) for piece in pieces]
+            found = self._token_entities(pieces, scores)
         else:
             found = self._word_entities(pieces, strategy)
         if strategy != "none":
@@ -201,12 +202,12 @@ class TokenClassifier(ArtifactModel):
         backend = self.tokenizer.backend
         text = tokens.text
         pieces = []
-        for index, token_scores in enumerate(scores):
-            if tokens.special[index]:
+        # Python lists: indexing NumPy arrays one token at a time costs more than the work.
+        rows = zip(tokens.ids.tolist(), tokens.offsets.tolist(), tokens.special.tolist(), scores)
+        for index, (token_id, (start, end), special, token_scores) in enumerate(rows):
+            if special:
                 continue
-            token_id = int(tokens.ids[index])
             word = backend.id_to_token(token_id)
-            start, end = (int(value) for value in tokens.offsets[index])
             word_ref = text[start:end]
             if self._word_aware:  # "##ing" is longer than the "ing" it spans
                 is_subword = len(word) != len(word_ref)
@@ -217,10 +218,14 @@ class TokenClassifier(ArtifactModel):
             pieces.append(_Piece(word, token_scores, start, end, index, is_subword))
         return pieces
 
-    def _token_entity(self, piece: _Piece) -> dict[str, Any]:
-        best = int(piece.scores.argmax())
-        return {"entity": self.id2label[best], "score": piece.scores[best], "index": piece.index,
-                "word": piece.word, "start": piece.start, "end": piece.end}
+    def _token_entities(self, pieces: list[_Piece], scores: np.ndarray) -> list[dict[str, Any]]:
+        """One entity per piece: its best label (the first of equal scores, as argmax)."""
+        best = scores.argmax(axis=-1)
+        best_scores = scores[np.arange(len(scores)), best]
+        labels = [self.id2label[label] for label in best.tolist()]
+        return [{"entity": labels[piece.index], "score": best_scores[piece.index],
+                 "index": piece.index, "word": piece.word, "start": piece.start,
+                 "end": piece.end} for piece in pieces]
 
     # -- aggregate_words / aggregate_word --
     def _word_entities(self, pieces: list[_Piece], strategy: str) -> list[dict[str, Any]]:
