@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -54,6 +54,10 @@ class ClassificationExporter(TaskExporter):
     task = TASK_CLASSIFICATION
     optimum_task = "text-classification"
     graph_files = {"model": "model.onnx"}
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        return architecture.endswith("ForSequenceClassification")
 
     def load_reference(self, model: str) -> ClassifierReference:
         torch_model, tokenizer = load_pretrained(

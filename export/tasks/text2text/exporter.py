@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -118,6 +118,13 @@ class Seq2SeqExporter(TaskExporter):
         "decoder": "decoder_model.onnx",
         "decoder_with_past": "decoder_with_past_model.onnx",
     }
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        """An encoder-decoder ``*ForConditionalGeneration`` (export checks it is a T5)."""
+        return architecture.endswith("ForConditionalGeneration") and bool(
+            config.get("is_encoder_decoder")
+        )
 
     def load_reference(self, model: str) -> Seq2SeqReference:
         """Load a T5 checkpoint and its fast tokenizer.
