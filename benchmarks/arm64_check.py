@@ -232,7 +232,7 @@ def outputs(cache: Path, out: Path) -> None:
     """Every passed variant and ``auto`` of each artifact, engine and CLI, into OUT.npz/.json."""
     import engine
     from engine.manifest import ArtifactManifest
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     texts = json.loads((cache / "texts.json").read_text())
     arrays: dict[str, np.ndarray] = {}

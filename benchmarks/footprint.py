@@ -138,7 +138,7 @@ def prepare(cache: Path, full: bool) -> Path:
 def artifact_sizes(artifact: Path, cache: Path) -> tuple[list[str], dict[str, Path]]:
     """Sizes of the whole artifact and of a pack per variant (and the .ort pack of int8)."""
     from engine.manifest import ArtifactManifest
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     manifest = ArtifactManifest.read(artifact)
     whole = sum(record.size for record in manifest.files.values())

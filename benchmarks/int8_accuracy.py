@@ -30,13 +30,13 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.classifier import Classifier
+from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
 from engine.numerics import softmax
 from engine.openvino import bf16_unusable_reason
 from engine.session import RuntimeOptions
-from engine.variant_sessions import options_for
-from engine.variants import BF16, FP32, INT8, VariantRecord
+from engine.variants.sessions import options_for
+from engine.variants.choice import BF16, FP32, INT8, VariantRecord
 from export.tasks.classification import ClassificationExporter, ClassifierReference
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import HEAD_STD, build_minilm_classifier

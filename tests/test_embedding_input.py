@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.artifact import file_record
-from engine.classifier import Classifier
-from engine.embedder import Embedder
+from engine.tasks.classification import Classifier
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import CorruptArtifactError, HashMismatchError, InputError, TaskMismatchError
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import engine
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.pooling import POOLING_MODES, l2_normalize, pool
 from export.check_set import filler_text
 from export.tasks.feature_extraction.exporter import sentence_transformers_modules

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from helpers import corrupting_recipe, timed_elsewhere
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import ArtifactError
-from engine.variants import AUTO, FP32, FUSED, INT8, variant_records
+from engine.variants.choice import AUTO, FP32, FUSED, INT8, variant_records
 from export.variants.calibration import DEFAULT_SENTENCES
 from export.tasks.feature_extraction.variants import (
     EMBEDDING_GATES,

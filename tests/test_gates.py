@@ -7,9 +7,9 @@ import pytest
 
 from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
-from engine.gate_figures import measure_figures
+from engine.verification.gate_figures import measure_figures
 from engine.numerics import sigmoid, softmax
-from engine.variants import FP16, INT8, Flip, VariantFigures
+from engine.variants.choice import FP16, INT8, Flip, VariantFigures
 from export.variants.calibration import calibration_set, read_texts
 from export.check_set import check_texts
 from export.variants.gates import default_gate, gates_with_overrides

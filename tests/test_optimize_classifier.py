@@ -15,9 +15,9 @@ import engine
 from engine import Classifier
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, HashMismatchError, InputError
-from engine.gate_figures import measure_figures
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
-from engine.variants import (
+from engine.variants.choice import (
     FP16,
     FP32,
     FUSED,

@@ -20,12 +20,12 @@ import engine
 from engine import Seq2SeqLM
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, InputError, OnnxEngineError
-from engine.gate_figures import measure_figures
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
 from engine.numerics import softmax
-from engine.seq2seq_graphs import GRAPH_ROLES, Seq2SeqGraphs
+from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
 from engine.session import RuntimeOptions
-from engine.variants import (
+from engine.variants.choice import (
     FP16,
     FP32,
     FUSED,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel
+from engine.tasks.base import ArtifactModel
 from engine.session import RuntimeOptions
 from export.dependencies import require
 from export.errors import ExportError

@@ -13,11 +13,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.classifier import Classifier
-from engine.gate_figures import measure_figures
+from engine.tasks.classification import Classifier
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION
-from engine.references import write_references
-from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.verification.references import write_references
+from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.check_set import SENTENCES, check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
 from export.tasks.base import (
@@ -73,7 +73,7 @@ class ClassificationExporter(TaskExporter):
 
     def write_task_files(self, reference: ClassifierReference, folder: Path) -> None:
         """Write ``references.npz``: PyTorch's logits on the check set, each text alone, and on
-        its short texts in one padded batch (``engine.references``)."""
+        its short texts in one padded batch (``engine.verification.references``)."""
         texts, batch = check_texts(reference.max_length), short_check_texts()
         alone = np.stack([reference.logits([text])[0] for text in texts])
         arrays = {"texts": np.array(texts), "logits": alone,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from engine.variants import VariantGate
+from engine.variants.choice import VariantGate
 from export.tasks.base import TaskExporter
 from export.variants.checks import VariantChecker
 
@@ -17,7 +17,7 @@ LOGIT_FIGURES = ("|Δlogit|", "|Δprob|")
 class ExportTask:
     """A task's exporter (its parity check included), its variant checker and its gates.
 
-    ``gates`` are the default accuracy limits per variant name (``engine.variants``), which
+    ``gates`` are the default accuracy limits per variant name (``engine.variants.choice``), which
     ``optimize`` overrides where the user asks; ``figure_names`` say what the gate's
     ``max_abs_diff`` and ``max_prob_diff`` measure for this task, in the variant table.
     """

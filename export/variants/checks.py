@@ -15,10 +15,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel
+from engine.tasks.base import ArtifactModel
 from engine.cpu import current_cpu
 from engine.session import RuntimeOptions
-from engine.variants import FP32, INT8, VariantFigures, VariantSpeed
+from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import check_texts
 from export.timing import TimingPlan, time_alternating
 from export.variants.int8_search import SearchProbe

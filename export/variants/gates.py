@@ -3,8 +3,9 @@
 The default limits are the task's (``export.tasks``; e.g. ``export/tasks/classification.py``).
 Every variant is compared with the PyTorch fp32 model on the export's check set; the figures are
 stored in the manifest next to the limits they were held to, so a reader sees both. The figures
-themselves are computed torch-free in ``engine.gate_figures``, so ``onnx-engine verify`` measures
-a variant against the artifact's stored references exactly as ``optimize`` did against PyTorch.
+themselves are computed torch-free in ``engine.verification.gate_figures``, so ``onnx-engine
+verify`` measures a variant against the artifact's stored references exactly as ``optimize`` did
+against PyTorch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import fields, replace
 from typing import Sequence
 
 from engine.errors import InputError
-from engine.variants import VariantFigures, VariantGate
+from engine.variants.choice import VariantFigures, VariantGate
 from export.tasks import export_task
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from engine.variants import VariantFigures, VariantGate
+from engine.variants.choice import VariantFigures, VariantGate
 from export.dependencies import require
 from export.variants.int8_sensitivity import matmul_sensitivity
 from export.variants.quantize import (

@@ -22,8 +22,8 @@ from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.openvino import openvino_variants_unusable
 from engine.session import RuntimeOptions
-from engine.variant_sessions import options_for
-from engine.variants import (
+from engine.variants.sessions import options_for
+from engine.variants.choice import (
     BF16,
     FP16,
     FP32,

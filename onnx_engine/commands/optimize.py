@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def variant_table(manifest: Any) -> str:
     """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
-    from engine.variants import (
+    from engine.variants.choice import (
         FP32,
         RUNTIME_ONNXRUNTIME,
         VARIANT_NAMES,
@@ -161,7 +161,7 @@ def variant_table(manifest: Any) -> str:
 def auto_choice_line(manifest: Any) -> str:
     from engine.cpu import current_cpu
     from engine.openvino import openvino_variants_unusable
-    from engine.variants import AUTO, select_variant, variant_records
+    from engine.variants.choice import AUTO, select_variant, variant_records
 
     unusable = openvino_variants_unusable(variant_records(manifest).values())
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)

@@ -17,7 +17,7 @@ from engine.manifest import (
     ArtifactManifest,
 )
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
-from engine.variants import VARIANT_CHOICES
+from engine.variants.choice import VARIANT_CHOICES
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import numpy as np
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.session import RuntimeOptions
 from export.exporter import ExportSettings, export_model

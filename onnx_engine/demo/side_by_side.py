@@ -13,10 +13,10 @@ from typing import TextIO
 
 import numpy as np
 
-from engine.classifier import Classifier
+from engine.tasks.classification import Classifier
 from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
-from engine.seq2seq import Seq2SeqLM
+from engine.seq2seq.model import Seq2SeqLM
 from engine.session import RuntimeOptions
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import (

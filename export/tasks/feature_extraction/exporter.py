@@ -16,10 +16,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import EMBEDDING_CONFIG_NAME, POOLING_MODES, PoolingConfig
-from engine.references import write_references
+from engine.verification.references import write_references
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
@@ -195,7 +195,7 @@ class FeatureExtractionExporter(TaskExporter):
 
     def write_references(self, reference: EmbeddingReference, folder: Path) -> None:
         """Write ``references.npz``: sentence-transformers' embeddings of the variant gate's
-        texts (check set, retrieval documents, then queries; ``engine.references``)."""
+        texts (check set, retrieval documents, then queries; ``engine.verification.references``)."""
         texts = [*check_texts(reference.max_length), *DOCUMENTS, *QUERIES]
         arrays = {
             "texts": np.array(texts),

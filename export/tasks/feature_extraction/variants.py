@@ -14,10 +14,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.embedder import Embedder
-from engine.gate_figures import compare_embeddings as engine_compare_embeddings
+from engine.tasks.feature_extraction import Embedder
+from engine.verification.gate_figures import compare_embeddings as engine_compare_embeddings
 from engine.pooling import l2_normalize
-from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.check_set import SENTENCES, check_texts
 from export.retrieval_set import DOCUMENTS, QUERIES
 from export.tasks.feature_extraction.exporter import FeatureExtractionExporter

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
-from engine.references import logsumexp, topk_rows, write_references
-from engine.seq2seq import Seq2SeqLM
+from engine.verification.references import logsumexp, topk_rows, write_references
+from engine.seq2seq.model import Seq2SeqLM
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
@@ -168,7 +168,7 @@ class Seq2SeqExporter(TaskExporter):
         }
 
     def write_task_files(self, reference: Seq2SeqReference, folder: Path) -> None:
-        """Write ``references.npz`` (``engine.references``): PyTorch's greedy output of the check
+        """Write ``references.npz`` (``engine.verification.references``): PyTorch's greedy output of the check
         set and, teacher-forced along it, each step's top-k logits and log-probabilities."""
         settings = self.generation_settings(reference)
         sources = check_texts(reference.max_length, include_empty=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from engine.errors import ArtifactError, InputError, ProviderError
 from engine.manifest import FP32_VARIANT, ArtifactManifest
-from engine.variant_records import (  # noqa: F401  (the record types are part of this API)
+from engine.variants.records import (  # noqa: F401  (the record types are part of this API)
     RUNTIME_ONNXRUNTIME,
     RUNTIME_OPENVINO,
     TARGET_ANY,

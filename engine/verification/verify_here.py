@@ -1,8 +1,8 @@
 """``onnx-engine verify`` without PyTorch: file hashes, then every variant on this machine.
 
-Each variant is re-run against the PyTorch outputs the export stored (``engine.references``) and
-judged by its own gate (``engine.reference_check``). Verdicts are kept per machine kind in
-``verdicts.json`` (``engine.verdicts``), so verifying again on the same kind of machine reports
+Each variant is re-run against the PyTorch outputs the export stored (``engine.verification.references``) and
+judged by its own gate (``engine.verification.reference_check``). Verdicts are kept per machine kind in
+``verdicts.json`` (``engine.verification.verdicts``), so verifying again on the same kind of machine reports
 the recorded verdict instead of re-running it (``force`` re-runs).
 """
 
@@ -15,20 +15,20 @@ from pathlib import Path
 from engine.artifact import Artifact, sha256_of
 from engine.errors import OnnxEngineError
 from engine.loading import engine_class_for
-import engine.machine as machine_kind
-from engine.machine import MachineKind
+import engine.verification.machine as machine_kind
+from engine.verification.machine import MachineKind
 from engine.manifest import ArtifactManifest
-from engine.reference_check import (
+from engine.verification.reference_check import (
     check_variant,
     gate_for,
     has_references,
     missing_references_message,
 )
-from engine.references import REFERENCES_NAME
-from engine.variant_records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
-from engine.variant_sessions import openvino_unusable_reason
-from engine.variants import AUTO, FP32, variant_records
-from engine.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
+from engine.verification.references import REFERENCES_NAME
+from engine.variants.records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
+from engine.variants.sessions import openvino_unusable_reason
+from engine.variants.choice import AUTO, FP32, variant_records
+from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
 logger = logging.getLogger(__name__)
 

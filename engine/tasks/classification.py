@@ -7,14 +7,14 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel, text_timing_calls
+from engine.tasks.base import ArtifactModel, text_timing_calls
 from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.session import EngineSession, RuntimeOptions
 from engine.tokenization import TextInput, TextTokenizer, as_text_list, check_batch_size
-from engine.variants import FP32
+from engine.variants.choice import FP32
 
 _TOP_K_UNSET = object()
 Inputs = Union[str, dict, Sequence[Union[str, dict]]]

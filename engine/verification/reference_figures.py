@@ -1,7 +1,7 @@
 """A variant's gate figures against the PyTorch outputs stored in the artifact (torch-free).
 
-The same figures ``onnx-engine optimize`` measures against live PyTorch (``engine.gate_figures``),
-on the inputs the artifact stores (``engine.references``):
+The same figures ``onnx-engine optimize`` measures against live PyTorch (``engine.verification.gate_figures``),
+on the inputs the artifact stores (``engine.verification.references``):
 - classifier: the check set at batch 1 and its short texts in one padded batch (optimize also
   batches the long texts, and adds its calibration texts, which the artifact does not carry);
 - T5: PyTorch's greedy path through the KV cache, one prediction per step, judged on the stored
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from engine.gate_figures import (
+from engine.verification.gate_figures import (
     TIE_TOLERANCE,
     OutputPair,
     compare_embeddings,
@@ -24,8 +24,8 @@ from engine.gate_figures import (
     measure_figures,
 )
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.references import logsumexp
-from engine.variant_records import VariantFigures
+from engine.verification.references import logsumexp
+from engine.variants.records import VariantFigures
 
 Arrays = Mapping[str, np.ndarray]
 

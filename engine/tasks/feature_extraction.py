@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence, Union
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel, text_timing_calls
+from engine.tasks.base import ArtifactModel, text_timing_calls
 from engine.batching import length_sorted_chunks
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
@@ -19,7 +19,7 @@ from engine.pooling import PoolingConfig, l2_normalize, pool
 from engine.session import EngineSession, RuntimeOptions
 from engine.similarity import SearchHit, best_hits, similarity_matrix
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
-from engine.variants import FP32
+from engine.variants.choice import FP32
 
 TOKEN_EMBEDDINGS = "last_hidden_state"
 Texts = Union[str, Sequence[str]]

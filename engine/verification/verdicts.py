@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engine.manifest import ArtifactManifest
-from engine.references import REFERENCES_NAME
-from engine.variant_records import VariantFigures, VariantGate, VariantRecord
+from engine.verification.references import REFERENCES_NAME
+from engine.variants.records import VariantFigures, VariantGate, VariantRecord
 
 VERDICTS_NAME = "verdicts.json"
 FORMAT_VERSION = 1

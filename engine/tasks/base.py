@@ -13,12 +13,12 @@ from typing import Callable, ClassVar, Mapping, TypeVar
 from engine.artifact import Artifact
 from engine.errors import InputError
 from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
-from engine.variant_regate import regated_for_this_machine
-from engine.variant_retime import retimed_auto
-from engine.variant_sessions import open_graphs, open_variant, without_broken_variants
+from engine.variants.regate import regated_for_this_machine
+from engine.variants.retime import retimed_auto
+from engine.variants.sessions import open_graphs, open_variant, without_broken_variants
 
 Model = TypeVar("Model", bound="ArtifactModel")
-# What text models' variants are timed on at load (engine.variant_retime): ordinary text, ~60
+# What text models' variants are timed on at load (engine.variants.retime): ordinary text, ~60
 # tokens.
 TIMING_TEXT = (
     "The delivery came two days late, but the support team answered quickly and refunded the "

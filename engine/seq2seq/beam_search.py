@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.decoding import DecodedTokens, StepDecision, room_for
+from engine.seq2seq.decoding import DecodedTokens, StepDecision, room_for
 from engine.errors import InputError
 from engine.numerics import log_softmax
 

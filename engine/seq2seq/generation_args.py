@@ -21,7 +21,7 @@ from engine.tokenization import check_batch_size
 MAX_NUM_BEAMS = 512
 
 # The length penalty's range: the values whose scores float32 can represent. Beam search
-# (engine.beam_search, as transformers) divides a hypothesis' summed log-probability S by
+# (engine.seq2seq.beam_search, as transformers) divides a hypothesis' summed log-probability S by
 # length ** length_penalty in float32. A token's log-probability is bounded by that of float32's
 # smallest normal probability, 2**-126 (126 ln 2 = 87.3 nats), so n tokens score at least -87.3 n.
 # Negative penalties multiply S by n ** -penalty: it stays finite while

@@ -1,7 +1,7 @@
 """``auto`` never trusts an accuracy it has not seen on this kind of machine.
 
 A lossy variant's gate (int8, fp16, bf16) was measured on the machine that ran ``optimize``; its
-kernels differ by instruction set (``engine.machine``). So before ``auto`` may pick one on a
+kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick one on a
 machine of another architecture or ISA class than that one, and than every machine with a
 recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs
 the artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log
@@ -16,20 +16,20 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import engine.machine as machine_kind
+import engine.verification.machine as machine_kind
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo
 from engine.errors import OnnxEngineError
-from engine.machine import MachineKind
-from engine.reference_check import check_variant, has_references, is_lossy
+from engine.verification.machine import MachineKind
+from engine.verification.reference_check import check_variant, has_references, is_lossy
 from engine.session import CPU, RuntimeOptions, requested_providers
-from engine.variant_records import TARGET_CPU, VariantRecord
-from engine.variant_sessions import openvino_unusable_reason
-from engine.variants import AUTO, usable_variants, variant_records
-from engine.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
+from engine.variants.records import TARGET_CPU, VariantRecord
+from engine.variants.sessions import openvino_unusable_reason
+from engine.variants.choice import AUTO, usable_variants, variant_records
+from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
 if TYPE_CHECKING:
-    from engine.artifact_model import ArtifactModel
+    from engine.tasks.base import ArtifactModel
 
 logger = logging.getLogger(__name__)
 

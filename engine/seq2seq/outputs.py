@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.decoding import DecodedTokens
+from engine.seq2seq.decoding import DecodedTokens
 from engine.numerics import log_softmax
 
 

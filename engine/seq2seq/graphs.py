@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.errors import CorruptArtifactError
 from engine.io_binding import DeviceValue, graph_call
-from engine.kv_cache import DecoderCache, RowTake, is_present
+from engine.seq2seq.kv_cache import DecoderCache, RowTake, is_present
 from engine.row_gather import DeviceRowGather, take_rows_on_host
 from engine.session import EngineSession
 

@@ -1,6 +1,6 @@
 """The seq2seq decode loop and the strategies that pick tokens.
 
-``run_decoder`` drives the graphs (:mod:`engine.seq2seq_graphs`, the only code that runs them):
+``run_decoder`` drives the graphs (:mod:`engine.seq2seq.graphs`, the only code that runs them):
 ``decoder_model`` once, then ``decoder_with_past`` per token. A strategy (greedy, beam search,
 forced tokens) decides after each step which token each row feeds next and whether cache rows move.
 """
@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 
 from engine.errors import CorruptArtifactError
-from engine.seq2seq_graphs import EncoderState, Seq2SeqGraphs
+from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 
 
 @dataclass(frozen=True)

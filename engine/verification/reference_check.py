@@ -1,7 +1,7 @@
 """Re-run one variant on this machine against the stored references and judge it by its gate.
 
 Used by ``onnx-engine verify`` (every variant) and by ``auto`` on a machine whose kind the
-lossy variants were not checked on (``engine.variant_regate``). The gate is the one the manifest
+lossy variants were not checked on (``engine.variants.regate``). The gate is the one the manifest
 recorded for the variant (``optimize`` held it to that), judged by ``VariantGate.violations``.
 """
 
@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 from engine.artifact import Artifact
 from engine.errors import ArtifactError
 from engine.manifest import TASK_FEATURE_EXTRACTION
-from engine.references import REFERENCES_NAME, read_references
-from engine.reference_figures import TASK_FIGURES
+from engine.verification.references import REFERENCES_NAME, read_references
+from engine.verification.reference_figures import TASK_FIGURES
 from engine.session import RuntimeOptions
-from engine.variant_records import VariantGate, VariantRecord
-from engine.variant_sessions import options_for
-from engine.verdicts import Verdict, fingerprint
+from engine.variants.records import VariantGate, VariantRecord
+from engine.variants.sessions import options_for
+from engine.verification.verdicts import Verdict, fingerprint
 
 if TYPE_CHECKING:
-    from engine.artifact_model import ArtifactModel
+    from engine.tasks.base import ArtifactModel
 
 DEFAULT_PARITY_ATOL = 1e-4
 # fp32 against the references it was exported with: the export's parity tolerance and no changed

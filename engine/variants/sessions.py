@@ -23,7 +23,7 @@ from engine.session import (
     RuntimeOptions,
     requested_providers,
 )
-from engine.variants import (
+from engine.variants.choice import (
     AUTO,
     BF16,
     FP32,

@@ -14,23 +14,23 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.artifact_model import ArtifactModel
-from engine.beam_search import BeamSearch
-from engine.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
-from engine.generation_args import GenerationArgs, check_flag
+from engine.tasks.base import ArtifactModel
+from engine.seq2seq.beam_search import BeamSearch
+from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
+from engine.seq2seq.generation_args import GenerationArgs, check_flag
 from engine.errors import InputError
 from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
-from engine.seq2seq_outputs import (
+from engine.seq2seq.outputs import (
     EncoderOutput,
     GeneratedSequence,
     TargetLogits,
     generated_sequence,
 )
-from engine.seq2seq_graphs import EncoderState, Seq2SeqGraphs
+from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
-from engine.variants import FP32
+from engine.variants.choice import FP32
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
 # ran would compete with the next one, so seq2seq loads its sessions without spinning. Measured on

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
 from engine.session import CPU, RuntimeOptions, requested_providers
-from engine.variant_sessions import open_graphs, openvino_unusable_reason, options_for
-from engine.variants import (
+from engine.variants.sessions import open_graphs, openvino_unusable_reason, options_for
+from engine.variants.choice import (
     AUTO,
     TARGET_CPU,
     VariantRecord,
@@ -28,7 +28,7 @@ from engine.variants import (
 )
 
 if TYPE_CHECKING:
-    from engine.artifact_model import ArtifactModel
+    from engine.tasks.base import ArtifactModel
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.similarity import similarity_matrix
-from engine.variant_records import Flip, VariantFigures
+from engine.variants.records import Flip, VariantFigures
 
 # Differences below this are float32 noise between two fp32 runtimes (~1e-6 measured): where the
 # reference's own top two are this close, either label is the same prediction.

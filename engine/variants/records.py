@@ -1,6 +1,6 @@
 """The typed records of optimized variants, as ``manifest.json`` stores them.
 
-They live apart from :mod:`engine.variants` (which selects a variant) so that the manifest parser
+They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest parser
 can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
 """
 
