@@ -20,7 +20,7 @@ from engine.cpu import current_cpu
 from engine.session import RuntimeOptions
 from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import check_texts
-from export.timing import TimingPlan, time_alternating
+from engine.timing import TimingPlan, time_alternating
 from export.variants.int8_search import SearchProbe
 
 # Calibration texts run through the engine in batches of this size, as a user's batch would.

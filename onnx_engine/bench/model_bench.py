@@ -19,7 +19,7 @@ from onnx_engine.bench.models import BenchTarget
 from onnx_engine.bench.registry import contender_class, load_contender
 from onnx_engine.bench.report import ModelReport, ResultRow
 from onnx_engine.bench.settings import BenchSettings
-from export.timing import TimingPlan, time_alternating
+from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.variants import FP32
 from onnx_engine.bench.workloads import Workload, WorkloadFactory
 
