@@ -34,7 +34,7 @@ from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
 from engine.numerics import softmax
 from engine.openvino import bf16_unusable_reason
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.sessions import options_for
 from engine.variants.choice import BF16, FP32, INT8, VariantRecord
 from export.tasks.classification import ClassificationExporter, ClassifierReference

@@ -29,7 +29,7 @@ _LAZY = {
     "Classifier": "engine.tasks.classification",
     "Embedder": "engine.tasks.feature_extraction",
     "Seq2SeqLM": "engine.seq2seq.model",
-    "RuntimeOptions": "engine.session",
+    "RuntimeOptions": "engine.options",
     "load": "engine.loading",
 }
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from engine.tasks.feature_extraction import Embedder
     from engine.loading import load
     from engine.seq2seq.model import Seq2SeqLM
-    from engine.session import RuntimeOptions
+    from engine.options import RuntimeOptions
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
 from engine.numerics import softmax
 from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.choice import (
     FP16,
     FP32,

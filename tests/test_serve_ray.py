@@ -24,7 +24,7 @@ from huggingface_hub import InferenceClient
 from ray import serve
 
 from engine.errors import InputError
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.ray_app import RayScaling, application, build
 from serve_support import wait_ready

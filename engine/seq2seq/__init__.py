@@ -1,1 +1,1 @@
-"""Text-to-text generation (T5-style encoder-decoders): the model, its graphs, KV cache and search."""
+"""Text-to-text generation (T5-style encoder-decoders): the model, graphs, KV cache, search."""

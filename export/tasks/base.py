@@ -12,7 +12,7 @@ from typing import Any, Mapping, TypeVar
 
 from engine.artifact import Artifact
 from engine.tasks.base import ArtifactModel
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import DEFAULT_ATOL, ParityReport

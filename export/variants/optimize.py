@@ -21,7 +21,7 @@ from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.openvino import openvino_variants_unusable
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.sessions import options_for
 from engine.variants.choice import (
     BF16,
@@ -276,7 +276,8 @@ def _judge_openvino_variant(
 ) -> VariantRecord:
     """Judge OpenVINO's bf16 run of the exported graphs; where OpenVINO or the CPU cannot run
     bf16, the record says why and stays out of use."""
-    from engine.openvino import bf16_unusable_reason, openvino_runtime
+    from engine.openvino import bf16_unusable_reason
+    from engine.session import openvino_runtime
 
     unusable = bf16_unusable_reason()
     if unusable is not None:

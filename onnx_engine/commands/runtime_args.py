@@ -16,7 +16,7 @@ from engine.manifest import (
     TASK_TEXT2TEXT,
     ArtifactManifest,
 )
-from engine.session import PROVIDER_CHOICES, RuntimeOptions
+from engine.options import PROVIDER_CHOICES, RuntimeOptions
 from engine.variants.choice import VARIANT_CHOICES
 
 

@@ -17,7 +17,7 @@ from engine.tasks.classification import Classifier
 from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
 from engine.seq2seq.model import Seq2SeqLM
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import (
     TinyClassifierSpec,

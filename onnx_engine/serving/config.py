@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from engine.errors import InputError
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 
 
 @dataclass(frozen=True)

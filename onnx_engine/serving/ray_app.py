@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.errors import InputError, MissingDependencyError
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from onnx_engine.serving.app import as_serve_error, build_app, error_json_response
 from onnx_engine.serving.auth import PUBLIC_PATHS, authorized
 from onnx_engine.serving.config import ServeConfig, serving_runtime_options
