@@ -115,7 +115,7 @@ def open_variant(
         ProviderError: CUDA was requested explicitly but is not usable.
     """
     records = variant_records(artifact.manifest) if records is None else records
-    providers = requested_providers(required(options.provider, "provider"))
+    providers = requested_providers(required(options.resolved().provider, "provider"))
     if providers == [OPENVINO]:
         return _open_on_openvino(artifact, requested, options, records)
     expect_cuda = CUDA in providers
