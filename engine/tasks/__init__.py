@@ -2,14 +2,14 @@
 
 One engine class per task, one line here; ``engine.load`` finds the class for an artifact here.
 The classes live in this package (one module per task), on :mod:`engine.tasks.base`;
-``Seq2SeqLM`` lives with its decoding machinery in :mod:`engine.seq2seq`.
+``Seq2SeqLM`` (text2text) runs on the decoding machinery of :mod:`engine.seq2seq`.
 """
 
 from __future__ import annotations
 
 from engine.errors import TaskMismatchError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.seq2seq.model import Seq2SeqLM
+from engine.tasks.text2text import Seq2SeqLM
 from engine.tasks.base import ArtifactModel
 from engine.tasks.classification import Classifier
 from engine.tasks.feature_extraction import Embedder

@@ -153,7 +153,7 @@ def bench_classifier(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, 
 
 def bench_t5(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, Any]]:
     """Latency rows of greedy and beam generation per batch, every contender."""
-    from engine.seq2seq.model import Seq2SeqLM
+    from engine.tasks.text2text import Seq2SeqLM
 
     loaded = _load_all(target, plan, Seq2SeqLM, "AutoModelForSeq2SeqLM")
     factory = WorkloadFactory(target.artifact / "tokenizer.json", target.manifest.max_length)
@@ -184,7 +184,7 @@ def _release(loaded: dict[Any, Any]) -> None:
 
 def decode_copies(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, Any]]:
     """Host<->device copies per decoder step of bound greedy and beam decoding (engine fp32)."""
-    from engine.seq2seq.model import DEFAULT_OPTIONS, Seq2SeqLM
+    from engine.tasks.text2text import DEFAULT_OPTIONS, Seq2SeqLM
     from onnx_engine.bench.transfers import DOWN, UP, TransferCounter
 
     options = DEFAULT_OPTIONS.with_overrides(provider=plan.device, io_binding="on", variant=FP32)

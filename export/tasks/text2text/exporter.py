@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
 from engine.verification.references import logsumexp, topk_rows, write_references
-from engine.seq2seq.model import Seq2SeqLM
+from engine.tasks.text2text import Seq2SeqLM
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
