@@ -17,7 +17,7 @@ import numpy as np
 from engine.artifact import Artifact
 from engine.tasks.base import ArtifactModel
 from engine.cpu import current_cpu
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import check_texts
 from engine.timing import TimingPlan, time_alternating
