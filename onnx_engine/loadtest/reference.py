@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from onnx_engine.loadtest.protocols import task_answers
@@ -11,10 +12,15 @@ from onnx_engine.serving.tasks.answers import TaskAnswers
 
 @dataclass(frozen=True)
 class Reference:
-    """What each text must get back, and the task's rule for "the same"."""
+    """What each text must get back from a ``task`` model."""
 
     expected: dict[str, Any]
-    answers: TaskAnswers
+    task: str
+
+    @cached_property
+    def answers(self) -> TaskAnswers:
+        """The task's rule for "the same"."""
+        return task_answers(self.task)
 
     def matches(self, text: str, answer: Any) -> bool:
         return self.answers.matches(answer, self.expected[text])
@@ -28,7 +34,7 @@ def build_reference(model: Any, texts: list[str], parameters: dict[str, Any]) ->
     """
     answers = task_answers(model.task)
     expected = {text: answers.expected(model, text, parameters) for text in dict.fromkeys(texts)}
-    return Reference(expected, answers)
+    return Reference(expected, model.task)
 
 
 def answer(model: Any, text: str, parameters: dict[str, Any]) -> Any:
