@@ -22,6 +22,7 @@ from onnx_engine.serving.config import (
 from onnx_engine.serving.model_specs import model_specs
 from onnx_engine.serving.ray_scaling import RAY, RayScaling
 from onnx_engine.serving.settings import add_arguments, from_arguments
+
 EXIT_WORK_LOST = 1  # the drain deadline passed before every accepted request was answered
 
 

@@ -29,9 +29,10 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.errors import InputError, MissingDependencyError
 from engine.session import RuntimeOptions

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from engine.errors import InputError
 

@@ -10,7 +10,7 @@ comes back with the tokens the model saw for that text, which OpenAI answers bil
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Hashable, Sequence
+from typing import Any, ClassVar, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -147,7 +147,7 @@ class EmbeddingAnswers(TaskAnswers):
     default: base64 little-endian float32.
     """
 
-    protocols = {"openai": Wire(
+    protocols: ClassVar[Mapping[str, Wire]] = {"openai": Wire(
         "embeddings", "/v1/embeddings",
         lambda model, text: {"model": model, "input": text, "encoding_format": "base64"},
         _openai_answer,
