@@ -36,6 +36,8 @@ class AppTask:
         commands: ``onnx_engine.commands`` modules of the task; the first runs its artifacts
             (named by messages that send a user to the right subcommand).
         routes: modules with ``routes(state)`` for protocols beyond V2 and Hugging Face.
+        torch_reference: the PyTorch fp32 contender the engine's variants are compared with
+            in the benchmark's agreement check.
     """
 
     handler: str
@@ -43,6 +45,7 @@ class AppTask:
     contenders: str
     commands: tuple[str, ...]
     routes: tuple[str, ...] = ()
+    torch_reference: str = "pytorch"
 
     def handler_class(self) -> type:
         return _resolve(self.handler)
@@ -70,7 +73,7 @@ TASKS: dict[str, AppTask] = {
         f"{_SERVING}.tasks.embedding:EmbeddingHandler",
         f"{_SERVING}.tasks.embedding:EmbeddingAnswers",
         f"{_CONTENDERS}.embedding:EMBEDDING_CONTENDERS", ("embed", "search"),
-        routes=(f"{_SERVING}.embedding_routes",)),
+        routes=(f"{_SERVING}.embedding_routes",), torch_reference="sentence-transformers"),
 }
 
 

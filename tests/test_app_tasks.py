@@ -26,6 +26,7 @@ def test_every_entry_resolves_to_its_tasks_pieces(task):
     contenders = entry.contender_classes()
     assert contenders and all(issubclass(cls, Contender) for cls in contenders)
     assert len({cls.name for cls in contenders}) == len(contenders)
+    assert entry.torch_reference in {cls.name for cls in contenders}
     assert entry.commands
     assert all(callable(module.routes) for module in entry.route_modules())
 
