@@ -26,18 +26,18 @@ from engine.version import __version__
 
 # Public name -> module that defines it, imported when the name is first read.
 _LAZY = {
-    "Classifier": "engine.classifier",
-    "Embedder": "engine.embedder",
-    "Seq2SeqLM": "engine.seq2seq",
+    "Classifier": "engine.tasks.classification",
+    "Embedder": "engine.tasks.feature_extraction",
+    "Seq2SeqLM": "engine.seq2seq.model",
     "RuntimeOptions": "engine.session",
     "load": "engine.loading",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
-    from engine.classifier import Classifier
-    from engine.embedder import Embedder
+    from engine.tasks.classification import Classifier
+    from engine.tasks.feature_extraction import Embedder
     from engine.loading import load
-    from engine.seq2seq import Seq2SeqLM
+    from engine.seq2seq.model import Seq2SeqLM
     from engine.session import RuntimeOptions
 
 

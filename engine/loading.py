@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.artifact import Artifact
-from engine.classifier import Classifier
-from engine.embedder import Embedder
+from engine.tasks.classification import Classifier
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import TaskMismatchError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.seq2seq import Seq2SeqLM
+from engine.seq2seq.model import Seq2SeqLM
 from engine.session import RuntimeOptions
 
 _TASK_CLASSES: dict[str, Any] = {

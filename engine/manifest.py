@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError
-from engine.variant_records import VariantRecord
+from engine.variants.records import VariantRecord
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1

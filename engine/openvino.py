@@ -26,7 +26,7 @@ import numpy as np
 from engine.cpu import current_cpu
 from engine.errors import CorruptArtifactError, ProviderError
 from engine.session import OPENVINO, EngineSession, RuntimeOptions, first_line
-from engine.variants import RUNTIME_OPENVINO, VariantRecord
+from engine.variants.choice import RUNTIME_OPENVINO, VariantRecord
 
 logger = logging.getLogger(__name__)
 

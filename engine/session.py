@@ -22,7 +22,7 @@ from engine.errors import (
     OnnxEngineError,
     ProviderError,
 )
-from engine.variants import VARIANT_CHOICES
+from engine.variants.choice import VARIANT_CHOICES
 
 try:
     import onnxruntime as ort
@@ -81,7 +81,7 @@ class RuntimeOptions:
         verify_hashes: check every file's sha256 against the manifest when it is first used.
         variant: which graphs to run: ``auto`` (the fastest variant that passed its accuracy
             gate and suits the provider in use), ``fp32``, ``fused``, ``int8`` (CPU only) or
-            ``fp16`` (CUDA only); see :mod:`engine.variants`.
+            ``fp16`` (CUDA only); see :mod:`engine.variants.choice`.
         openvino_precision: OpenVINO's inference precision with ``provider='openvino'``:
             ``f32`` (default; its own default is bf16 on CPUs that have it). ``bf16`` is the
             precision of the gated ``bf16`` variant and is refused with any other variant.

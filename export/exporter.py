@@ -13,17 +13,17 @@ from engine.artifact import CONFIG_NAME, TOKENIZER_NAME, file_record
 from engine.errors import ParityError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
-from export.classification import ClassificationExporter
+from export.tasks.classification import ClassificationExporter
 from export.dependencies import check_installed
 from export.errors import ArtifactWriteError, ExportError
-from export.feature_extraction import FeatureExtractionExporter
+from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
 from export.model_source import check_model_source, infer_task
 from export.optimum_export import run_optimum_export
 from export.progress import StageProgress
-from export.seq2seq import Seq2SeqExporter
+from export.tasks.text2text.exporter import Seq2SeqExporter
 from export.signature import graph_spec, opset_of
 from export.staging import check_output_free, staged_output
-from export.task import TaskExporter
+from export.tasks.base import TaskExporter
 
 TASK_EXPORTERS: dict[str, type[TaskExporter]] = {
     ClassificationExporter.task: ClassificationExporter,

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from export.dependencies import require
-from export.tiny_models import real_minilm_folder
+from onnx_engine.sample_models import real_minilm_folder
 
 # The seeded head is drawn wider than BERT's 0.02 initializer so that logits spread over a few
 # units, like a trained head's; with 0.02 every text scores ~50/50 and any noise flips the label.

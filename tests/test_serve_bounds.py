@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 import engine
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
 from engine.session import RuntimeOptions
 from engine.tokenization import char_cap

@@ -39,13 +39,13 @@ class BuiltinModel:
 
 
 def _distilbert_spec() -> object:
-    from export.tiny_models import FULL_SIZE_DISTILBERT
+    from onnx_engine.sample_models import FULL_SIZE_DISTILBERT
 
     return FULL_SIZE_DISTILBERT
 
 
 def _build_distilbert(folder: Path) -> Path:
-    from export.tiny_models import FULL_SIZE_DISTILBERT, build_tiny_classifier
+    from onnx_engine.sample_models import FULL_SIZE_DISTILBERT, build_tiny_classifier
 
     return build_tiny_classifier(folder, FULL_SIZE_DISTILBERT)
 
@@ -75,7 +75,7 @@ def _build_minilm_classifier(folder: Path) -> Path:
 
 def _minilm_folder(_: Path | None = None) -> Path:
     """The installed all-MiniLM-L6-v2 package folder: real weights, nothing to build."""
-    from export.tiny_models import real_minilm_folder
+    from onnx_engine.sample_models import real_minilm_folder
 
     return real_minilm_folder()
 

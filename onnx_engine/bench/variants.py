@@ -4,7 +4,7 @@ them.
 ``fp32`` is the exported graph. The other variants are written next to it by
 ``onnx-engine optimize ARTIFACT --fusion --int8`` and recorded in the manifest; which files a
 variant has, whether it passed its accuracy gate, and what ``auto`` means on this machine are all
-decided by :mod:`engine.variants`, so every contender runs exactly the files the engine would.
+decided by :mod:`engine.variants.choice`, so every contender runs exactly the files the engine would.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def chosen_record(artifact: Path, variant: str) -> Any:
     """
     from engine.errors import OnnxEngineError
     from engine.manifest import ArtifactManifest
-    from engine.variants import select_variant, variant_records
+    from engine.variants.choice import select_variant, variant_records
 
     manifest = ArtifactManifest.read(artifact)
     try:
@@ -100,6 +100,6 @@ def build_missing_variant(artifact: Path, variant: str) -> None:
 
 def _openvino_unusable(manifest: Any) -> str | None:
     from engine.openvino import openvino_variants_unusable
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     return openvino_variants_unusable(variant_records(manifest).values())

@@ -11,7 +11,7 @@ from typing import Any
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.session import PROVIDER_CHOICES, RuntimeOptions
-from engine.variants import VARIANT_CHOICES
+from engine.variants.choice import VARIANT_CHOICES
 from onnx_engine.tasks import TASKS
 
 

@@ -31,7 +31,7 @@ class EngineClassifier(Contender):
     name = "engine"
 
     def load(self) -> None:
-        from engine.classifier import Classifier
+        from engine.tasks.classification import Classifier
         from engine.session import RuntimeOptions
         from onnx_engine.bench.variants import load_engine
 

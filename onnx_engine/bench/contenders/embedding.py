@@ -34,7 +34,7 @@ class EngineEmbedder(Contender):
     predictions_are_vectors = True
 
     def load(self) -> None:
-        from engine.embedder import Embedder
+        from engine.tasks.feature_extraction import Embedder
         from engine.session import RuntimeOptions
         from onnx_engine.bench.variants import load_engine
 

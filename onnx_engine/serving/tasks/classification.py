@@ -11,8 +11,8 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from engine.classifier import Classifier, check_top_k
-from engine.generation_args import check_flag
+from engine.tasks.classification import Classifier, check_top_k
+from engine.seq2seq.generation_args import check_flag
 from engine.manifest import TASK_CLASSIFICATION
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import ValidationError

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import l2_normalize
 from engine.similarity import similarity_matrix

@@ -11,9 +11,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from engine.generation_args import GenerationArgs
+from engine.seq2seq.generation_args import GenerationArgs
 from engine.manifest import TASK_TEXT2TEXT
-from engine.seq2seq import Seq2SeqLM
+from engine.seq2seq.model import Seq2SeqLM
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import UnusedModelKwargsError, ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers

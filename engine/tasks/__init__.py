@@ -1,0 +1,1 @@
+"""The engine classes, one module per task, on the shared base (engine.tasks.base)."""

@@ -1,0 +1,1 @@
+"""Sentence-embedding models (task ``feature-extraction``): export and variant gates."""

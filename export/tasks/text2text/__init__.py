@@ -1,0 +1,1 @@
+"""T5 (task ``text2text-generation``): export and variant gates."""
