@@ -16,10 +16,16 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import TaskMismatchError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+
+if TYPE_CHECKING:  # for the annotations only: the table imports none of its modules up front
+    from onnx_engine.bench.contenders.base import Contender
+    from onnx_engine.serving.tasks.answers import TaskAnswers
+    from onnx_engine.serving.tasks.base import TaskHandler
 
 _SERVING = "onnx_engine.serving"
 _CONTENDERS = "onnx_engine.bench.contenders"
@@ -47,16 +53,18 @@ class AppTask:
     routes: tuple[str, ...] = ()
     torch_reference: str = "pytorch"
 
-    def handler_class(self) -> type:
-        return _resolve(self.handler)
+    def handler_class(self) -> type[TaskHandler]:
+        handler: type[TaskHandler] = _resolve(self.handler)
+        return handler
 
-    def answers_class(self) -> type:
-        return _resolve(self.answers)
+    def answers_class(self) -> type[TaskAnswers]:
+        answers: type[TaskAnswers] = _resolve(self.answers)
+        return answers
 
-    def contender_classes(self) -> tuple[type, ...]:
+    def contender_classes(self) -> tuple[type[Contender], ...]:
         return tuple(_resolve(self.contenders))
 
-    def route_modules(self) -> tuple[Any, ...]:
+    def route_modules(self) -> tuple[ModuleType, ...]:
         return tuple(importlib.import_module(name) for name in self.routes)
 
 

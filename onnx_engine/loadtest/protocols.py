@@ -25,8 +25,7 @@ def task_answers(task: str) -> TaskAnswers:
     Raises:
         TaskMismatchError: no task entry names ``task``.
     """
-    answers: TaskAnswers = app_task(task, "load-test").answers_class()()
-    return answers
+    return app_task(task, "load-test").answers_class()()
 
 
 def task_protocols() -> dict[str, Wire]:

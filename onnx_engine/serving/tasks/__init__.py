@@ -21,5 +21,4 @@ def handler_for(model: Any, config: ServeConfig) -> TaskHandler:
     Raises:
         TaskMismatchError: no handler serves that task.
     """
-    handler: type[TaskHandler] = app_task(getattr(model, "task", None), "serve").handler_class()
-    return handler(model, config)
+    return app_task(getattr(model, "task", None), "serve").handler_class()(model, config)
