@@ -106,8 +106,12 @@ def prepare(cache: Path) -> dict[str, Path]:
     sys.path.insert(0, str(repo / "tests"))  # the tests' tiny encoder builder
     from export.exporter import ExportSettings, export_model
     from export.variants.optimize import OptimizeSettings, optimize_artifact
-    from onnx_engine.sample_models import TinyClassifierSpec, build_tiny_classifier
-    from export.tiny_t5 import TinyT5Spec, build_tiny_t5
+    from onnx_engine.sample_models import (
+        TinyClassifierSpec,
+        TinyT5Spec,
+        build_tiny_classifier,
+        build_tiny_t5,
+    )
     from tiny_encoder import build_tiny_encoder
 
     cache.mkdir(parents=True, exist_ok=True)

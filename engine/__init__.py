@@ -28,9 +28,9 @@ from engine.version import __version__
 _LAZY = {
     "Classifier": "engine.tasks.classification",
     "Embedder": "engine.tasks.feature_extraction",
-    "Seq2SeqLM": "engine.seq2seq.model",
+    "Seq2SeqLM": "engine.tasks.text2text",
     "TokenClassifier": "engine.tasks.token_classification",
-    "RuntimeOptions": "engine.session",
+    "RuntimeOptions": "engine.options",
     "load": "engine.loading",
 }
 
@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from engine.tasks.classification import Classifier
     from engine.tasks.feature_extraction import Embedder
     from engine.loading import load
-    from engine.seq2seq.model import Seq2SeqLM
-    from engine.session import RuntimeOptions
+    from engine.tasks.text2text import Seq2SeqLM
+    from engine.options import RuntimeOptions
     from engine.tasks.token_classification import TokenClassifier
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.checks import check_int
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError
 from engine.variants.records import VariantRecord
 
@@ -23,7 +24,6 @@ FORMAT_VERSION = 1
 TASK_CLASSIFICATION = "text-classification"
 TASK_TEXT2TEXT = "text2text-generation"
 TASK_FEATURE_EXTRACTION = "feature-extraction"
-TASK_TOKEN_CLASSIFICATION = "token-classification"
 FP32_VARIANT = "fp32"  # the export's own graphs; its manifest entry holds only their speeds
 
 
@@ -296,8 +296,5 @@ def _text(value: object, name: str) -> str:
 
 
 def _integer(value: object, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CorruptArtifactError(
-            f"field '{name}' must be an integer >= {minimum}, got {value!r:.40}."
-        )
-    return value
+    return check_int(f"field '{name}'", value, minimum, f"an integer >= {minimum}",
+                     error=CorruptArtifactError)

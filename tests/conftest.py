@@ -98,11 +98,11 @@ def copy_artifact(tmp_path) -> Callable[[Path], Path]:
 
 
 # --- T5 fixtures ---
-# Tiny seeded T5 checkpoints (export/tiny_t5.py) with their artifacts and PyTorch references,
-# built and exported once per session on first use.
+# Tiny seeded T5 checkpoints (onnx_engine/sample_models.py) with their artifacts and PyTorch
+# references, built and exported once per session on first use.
 
 from export.tasks.text2text.exporter import Seq2SeqExporter, Seq2SeqReference  # noqa: E402
-from export.tiny_t5 import TinyT5Spec, build_tiny_t5  # noqa: E402
+from onnx_engine.sample_models import TinyT5Spec, build_tiny_t5  # noqa: E402
 
 T5_SPECS = {
     "t5": TinyT5Spec("t5"),  # original T5: ReLU feed-forward, LM head tied to the embeddings

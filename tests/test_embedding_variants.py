@@ -13,7 +13,11 @@ from engine.tasks.feature_extraction import Embedder
 from engine.errors import ArtifactError
 from engine.variants.choice import AUTO, FP32, FUSED, INT8, variant_records
 from export.variants.calibration import DEFAULT_SENTENCES
-from export.tasks.feature_extraction.variants import EMBEDDING_GATES, compare_embeddings, gate_texts
+from export.tasks.feature_extraction.variants import (
+    EMBEDDING_GATES,
+    compare_embeddings,
+    gate_texts,
+)
 from export.variants.gates import gate_verdict, gates_with_overrides
 from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
 from export.retrieval_set import DOCUMENTS, QUERIES

@@ -16,7 +16,7 @@ import export.variants.optimize
 from engine.artifact import Artifact
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.variants.choice import FUSED
-from export.variants.checks import ClassifierChecker
+from export.tasks.classification import ClassifierChecker
 from export.variants.files import PREVIOUS_PREFIX, STAGING_PREFIX, recover_interrupted_commit
 from onnx_engine.cli import main
 

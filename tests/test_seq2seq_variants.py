@@ -20,10 +20,11 @@ import engine
 from engine import Seq2SeqLM
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, InputError, OnnxEngineError
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
 from engine.numerics import softmax
 from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.choice import (
     FP16,
     FP32,
@@ -36,7 +37,7 @@ from engine.variants.choice import (
 )
 from export.exporter import ExportSettings, export_model
 from export.variants.fusion import fuse_graph
-from export.variants.gates import default_gate, measure_figures
+from export.variants.gates import default_gate
 from export.variants.optimize import (
     OptimizeSettings,
     VariantRecipe,

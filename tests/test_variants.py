@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ArtifactError, CorruptArtifactError, InputError
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import ArtifactManifest, GraphSpec, TokenizerSpec
 from engine.session import CPU, CUDA
 from engine.variants.choice import (
@@ -29,7 +30,7 @@ from engine.variants.choice import (
     variant_file_name,
     variant_records,
 )
-from export.variants.gates import gates_with_overrides, measure_figures, parse_gate_override
+from export.variants.gates import gates_with_overrides, parse_gate_override
 from export.parity import OutputPair
 
 ROLES = ("model",)

@@ -1,1 +1,1 @@
-"""Text-to-text generation (T5-style encoder-decoders): the model, its graphs, KV cache and search."""
+"""The machinery of Seq2SeqLM (engine.tasks.text2text): its graphs, KV cache, decoding, search."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.checks import check_flag, check_int
 from engine.errors import InputError
 from engine.tokenization import check_batch_size
 
@@ -59,8 +60,8 @@ class GenerationArgs:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens is not None:
-            _positive_int("max_new_tokens", self.max_new_tokens)
-        _positive_int("num_beams", self.num_beams, "(1 = greedy)")
+            check_int("max_new_tokens", self.max_new_tokens)
+        check_int("num_beams", self.num_beams, what="a positive integer (1 = greedy)")
         if self.num_beams > MAX_NUM_BEAMS:
             raise InputError(
                 f"num_beams={self.num_beams} is above the engine's limit of {MAX_NUM_BEAMS} (memory "
@@ -142,18 +143,3 @@ def _check_length_penalty(penalty: float, new_tokens: int) -> None:
     )
 
 
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is a real bool (a truthy string or 1 is a caller's mistake here).
-
-    Raises:
-        InputError: it is not True or False.
-    """
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, got {value!r}.")
-    return value
-
-
-def _positive_int(name: str, value: object, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        suffix = f" {hint}" if hint else ""
-        raise InputError(f"{name} must be a positive integer{suffix}, got {value!r}.")

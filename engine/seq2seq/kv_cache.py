@@ -57,7 +57,8 @@ class DecoderCache:
         take_rows: RowTake = take_rows_on_host,
     ) -> DecoderCache:
         """The cache after ``decoder_model``, which returns self- and cross-attention presents."""
-        self_attention, cross_attention = {}, {}
+        self_attention: dict[str, DeviceValue] = {}
+        cross_attention: dict[str, DeviceValue] = {}
         for name, array in zip(names, arrays):
             if is_present(name):
                 target = cross_attention if ".encoder." in name else self_attention

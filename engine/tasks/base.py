@@ -1,21 +1,28 @@
-"""The loading pipeline every engine class shares: options, artifact, variant, sessions.
+"""The base of every engine class: how a model is loaded, and the run loop of one-graph models.
 
-``Classifier`` and ``Seq2SeqLM`` differ in what they do with their sessions, not in how they get
-them, so ``load`` is written once here and each class only assembles itself from sessions.
+Engine classes differ in what they do with their sessions, not in how they get them, so loading
+(options, variant choice, sessions: :meth:`ArtifactModel.from_artifact`) is written once here;
+each class only assembles itself from sessions in ``_assemble``. ``engine.load`` and every
+``Class.load`` go through ``from_artifact``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, ClassVar, Mapping, TypeVar
+from typing import ClassVar, TypeVar
+
+import numpy as np
 
 from engine.artifact import Artifact
-from engine.errors import InputError
-from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
-from engine.variants.regate import regated_for_this_machine
-from engine.variants.retime import retimed_auto
-from engine.variants.sessions import open_graphs, open_variant, without_broken_variants
+from engine.batching import length_sorted_chunks
+from engine.options import ENGINE_DEFAULTS, RuntimeOptions, options_or_default
+from engine.session import EngineSession
+from engine.tokenization import EncodedBatch, TextInput, TextTokenizer
+from engine.variants.opening import open_for_load
+from engine.variants.sessions import open_graphs
 
 Model = TypeVar("Model", bound="ArtifactModel")
 # What text models' variants are timed on at load (engine.variants.retime): ordinary text, ~60
@@ -38,6 +45,8 @@ def text_timing_calls(
 class ArtifactModel:
     """Base of the engine classes: one task, loaded from an artifact folder.
 
+    ``variant`` names the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``, ``bf16``);
+    with ``guard_finite`` NaN/inf outputs (an fp16 overflow) raise instead of becoming results.
     ``skipped_variants`` maps each variant a load left out because a file of it is missing or
     resized to what is wrong (the file and the fix); empty when every variant was intact.
     ``variant_reason`` says which lossy variants ``auto`` skipped because they failed their gate
@@ -46,8 +55,32 @@ class ArtifactModel:
 
     task: ClassVar[str]
     default_options: ClassVar[RuntimeOptions] = ENGINE_DEFAULTS
+    # The session whose execution providers ``providers`` reports.
+    provider_role: ClassVar[str] = "model"
     skipped_variants: Mapping[str, str] = MappingProxyType({})
     variant_reason: str = ""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        sessions: Mapping[str, EngineSession],
+        options: RuntimeOptions,
+        variant: str,
+        guard_finite: bool,
+    ) -> None:
+        self.artifact = artifact
+        self.sessions = MappingProxyType(dict(sessions))
+        self.variant = variant
+        self.guard_finite = guard_finite
+        self._assemble(options)
+
+    def _assemble(self, options: RuntimeOptions) -> None:
+        """Build what this task runs on from the artifact and sessions (tokenizer, labels,
+        decoder graphs, ...); the resolved ``options`` are those of the load.
+
+        Raises:
+            ArtifactError: a file the task needs is missing or malformed.
+        """
 
     @classmethod
     def load(
@@ -58,51 +91,56 @@ class ArtifactModel:
         options: RuntimeOptions | None = None,
         variant: str | None = None,
     ) -> Model:
-        """Load an artifact of this class's task.
+        """``engine.load`` for an artifact of this class's task (another task is an error).
 
         Args:
             path: artifact folder written by ``onnx-engine export``.
-            provider: ``auto``, ``cpu`` or ``cuda``; overrides ``options.provider``.
+            provider: ``auto``, ``cpu``, ``cuda`` or ``openvino``; overrides ``options.provider``.
             threads: intra-op threads; overrides ``options.threads``.
             options: session settings (see :class:`RuntimeOptions`); the fields set there are
                 layered over this class's defaults, the others keep them.
             variant: ``auto`` (default: the fastest gated variant for the provider), ``fp32``,
-                ``fused``, ``int8`` or ``fp16``; overrides ``options.variant``.
+                ``fused``, ``int8``, ``fp16`` or ``bf16``; overrides ``options.variant``.
 
         Raises:
             ArtifactError: the folder is missing, corrupt, tampered with or of another task, or
                 the variant asked for was not made or failed its accuracy gate.
-            InputError: unknown variant, or one made for another provider (int8 on CUDA, fp16
-                on CPU).
+            InputError: an invalid option, unknown variant, or one made for another provider
+                (int8 on CUDA, fp16 on CPU).
             ProviderError: unknown provider, or CUDA requested but not usable.
         """
-        options = cls.resolve_options(options, provider=provider, threads=threads, variant=variant)
-        artifact = Artifact.open(path, task=cls.task, verify_hashes=options.verify_hashes)
-        return cls.from_artifact(artifact, options)
+        artifact = Artifact.open(path, task=cls.task)
+        return cls.from_artifact(artifact, options, provider=provider, threads=threads,
+                                 variant=variant)
 
     @classmethod
-    def from_artifact(cls: type[Model], artifact: Artifact, options: RuntimeOptions) -> Model:
-        """A model on an opened artifact, with the variant ``options`` asks for.
+    def from_artifact(
+        cls: type[Model],
+        artifact: Artifact,
+        options: RuntimeOptions | None = None,
+        **overrides: object,
+    ) -> Model:
+        """A model on an opened artifact, with the variant the options ask for: the one loading
+        path (``engine.load`` and ``Class.load`` end here).
 
-        ``options`` is layered over this class's defaults (fields left unset keep them).
+        ``options`` and the keyword ``overrides`` (``provider``, ``threads``, ``variant``; None:
+        not given) are layered over this class's defaults, once. Hashes are checked where both
+        the artifact and the options ask for it.
 
         Raises:
             ArtifactError: the variant asked for was not made, failed its accuracy gate, or has
                 a missing, resized or modified file (other variants' broken files are only
                 reported: see ``skipped_variants``).
-            InputError: a variant made for another provider.
+            InputError: an invalid option, or a variant made for another provider.
             ProviderError: CUDA requested but not usable.
         """
-        options = cls.resolve_options(options)
-        artifact, skipped = without_broken_variants(artifact, options.variant)
-        # Lossy variants gated on another kind of machine: re-gated here first.
-        artifact, reason = regated_for_this_machine(cls, artifact, options)
-        model = retimed_auto(cls, artifact, options)  # timings from another CPU: time here
-        if model is None:
-            chosen = open_variant(artifact, options.variant, options)
-            model = cls.from_sessions(artifact, chosen.sessions, options, chosen.name, checked=True)
-        model.skipped_variants = MappingProxyType(skipped)
-        model.variant_reason = reason
+        options = cls.resolve_options(options, **overrides)
+        if not options.verify_hashes:
+            artifact = replace(artifact, verify_hashes=False)
+        opened = open_for_load(artifact, options, cls.from_sessions)
+        model = cls.from_sessions(artifact, opened.sessions, options, opened.name, checked=True)
+        model.skipped_variants = MappingProxyType(dict(opened.skipped))
+        model.variant_reason = opened.reason
         return model
 
     @classmethod
@@ -125,9 +163,17 @@ class ArtifactModel:
         sessions = open_graphs(artifact, graphs, options, listed=False)
         return cls.from_sessions(artifact, sessions, options, variant, checked=False)
 
-    def timing_calls(self) -> dict[str, Callable[[], object]]:
-        """Short named calls that rank variants by speed (a single input and a small batch)."""
-        raise NotImplementedError
+    @classmethod
+    def from_sessions(
+        cls: type[Model],
+        artifact: Artifact,
+        sessions: Mapping[str, EngineSession],
+        options: RuntimeOptions,
+        variant: str,
+        checked: bool,
+    ) -> Model:
+        """The instance on open sessions; ``checked`` turns on the NaN/inf guard."""
+        return cls(artifact, sessions, options, variant, checked)
 
     @classmethod
     def resolve_options(
@@ -138,21 +184,39 @@ class ArtifactModel:
         Raises:
             InputError: ``options`` is not a :class:`RuntimeOptions`, or an override is invalid.
         """
-        if options is not None and not isinstance(options, RuntimeOptions):
-            raise InputError(
-                f"options must be an engine.RuntimeOptions, got {type(options).__name__}."
-            )
-        given = (options or RuntimeOptions()).with_overrides(**overrides)
-        return given.over(cls.default_options)
+        return options_or_default(options).layered(cls.default_options, **overrides)
 
-    @classmethod
-    def from_sessions(
-        cls: type[Model],
-        artifact: Artifact,
-        sessions: Mapping[str, EngineSession],
-        options: RuntimeOptions,
-        variant: str,
-        checked: bool,
-    ) -> Model:
-        """Build the instance from open sessions; ``checked`` turns on the NaN/inf guard."""
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the model's main session really uses, best first."""
+        return list(self.sessions[self.provider_role].providers)
+
+    def timing_calls(self) -> dict[str, Callable[[], object]]:
+        """Short named calls that rank variants by speed (a single input and a small batch)."""
         raise NotImplementedError
+
+
+class TextGraphModel(ArtifactModel):
+    """A model of one graph (``model``) fed by the artifact's tokenizer: classifier, embedder."""
+
+    def _assemble(self, options: RuntimeOptions) -> None:
+        self.session = self.sessions["model"]
+        self.tokenizer = TextTokenizer.from_artifact(self.artifact)
+
+    def run_batches(
+        self, items: list[TextInput], batch_size: int, output: str
+    ) -> Iterator[tuple[list[int], EncodedBatch, np.ndarray]]:
+        """The graph's ``output`` for ``items``, batch by batch: ``(indices, encoded, values)``.
+
+        Texts are grouped by length so short texts are not padded to long ones; ``indices``
+        say where each row goes in input order. With ``guard_finite`` NaN/inf raise.
+
+        Raises:
+            OnnxEngineError: the graph failed, or returned NaN/inf with ``guard_finite``.
+        """
+        for chunk in length_sorted_chunks(items, batch_size):
+            encoded = self.tokenizer.encode([items[index] for index in chunk])
+            (values,) = self.session.run(encoded.feeds(), [output])
+            if self.guard_finite:
+                self.session.check_finite(values)
+            yield chunk, encoded, values

@@ -7,14 +7,13 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.base import ArtifactModel, text_timing_calls
-from engine.batching import length_sorted_chunks
+from engine.tasks.base import TextGraphModel, text_timing_calls
+from engine.checks import check_int
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
-from engine.session import EngineSession, RuntimeOptions
-from engine.tokenization import TextInput, TextTokenizer, as_text_list, check_batch_size
-from engine.variants.choice import FP32
+from engine.options import RuntimeOptions
+from engine.tokenization import TextInput, as_text_list, check_batch_size
 
 _TOP_K_UNSET = object()
 Inputs = Union[str, dict, Sequence[Union[str, dict]]]
@@ -41,6 +40,8 @@ def _labels(config: dict[str, Any], artifact: Artifact) -> dict[int, str]:
     """
     labels = config.get("id2label")
     try:
+        if not isinstance(labels, Mapping):
+            raise TypeError("id2label is not a mapping")
         id2label = {int(key): str(label) for key, label in labels.items()}
     except (AttributeError, TypeError, ValueError):
         id2label = {}
@@ -52,53 +53,23 @@ def _labels(config: dict[str, Any], artifact: Artifact) -> dict[int, str]:
     return id2label
 
 
-class Classifier(ArtifactModel):
+class Classifier(TextGraphModel):
     """A text classifier running on ONNX Runtime with tokenizers and NumPy only.
 
     ``clf(texts)`` returns what ``transformers.pipeline("text-classification")`` returns for the
-    same arguments; ``logits`` and ``predict_proba`` give the arrays behind it. ``variant`` names
-    the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``). With ``guard_finite`` NaN/inf
-    logits (an fp16 overflow) raise instead of becoming scores.
+    same arguments; ``logits`` and ``predict_proba`` give the arrays behind it.
     """
 
     task = TASK_CLASSIFICATION
 
-    def __init__(
-        self,
-        artifact: Artifact,
-        session: EngineSession,
-        tokenizer: TextTokenizer,
-        variant: str = FP32,
-        guard_finite: bool = True,
-    ) -> None:
-        config = artifact.config()
-        self.artifact = artifact
-        self.session = session
-        self.tokenizer = tokenizer
-        self.variant = variant
-        self.guard_finite = guard_finite
-        self.id2label = _labels(config, artifact)
+    def _assemble(self, options: RuntimeOptions) -> None:
+        super()._assemble(options)
+        config = self.artifact.config()
+        self.id2label = _labels(config, self.artifact)
         self.activation = default_activation(config)
-
-    @classmethod
-    def from_sessions(
-        cls,
-        artifact: Artifact,
-        sessions: Mapping[str, EngineSession],
-        options: RuntimeOptions,
-        variant: str,
-        checked: bool,
-    ) -> Classifier:
-        tokenizer = TextTokenizer.from_artifact(artifact)
-        return cls(artifact, sessions["model"], tokenizer, variant, guard_finite=checked)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:
         return text_timing_calls(self.logits)
-
-    @property
-    def providers(self) -> list[str]:
-        """The execution providers the session really uses, best first."""
-        return self.session.providers
 
     @property
     def labels(self) -> list[str]:
@@ -118,11 +89,7 @@ class Classifier(ArtifactModel):
 
     def _logits(self, items: list[TextInput], batch_size: int) -> np.ndarray:
         result = np.empty((len(items), len(self.id2label)), dtype=np.float32)
-        for chunk in length_sorted_chunks(items, batch_size):
-            encoded = self.tokenizer.encode([items[index] for index in chunk])
-            (logits,) = self.session.run(encoded.feeds(), ["logits"])
-            if self.guard_finite:
-                self.session.check_finite(logits)
+        for chunk, _, logits in self.run_batches(items, batch_size, "logits"):
             result[chunk] = logits
         return result
 
@@ -159,7 +126,7 @@ class Classifier(ArtifactModel):
         top_k: int | None | object = _TOP_K_UNSET,
         batch_size: int = 32,
         function_to_apply: str | None = None,
-    ) -> list[Any]:
+    ) -> Any:
         """Classify like ``pipeline("text-classification")``, with the same result structure.
 
         Without ``top_k`` each text gets one ``{"label", "score"}`` dict (one string still returns a
@@ -169,14 +136,13 @@ class Classifier(ArtifactModel):
         """
         items, single = as_text_list(texts, allow_pairs=True)
         legacy = top_k is _TOP_K_UNSET
-        if not legacy:
-            check_top_k(top_k)
+        limit = None if legacy else check_top_k(top_k)
         activation = self.activation_for(function_to_apply)
         scores = self._activate(self._logits(items, check_batch_size(batch_size)), activation)
         if legacy:
             best = [self._best(row) for row in scores]
             return best[0] if isinstance(texts, dict) else best
-        ranked = [self.ranked(row, top_k) for row in scores]
+        ranked = [self.ranked(row, limit) for row in scores]
         return ranked[0] if single else ranked
 
     def _best(self, row: np.ndarray) -> dict[str, Any]:
@@ -198,8 +164,11 @@ class Classifier(ArtifactModel):
         return logits
 
 
-def check_top_k(top_k: object) -> None:
-    """Raise ``InputError`` unless ``top_k`` is a positive integer or ``None`` (all labels)."""
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise InputError(f"top_k must be a positive integer or None, got {top_k!r}.")
+def check_top_k(top_k: object) -> int | None:
+    """``top_k`` if it is a positive integer or ``None`` (all labels).
+
+    Raises:
+        InputError: it is neither.
+    """
+    return None if top_k is None else check_int("top_k", top_k, what="a positive integer or None")
 

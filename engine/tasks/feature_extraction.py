@@ -6,27 +6,24 @@ The graph returns token embeddings; pooling and normalization run here in NumPy
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
-from engine.artifact import Artifact
-from engine.tasks.base import ArtifactModel, text_timing_calls
-from engine.batching import length_sorted_chunks
+from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import PoolingConfig, l2_normalize, pool
-from engine.session import EngineSession, RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.similarity import SearchHit, best_hits, similarity_matrix
-from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
-from engine.variants.choice import FP32
+from engine.tokenization import as_text_list, check_batch_size
 
 TOKEN_EMBEDDINGS = "last_hidden_state"
 Texts = Union[str, Sequence[str]]
 TextsOrEmbeddings = Union[str, Sequence[str], np.ndarray]
 
 
-class Embedder(ArtifactModel):
+class Embedder(TextGraphModel):
     """A sentence-embedding model running on ONNX Runtime with tokenizers and NumPy only.
 
     ``embed(texts)`` returns what ``SentenceTransformer.encode(texts)`` returns (within 1e-5;
@@ -36,47 +33,17 @@ class Embedder(ArtifactModel):
 
     task = TASK_FEATURE_EXTRACTION
 
-    def __init__(
-        self,
-        artifact: Artifact,
-        session: EngineSession,
-        tokenizer: TextTokenizer,
-        pooling: PoolingConfig,
-        variant: str = FP32,
-        guard_finite: bool = True,
-    ) -> None:
-        if TOKEN_EMBEDDINGS not in session.output_names:
+    def _assemble(self, options: RuntimeOptions) -> None:
+        self.pooling = PoolingConfig.from_artifact(self.artifact)
+        super()._assemble(options)
+        if TOKEN_EMBEDDINGS not in self.session.output_names:
             raise CorruptArtifactError(
-                f"'{session.path.name}' has no '{TOKEN_EMBEDDINGS}' output (it has "
-                f"{list(session.output_names)}). Re-export with --task feature-extraction."
+                f"'{self.session.path.name}' has no '{TOKEN_EMBEDDINGS}' output (it has "
+                f"{list(self.session.output_names)}). Re-export with --task feature-extraction."
             )
-        self.artifact = artifact
-        self.session = session
-        self.tokenizer = tokenizer
-        self.pooling = pooling
-        self.variant = variant
-        self.guard_finite = guard_finite
-
-    @classmethod
-    def from_sessions(
-        cls,
-        artifact: Artifact,
-        sessions: Mapping[str, EngineSession],
-        options: RuntimeOptions,
-        variant: str,
-        checked: bool,
-    ) -> Embedder:
-        pooling = PoolingConfig.from_artifact(artifact)
-        tokenizer = TextTokenizer.from_artifact(artifact)
-        return cls(artifact, sessions["model"], tokenizer, pooling, variant, guard_finite=checked)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:
         return text_timing_calls(self.embed)
-
-    @property
-    def providers(self) -> list[str]:
-        """The execution providers the session really uses, best first."""
-        return self.session.providers
 
     @property
     def dimension(self) -> int:
@@ -116,11 +83,7 @@ class Embedder(ArtifactModel):
             raise InputError(f"normalize must be True, False or None, got {normalize!r}.")
         embeddings = np.empty((len(items), self.dimension), dtype=np.float32)
         counts = np.empty(len(items), dtype=np.int64)
-        for chunk in length_sorted_chunks(items, batch_size):
-            encoded = self.tokenizer.encode([items[index] for index in chunk])
-            (hidden,) = self.session.run(encoded.feeds(), [TOKEN_EMBEDDINGS])
-            if self.guard_finite:
-                self.session.check_finite(hidden)
+        for chunk, encoded, hidden in self.run_batches(items, batch_size, TOKEN_EMBEDDINGS):
             embeddings[chunk] = pool(hidden, encoded.attention_mask, self.pooling.modes)
             counts[chunk] = encoded.attention_mask.sum(axis=1)
         if self.pooling.normalize if normalize is None else normalize:

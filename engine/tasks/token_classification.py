@@ -19,24 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from engine.artifact import Artifact
-from engine.batching import length_sorted_chunks
+from engine.checks import check_choice
 from engine.errors import InputError
-from engine.manifest import TASK_TOKEN_CLASSIFICATION
 from engine.numerics import softmax
-from engine.session import EngineSession, RuntimeOptions
-from engine.tasks.base import ArtifactModel, text_timing_calls
+from engine.options import RuntimeOptions
+from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tasks.classification import _labels
-from engine.tokenization import (
-    EncodedBatch,
-    TextTokenizer,
-    as_text_list,
-    check_batch_size,
-)
-from engine.variants.choice import FP32
+from engine.tokenization import as_text_list, check_batch_size
+from engine.variants.records import VariantFigures
+from engine.verification.gate_figures import OutputPair, measure_figures
+
+TASK_TOKEN_CLASSIFICATION = "token-classification"
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
-_WORD_STRATEGIES = ("first", "average", "max")
 DEFAULT_IGNORE_LABELS = ("O",)
 
 
@@ -67,7 +62,7 @@ class _Piece:
     is_subword: bool
 
 
-class TokenClassifier(ArtifactModel):
+class TokenClassifier(TextGraphModel):
     """A token classifier (NER, POS) on ONNX Runtime with tokenizers and NumPy only.
 
     ``ner(texts, aggregation_strategy=...)`` returns what ``transformers.pipeline(
@@ -78,45 +73,27 @@ class TokenClassifier(ArtifactModel):
 
     task = TASK_TOKEN_CLASSIFICATION
 
-    def __init__(
-        self,
-        artifact: Artifact,
-        session: EngineSession,
-        tokenizer: TextTokenizer,
-        variant: str = FP32,
-        guard_finite: bool = True,
-    ) -> None:
-        self.artifact = artifact
-        self.session = session
-        self.tokenizer = tokenizer
-        self.variant = variant
-        self.guard_finite = guard_finite
-        self.id2label = _labels(artifact.config(), artifact)
-        backend = tokenizer.backend
+    def _assemble(self, options: RuntimeOptions) -> None:
+        super()._assemble(options)
+        self.id2label = _labels(self.artifact.config(), self.artifact)
+        backend = self.tokenizer.backend
         # What the pipeline reads off its tokenizer: whether subwords carry a prefix ("##"),
         # and which id is the unknown token (reported as the text it covers).
         self._word_aware = bool(getattr(backend.model, "continuing_subword_prefix", None))
         self._unk_id = _unk_id(backend)
 
-    @classmethod
-    def from_sessions(
-        cls,
-        artifact: Artifact,
-        sessions: Mapping[str, EngineSession],
-        options: RuntimeOptions,
-        variant: str,
-        checked: bool,
-    ) -> TokenClassifier:
-        tokenizer = TextTokenizer.from_artifact(artifact)
-        return cls(artifact, sessions["model"], tokenizer, variant, guard_finite=checked)
-
     def timing_calls(self) -> dict[str, Callable[[], object]]:
         return text_timing_calls(self.token_logits)
 
-    @property
-    def providers(self) -> list[str]:
-        """The execution providers the session really uses, best first."""
-        return self.session.providers
+    def reference_figures(self, stored: Mapping[str, np.ndarray]) -> VariantFigures:
+        """This variant's gate figures against the stored PyTorch logits (``verify``): one
+        prediction per token of every stored text (``references.npz``: ``texts``, ``lengths``,
+        padded ``logits``)."""
+        texts = [str(text) for text in stored["texts"]]
+        theirs = [stored["logits"][row, : int(length)]
+                  for row, length in enumerate(stored["lengths"])]
+        ours = [tokens.logits for tokens in self.token_logits(texts, batch_size=len(texts))]
+        return measure_figures(token_pairs(texts, theirs, ours), softmax)
 
     @property
     def labels(self) -> list[str]:
@@ -132,15 +109,10 @@ class TokenClassifier(ArtifactModel):
             InputError: not a string or a non-empty list of strings, or a bad ``batch_size``.
         """
         items, _ = as_text_list(texts)
-        batch_size = check_batch_size(batch_size)
         results: list[TokenLogits | None] = [None] * len(items)
-        for chunk in length_sorted_chunks(items, batch_size):
-            encodings = self.tokenizer.backend.encode_batch([items[index] for index in chunk])
-            (logits,) = self.session.run(EncodedBatch.from_encodings(encodings).feeds(),
-                                         ["logits"])
-            if self.guard_finite:
-                self.session.check_finite(logits)
-            for row, (index, encoding) in enumerate(zip(chunk, encodings)):
+        batches = self.run_batches(items, check_batch_size(batch_size), "logits")
+        for chunk, encoded, logits in batches:
+            for row, (index, encoding) in enumerate(zip(chunk, encoded.encodings)):
                 length = sum(encoding.attention_mask)
                 results[index] = TokenLogits(
                     text=str(items[index]),
@@ -274,6 +246,21 @@ class TokenClassifier(ArtifactModel):
         return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
 
 
+def token_pairs(
+    texts: Sequence[str], reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+) -> list[OutputPair]:
+    """One pair per token of each text (a row is one label prediction), so a gate's agreement
+    is per-token agreement; a text whose token count differs is one failed pair."""
+    pairs = []
+    for row, (text, theirs, ours) in enumerate(zip(texts, reference, candidate)):
+        if theirs.shape != ours.shape:
+            pairs.append(OutputPair(f"text[{row}]", text, theirs, ours))
+            continue
+        pairs += [OutputPair(f"text[{row}] token {position}", text, theirs[position],
+                             ours[position]) for position in range(len(theirs))]
+    return pairs
+
+
 def _tag(label: str) -> tuple[str, str]:
     """``("B" | "I", tag)`` of a label; a label without B-/I- continues (``I``), as in the
     pipeline's ``get_tag``."""
@@ -302,13 +289,7 @@ def check_strategy(strategy: object) -> str:
     Raises:
         InputError: anything else; the message names the choices.
     """
-    name = strategy.lower() if isinstance(strategy, str) else strategy
-    if name not in AGGREGATION_STRATEGIES:
-        raise InputError(
-            f"aggregation_strategy must be one of {', '.join(AGGREGATION_STRATEGIES)}, got "
-            f"{strategy!r}."
-        )
-    return name  # type: ignore[return-value]
+    return check_choice("aggregation_strategy", strategy, AGGREGATION_STRATEGIES)
 
 
 def check_ignore_labels(labels: object) -> tuple[str, ...]:

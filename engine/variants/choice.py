@@ -14,6 +14,8 @@ Everything here is role-generic (``model`` for a classifier; ``encoder``, ``deco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from engine.errors import ArtifactError, InputError, ProviderError
 from engine.manifest import FP32_VARIANT, ArtifactManifest
 from engine.variants.records import (  # noqa: F401  (the record types are part of this API)
@@ -76,7 +78,19 @@ def select_variant(
     on_cuda: bool,
     openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
 ) -> tuple[str, dict[str, str]]:
-    """The variant to run and its files per role, for ``requested`` on the provider in use.
+    """The variant to run and its files per role, for ``requested`` on the provider in use
+    (:func:`choose_variant` on the manifest's records)."""
+    record = choose_variant(variant_records(manifest), requested, on_cuda, openvino_unusable)
+    return record.name, dict(record.graphs)
+
+
+def choose_variant(
+    records: Mapping[str, VariantRecord],
+    requested: str,
+    on_cuda: bool,
+    openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
+) -> VariantRecord:
+    """The variant of ``records`` to run for ``requested`` on the provider in use.
 
     ``auto`` picks, among the variants that passed their gate and suit the provider, the one with
     the lowest measured latency on that provider; when not all of them were timed there, the
@@ -93,9 +107,8 @@ def select_variant(
             f"Unknown variant {requested!r}. Choose one of: {', '.join(VARIANT_CHOICES)}."
         )
     provider = TARGET_CUDA if on_cuda else TARGET_CPU
-    records = variant_records(manifest)
     if requested == AUTO:
-        candidates = usable_variants(manifest, provider, openvino_unusable)
+        candidates = usable_variants(records, provider, openvino_unusable)
         if not candidates:  # a packed artifact whose only variant auto may not pick here
             raise ArtifactError(
                 f"variant='auto' has no variant of this artifact to pick on {provider.upper()}: "
@@ -105,8 +118,7 @@ def select_variant(
                 "or pack a variant that can run here (onnx-engine pack ARTIFACT OUT --variant "
                 "NAME)."
             )
-        best = fastest(candidates, provider)
-        return best.name, dict(best.graphs)
+        return fastest(candidates, provider)
     record = records.get(requested)
     if record is None:
         raise ArtifactError(
@@ -132,7 +144,7 @@ def select_variant(
             f"The '{requested}' variant runs on OpenVINO, which cannot run it here: "
             f"{openvino_unusable}. Use variant='auto' or 'fp32'."
         )
-    return record.name, dict(record.graphs)
+    return record
 
 
 def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:
@@ -145,13 +157,14 @@ def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: st
 
 
 def usable_variants(
-    manifest: ArtifactManifest, provider: str, openvino_unusable: str | None = OPENVINO_NOT_CHECKED
+    records: Mapping[str, VariantRecord],
+    provider: str,
+    openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
 ) -> list[VariantRecord]:
-    """The variants ``auto`` may choose from on ``provider``: passed their gate, suit it, and
-    their runtime can run here."""
-    records = variant_records(manifest).values()
+    """The variants of ``records`` ``auto`` may choose from on ``provider``: passed their gate,
+    suit it, and their runtime can run here."""
     return [
-        record for record in records
+        record for record in records.values()
         if record.passed and record.suits(provider)
         and (record.runtime == RUNTIME_ONNXRUNTIME or openvino_unusable is None)
     ]

@@ -214,7 +214,7 @@ class VariantRecord:
         return data
 
     @classmethod
-    def from_dict(cls, name: str, data: Mapping[str, Any]) -> VariantRecord:
+    def from_dict(cls, name: str, data: object) -> VariantRecord:
         """Parse one ``manifest.variants`` entry.
 
         Raises:

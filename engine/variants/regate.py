@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import engine.verification.machine as machine_kind
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo
 from engine.errors import OnnxEngineError
 from engine.verification.machine import MachineKind
-from engine.verification.reference_check import check_variant, has_references, is_lossy
-from engine.session import CPU, RuntimeOptions, requested_providers
+from engine.verification.reference_check import (
+    check_variant,
+    gate_for,
+    has_references,
+    is_lossy,
+)
+from engine.options import RuntimeOptions, required
+from engine.variants.choice import AUTO, usable_variants
 from engine.variants.records import TARGET_CPU, VariantRecord
-from engine.variants.sessions import openvino_unusable_reason
-from engine.variants.choice import AUTO, usable_variants, variant_records
+from engine.variants.sessions import ModelFactory
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
-
-if TYPE_CHECKING:
-    from engine.tasks.base import ArtifactModel
 
 logger = logging.getLogger(__name__)
 
@@ -43,32 +45,34 @@ def gated_at_optimize_here(record: VariantRecord, machine: MachineKind) -> bool:
 
 
 def regated_for_this_machine(
-    engine_class: type[ArtifactModel], artifact: Artifact, options: RuntimeOptions
-) -> tuple[Artifact, str]:
-    """``artifact`` with the lossy variants that fail their gate on this machine marked failed
+    build: ModelFactory,
+    artifact: Artifact,
+    records: Mapping[str, VariantRecord],
+    options: RuntimeOptions,
+    openvino_unusable: str | None,
+) -> tuple[Mapping[str, VariantRecord], str]:
+    """``records`` with the lossy variants that fail their gate on this machine marked failed
     (for ``auto``), and what was skipped or warned about ("" when nothing).
 
-    Only for ONNX Runtime's CPU provider: on CUDA the CPU kernels' accuracy says nothing. A
-    variant that cannot be run here (a graph or the references unreadable) is skipped like one
-    that fails.
+    Only for ONNX Runtime's CPU provider (the caller's check): on CUDA the CPU kernels' accuracy
+    says nothing. A variant that cannot be run here (a graph or the references unreadable) is
+    skipped like one that fails. ``build`` makes the model a candidate is checked with.
     """
-    if requested_providers(options.provider) != [CPU]:
-        return artifact, ""
     if options.variant != AUTO:
-        return artifact, _warn_if_failed_here(artifact, options.variant)
+        requested = required(options.variant, "variant")
+        return records, _warn_if_failed_here(artifact, records, requested)
     lossy = [
-        record for record in usable_variants(
-            artifact.manifest, TARGET_CPU, openvino_unusable_reason(artifact, AUTO))
+        record for record in usable_variants(records, TARGET_CPU, openvino_unusable)
         if record.gate is not None and is_lossy(record.gate)
     ]
     if not lossy:  # nothing to re-check: no need to read this machine's identity
-        return artifact, ""
+        return records, ""
     machine = machine_kind.current_machine()
     candidates = [record for record in lossy if not gated_at_optimize_here(record, machine)]
     failed: dict[str, str] = {}
     fresh: dict[str, Verdict] = {}
     for record in candidates:
-        expected = fingerprint(artifact.manifest, record, record.gate)
+        expected = fingerprint(artifact.manifest, record, gate_for(artifact, record))
         verdict = cached_verdict(artifact.path, machine.key, record.name, expected)
         if verdict is None:
             if not has_references(artifact):
@@ -79,7 +83,7 @@ def regated_for_this_machine(
                     record.name, machine.describe(), artifact.path)
                 continue
             try:
-                verdict = check_variant(engine_class, artifact, record, options)
+                verdict = check_variant(build, artifact, record, options)
             except OnnxEngineError as error:  # a graph this runtime cannot load or run
                 failed[record.name] = f"cannot be re-checked on this machine: {error}"
                 continue
@@ -95,21 +99,22 @@ def regated_for_this_machine(
     if fresh:
         record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
     if not failed:
-        return artifact, ""
+        return records, ""
     for name, reason in failed.items():
         logger.warning("variant='auto' skips '%s': %s", name, reason)
-    variants = {
+    regated = {
         name: replace(record, passed=False, reason=failed[name]) if name in failed else record
-        for name, record in artifact.manifest.variants.items()
+        for name, record in records.items()
     }
-    note = "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items())
-    return replace(artifact, manifest=replace(artifact.manifest, variants=variants)), note
+    return regated, "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items())
 
 
-def _warn_if_failed_here(artifact: Artifact, requested: str) -> str:
+def _warn_if_failed_here(
+    artifact: Artifact, records: Mapping[str, VariantRecord], requested: str
+) -> str:
     """A warning (logged and returned) where the variant asked for by name has a recorded
     failed verdict on this machine kind; it still loads."""
-    record = variant_records(artifact.manifest).get(requested)
+    record = records.get(requested)
     if record is None or record.gate is None or not has_references(artifact):
         return ""
     machine = machine_kind.current_machine()

@@ -11,14 +11,13 @@ this CPU in the manifest, which makes later loads skip this.
 from __future__ import annotations
 
 import logging
-import time
+import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
-from engine.session import CPU, RuntimeOptions, requested_providers
-from engine.variants.sessions import open_graphs, openvino_unusable_reason, options_for
+from engine.options import RuntimeOptions
+from engine.timing import TimingPlan, time_alternating
 from engine.variants.choice import (
     AUTO,
     TARGET_CPU,
@@ -26,9 +25,7 @@ from engine.variants.choice import (
     VariantSpeed,
     usable_variants,
 )
-
-if TYPE_CHECKING:
-    from engine.tasks.base import ArtifactModel
+from engine.variants.sessions import ModelFactory, VariantSessions, open_graphs, options_for
 
 logger = logging.getLogger(__name__)
 
@@ -46,38 +43,38 @@ def timed_elsewhere(candidates: list[VariantRecord], cpu: CpuInfo) -> list[Varia
 
 
 def retimed_auto(
-    cls: type[ArtifactModel],
+    build: ModelFactory,
     artifact: Artifact,
+    records: Mapping[str, VariantRecord],
     options: RuntimeOptions,
+    openvino_unusable: str | None,
     cpu: CpuInfo | None = None,
-) -> ArtifactModel | None:
-    """The fastest passing CPU variant as timed here, or None where the manifest can decide.
+) -> VariantSessions | None:
+    """The sessions of the fastest passing CPU variant as timed here, or None where the manifest
+    can decide. ``build`` makes the model whose timing calls time a candidate.
 
-    None when the variant is not ``auto``, the session may run on another provider than ONNX
-    Runtime's CPU one, there is only one candidate, or every candidate was timed on this CPU.
+    None when the variant is not ``auto``, there is only one candidate, or every candidate was
+    timed on this CPU. Only for ONNX Runtime's CPU provider (the caller's check): recorded
+    timings are CPU timings, and say nothing for CUDA or for provider='openvino'.
 
     Raises:
         ArtifactError: a variant file is missing or changed (with ``verify_hashes``).
     """
-    # Recorded timings are CPU timings: they say nothing for CUDA, or for provider='openvino'
-    # (which runs the exported graphs at the precision the user set).
-    if options.variant != AUTO or requested_providers(options.provider) != [CPU]:
+    if options.variant != AUTO:
         return None
-    candidates = usable_variants(
-        artifact.manifest, TARGET_CPU, openvino_unusable_reason(artifact, AUTO)
-    )
+    candidates = usable_variants(records, TARGET_CPU, openvino_unusable)
     cpu = cpu or current_cpu()
     foreign = timed_elsewhere(candidates, cpu)
     if len(candidates) < 2 or not foreign:
         return None
-    models = {
-        record.name: cls.from_sessions(
-            artifact, open_graphs(artifact, record.graphs, options_for(record, options)), options,
-            record.name, checked=True,
-        )
+    opened = {
+        record.name: open_graphs(artifact, record.graphs, options_for(record, options))
         for record in candidates
     }
-    speeds = time_calls({name: model.timing_calls() for name, model in models.items()}, cpu)
+    speeds = time_calls({
+        name: build(artifact, sessions, options, name, True).timing_calls()
+        for name, sessions in opened.items()
+    }, cpu)
     best = min(speeds, key=lambda name: speeds[name].score_ms)
     logger.warning(
         "variant='auto': the manifest's CPU timings of %s were taken on %s, not on this CPU, %s. "
@@ -90,31 +87,30 @@ def retimed_auto(
         best,
         artifact.path,
     )
-    return models[best]
+    return VariantSessions(best, opened[best])
 
 
 def time_calls(
     calls: Mapping[str, Mapping[str, Callable[[], object]]], cpu: CpuInfo,
     rounds: int = RETIME_ROUNDS,
 ) -> dict[str, VariantSpeed]:
-    """Median latency of each variant's named calls, variants alternating within each round."""
-    samples: dict[str, dict[str, list[float]]] = {
-        name: {call: [] for call in named} for name, named in calls.items()
+    """Median latency of each variant's named calls (every variant has the same names), the
+    variants alternating round by round after one warm-up (:func:`engine.timing.time_alternating`).
+    """
+    plan = TimingPlan(warmup=1, rounds=rounds, min_rounds=rounds, timed_per_turn=1,
+                      budget_s=math.inf)
+    workloads = next(iter(calls.values()), {})
+    stats = {
+        workload: time_alternating({name: named[workload] for name, named in calls.items()}, plan)
+        for workload in workloads
     }
-    for round_index in range(rounds + 1):  # round 0 warms up
-        for name, named in calls.items():
-            for call_name, call in named.items():
-                start = time.perf_counter()
-                call()
-                if round_index:
-                    samples[name][call_name].append((time.perf_counter() - start) * 1000.0)
     return {
         name: VariantSpeed(
-            {call: round(sorted(values)[len(values) // 2], 4) for call, values in named.items()},
+            {workload: round(stats[workload][name].p50_ms, 4) for workload in workloads},
             rounds,
             cpu.to_dict(),
         )
-        for name, named in samples.items()
+        for name in calls
     }
 
 

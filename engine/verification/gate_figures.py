@@ -17,6 +17,9 @@ from engine.errors import InputError
 from engine.similarity import similarity_matrix
 from engine.variants.records import Flip, VariantFigures
 
+# One checked prediction: (|Δscore|, |Δ|, flip margins (logit, score) or None, label).
+FigureRow = tuple[float, float, tuple[float, float] | None, str]
+
 # Differences below this are float32 noise between two fp32 runtimes (~1e-6 measured): where the
 # reference's own top two are this close, either label is the same prediction.
 TIE_TOLERANCE = 1e-5
@@ -43,21 +46,6 @@ def argmax_agrees(reference: np.ndarray, candidate: np.ndarray, atol: float) -> 
     return bool(np.all(best - at_chosen <= atol))
 
 
-def token_pairs(
-    texts: Sequence[str], reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
-) -> list[OutputPair]:
-    """One pair per token of each text (a row is one label prediction), so a gate's agreement
-    is per-token agreement; a text whose token count differs is one failed pair."""
-    pairs = []
-    for row, (text, theirs, ours) in enumerate(zip(texts, reference, candidate)):
-        if theirs.shape != ours.shape:
-            pairs.append(OutputPair(f"text[{row}]", text, theirs, ours))
-            continue
-        pairs += [OutputPair(f"text[{row}] token {position}", text, theirs[position],
-                             ours[position]) for position in range(len(theirs))]
-    return pairs
-
-
 def measure_figures(
     pairs: Sequence[OutputPair],
     activate: Callable[[np.ndarray], np.ndarray],
@@ -76,7 +64,7 @@ def measure_figures(
     Raises:
         InputError: ``pairs`` is empty.
     """
-    rows = []  # (|Δprob|, |Δ|, flip margins (logit, score) or None, label)
+    rows: list[FigureRow] = []  # (|Δprob|, |Δ|, flip margins (logit, score) or None, label)
     for pair in pairs:
         reference = np.asarray(pair.reference, dtype=np.float64)
         candidate = np.asarray(pair.candidate, dtype=np.float64)
@@ -93,9 +81,7 @@ def measure_figures(
     return figures_from_rows(rows)
 
 
-def figures_from_rows(
-    rows: Sequence[tuple[float, float, tuple[float, float] | None, str]],
-) -> VariantFigures:
+def figures_from_rows(rows: Sequence[FigureRow]) -> VariantFigures:
     """``VariantFigures`` of per-prediction rows ``(|Δscore|, |Δ|, flip margins or None, label)``.
 
     Raises:
@@ -103,11 +89,11 @@ def figures_from_rows(
     """
     if not rows:
         raise InputError("No outputs to measure: the check set is empty.")
-    flipped = [row for row in rows if row[2] is not None]
+    flipped = [(row, row[2]) for row in rows if row[2] is not None]
     # The clearest flip first, then the largest score difference.
     worst = max(rows, key=lambda row: (row[2] is not None, row[2] or (0.0, 0.0), row[0], row[1]))
     flips = sorted(
-        (Flip(row[3], row[2][1], row[0]) for row in flipped),
+        (Flip(row[3], margins[1], row[0]) for row, margins in flipped),
         key=lambda flip: (-flip.reference_gap, -flip.prob_diff),
     )
     return VariantFigures(
@@ -117,7 +103,7 @@ def figures_from_rows(
         inputs=len(rows),
         finite=all(row[0] != float("inf") for row in rows),
         worst_input=worst[3],
-        clearest_flip=max((row[2][0] for row in flipped), default=0.0),
+        clearest_flip=max((margins[0] for _, margins in flipped), default=0.0),
         clearest_flip_gap=max((flip.reference_gap for flip in flips), default=0.0),
         flips=tuple(flips),
     )

@@ -10,20 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import Any
 
 from engine.artifact import Artifact
 from engine.errors import ArtifactError
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.verification.references import REFERENCES_NAME, read_references
 from engine.verification.reference_figures import TASK_FIGURES
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.records import VariantGate, VariantRecord
-from engine.variants.sessions import options_for
+from engine.variants.sessions import ModelFactory, open_graphs, options_for
 from engine.verification.verdicts import Verdict, fingerprint
-
-if TYPE_CHECKING:
-    from engine.tasks.base import ArtifactModel
 
 DEFAULT_PARITY_ATOL = 1e-4
 # fp32 against the references it was exported with: the export's parity tolerance and no changed
@@ -65,12 +62,13 @@ def is_lossy(gate: VariantGate) -> bool:
 
 
 def check_variant(
-    engine_class: type[ArtifactModel],
+    build: ModelFactory,
     artifact: Artifact,
     record: VariantRecord,
     options: RuntimeOptions | None = None,
 ) -> Verdict:
-    """Run ``record``'s graphs here on the stored references and judge it by its gate.
+    """Run ``record``'s graphs here on the stored references and judge it by its gate;
+    ``build`` (the engine class's ``from_sessions``) makes the model that runs them.
 
     Raises:
         ArtifactError: the artifact has no references, or they are unreadable.
@@ -80,11 +78,13 @@ def check_variant(
         raise ArtifactError(missing_references_message(artifact))
     start = time.perf_counter()
     stored = read_references(artifact.path_of(REFERENCES_NAME), artifact.manifest.task)
-    options = replace(options or RuntimeOptions(), provider="cpu", verify_hashes=False,
-                      variant=record.name)
-    model = engine_class.from_graphs(artifact, record.graphs, options_for(record, options),
-                                     record.name)
-    figures = TASK_FIGURES[artifact.manifest.task](model, stored)
+    options = options_for(record, replace(options or RuntimeOptions(), provider="cpu",
+                                          verify_hashes=False, variant=record.name))
+    sessions = open_graphs(artifact, record.graphs, options, listed=False)
+    model: Any = build(artifact, sessions, options, record.name, False)
+    # A task outside TASK_FIGURES measures its own figures (its engine class's hook).
+    task_figures = TASK_FIGURES.get(artifact.manifest.task)
+    figures = task_figures(model, stored) if task_figures else model.reference_figures(stored)
     gate = gate_for(artifact, record)
     problems = gate.violations(figures)
     return Verdict(

@@ -22,15 +22,8 @@ from engine.verification.gate_figures import (
     compare_embeddings,
     figures_from_rows,
     measure_figures,
-    token_pairs,
 )
-from engine.manifest import (
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_TEXT2TEXT,
-    TASK_TOKEN_CLASSIFICATION,
-)
-from engine.numerics import softmax
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.verification.references import logsumexp
 from engine.variants.records import VariantFigures
 
@@ -110,20 +103,8 @@ def _step_row(
     return prob_diff, abs_diff, (margin, gap), label
 
 
-
-def token_figures(model: Any, stored: Arrays) -> VariantFigures:
-    """A variant's gate figures against the stored PyTorch logits: one prediction per token of
-    every stored text (``references.npz``: ``texts``, ``lengths``, padded ``logits``)."""
-    texts = [str(text) for text in stored["texts"]]
-    ours = model.token_logits(texts, batch_size=len(texts))
-    return measure_figures(token_pairs(texts, [stored["logits"][row, :int(length)]
-                                               for row, length in enumerate(stored["lengths"])],
-                                       [tokens.logits for tokens in ours]), softmax)
-
-
 TASK_FIGURES = {
     TASK_CLASSIFICATION: classifier_figures,
     TASK_TEXT2TEXT: seq2seq_figures,
     TASK_FEATURE_EXTRACTION: embedding_figures,
-    TASK_TOKEN_CLASSIFICATION: token_figures,
 }

@@ -51,7 +51,8 @@ def write_references(folder: Path, task: str, arrays: Mapping[str, np.ndarray]) 
         data[name] = array
     path = Path(folder) / REFERENCES_NAME
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **data)
+    # numpy's stub types **kwds so that a key could be allow_pickle (a bool): a stub limit.
+    np.savez_compressed(buffer, **data)  # type: ignore[arg-type]
     path.write_bytes(buffer.getvalue())
     return path
 

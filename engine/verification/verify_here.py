@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.artifact import Artifact, sha256_of
 from engine.errors import OnnxEngineError
-from engine.loading import engine_class_for
+from engine.tasks import engine_class_for
 import engine.verification.machine as machine_kind
 from engine.verification.machine import MachineKind
 from engine.manifest import ArtifactManifest
@@ -26,7 +26,7 @@ from engine.verification.reference_check import (
 )
 from engine.verification.references import REFERENCES_NAME
 from engine.variants.records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
-from engine.variants.sessions import openvino_unusable_reason
+from engine.openvino import openvino_unusable_reason
 from engine.variants.choice import AUTO, FP32, variant_records
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
@@ -99,10 +99,12 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
         report.missing_references = missing_references_message(artifact)
         return report
     engine_class = engine_class_for(artifact.manifest.task)
-    openvino_unusable = openvino_unusable_reason(artifact, AUTO)
+    options = engine_class.resolve_options()
+    records = variant_records(artifact.manifest)
+    openvino_unusable = openvino_unusable_reason(records, AUTO)
     fresh: dict[str, Verdict] = {}
     changed = {problem.split(":")[0] for problem in report.file_problems}
-    for name, record in variant_records(artifact.manifest).items():
+    for name, record in records.items():
         gate = gate_for(artifact, record)
         eligible = name == FP32 or record.passed
         if not record.suits(TARGET_CPU):
@@ -119,7 +121,7 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
         cached = verdict is not None
         if verdict is None:
             try:
-                verdict = check_variant(engine_class, artifact, record)
+                verdict = check_variant(engine_class.from_sessions, artifact, record, options)
                 fresh[name] = verdict
             except OnnxEngineError as error:  # a missing or unloadable file: a failure here,
                 # not recorded (the file may be mended)
@@ -167,5 +169,6 @@ def report_table(report: VerifyReport) -> str:
                 note += "; failed its gate at optimize, auto never picks it"
         lines.append(f"{check.name:<8} {figures_text(check.gate, verdict):<52} {result:<6} {note}")
     for check in report.failed_variants:
-        lines.append(f"variant '{check.name}' FAILED its gate here: {check.verdict.reason}")
+        reason = check.verdict.reason if check.verdict is not None else ""
+        lines.append(f"variant '{check.name}' FAILED its gate here: {reason}")
     return "\n".join(lines)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from engine.artifact import Artifact
 from engine.tasks.base import ArtifactModel
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import DEFAULT_ATOL, ParityReport
@@ -43,6 +43,12 @@ class TaskExporter(ABC):
     optimum_task: str  # the task name Optimum's exporter takes
     graph_files: dict[str, str]  # role in the manifest -> ONNX file Optimum writes
     default_atol: float = DEFAULT_ATOL  # parity tolerance unless the caller gives one
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        """Whether a model whose config.json names ``architecture`` is for this task, when the
+        user gives no ``--task`` (``export.model_source.infer_task``); by default never."""
+        return False
 
     @abstractmethod
     def load_reference(self, model: str) -> Any:

@@ -1,17 +1,24 @@
-"""Export-time steps for ``*ForSequenceClassification`` models."""
+"""The ``text-classification`` task at export time: ``*ForSequenceClassification`` models.
+
+The exporter with its parity check against PyTorch, the variant checker (the check set at batch 1
+and padded, plus the calibration texts) and the variants' default gates.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from engine.artifact import Artifact
 from engine.tasks.classification import Classifier
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION
 from engine.verification.references import write_references
-from export.check_set import check_texts, short_check_texts
+from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from export.check_set import SENTENCES, check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
 from export.tasks.base import (
     TaskExporter,
@@ -20,6 +27,10 @@ from export.tasks.base import (
     max_input_length,
     torch_no_grad,
 )
+from export.tasks.spec import ExportTask
+from export.variants.checks import CALIBRATION_BATCH, VariantChecker
+from export.variants.int8_search import SearchProbe
+from export.variants.memoized import MemoizedReference
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,10 @@ class ClassificationExporter(TaskExporter):
     task = TASK_CLASSIFICATION
     optimum_task = "text-classification"
     graph_files = {"model": "model.onnx"}
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        return architecture.endswith("ForSequenceClassification")
 
     def load_reference(self, model: str) -> ClassifierReference:
         torch_model, tokenizer = load_pretrained(
@@ -95,3 +110,67 @@ def check_set_outputs(classifier: Classifier, reference: ClassifierReference) ->
         name = f"batch{len(texts)}[{index}]"
         pairs.append(OutputPair(name, text, batch_reference[index], batch_engine[index]))
     return pairs
+
+
+class ClassifierChecker(VariantChecker):
+    """The export's check set at batch 1 and padded, plus the calibration texts in batches."""
+
+    engine_class = Classifier
+
+    def load_reference(self, model: str) -> MemoizedReference:
+        reference = ClassificationExporter().load_reference(model)
+        return MemoizedReference(reference, kept=("logits",))
+
+    def on_cuda(self, engine: Classifier) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: Classifier, reference: ClassifierReference) -> VariantFigures:
+        pairs = check_set_outputs(engine, reference) + self.calibration_outputs(engine, reference)
+        return measure_figures(pairs, engine.scores, multi_label=engine.activation == "sigmoid")
+
+    def calibration_outputs(
+        self, engine: Classifier, reference: ClassifierReference
+    ) -> list[OutputPair]:
+        """PyTorch on each text alone (no padding) vs the engine in batches, as users run it."""
+        if not self.calibration:
+            return []
+        ours = engine.logits(self.calibration, batch_size=CALIBRATION_BATCH)
+        return [
+            OutputPair(f"calibration[{index}]", text, reference.logits([text])[0], ours[index])
+            for index, text in enumerate(self.calibration)
+        ]
+
+    def search_probe(self, artifact: Artifact, reference: ClassifierReference) -> SearchProbe:
+        """A matmul's error is measured on the scores (softmax or sigmoid of the logits)."""
+        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores)
+
+    def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
+        short = [SENTENCES[1]]
+        long = check_texts(engine.tokenizer.max_length)
+        return {
+            "b1_short": lambda: engine.logits(short),
+            f"batch{len(long)}_long": lambda: engine.logits(long, batch_size=len(long)),
+        }
+
+
+CLASSIFICATION_GATES: dict[str, VariantGate] = {
+    # Fusion only regroups fp32 arithmetic: it must be as exact as the export itself.
+    FUSED: VariantGate(max_abs_diff=1e-4, min_agreement=1.0),
+    # int8 / fp16 are judged on scores, and a flip only where it breaks them: with every
+    # score within b of the reference, only a top-2 gap below 2b can close, so a changed
+    # label there is a near-tie within the variant's own bound (every flip is still
+    # reported); a flip at a wider gap fails. A 100% agreement demand would fail a variant
+    # for a flip at a gap of 0.002 that its |Δprob| bound allows.
+    # int8 moves logits by ~0.07 on random weights (probabilities <= 0.023).
+    INT8: VariantGate(max_prob_diff=0.03, min_agreement=0.0),
+    # fp16 keeps ~3 significant digits; 0.01 in probability leaves room for that, not for
+    # an overflowing layer.
+    FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.0),
+    # bf16 keeps 8 mantissa bits (~2-3 significant digits): real MiniLM weights moved logits
+    # by <= 0.008 here; 0.02 in probability leaves room for that, not for a broken layer.
+    BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.0),
+}
+
+CLASSIFICATION_EXPORT = ExportTask(
+    exporter=ClassificationExporter, checker=ClassifierChecker, gates=CLASSIFICATION_GATES
+)

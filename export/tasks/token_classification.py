@@ -8,18 +8,23 @@ the check set is one prediction, so a flipped label anywhere counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.manifest import TASK_TOKEN_CLASSIFICATION
+from engine.artifact import Artifact
 from engine.numerics import softmax
-from engine.tasks.token_classification import AGGREGATION_STRATEGIES, TokenClassifier
+from engine.tasks.token_classification import (
+    AGGREGATION_STRATEGIES,
+    TASK_TOKEN_CLASSIFICATION,
+    TokenClassifier,
+    token_pairs,
+)
 from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
-from engine.verification.gate_figures import OutputPair, measure_figures, token_pairs
+from engine.verification.gate_figures import OutputPair, measure_figures
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts
 from export.dependencies import require
@@ -31,6 +36,10 @@ from export.tasks.base import (
     torch_no_grad,
 )
 from export.tasks.classification import ClassificationExporter
+from export.tasks.spec import ExportTask
+from export.variants.checks import VariantChecker
+from export.variants.int8_search import SearchProbe
+from export.variants.memoized import MemoizedReference
 
 # Texts with names, accents and subword splits, checked besides the export's check set.
 NER_CHECK_TEXTS = (
@@ -75,6 +84,10 @@ class TokenClassificationExporter(ClassificationExporter):
 
     task = TASK_TOKEN_CLASSIFICATION
     optimum_task = "token-classification"
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        return architecture.endswith("ForTokenClassification")
 
     def load_reference(self, model: str) -> TokenClassifierReference:
         torch_model, tokenizer = load_pretrained(
@@ -138,21 +151,36 @@ def entity_difference(ours: list[dict], theirs: list[dict]) -> tuple[float, bool
     return worst, same
 
 
-def token_check_figures(engine: TokenClassifier, reference: TokenClassifierReference,
-                        calibration: Sequence[str] = ()) -> VariantFigures:
-    """Per-token figures of a variant: the parity texts and ``calibration``, PyTorch on each
-    text alone vs the engine in batches, as users run it."""
-    texts = parity_texts(reference.max_length) + list(calibration)
-    ours = [tokens.logits for tokens in engine.token_logits(texts)]
-    theirs = [reference.logits([text])[0] for text in texts]
-    return measure_figures(token_pairs(texts, theirs, ours), softmax)
+class TokenClassifierChecker(VariantChecker):
+    """Per-token label agreement with PyTorch: the parity texts and the calibration texts,
+    PyTorch on each text alone vs the engine in batches, as users run it."""
 
+    engine_class = TokenClassifier
 
-def token_workloads(engine: TokenClassifier) -> dict[str, Callable[[], object]]:
-    """A short text alone and the check set in one padded batch."""
-    short, long = [SENTENCES[1]], check_texts(engine.tokenizer.max_length)
-    return {"b1_short": lambda: engine.token_logits(short),
-            f"batch{len(long)}_long": lambda: engine.token_logits(long, batch_size=len(long))}
+    def load_reference(self, model: str) -> MemoizedReference:
+        reference = TokenClassificationExporter().load_reference(model)
+        return MemoizedReference(reference, kept=("logits",))
+
+    def on_cuda(self, engine: TokenClassifier) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: TokenClassifier, reference: TokenClassifierReference
+                ) -> VariantFigures:
+        texts = parity_texts(reference.max_length) + self.calibration
+        ours = [tokens.logits for tokens in engine.token_logits(texts)]
+        theirs = [reference.logits([text])[0] for text in texts]
+        return measure_figures(token_pairs(texts, theirs, ours), softmax)
+
+    def search_probe(self, artifact: Artifact, reference: TokenClassifierReference
+                     ) -> SearchProbe:
+        return self.text_search_probe(artifact, reference, lambda fp32: scores_per_text)
+
+    def workloads(self, engine: TokenClassifier) -> dict[str, Callable[[], object]]:
+        """A short text alone and the check set in one padded batch."""
+        short, long = [SENTENCES[1]], check_texts(engine.tokenizer.max_length)
+        return {"b1_short": lambda: engine.token_logits(short),
+                f"batch{len(long)}_long": lambda: engine.token_logits(long,
+                                                                      batch_size=len(long))}
 
 
 def scores_per_text(logits: np.ndarray) -> np.ndarray:
@@ -172,3 +200,8 @@ TOKEN_CLASSIFICATION_GATES = {
     FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.99),
     BF16: VariantGate(max_prob_diff=0.05, min_agreement=0.98),
 }
+
+TOKEN_CLASSIFICATION_EXPORT = ExportTask(
+    exporter=TokenClassificationExporter, checker=TokenClassifierChecker,
+    gates=TOKEN_CLASSIFICATION_GATES,
+)

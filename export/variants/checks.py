@@ -16,34 +16,12 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.tasks.base import ArtifactModel
-from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
-from engine.tasks.feature_extraction import Embedder
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.pooling import l2_normalize
-from engine.seq2seq.model import Seq2SeqLM
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
-from export.check_set import SENTENCES, check_texts
-from export.tasks.classification import (
-    ClassificationExporter,
-    ClassifierReference,
-    check_set_outputs,
-)
-from export.tasks.feature_extraction.variants import (
-    MemoizedEmbeddingReference,
-    embedding_figures,
-    embedding_workloads,
-    load_embedding_reference,
-)
-from export.errors import ExportError
-from export.variants.gates import measure_figures
+from export.check_set import check_texts
+from engine.timing import TimingPlan, time_alternating
 from export.variants.int8_search import SearchProbe
-from export.parity import OutputPair
-from export.tasks import token_classification as ner
-from export.tasks.text2text.exporter import Seq2SeqExporter
-from export.tasks.text2text.variants import MemoizedReference, seq2seq_figures, seq2seq_workloads
-from export.timing import TimingPlan, time_alternating
 
 # Calibration texts run through the engine in batches of this size, as a user's batch would.
 CALIBRATION_BATCH = 32
@@ -58,13 +36,13 @@ SEARCH_TIMING_RUNS = 3
 
 
 class VariantChecker(ABC):
-    """Task-specific steps of checking a variant.
+    """Task-specific steps of checking a variant; each task's module defines one (see
+    ``export.tasks``).
 
     ``calibration`` are texts beyond the export's check set that a task may gate on and
     calibrate with (a classifier does; see ``export.variants.calibration``).
     """
 
-    task: str
     engine_class: type[ArtifactModel]
 
     def __init__(self, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS) -> None:
@@ -133,149 +111,6 @@ class VariantChecker(ABC):
             ],
             scores=scores(fp32),
         )
-
-
-class ClassifierChecker(VariantChecker):
-    """The export's check set at batch 1 and padded, plus the calibration texts in batches."""
-
-    task = TASK_CLASSIFICATION
-    engine_class = Classifier
-
-    def load_reference(self, model: str) -> MemoizedReference:
-        return MemoizedReference(ClassificationExporter().load_reference(model), kept=("logits",))
-
-    def on_cuda(self, engine: Classifier) -> bool:
-        return engine.session.on_cuda
-
-    def figures(self, engine: Classifier, reference: ClassifierReference) -> VariantFigures:
-        pairs = check_set_outputs(engine, reference) + self.calibration_outputs(engine, reference)
-        return measure_figures(pairs, engine.scores, multi_label=engine.activation == "sigmoid")
-
-    def calibration_outputs(
-        self, engine: Classifier, reference: ClassifierReference
-    ) -> list[OutputPair]:
-        """PyTorch on each text alone (no padding) vs the engine in batches, as users run it."""
-        if not self.calibration:
-            return []
-        ours = engine.logits(self.calibration, batch_size=CALIBRATION_BATCH)
-        return [
-            OutputPair(f"calibration[{index}]", text, reference.logits([text])[0], ours[index])
-            for index, text in enumerate(self.calibration)
-        ]
-
-    def search_probe(self, artifact: Artifact, reference: ClassifierReference) -> SearchProbe:
-        """A matmul's error is measured on the scores (softmax or sigmoid of the logits)."""
-        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores)
-
-    def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
-        short = [SENTENCES[1]]
-        long = check_texts(engine.tokenizer.max_length)
-        return {
-            "b1_short": lambda: engine.logits(short),
-            f"batch{len(long)}_long": lambda: engine.logits(long, batch_size=len(long)),
-        }
-
-
-class Seq2SeqChecker(VariantChecker):
-    """T5: the export's parity set plus greedy decoding along PyTorch's path, per token."""
-
-    task = TASK_TEXT2TEXT
-    engine_class = Seq2SeqLM
-
-    def load_reference(self, model: str) -> MemoizedReference:
-        return MemoizedReference(Seq2SeqExporter().load_reference(model))
-
-    def on_cuda(self, engine: Seq2SeqLM) -> bool:
-        return engine.graphs.on_cuda
-
-    def figures(self, engine: Seq2SeqLM, reference: MemoizedReference) -> VariantFigures:
-        return seq2seq_figures(engine, reference)
-
-    def workloads(self, engine: Seq2SeqLM) -> dict[str, Callable[[], object]]:
-        return seq2seq_workloads(engine)
-
-
-class EmbeddingChecker(VariantChecker):
-    """Sentence embeddings: cosine to sentence-transformers on the check set, the retrieval set
-    and the calibration texts, and retrieval ranking."""
-
-    task = TASK_FEATURE_EXTRACTION
-    engine_class = Embedder
-
-    def load_reference(self, model: str) -> MemoizedEmbeddingReference:
-        return load_embedding_reference(model)
-
-    def on_cuda(self, engine: Embedder) -> bool:
-        return engine.session.on_cuda
-
-    def figures(self, engine: Embedder, reference: MemoizedEmbeddingReference) -> VariantFigures:
-        return embedding_figures(engine, reference, self.calibration)
-
-    def search_probe(
-        self, artifact: Artifact, reference: MemoizedEmbeddingReference
-    ) -> SearchProbe:
-        """A matmul's error is measured on the token embeddings scaled to unit length (their
-        direction is what the pooled, normalized sentence vector and its cosine are made of),
-        one row of all its tokens per text, so the search takes each text's largest change."""
-        return self.text_search_probe(artifact, reference, lambda fp32: _unit_tokens_per_text)
-
-    def workloads(self, engine: Embedder) -> dict[str, Callable[[], object]]:
-        return embedding_workloads(engine)
-
-
-class TokenClassifierChecker(VariantChecker):
-    """Per-token label agreement with PyTorch (``export.tasks.token_classification``)."""
-
-    task = ner.TASK_TOKEN_CLASSIFICATION
-    engine_class = ner.TokenClassifier
-
-    def load_reference(self, model: str) -> ner.TokenClassifierReference:
-        return ner.TokenClassificationExporter().load_reference(model)
-
-    def on_cuda(self, engine: ner.TokenClassifier) -> bool:
-        return engine.session.on_cuda
-
-    def figures(self, engine: ner.TokenClassifier, reference: ner.TokenClassifierReference
-                ) -> VariantFigures:
-        return ner.token_check_figures(engine, reference, self.calibration)
-
-    def search_probe(self, artifact: Artifact, reference: ner.TokenClassifierReference
-                     ) -> SearchProbe:
-        return self.text_search_probe(artifact, reference, lambda fp32: ner.scores_per_text)
-
-    def workloads(self, engine: ner.TokenClassifier) -> dict[str, Callable[[], object]]:
-        return ner.token_workloads(engine)
-
-
-def _unit_tokens_per_text(hidden: np.ndarray) -> np.ndarray:
-    """``[batch, seq, hidden]`` token embeddings as ``[batch, seq * hidden]`` unit vectors."""
-    return l2_normalize(hidden).reshape(len(hidden), -1)
-
-
-VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
-    ClassifierChecker.task: ClassifierChecker,
-    Seq2SeqChecker.task: Seq2SeqChecker,
-    EmbeddingChecker.task: EmbeddingChecker,
-    TokenClassifierChecker.task: TokenClassifierChecker,
-}
-
-
-def variant_checker(
-    task: str, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS
-) -> VariantChecker:
-    """The checker for ``task``; one that gates on texts also uses ``calibration``.
-
-    ``search_timing_runs``: timed rounds when the int8 search compares candidates' speed.
-
-    Raises:
-        ExportError: variants are not supported for this task yet.
-    """
-    if task not in VARIANT_CHECKERS:
-        raise ExportError(
-            f"Optimized variants are not available for '{task}' artifacts yet (supported: "
-            f"{', '.join(VARIANT_CHECKERS)})."
-        )
-    return VARIANT_CHECKERS[task](calibration, search_timing_runs)
 
 
 def measure_speeds(

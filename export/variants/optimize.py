@@ -10,7 +10,7 @@ speed instead of by assumption.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,7 @@ from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.openvino import openvino_variants_unusable
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.variants.sessions import options_for
 from engine.variants.choice import (
     BF16,
@@ -47,12 +47,8 @@ from export.variants.int8_search import search_int8
 from export.progress import StageProgress
 from export.variants.quantize import QuantizeSettings, quantize_graph
 from export.staging import flush_to_disk
-from export.variants.checks import (
-    SEARCH_TIMING_RUNS,
-    VariantChecker,
-    measure_speeds,
-    variant_checker,
-)
+from export.tasks import export_task
+from export.variants.checks import SEARCH_TIMING_RUNS, VariantChecker, measure_speeds
 from export.variants.files import (
     STAGING_PREFIX,
     check_writable,
@@ -140,7 +136,7 @@ def optimize_artifact(
     Raises:
         ArtifactError: the artifact is missing, or changed since it was exported.
         InputError: an unknown variant name, a malformed gate override or timing_runs < 1.
-        ExportError: the task has no variants yet, or the reference model cannot be loaded.
+        ExportError: the task is unknown, or the reference model cannot be loaded.
         ArtifactWriteError: a file cannot be written (a full disk, a read-only folder); the
             artifact is left as it was, with no partial or temporary file.
     """
@@ -160,7 +156,7 @@ def optimize_artifact(
     manifest = artifact.manifest
     calibration = calibration_set(settings.calibration, manifest.max_length)
     search_runs = min(SEARCH_TIMING_RUNS, settings.timing_runs)  # fewer if the user asked so
-    checker = variant_checker(manifest.task, calibration.extra, search_runs)
+    checker = export_task(manifest.task).checker(calibration.extra, search_runs)
     gates = gates_with_overrides(manifest.task, settings.variants, settings.gate_overrides)
     progress = StageProgress(total=len(settings.variants) + 3, quiet=settings.quiet)
     model = settings.reference_model or manifest.source_model
@@ -204,7 +200,7 @@ def retime_artifact(path: Path, runs: int = 5, quiet: bool = False) -> ArtifactM
     if runs < 1:
         raise InputError(f"timing_runs must be at least 1, got {runs}.")
     artifact = Artifact.open(path)
-    checker = variant_checker(artifact.manifest.task)
+    checker = export_task(artifact.manifest.task).checker()
     progress = StageProgress(total=1, quiet=quiet)
     with progress.stage("timing variants on this CPU"):
         records = _with_cpu_speeds(variant_records(artifact.manifest), artifact, checker, runs)
@@ -280,7 +276,8 @@ def _judge_openvino_variant(
 ) -> VariantRecord:
     """Judge OpenVINO's bf16 run of the exported graphs; where OpenVINO or the CPU cannot run
     bf16, the record says why and stays out of use."""
-    from engine.openvino import bf16_unusable_reason, openvino_runtime
+    from engine.openvino import bf16_unusable_reason
+    from engine.session import openvino_runtime
 
     unusable = bf16_unusable_reason()
     if unusable is not None:

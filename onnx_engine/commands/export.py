@@ -6,12 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.manifest import (
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_TEXT2TEXT,
-    TASK_TOKEN_CLASSIFICATION,
-)
 from engine.pooling import POOLING_MODES
 from onnx_engine.commands.optimize import (
     add_variant_arguments,
@@ -21,14 +15,15 @@ from onnx_engine.commands.optimize import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from export.tasks import EXPORT_TASKS
+
     parser = subparsers.add_parser(
         "export", help="export a Hugging Face model to a checked ONNX artifact folder"
     )
     parser.add_argument("model", help="hub id (needs internet) or local checkpoint folder")
     parser.add_argument("output", type=Path, help="artifact folder to write")
     parser.add_argument("--task", default=None,
-                        choices=(TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION,
-                                 TASK_TOKEN_CLASSIFICATION),
+                        choices=tuple(EXPORT_TASKS),
                         help="what to export the model for (default: inferred from its config, "
                         "as optimum-cli does: *ForSequenceClassification -> text-classification, "
                         "*ForTokenClassification -> token-classification, "

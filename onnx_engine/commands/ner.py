@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.manifest import TASK_TOKEN_CLASSIFICATION
-from engine.tasks.token_classification import AGGREGATION_STRATEGIES, TokenClassifier
+from engine.tasks.token_classification import (
+    AGGREGATION_STRATEGIES,
+    TASK_TOKEN_CLASSIFICATION,
+    TokenClassifier,
+)
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,

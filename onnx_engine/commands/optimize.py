@@ -175,9 +175,9 @@ def auto_choice_line(manifest: Any) -> str:
 def _figure_names(task: str) -> tuple[str, str]:
     """What ``max_abs_diff`` and ``max_prob_diff`` measure for the task: logits and
     probabilities, or for embeddings the vectors' elements and the similarity scores."""
-    from engine.manifest import TASK_FEATURE_EXTRACTION
+    from export.tasks import export_task
 
-    return ("|Δemb|", "|Δsim|") if task == TASK_FEATURE_EXTRACTION else ("|Δlogit|", "|Δprob|")
+    return export_task(task).figure_names
 
 
 def _limits(gate: Any, names: tuple[str, str]) -> str:

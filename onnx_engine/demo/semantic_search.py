@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from export.exporter import ExportSettings, export_model
 from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES, TOPICS, topic_of

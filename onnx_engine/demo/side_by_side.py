@@ -16,11 +16,15 @@ import numpy as np
 from engine.tasks.classification import Classifier
 from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
-from engine.seq2seq.model import Seq2SeqLM
-from engine.session import RuntimeOptions
+from engine.tasks.text2text import Seq2SeqLM
+from engine.options import RuntimeOptions
 from export.exporter import ExportSettings, export_model
-from onnx_engine.sample_models import TinyClassifierSpec, build_tiny_classifier
-from export.tiny_t5 import TinyT5Spec, build_tiny_t5
+from onnx_engine.sample_models import (
+    TinyClassifierSpec,
+    TinyT5Spec,
+    build_tiny_classifier,
+    build_tiny_t5,
+)
 
 DEMO_SENTENCES = (
     "I've been waiting for a HuggingFace course my whole life.",

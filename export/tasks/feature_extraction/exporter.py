@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -91,6 +91,11 @@ class FeatureExtractionExporter(TaskExporter):
     optimum_task = "feature-extraction"
     graph_files = {"model": "model.onnx"}
     default_atol = EMBEDDING_ATOL
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        """A bare encoder (``BertModel``); a sentence-transformers folder is told by its files."""
+        return architecture.endswith("Model") and not architecture.endswith("PreTrainedModel")
 
     def __init__(self, pooling: str | None = None, normalize: bool | None = None) -> None:
         if pooling is not None and pooling not in POOLING_MODES:

@@ -9,18 +9,21 @@ on PyTorch fp32, as for every other gate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from engine.artifact import Artifact
 from engine.tasks.feature_extraction import Embedder
 from engine.verification.gate_figures import compare_embeddings as engine_compare_embeddings
-from engine.pooling import PoolingConfig
+from engine.pooling import l2_normalize
 from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.check_set import SENTENCES, check_texts
-from export.tasks.feature_extraction.exporter import EmbeddingReference, FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES
+from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
+from export.variants.checks import VariantChecker
+from export.variants.int8_search import SearchProbe
+from export.variants.memoized import MemoizedReference
 
 # int8 and 16-bit floats: the issue's minimum cosine, and a top-10 overlap that tolerates one
 # swap at the edge of the top 10 for the odd query. The top-1 document may change only where
@@ -44,25 +47,6 @@ EMBEDDING_GATES: dict[str, VariantGate] = {
 }
 
 
-@dataclass
-class MemoizedEmbeddingReference:
-    """The sentence-transformers reference with its embeddings of the gate's texts kept, so each
-    variant is compared without running PyTorch again."""
-
-    reference: EmbeddingReference
-    _cache: dict[tuple[PoolingConfig, tuple[str, ...]], np.ndarray] = field(default_factory=dict)
-
-    def encode(self, texts: tuple[str, ...], pooling: PoolingConfig) -> np.ndarray:
-        key = (pooling, texts)
-        if key not in self._cache:
-            self._cache[key] = self.reference.encode(list(texts), pooling)
-        return self._cache[key]
-
-
-def load_embedding_reference(model: str) -> MemoizedEmbeddingReference:
-    return MemoizedEmbeddingReference(FeatureExtractionExporter().load_reference(model))
-
-
 def gate_texts(max_length: int, extra: Sequence[str] = ()) -> tuple[str, ...]:
     """``extra`` texts (calibration), the export's check set, the retrieval documents, then the
     queries (:func:`compare_embeddings` finds documents and queries at the end)."""
@@ -70,7 +54,7 @@ def gate_texts(max_length: int, extra: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 def embedding_figures(
-    engine: Embedder, reference: MemoizedEmbeddingReference, extra: Sequence[str] = ()
+    engine: Embedder, reference: MemoizedReference, extra: Sequence[str] = ()
 ) -> VariantFigures:
     """The variant's embeddings and rankings against the reference's; the minimum cosine also
     covers the ``extra`` (calibration) texts."""
@@ -95,3 +79,34 @@ def embedding_workloads(engine: Embedder) -> dict[str, Callable[[], object]]:
         "b1_short": lambda: engine.embed(short),
         f"batch{len(long)}_long": lambda: engine.embed(long, batch_size=len(long)),
     }
+
+
+class EmbeddingChecker(VariantChecker):
+    """Sentence embeddings: cosine to sentence-transformers on the check set, the retrieval set
+    and the calibration texts, and retrieval ranking."""
+
+    engine_class = Embedder
+
+    def load_reference(self, model: str) -> MemoizedReference:
+        reference = FeatureExtractionExporter().load_reference(model)
+        return MemoizedReference(reference, kept=("encode",))
+
+    def on_cuda(self, engine: Embedder) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: Embedder, reference: MemoizedReference) -> VariantFigures:
+        return embedding_figures(engine, reference, self.calibration)
+
+    def search_probe(self, artifact: Artifact, reference: MemoizedReference) -> SearchProbe:
+        """A matmul's error is measured on the token embeddings scaled to unit length (their
+        direction is what the pooled, normalized sentence vector and its cosine are made of),
+        one row of all its tokens per text, so the search takes each text's largest change."""
+        return self.text_search_probe(artifact, reference, lambda fp32: _unit_tokens_per_text)
+
+    def workloads(self, engine: Embedder) -> dict[str, Callable[[], object]]:
+        return embedding_workloads(engine)
+
+
+def _unit_tokens_per_text(hidden: np.ndarray) -> np.ndarray:
+    """``[batch, seq, hidden]`` token embeddings as ``[batch, seq * hidden]`` unit vectors."""
+    return l2_normalize(hidden).reshape(len(hidden), -1)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
 from engine.verification.references import logsumexp, topk_rows, write_references
-from engine.seq2seq.model import Seq2SeqLM
+from engine.tasks.text2text import Seq2SeqLM
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
@@ -118,6 +118,13 @@ class Seq2SeqExporter(TaskExporter):
         "decoder": "decoder_model.onnx",
         "decoder_with_past": "decoder_with_past_model.onnx",
     }
+
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        """An encoder-decoder ``*ForConditionalGeneration`` (export checks it is a T5)."""
+        return architecture.endswith("ForConditionalGeneration") and bool(
+            config.get("is_encoder_decoder")
+        )
 
     def load_reference(self, model: str) -> Seq2SeqReference:
         """Load a T5 checkpoint and its fast tokenizer.

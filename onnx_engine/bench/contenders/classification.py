@@ -32,7 +32,7 @@ class EngineClassifier(Contender):
 
     def load(self) -> None:
         from engine.tasks.classification import Classifier
-        from engine.session import RuntimeOptions
+        from engine.options import RuntimeOptions
         from onnx_engine.bench.variants import load_engine
 
         self.model = load_engine(Classifier, RuntimeOptions(), self.settings)

@@ -35,7 +35,7 @@ class EngineEmbedder(Contender):
 
     def load(self) -> None:
         from engine.tasks.feature_extraction import Embedder
-        from engine.session import RuntimeOptions
+        from engine.options import RuntimeOptions
         from onnx_engine.bench.variants import load_engine
 
         self.model = load_engine(Embedder, RuntimeOptions(), self.settings)

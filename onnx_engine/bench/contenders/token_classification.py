@@ -31,7 +31,7 @@ class EngineTokenClassifier(Contender):
     name = "engine"
 
     def load(self) -> None:
-        from engine.session import RuntimeOptions
+        from engine.options import RuntimeOptions
         from engine.tasks.token_classification import TokenClassifier
         from onnx_engine.bench.variants import load_engine
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.manifest import TASK_TOKEN_CLASSIFICATION
-from engine.seq2seq.generation_args import check_flag
+from engine.checks import check_flag
 from engine.tasks.token_classification import (
+    TASK_TOKEN_CLASSIFICATION,
     TokenClassifier,
     TokenLogits,
     check_ignore_labels,
@@ -28,6 +28,7 @@ from engine.tasks.token_classification import (
 )
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
     Job,
     OutputTensor,
@@ -38,6 +39,8 @@ from onnx_engine.serving.tasks.base import (
     unsupported_route,
 )
 
+# Scores of a served batch vs one in-process call (float noise of padding and batching).
+SCORE_ATOL = 1e-4
 _OPTIONS = ("aggregation_strategy", "ignore_labels", "stride", "truncation")
 DEFAULT_STRATEGY = "simple"
 
@@ -112,8 +115,29 @@ class TokenClassificationHandler(TaskHandler):
     def encode_v2(self, job: Job, results: list[TokenLogits]) -> list[OutputTensor]:
         rows = [json.dumps(entities, ensure_ascii=False).encode()
                 for entities in self._entities(job, results)]
-        return [OutputTensor("entities", "BYTES", np.array(rows + [b""], dtype=object)[:-1])]
+        return [OutputTensor("entities", "BYTES", np.array([*rows, b""], dtype=object)[:-1])]
 
     def encode_hf(self, job: Job, results: list[TokenLogits], route: str) -> Any:
         entities = self._entities(job, results)
         return entities[0] if job.single else entities
+
+
+class TokenClassificationAnswers(TaskAnswers):
+    """The entities the server groups by default (``simple``): labels, words and offsets equal,
+    scores within :data:`SCORE_ATOL`."""
+
+    def expected(self, model: Any, text: str, parameters: dict[str, Any]) -> Any:
+        return model(text, aggregation_strategy=DEFAULT_STRATEGY)
+
+    def from_hf(self, body: Any) -> Any:
+        return list(body)
+
+    def from_v2(self, outputs: dict[str, list[Any]]) -> Any:
+        return json.loads(outputs["entities"][0])
+
+    def matches(self, answer: Any, want: Any) -> bool:
+        return len(answer) == len(want) and all(
+            {**ours, "score": 0.0} == {**theirs, "score": 0.0}
+            and abs(float(ours["score"]) - float(theirs["score"])) <= SCORE_ATOL
+            for ours, theirs in zip(answer, want)
+        )

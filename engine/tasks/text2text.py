@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.artifact import Artifact
+from engine.checks import check_flag
 from engine.tasks.base import ArtifactModel
 from engine.seq2seq.beam_search import BeamSearch
 from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
-from engine.seq2seq.generation_args import GenerationArgs, check_flag
+from engine.seq2seq.generation_args import GenerationArgs
 from engine.errors import InputError
 from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
@@ -28,9 +28,8 @@ from engine.seq2seq.outputs import (
     generated_sequence,
 )
 from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
-from engine.session import ENGINE_DEFAULTS, EngineSession, RuntimeOptions
+from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
-from engine.variants.choice import FP32
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
 # ran would compete with the next one, so seq2seq loads its sessions without spinning. Measured on
@@ -44,39 +43,16 @@ SCORE_REDUCTIONS = ("sum", "mean")
 
 
 class Seq2SeqLM(ArtifactModel):
-    """A T5-style encoder-decoder running on ONNX Runtime with tokenizers and NumPy only.
-
-    ``variant`` names the graphs in use (``fp32``, ``fused``, ``int8``, ``fp16``).
-    """
+    """A T5-style encoder-decoder running on ONNX Runtime with tokenizers and NumPy only."""
 
     task = TASK_TEXT2TEXT
     default_options = DEFAULT_OPTIONS
+    provider_role = "decoder_with_past"  # the decoder: what runs for every generated token
 
-    def __init__(
-        self,
-        artifact: Artifact,
-        graphs: Seq2SeqGraphs,
-        tokenizer: TextTokenizer,
-        settings: GenerationSettings,
-        variant: str = FP32,
-    ) -> None:
-        self.artifact = artifact
-        self.graphs = graphs
-        self.tokenizer = tokenizer
-        self.settings = settings
-        self.variant = variant
-
-    @classmethod
-    def from_sessions(
-        cls,
-        artifact: Artifact,
-        sessions: Mapping[str, EngineSession],
-        options: RuntimeOptions,
-        variant: str,
-        checked: bool,
-    ) -> Seq2SeqLM:
+    def _assemble(self, options: RuntimeOptions) -> None:
+        artifact = self.artifact
         generation = artifact.manifest.generation
-        settings = GenerationSettings.from_manifest(generation)
+        self.settings = GenerationSettings.from_manifest(generation)
         if generation.get("checkpoint_defaults_not_applied"):
             logger.warning(
                 "%s: the checkpoint's generation config sets %s, which the engine does not apply "
@@ -84,13 +60,9 @@ class Seq2SeqLM(ArtifactModel):
                 artifact.path.name,
                 generation["checkpoint_defaults_not_applied"],
             )
-        graphs = Seq2SeqGraphs(sessions, options.io_binding, guard_finite=checked)
-        return cls(artifact, graphs, TextTokenizer.from_artifact(artifact), settings, variant)
-
-    @property
-    def providers(self) -> list[str]:
-        """The execution providers the decoder really uses, best first."""
-        return self.graphs.providers
+        self.graphs = Seq2SeqGraphs(self.sessions, required(options.io_binding, "io_binding"),
+                                    guard_finite=self.guard_finite)
+        self.tokenizer = TextTokenizer.from_artifact(artifact)
 
     def encode(self, texts: str | Sequence[str], truncation: bool = False) -> EncoderOutput:
         """Encoder last hidden state of a padded batch.
@@ -318,8 +290,8 @@ class Seq2SeqLM(ArtifactModel):
     @staticmethod
     def _texts(texts: str | Sequence[str], what: str) -> list[str]:
         """The texts as a list. An empty text is valid: T5 reads just EOS, as in transformers."""
-        items, _ = as_text_list(texts, what)
-        return items
+        items, _ = as_text_list(texts, what)  # without allow_pairs: strings only
+        return [item for item in items if isinstance(item, str)]
 
 
 def _cancelled_result() -> GeneratedSequence:

@@ -1,5 +1,9 @@
 """Latency measurement: contenders alternate round by round after a warm-up.
 
+The one timing code of the house: the optimizer and the benchmarks time variants and contenders
+with it, and a load re-times variants with it on a CPU they were not timed on
+(:mod:`engine.variants.retime`).
+
 Alternating (instead of timing contender A fully, then B) spreads slow drifts of a shared machine
 (another process waking up, CPU frequency changes) evenly over all contenders, so their ratios
 hold even when absolute times drift. Each turn starts with one untimed call: ONNX Runtime's idle
@@ -17,6 +21,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from engine.checks import check_int
 from engine.errors import InputError
 
 
@@ -40,9 +45,7 @@ class TimingPlan:
 
     def __post_init__(self) -> None:
         for name in ("warmup", "rounds", "min_rounds", "timed_per_turn"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "warmup" else 1):
-                raise InputError(f"TimingPlan.{name} must be a positive integer, got {value!r}.")
+            check_int(f"TimingPlan.{name}", getattr(self, name), 0 if name == "warmup" else 1)
         if self.min_rounds > self.rounds:
             raise InputError(f"min_rounds ({self.min_rounds}) exceeds rounds ({self.rounds}).")
 
