@@ -69,7 +69,9 @@ def test_hf_route_lists_ignore_labels_and_bad_parameters(served):
                                                   aggregation_strategy="average",
                                                   ignore_labels=["LOC"]))
     for parameters, message in (
-        ({"aggregation_strategy": "longest"}, "must be one of none, simple, first, average, max"),
+        ({"aggregation_strategy": "longest"},
+         "Unknown aggregation_strategy 'longest'. Choose one of: none, simple, first, "
+         "average, max."),
         ({"stride": 16}, '"stride"'),
         ({"top_k": 2}, "Unknown parameter(s) ['top_k']"),
         ({"ignore_labels": "O"}, "ignore_labels must be a list"),
@@ -105,3 +107,48 @@ def test_tritonclient_v2_answers_one_json_row_per_text(served, binary):
     metadata = client.get_model_metadata("roberta-ner")
     assert metadata["task"] == "token-classification"
     assert [output["name"] for output in metadata["outputs"]] == ["entities"]
+
+
+@pytest.mark.parametrize("protocol", ["hf", "v2"])
+def test_loadtest_checks_every_entity_list(served, token_classifier_factory, protocol, tmp_path,
+                                           capsys):
+    """A bounded ``onnx-engine loadtest`` against the real server passes every answer (the
+    served ``simple`` entities equal the in-process TokenClassifier's) on HF and V2."""
+    from onnx_engine.cli import main
+
+    url, _ = served
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(NER_TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "result.json"
+    artifact = token_classifier_factory("bert-ner").artifact
+    code = main(["loadtest", url, "--model", "bert-ner", "--artifact", str(artifact),
+                 "--protocol", protocol, "--concurrency", "1,4", "--duration", "0.5",
+                 "--max-requests", "24", "--texts", str(texts), "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    levels = json.loads(out.read_text())["servers"]["server"]["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 4]
+    assert all(0 < level["statuses"].get("200", 0) <= 24 and level["mixed_up"] == level["lost"] == 0
+               for level in levels)
+
+
+def test_loadtest_catches_the_entities_of_another_text(served, token_classifier_factory):
+    """Each text's expected entities swapped for the next text's: every answer is a mix-up."""
+    import asyncio
+
+    from onnx_engine.loadtest.protocols import Protocol
+    from onnx_engine.loadtest.reference import Reference, build_reference
+    from onnx_engine.loadtest.runner import run_level
+
+    url, _ = served
+    model = engine.load(token_classifier_factory("bert-ner").artifact)
+    texts = list(NER_TEXTS)
+    right = build_reference(model, texts, {})
+    assert len({json.dumps(right.expected[text]) for text in texts}) == len(texts)
+    shifted = Reference({text: right.expected[texts[(index + 1) % len(texts)]]
+                         for index, text in enumerate(texts)}, model.task)
+    protocol = Protocol("hf", model.task, "bert-ner", {})
+    count = 2 * len(texts)
+    level = asyncio.run(run_level(url, protocol, texts, shifted, 2, 5.0, count, {})).result()
+    assert level.requests == count and level.mixed_up == count
+    level = asyncio.run(run_level(url, protocol, texts, right, 2, 5.0, count, {})).result()
+    assert level.requests == count and level.mixed_up == 0 and level.statuses == {"200": count}
