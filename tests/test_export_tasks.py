@@ -13,7 +13,8 @@ from export.variants.optimize import MAKEABLE_VARIANTS
 
 
 def test_table_holds_the_three_tasks_under_their_manifest_names() -> None:
-    assert set(EXPORT_TASKS) == {TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT}
+    # the first three; tasks added later each bring their line (tests/test_task_registry.py)
+    assert {TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT} <= set(EXPORT_TASKS)
     for name, spec in EXPORT_TASKS.items():
         assert export_task(name) is spec
         assert spec.exporter.task == name
