@@ -104,6 +104,8 @@ def prepare(cache: Path) -> dict[str, Path]:
     """Export the three tiny models with int8 into ``cache`` (reused while sources are unchanged)."""
     repo = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(repo / "tests"))  # the tests' tiny encoder builder
+    from tiny_encoder import build_tiny_encoder
+
     from export.exporter import ExportSettings, export_model
     from export.variants.optimize import OptimizeSettings, optimize_artifact
     from onnx_engine.sample_models import (
@@ -112,7 +114,6 @@ def prepare(cache: Path) -> dict[str, Path]:
         build_tiny_classifier,
         build_tiny_t5,
     )
-    from tiny_encoder import build_tiny_encoder
 
     cache.mkdir(parents=True, exist_ok=True)
     stamp = _source_stamp(repo)

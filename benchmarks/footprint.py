@@ -219,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         wall, peak = cold_start(_cli("classify", str(folder), "--variant", variant, "-q", text),
                                 args.runs)
         start_lines.append(f"| {label} | {wall:.2f} | {peak:.0f} |")
-    from engine.cpu import current_cpu
     import onnxruntime
+
+    from engine.cpu import current_cpu
 
     model = ("full-size DistilBERT (66M parameters, seeded random weights)" if args.model == "full"
              else "tiny seeded DistilBERT")

@@ -24,25 +24,26 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
 from engine.numerics import softmax
 from engine.openvino import bf16_unusable_reason
 from engine.options import RuntimeOptions
-from engine.variants.sessions import options_for
+from engine.tasks.classification import Classifier
 from engine.variants.choice import BF16, FP32, INT8, VariantRecord
-from export.tasks.classification import ClassificationExporter, ClassifierReference
+from engine.variants.sessions import options_for
 from export.exporter import ExportSettings, export_model
-from onnx_engine.sample_models import HEAD_STD, build_minilm_classifier
-from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.tasks.classification import ClassificationExporter, ClassifierReference
 from export.variants.checks import measure_speeds
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.bench.machine import load_average, package_versions
+from onnx_engine.sample_models import HEAD_STD, build_minilm_classifier
 
 HERE = Path(__file__).resolve().parent
 SENTENCES = HERE / "data" / "real_sentences.txt"

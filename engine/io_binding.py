@@ -11,7 +11,8 @@ where it must give exactly the plain path's results; it only pays off on a GPU.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Union
 
 import numpy as np
 import onnxruntime as ort

@@ -15,9 +15,9 @@ which must be an error, not an fp32 run under a bf16 name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 

@@ -10,8 +10,9 @@ stays a plain encoder that any ONNX tool can read. The settings come from the ar
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

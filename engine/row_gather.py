@@ -16,9 +16,9 @@ caches alike) and its session is kept for the life of the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort

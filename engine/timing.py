@@ -16,8 +16,8 @@ from __future__ import annotations
 import gc
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 

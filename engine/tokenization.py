@@ -8,9 +8,10 @@ pad to the longest text in the batch, truncate at the model's maximum length.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Tuple, Union
+from typing import Union
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -197,7 +198,7 @@ class TextTokenizer:
         return self._tokenizer.id_to_token(int(token_id)) or f"<{token_id}>"
 
 
-TextInput = Union[str, Tuple[str, str]]
+TextInput = Union[str, tuple[str, str]]
 
 
 def char_cap(max_tokens: int) -> int:

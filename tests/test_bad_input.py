@@ -26,8 +26,8 @@ from engine import (
 from engine.artifact import file_record
 from engine.cpu import current_cpu
 from engine.options import RuntimeOptions, max_threads
-from onnx_engine.cli import main as cli_main
 from export.exporter import ExportSettings, export_model
+from onnx_engine.cli import main as cli_main
 
 
 def _rewrite_manifest(folder: Path, **changes) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from engine.artifact import file_record
+from engine.errors import CorruptArtifactError, HashMismatchError, InputError, TaskMismatchError
 from engine.tasks.classification import Classifier
 from engine.tasks.feature_extraction import Embedder
-from engine.errors import CorruptArtifactError, HashMismatchError, InputError, TaskMismatchError
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
 from export.sentence_config import read_sentence_config

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import engine
-from engine.tasks.feature_extraction import Embedder
 from engine.pooling import POOLING_MODES, l2_normalize, pool
+from engine.tasks.feature_extraction import Embedder
 from export.check_set import filler_text
-from export.tasks.feature_extraction.exporter import sentence_transformers_modules
 from export.retrieval_set import DOCUMENTS, QUERIES
+from export.tasks.feature_extraction.exporter import sentence_transformers_modules
 
 ATOL = 1e-5
 MIN_COSINE = 0.99999

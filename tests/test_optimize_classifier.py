@@ -15,7 +15,6 @@ import engine
 from engine import Classifier
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, HashMismatchError, InputError
-from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
 from engine.variants.choice import (
     FP16,
@@ -26,10 +25,11 @@ from engine.variants.choice import (
     fastest,
     variant_records,
 )
+from engine.verification.gate_figures import measure_figures
 from export.check_set import check_texts
+from export.parity import OutputPair
 from export.variants.gates import default_gate
 from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
-from export.parity import OutputPair
 from onnx_engine.cli import main
 
 # One single-label model per architecture family and the multi-label (sigmoid) one.

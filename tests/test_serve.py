@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from huggingface_hub import InferenceClient
+from serve_support import held_connection, metric_value, running_server
 
 import engine
 from onnx_engine.serving.config import ServeConfig
-from serve_support import held_connection, metric_value, running_server
 
 API_KEY = "test-key-7c1d"
 TEXTS = ["a great movie", "the plot was dull and far too long", "ok", "héllo wörld 🙂", "x " * 40]
@@ -325,7 +325,7 @@ def test_loadtest_checks_every_answer(server, distilbert, tmp_path, capsys):
     assert all(level["statuses"].get("200", 0) > 0 and level["mixed_up"] == level["lost"] == 0
                and level["mean_batch_size"] >= 1 for level in levels)
 
-    wrong = Reference({text: ("NO-SUCH-LABEL", 0.5) for text in TEXTS}, "text-classification")
+    wrong = Reference(dict.fromkeys(TEXTS, ("NO-SUCH-LABEL", 0.5)), "text-classification")
     level = asyncio.run(run_level(server, Protocol("hf", "text-classification", "clf", {}),
                                   TEXTS, wrong, 2, 5.0, 6, {})).result()
     assert level.requests == 6 and level.mixed_up == 6

@@ -7,8 +7,9 @@ forced tokens) decides after each step which token each row feeds next and wheth
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

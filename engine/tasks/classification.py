@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.checks import check_int
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.options import RuntimeOptions
+from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tokenization import TextInput, as_text_list, check_batch_size
 
 _TOP_K_UNSET = object()
-Inputs = Union[str, dict, Sequence[Union[str, dict]]]
+Inputs = Union[str, dict, Sequence[str | dict]]
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
@@ -123,7 +124,7 @@ class Classifier(TextGraphModel):
     def __call__(
         self,
         texts: Inputs,
-        top_k: int | None | object = _TOP_K_UNSET,
+        top_k: int | object | None = _TOP_K_UNSET,
         batch_size: int = 32,
         function_to_apply: str | None = None,
     ) -> Any:

@@ -6,16 +6,17 @@ The graph returns token embeddings; pooling and normalization run here in NumPy
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Union
 
 import numpy as np
 
-from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
-from engine.pooling import PoolingConfig, l2_normalize, pool
 from engine.options import RuntimeOptions
+from engine.pooling import PoolingConfig, l2_normalize, pool
 from engine.similarity import SearchHit, best_hits, similarity_matrix
+from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tokenization import as_text_list, check_batch_size
 
 TOKEN_EMBEDDINGS = "last_hidden_state"

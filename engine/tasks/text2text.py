@@ -8,27 +8,26 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 from __future__ import annotations
 
 import logging
-
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from engine.checks import check_flag
-from engine.tasks.base import ArtifactModel
-from engine.seq2seq.beam_search import BeamSearch
-from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
-from engine.seq2seq.generation_args import GenerationArgs
 from engine.errors import InputError
 from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
+from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
+from engine.seq2seq.beam_search import BeamSearch
+from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
+from engine.seq2seq.generation_args import GenerationArgs
+from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 from engine.seq2seq.outputs import (
     EncoderOutput,
     GeneratedSequence,
     TargetLogits,
     generated_sequence,
 )
-from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
-from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
+from engine.tasks.base import ArtifactModel
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just

@@ -7,8 +7,9 @@ can build them: one typed parse of the manifest, used everywhere, instead of raw
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from engine.cpu import CpuInfo
 from engine.errors import CorruptArtifactError

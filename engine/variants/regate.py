@@ -13,13 +13,17 @@ naming the failed figure. Exact variants (fused: held to fp32's |Δ|) are not re
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 
 import engine.verification.machine as machine_kind
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo
 from engine.errors import OnnxEngineError
+from engine.options import RuntimeOptions, required
+from engine.variants.choice import AUTO, usable_variants
+from engine.variants.records import TARGET_CPU, VariantRecord
+from engine.variants.sessions import ModelFactory
 from engine.verification.machine import MachineKind
 from engine.verification.reference_check import (
     check_variant,
@@ -27,10 +31,6 @@ from engine.verification.reference_check import (
     has_references,
     is_lossy,
 )
-from engine.options import RuntimeOptions, required
-from engine.variants.choice import AUTO, usable_variants
-from engine.variants.records import TARGET_CPU, VariantRecord
-from engine.variants.sessions import ModelFactory
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
 logger = logging.getLogger(__name__)

@@ -11,11 +11,14 @@ on the inputs the artifact stores (``engine.verification.references``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.variants.records import VariantFigures
 from engine.verification.gate_figures import (
     TIE_TOLERANCE,
     OutputPair,
@@ -23,9 +26,7 @@ from engine.verification.gate_figures import (
     figures_from_rows,
     measure_figures,
 )
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.verification.references import logsumexp
-from engine.variants.records import VariantFigures
 
 Arrays = Mapping[str, np.ndarray]
 

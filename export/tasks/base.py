@@ -7,12 +7,13 @@ manifest, check parity, move into place. A ``TaskExporter`` supplies the task-sp
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from engine.artifact import Artifact
-from engine.tasks.base import ArtifactModel
 from engine.options import RuntimeOptions
+from engine.tasks.base import ArtifactModel
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import DEFAULT_ATOL, ParityReport

@@ -20,9 +20,10 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 _WATCHED_MODULES = ("onnxruntime", "torch", "transformers", "optimum")
 

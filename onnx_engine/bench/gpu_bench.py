@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
 from engine.timing import TimingPlan, time_alternating

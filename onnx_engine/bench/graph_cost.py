@@ -9,9 +9,10 @@ every product's input and output added as graph outputs, and the shapes are read
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -4,12 +4,14 @@ agreement. ``runner`` calls this once per model and adds the machine and the pea
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
+from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.agreement import check_texts_for, compare
 from onnx_engine.bench.coldstart import measure_cold_start
 from onnx_engine.bench.contenders.base import Contender
@@ -19,7 +21,6 @@ from onnx_engine.bench.models import BenchTarget
 from onnx_engine.bench.registry import contender_class, load_contender
 from onnx_engine.bench.report import ModelReport, ResultRow
 from onnx_engine.bench.settings import BenchSettings
-from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.variants import FP32
 from onnx_engine.bench.workloads import Workload, WorkloadFactory
 from onnx_engine.tasks import TASKS

@@ -19,8 +19,9 @@ For tests and ``benchmarks/gpu_check.sh``; never active in the engine itself.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort

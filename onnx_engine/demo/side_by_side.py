@@ -13,11 +13,11 @@ from typing import TextIO
 
 import numpy as np
 
-from engine.tasks.classification import Classifier
 from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
-from engine.tasks.text2text import Seq2SeqLM
 from engine.options import RuntimeOptions
+from engine.tasks.classification import Classifier
+from engine.tasks.text2text import Seq2SeqLM
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import (
     TinyClassifierSpec,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Callable, Mapping, Union
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Union
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException

@@ -19,9 +19,10 @@ import functools
 import inspect
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from engine.errors import InputError
 from onnx_engine.serving.errors import BackendError, ValidationError

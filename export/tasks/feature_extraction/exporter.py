@@ -10,15 +10,16 @@ sentence-transformers get, pooling and normalization included.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import EMBEDDING_CONFIG_NAME, POOLING_MODES, PoolingConfig
+from engine.tasks.feature_extraction import Embedder
 from engine.verification.references import write_references
 from export.check_set import check_texts
 from export.dependencies import require

@@ -9,15 +9,16 @@ does not descend into, so optimized variants could never be built from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
-from engine.verification.references import logsumexp, topk_rows, write_references
 from engine.tasks.text2text import Seq2SeqLM
+from engine.verification.references import logsumexp, topk_rows, write_references
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
