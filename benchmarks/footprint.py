@@ -89,7 +89,6 @@ def installed_bytes(dist: metadata.Distribution) -> int:
 
 
 def install_sizes() -> list[str]:
-    core, _ = closure(None)
     lines = ["| install | size | largest distributions | not installed here |", "|---|---|---|---|"]
     rows = [("core (numpy, tokenizers; no runtime)", None)] + [(f"`.[{e}]`", e) for e in EXTRAS]
     rows.insert(2, ("`.[cpu]`, only onnxruntime, numpy, tokenizers (what the engine imports)",

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -198,7 +197,7 @@ class TextTokenizer:
         return self._tokenizer.id_to_token(int(token_id)) or f"<{token_id}>"
 
 
-TextInput = Union[str, tuple[str, str]]
+TextInput = str | tuple[str, str]
 
 
 def char_cap(max_tokens: int) -> int:

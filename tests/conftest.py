@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from tiny_classifiers import build_test_classifier
 
+import engine
 from engine.cuda_probe import cuda_unusable_reason
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import TinyClassifierSpec
@@ -152,6 +153,12 @@ def any_t5(request, t5_factory) -> ExportedT5:
 def t5_v1_1(t5_factory) -> ExportedT5:
     """T5 v1.1: its random outputs end with EOS for some inputs and run long for others."""
     return t5_factory("t5-v1_1")
+
+
+@pytest.fixture(scope="session")
+def serve_models(distilbert, t5_v1_1) -> dict:
+    """The tiny classifier and tiny T5, loaded once; shared by every test server (serve, ray)."""
+    return {"clf": engine.load(distilbert.artifact), "t5": engine.load(t5_v1_1.artifact)}
 
 
 # --- Sentence-embedding (feature-extraction) fixtures ---

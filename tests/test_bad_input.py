@@ -52,14 +52,14 @@ def test_missing_folder(tmp_path):
 
 
 def test_folder_without_manifest(tmp_path):
-    with pytest.raises(ArtifactNotFoundError, match="manifest.json"):
+    with pytest.raises(ArtifactNotFoundError, match=r"manifest\.json"):
         Classifier.load(tmp_path)
 
 
 def test_corrupt_manifest(distilbert, copy_artifact):
     folder = copy_artifact(distilbert.artifact)
     (folder / "manifest.json").write_text("{not json")
-    with pytest.raises(CorruptArtifactError, match="manifest.json"):
+    with pytest.raises(CorruptArtifactError, match=r"manifest\.json"):
         Classifier.load(folder)
 
 

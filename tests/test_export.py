@@ -50,9 +50,8 @@ def test_a_forced_export_whose_final_rename_fails_keeps_the_old_artifact(tmp_pat
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", failing_rename)
-    with pytest.raises(OSError, match="cross-device"):
-        with staged_output(output, force=True) as staging:
-            (staging / "model.onnx").write_text("new")
+    with pytest.raises(OSError, match="cross-device"), staged_output(output, force=True) as staging:
+        (staging / "model.onnx").write_text("new")
     assert (output / "model.onnx").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -90,7 +89,7 @@ def test_cli_export_failure_exits_non_zero_with_one_line(distilbert, tmp_path, c
 
 
 def test_unknown_model_and_task(tmp_path):
-    with pytest.raises(ExportError, match="The local folder '.*no-model' does not exist"):
+    with pytest.raises(ExportError, match=r"The local folder '.*no-model' does not exist"):
         export_model(ExportSettings(model=str(tmp_path / "no-model"), output=tmp_path / "o", quiet=True))
     with pytest.raises(ExportError, match="Unknown task"):
         export_model(ExportSettings(model="x", output=tmp_path / "o", task="fill-mask", quiet=True))

@@ -116,7 +116,7 @@ def test_auto_picks_bf16_exactly_when_its_timing_is_the_fastest(bf16_artifact, c
 def test_on_a_cpu_without_bf16_auto_skips_it_and_asking_is_an_error(bf16_artifact, monkeypatch):
     monkeypatch.setattr(engine.openvino, "current_cpu", lambda: NO_BF16_CPU)
     assert Classifier.load(bf16_artifact).variant == FP32
-    with pytest.raises(ProviderError, match="runs on OpenVINO.*no bf16 instructions"):
+    with pytest.raises(ProviderError, match=r"runs on OpenVINO.*no bf16 instructions"):
         Classifier.load(bf16_artifact, variant="bf16")
 
 
@@ -191,7 +191,7 @@ def test_bf16_precision_runs_only_as_the_gated_bf16_variant(bf16_artifact):
     np.testing.assert_allclose(on_openvino.logits(TEXTS), fp32, rtol=1e-4, atol=1e-4)  # f32
     bf16_precision = RuntimeOptions(openvino_precision="bf16", variant=BF16)
     if BF16_UNUSABLE is not None:  # no bf16 here: the variant is not built, and asking fails
-        with pytest.raises(ArtifactError, match="'bf16' variant failed.*could not be built"):
+        with pytest.raises(ArtifactError, match=r"'bf16' variant failed.*could not be built"):
             Classifier.load(bf16_artifact, provider="openvino", options=bf16_precision)
         return
     classifier = Classifier.load(bf16_artifact, provider="openvino", options=bf16_precision)

@@ -82,7 +82,7 @@ def test_cpu_variants_are_timed_at_creation_and_fp16_is_not(optimized):
 def test_each_cpu_variant_matches_pytorch_within_its_gate(optimized, variant, gate_of):
     classifier = Classifier.load(optimized.artifact, provider="cpu", variant=variant)
     assert classifier.variant == variant
-    texts = check_texts(classifier.tokenizer.max_length) + ["Another plain sentence.", "ok"]
+    texts = [*check_texts(classifier.tokenizer.max_length), "Another plain sentence.", "ok"]
     ours = classifier.logits(texts, batch_size=len(texts))
     reference = torch_logits(optimized.checkpoint, texts)
     pairs = [OutputPair(str(i), text, reference[i], ours[i]) for i, text in enumerate(texts)]

@@ -108,7 +108,7 @@ embedder = engine.load({str(artifact)!r})
 vectors = embedder.embed(["a cat", "", "stock prices"])
 print(json.dumps({{
     "class": type(embedder).__name__,
-    "loaded": [m for m in {FORBIDDEN + ("sentence_transformers",)!r} if m in sys.modules],
+    "loaded": [m for m in {(*FORBIDDEN, "sentence_transformers")!r} if m in sys.modules],
     "vectors": vectors.tolist(),
     "top": [hit.corpus_id for hit in embedder.search("a kitten", ["stocks", "a cat"], top_k=2)[0]],
 }}))

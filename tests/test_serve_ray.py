@@ -23,7 +23,7 @@ import tritonclient.http as triton
 from huggingface_hub import InferenceClient
 from ray import serve
 from serve_support import wait_ready
-from test_serve import SOURCES, TEXTS, _host, _text_input, serve_models  # noqa: F401 (fixture)
+from test_serve import SOURCES, TEXTS, _host, _text_input
 
 from engine.errors import InputError
 from engine.options import RuntimeOptions

@@ -136,7 +136,7 @@ def room_for(array: np.ndarray, step: int, limit: int, fill: int) -> np.ndarray:
     width = array.shape[-1]
     if step < width:
         return array
-    grown = np.full(array.shape[:-1] + (min(max(2 * width, 8), limit),), fill, dtype=array.dtype)
+    grown = np.full((*array.shape[:-1], min(max(2 * width, 8), limit)), fill, dtype=array.dtype)
     grown[..., :width] = array
     return grown
 

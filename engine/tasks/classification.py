@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tokenization import TextInput, as_text_list, check_batch_size
 
 _TOP_K_UNSET = object()
-Inputs = Union[str, dict, Sequence[str | dict]]
+Inputs = str | dict | Sequence[str | dict]
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 

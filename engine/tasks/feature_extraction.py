@@ -7,7 +7,6 @@ The graph returns token embeddings; pooling and normalization run here in NumPy
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import numpy as np
 
@@ -20,8 +19,8 @@ from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tokenization import as_text_list, check_batch_size
 
 TOKEN_EMBEDDINGS = "last_hidden_state"
-Texts = Union[str, Sequence[str]]
-TextsOrEmbeddings = Union[str, Sequence[str], np.ndarray]
+Texts = str | Sequence[str]
+TextsOrEmbeddings = str | Sequence[str] | np.ndarray
 
 
 class Embedder(TextGraphModel):

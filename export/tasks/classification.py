@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class ClassifierReference:
 class ClassificationExporter(TaskExporter):
     task = TASK_CLASSIFICATION
     optimum_task = "text-classification"
-    graph_files = {"model": "model.onnx"}
+    graph_files: ClassVar[dict[str, str]] = {"model": "model.onnx"}
 
     @classmethod
     def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:

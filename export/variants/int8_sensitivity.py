@@ -139,13 +139,15 @@ def _activation_round_trip(
             helper.make_node("Constant", [], [f"{tag}_zero"],
                              value=numpy_helper.from_array(np.array(zero))),
         ]
-        nodes = constants + [
+        nodes = [
+            *constants,
             helper.make_node("QuantizeLinear", [name, f"{tag}_scale", f"{tag}_zero"], [f"{tag}_q"]),
             helper.make_node(
                 "DequantizeLinear", [f"{tag}_q", f"{tag}_scale", f"{tag}_zero"], [f"{tag}_dq"]
             ),
         ]
-    return nodes + [
+    return [
+        *nodes,
         helper.make_node("Sub", [f"{tag}_dq", name], [f"{tag}_error"]),
         helper.make_node("Mul", [switch, f"{tag}_error"], [f"{tag}_step"]),
         helper.make_node("Add", [name, f"{tag}_step"], [f"{tag}_out"]),

@@ -135,7 +135,7 @@ class ModelBench:
         if not self.generation:
             return costs["model"]
         total = costs["encoder"] + costs["decoder"]
-        later_steps = max(0, int(round(tokens or 1)) - 1)
+        later_steps = max(0, round(float(tokens or 1)) - 1)
         return total + costs["decoder_with_past"].times(later_steps) if later_steps else total
 
     def _time_decode_step(self, variant: str, workload: Workload, probe: Contender,

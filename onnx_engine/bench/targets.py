@@ -105,7 +105,7 @@ def _classifier_targets(checks: _Checks, model: dict[str, Any], workloads: list[
         checks.row_field(f"engine {variant} overhead over ort-raw", "engine", variant,
                          "time_vs_ort_raw", 1.03, keep=lambda row: row["batch"] == 1)
         checks.row_field(f"engine {variant} vs floor (seq >= 128)", "engine", variant, "vs_floor",
-                         1.2, keep=lambda row: row["seq"] >= 128 and variant == "fp32")
+                         1.2, keep=lambda row, variant=variant: row["seq"] >= 128 and variant == "fp32")
     for agreement in model["agreement"]:
         checks.add(f"{agreement['candidate']} top-1 agreement with {agreement['reference']}",
                    "check set", agreement["agreement"], ">=", 1.0)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class FeatureExtractionExporter(TaskExporter):
 
     task = TASK_FEATURE_EXTRACTION
     optimum_task = "feature-extraction"
-    graph_files = {"model": "model.onnx"}
+    graph_files: ClassVar[dict[str, str]] = {"model": "model.onnx"}
     default_atol = EMBEDDING_ATOL
 
     @classmethod

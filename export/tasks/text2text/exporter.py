@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class ReferenceGeneration:
 class Seq2SeqExporter(TaskExporter):
     task = TASK_TEXT2TEXT
     optimum_task = "text2text-generation-with-past"
-    graph_files = {
+    graph_files: ClassVar[dict[str, str]] = {
         "encoder": "encoder_model.onnx",
         "decoder": "decoder_model.onnx",
         "decoder_with_past": "decoder_with_past_model.onnx",
