@@ -12,13 +12,14 @@ where it must give exactly the plain path's results; it only pays off on a GPU.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import onnxruntime as ort
 
 from engine.session import EngineSession
 
-DeviceValue = np.ndarray | ort.OrtValue
+DeviceValue: TypeAlias = np.ndarray | ort.OrtValue
 
 
 def wants_binding(setting: str, session: EngineSession) -> bool:
