@@ -257,7 +257,8 @@ def as_text_list(
     if isinstance(texts, (list, tuple)):
         if not texts:
             raise InputError(f"Got an empty list of {what}s; pass at least one string.")
-        return [_as_input(item, what, allow_pairs, index) for index, item in enumerate(texts)], False
+        items = [_as_input(item, what, allow_pairs, index) for index, item in enumerate(texts)]
+        return items, False
     return [_as_input(texts, what, allow_pairs)], True
 
 
@@ -265,7 +266,8 @@ def _as_input(item: object, what: str, allow_pairs: bool, index: int | None = No
     name = what if index is None else f"{what} #{index}"
     if isinstance(item, str):
         return checked_unicode(item, name)
-    if allow_pairs and isinstance(item, dict) and "text" in item and set(item) <= {"text", "text_pair"}:
+    if (allow_pairs and isinstance(item, dict) and "text" in item
+            and set(item) <= {"text", "text_pair"}):
         text, pair = item["text"], item.get("text_pair")
         if isinstance(text, str) and (pair is None or isinstance(pair, str)):
             text = checked_unicode(text, name)

@@ -61,7 +61,9 @@ def parse_tei(body: Mapping[str, Any]) -> EmbeddingRequest:
     _check_keys(body, _TEI_KEYS, '{"inputs": "text" or ["text", ...]}')
     texts = _texts(body.get("inputs"), "inputs")
     if body.get("truncation_direction", "Right") not in ("Right", "right"):
-        raise InputError('truncation_direction "Left" is not supported; texts are cut on the right.')
+        raise InputError(
+            'truncation_direction "Left" is not supported; texts are cut on the right.'
+        )
     if body.get("prompt_name") is not None:
         raise InputError("prompt_name is not supported: this server applies no prompts.")
     _no_dimensions(body.get("dimensions"))

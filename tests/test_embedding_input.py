@@ -95,7 +95,8 @@ def test_pooling_options_are_refused_where_they_do_not_apply(tiny_encoder_checkp
 
 def _sentence_folder(tmp_path, modules, pooling, options=None, transformer=None):
     (tmp_path / "1_Pooling").mkdir()
-    entries = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+    entries = [{"idx": i, "name": str(i), "path": path,
+                "type": f"sentence_transformers.models.{kind}"}
                for i, (kind, path) in enumerate(modules)]
     (tmp_path / "modules.json").write_text(json.dumps(entries))
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))

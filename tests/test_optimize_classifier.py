@@ -1,4 +1,5 @@
-"""`onnx-engine optimize` on the tiny classifiers: variants built, gated, timed, loaded by `auto`."""
+"""`onnx-engine optimize` on the tiny classifiers: variants built, gated, timed, loaded by
+`auto`."""
 
 from __future__ import annotations
 

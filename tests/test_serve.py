@@ -62,7 +62,8 @@ def test_tritonclient_classifier(server, serve_models, binary):
     logits = clf.logits(TEXTS)
     probabilities = clf.predict_proba(TEXTS)
     np.testing.assert_allclose(result.as_numpy("logits"), logits, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities,
+                               rtol=1e-5, atol=1e-6)
     labels = [label.decode() if isinstance(label, bytes) else label
               for label in result.as_numpy("label")]
     assert labels == [clf.labels[i] for i in probabilities.argmax(axis=1)]
@@ -143,8 +144,11 @@ def test_inference_client_generation(server, serve_models):
     lm = serve_models["t5"]
     client = InferenceClient(model=f"{server}/models/t5")
     want = lm.generate([SOURCES[1]], max_new_tokens=5)[0].text
-    assert client.summarization(SOURCES[1], generate_parameters={"max_new_tokens": 5}).summary_text == want
-    assert client.translation(SOURCES[1], generate_parameters={"max_new_tokens": 5}).translation_text == want
+    generate_parameters = {"max_new_tokens": 5}
+    summary = client.summarization(SOURCES[1], generate_parameters=generate_parameters)
+    assert summary.summary_text == want
+    translation = client.translation(SOURCES[1], generate_parameters=generate_parameters)
+    assert translation.translation_text == want
     # temperature is refused with transformers' model_kwargs message; the client drops it, retries.
     with pytest.warns(UserWarning, match="temperature"):
         assert client.text_generation(SOURCES[1], max_new_tokens=5, temperature=0.7) == want
@@ -177,7 +181,8 @@ def test_tgi_generate_route(server, serve_models):
     ("/models/t5", {"inputs": "x", "parameters": {"num_beams": 0}}, 422, "num_beams"),
     ("/models/t5", {"inputs": "x", "parameters": {"max_new_tokens": "5"}}, 422, "max_new_tokens"),
     ("/models/t5", {"inputs": "x", "parameters": {"max_new_tokens": 10**9}}, 422, "at most"),
-    ("/models/t5", {"inputs": "x", "parameters": {"num_beams": 100}}, 422, "--max-client-batch-size"),
+    ("/models/t5", {"inputs": "x", "parameters": {"num_beams": 100}}, 422,
+     "--max-client-batch-size"),
     ("/models/t5", {"inputs": "x", "parameters": {"num_beams": 10**6}}, 422, "limit of 512"),
     ("/models/t5", b'{"inputs": "x", "parameters": {"length_penalty": NaN}}', 422, "finite"),
     ("/models/clf/generate", {"inputs": "x"}, 404, "generate"),

@@ -228,7 +228,8 @@ def test_keep_alive_connection_is_usable_after_500s(clf, http_impl):
                 sock.sendall(_request("/models/clf", {"inputs": "fine"}))
                 status, _, body = _response(sock)
                 best = json.loads(body)[0]  # the Inference API answers [[{label, score}, ...]]
-                assert status == 200 and (best[0] if isinstance(best, list) else best)["label"] == want
+                answer = best[0] if isinstance(best, list) else best
+                assert status == 200 and answer["label"] == want
 
 
 # --- the queue gauge (item 9) ---

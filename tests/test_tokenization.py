@@ -40,7 +40,10 @@ def test_padded_batch_identical_to_autotokenizer(any_classifier, batch):
 
 
 # --- the bounded reader a server uses (TextTokenizer.bounded) ---
-_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs", "naïve", "café", "東京", "ÀÉÎ", "don't", "x,", "y.", "z!", "123"]
+_WORDS = [
+    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs", "naïve", "café", "東京", "ÀÉÎ",
+    "don't", "x,", "y.", "z!", "123",
+]
 _RNG = np.random.default_rng(0)
 # Long texts: a truncating encode of the cut prefix must give the ids of the whole text.
 READABLE = {

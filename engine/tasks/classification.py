@@ -22,7 +22,8 @@ ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
 def default_activation(config: dict[str, Any]) -> str:
-    """The score function ``transformers.pipeline`` applies for this config, decided the same way."""
+    """The score function ``transformers.pipeline`` applies for this config, decided the same
+    way."""
     problem_type = config.get("problem_type")
     num_labels = len(config.get("id2label", {})) or 2
     if problem_type == "regression":
@@ -95,7 +96,8 @@ class Classifier(TextGraphModel):
         return result
 
     def predict_proba(self, texts: Inputs, batch_size: int = 32) -> np.ndarray:
-        """Scores ``[batch, num_labels]`` after the model's activation (softmax for single-label)."""
+        """Scores ``[batch, num_labels]`` after the model's activation (softmax for
+        single-label)."""
         return self.scores(self.logits(texts, batch_size=batch_size))
 
     def scores(self, logits: np.ndarray, function_to_apply: str | None = None) -> np.ndarray:

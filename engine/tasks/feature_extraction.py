@@ -54,7 +54,9 @@ class Embedder(TextGraphModel):
         """Tokens per text (special tokens included) beyond which texts are truncated."""
         return self.tokenizer.max_length
 
-    def embed(self, texts: Texts, batch_size: int = 32, normalize: bool | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Texts, batch_size: int = 32, normalize: bool | None = None
+    ) -> np.ndarray:
         """Sentence embeddings ``float32 [len(texts), dimension]``, in the order of ``texts``.
 
         One string gives one row. Texts are grouped by length before batching, so a short text

@@ -104,7 +104,8 @@ class Seq2SeqLM(ArtifactModel):
         """
         source_list, target_list = self._pairs(sources, targets)
         return self._target_logits(
-            source_list, target_list, check_flag("use_cache", use_cache), check_flag("truncation", truncation)
+            source_list, target_list, check_flag("use_cache", use_cache),
+            check_flag("truncation", truncation),
         )
 
     def score(
@@ -180,7 +181,8 @@ class Seq2SeqLM(ArtifactModel):
             for start in range(0, len(items), args.batch_size)
             for sequence in self._generate_batch(
                 items[start : start + args.batch_size], args, max_new_tokens,
-                None if cancelled is None else _flags(cancelled, len(items), start, args.batch_size),
+                None if cancelled is None
+                else _flags(cancelled, len(items), start, args.batch_size),
             )
         ]
 

@@ -1,7 +1,7 @@
 """The typed records of optimized variants, as ``manifest.json`` stores them.
 
-They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest parser
-can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
+They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest
+parser can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
 """
 
 from __future__ import annotations

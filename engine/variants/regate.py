@@ -1,12 +1,12 @@
 """``auto`` never trusts an accuracy it has not seen on this kind of machine.
 
 A lossy variant's gate (int8, fp16, bf16) was measured on the machine that ran ``optimize``; its
-kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick one on a
-machine of another architecture or ISA class than that one, and than every machine with a
-recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs
-the artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log
-and the model's ``variant_reason`` say why); asked for by name it still loads, with a warning
-naming the failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
+kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick
+one on a machine of another architecture or ISA class than that one, and than every machine with a
+recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs the
+artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log and the
+model's ``variant_reason`` say why); asked for by name it still loads, with a warning naming the
+failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
 ``onnx-engine verify`` checks them too.
 """
 

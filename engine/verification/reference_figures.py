@@ -1,7 +1,8 @@
 """A variant's gate figures against the PyTorch outputs stored in the artifact (torch-free).
 
-The same figures ``onnx-engine optimize`` measures against live PyTorch (``engine.verification.gate_figures``),
-on the inputs the artifact stores (``engine.verification.references``):
+The same figures ``onnx-engine optimize`` measures against live PyTorch
+(``engine.verification.gate_figures``), on the inputs the artifact stores
+(``engine.verification.references``):
 - classifier: the check set at batch 1 and its short texts in one padded batch (optimize also
   batches the long texts, and adds its calibration texts, which the artifact does not carry);
 - T5: PyTorch's greedy path through the KV cache, one prediction per step, judged on the stored

@@ -1,9 +1,10 @@
 """``onnx-engine verify`` without PyTorch: file hashes, then every variant on this machine.
 
-Each variant is re-run against the PyTorch outputs the export stored (``engine.verification.references``) and
-judged by its own gate (``engine.verification.reference_check``). Verdicts are kept per machine kind in
-``verdicts.json`` (``engine.verification.verdicts``), so verifying again on the same kind of machine reports
-the recorded verdict instead of re-running it (``force`` re-runs).
+Each variant is re-run against the PyTorch outputs the export stored
+(``engine.verification.references``) and judged by its own gate
+(``engine.verification.reference_check``). Verdicts are kept per machine kind in ``verdicts.json``
+(``engine.verification.verdicts``), so verifying again on the same kind of machine reports the
+recorded verdict instead of re-running it (``force`` re-runs).
 """
 
 from __future__ import annotations

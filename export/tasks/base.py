@@ -91,7 +91,9 @@ def load_pretrained(model: str, model_class: str, description: str) -> tuple[Any
     except (OSError, ValueError) as error:
         raise ExportError(f"Cannot load '{model}' as {description}: {error}") from error
     if not tokenizer.is_fast:
-        raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
+        raise ExportError(
+            f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
+        )
     return torch_model.eval(), tokenizer
 
 

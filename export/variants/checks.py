@@ -46,7 +46,9 @@ class VariantChecker(ABC):
 
     engine_class: type[ArtifactModel]
 
-    def __init__(self, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS) -> None:
+    def __init__(
+        self, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS
+    ) -> None:
         self.calibration = list(calibration)
         self.search_timing_runs = search_timing_runs
 
@@ -131,5 +133,6 @@ def measure_speeds(
             latency[variant][workload] = round(stats.p50_ms, 4)
     cpu = current_cpu().to_dict()  # timings rank variants only on the CPU that took them
     return {
-        name: VariantSpeed(latency_ms=values, runs=runs, cpu=cpu) for name, values in latency.items()
+        name: VariantSpeed(latency_ms=values, runs=runs, cpu=cpu)
+        for name, values in latency.items()
     }

@@ -128,7 +128,9 @@ class ModelBench:
                 self._time_decode_step(variant, workload, probe, probes, costs[variant])
         return costs
 
-    def _call_cost(self, costs: dict[str, GraphCost] | None, tokens: float | None) -> GraphCost | None:
+    def _call_cost(
+        self, costs: dict[str, GraphCost] | None, tokens: float | None
+    ) -> GraphCost | None:
         """One call's cost: the classifier graph, or encoder + first step + later steps."""
         if not costs:
             return None
@@ -186,7 +188,8 @@ class ModelBench:
                 self.report.agreement.append(asdict(result))
 
     def _agreement_reference(self) -> tuple[Contender | None, str]:
-        """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine fp32."""
+        """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine
+        fp32."""
         pytorch = TASKS[self.target.task].torch_reference
         if (pytorch, FP32) in self.contenders:
             return self.contenders[(pytorch, FP32)], "pytorch fp32"

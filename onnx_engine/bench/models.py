@@ -188,7 +188,8 @@ def checkpoint_task(checkpoint: Path) -> str:
 
 def _cached_export(folder: Path, key: str, task: str, build: Callable[[Path], Path],
                    rebuild: bool, log: TextIO | None) -> Path:
-    """``folder/artifact`` exported from ``build(folder/checkpoint)``, reused while ``key`` holds."""
+    """``folder/artifact`` exported from ``build(folder/checkpoint)``, reused while ``key``
+    holds."""
     from export.exporter import ExportSettings, export_model
 
     artifact = folder / "artifact"

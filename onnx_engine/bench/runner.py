@@ -118,7 +118,9 @@ def resolve_variants(target: BenchTarget, settings: BenchSettings,
             continue
         chosen.append(variant)
     if not chosen:
-        raise BenchError(f"None of the variants {list(settings.variants)} exists for {target.name}.")
+        raise BenchError(
+            f"None of the variants {list(settings.variants)} exists for {target.name}."
+        )
     return chosen, auto
 
 

@@ -1,4 +1,5 @@
-"""Count the host<->device copies a piece of engine code makes, by tensor name, at ONNX Runtime's API.
+"""Count the host<->device copies a piece of engine code makes, by tensor name, at ONNX Runtime's
+API.
 
 The engine's claim that the KV cache never leaves the device under IO binding is checked here from
 the outside: while a ``TransferCounter`` is active, every call through which ONNX Runtime's Python
@@ -74,7 +75,8 @@ class TransferCounter:
 
         setattr(owner, name, staticmethod(patched) if static else patched)
         self._undo.append(
-            (lambda: setattr(owner, name, own)) if own is not None else (lambda: delattr(owner, name))
+            (lambda: setattr(owner, name, own)) if own is not None
+            else (lambda: delattr(owner, name))
         )
 
     def _record(self, direction: str, name: str, value: Any) -> None:

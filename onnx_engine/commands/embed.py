@@ -1,4 +1,5 @@
-"""``onnx-engine embed ARTIFACT TEXT...``: sentence embeddings as JSON lines or one ``.npy`` file."""
+"""``onnx-engine embed ARTIFACT TEXT...``: sentence embeddings as JSON lines or one ``.npy``
+file."""
 
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ def run_classifier_demo(settings: DemoSettings, out: TextIO) -> float:
     title = model or f"tiny DistilBERT classifier, {RANDOM_WEIGHTS_NOTE}"
     out.write(f"\n=== Classifier: {title} ===\n")
     if model is None:
-        model = str(build_tiny_classifier(settings.workdir / "tiny-distilbert", TinyClassifierSpec()))
+        tiny = build_tiny_classifier(settings.workdir / "tiny-distilbert", TinyClassifierSpec())
+        model = str(tiny)
     artifact = settings.workdir / "classifier-onnx"
     export_model(ExportSettings(model=model, output=artifact, force=True, quiet=settings.quiet))
     verification = verify_artifact(artifact)

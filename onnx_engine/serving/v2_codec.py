@@ -206,7 +206,9 @@ def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:
             f"UTF-8 bytes, per element): {error}."
         ) from None
     if len(values) != count:
-        raise ValidationError(f"Input '{name}' has {len(values)} strings but its shape says {count}.")
+        raise ValidationError(
+            f"Input '{name}' has {len(values)} strings but its shape says {count}."
+        )
     return values
 
 

@@ -76,7 +76,9 @@ class EmbeddingReference:
             modules.append(normalize_module())
         return sentence_transformer(modules=modules, device="cpu")
 
-    def encode(self, texts: Sequence[str], pooling: PoolingConfig, batch_size: int = 32) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], pooling: PoolingConfig, batch_size: int = 32
+    ) -> np.ndarray:
         """``SentenceTransformer.encode`` as float32 ``[len(texts), dimension]``."""
         with torch_no_grad():
             vectors = self.sentence_transformer(pooling).encode(
@@ -100,7 +102,9 @@ class FeatureExtractionExporter(TaskExporter):
 
     def __init__(self, pooling: str | None = None, normalize: bool | None = None) -> None:
         if pooling is not None and pooling not in POOLING_MODES:
-            raise ExportError(f"Unknown pooling {pooling!r}. Choose one of: {', '.join(POOLING_MODES)}.")
+            raise ExportError(
+                f"Unknown pooling {pooling!r}. Choose one of: {', '.join(POOLING_MODES)}."
+            )
         self.pooling = pooling
         self.normalize = normalize
 
@@ -117,7 +121,8 @@ class FeatureExtractionExporter(TaskExporter):
         if folder and (self.pooling is not None or self.normalize is not None):
             raise ExportError(
                 f"'{model}' is a sentence-transformers folder: its modules.json and "
-                "1_Pooling/config.json decide pooling and normalization. Drop --pooling/--normalize."
+                "1_Pooling/config.json decide pooling and normalization. "
+                "Drop --pooling/--normalize."
             )
         configured_length = None
         try:
@@ -133,7 +138,9 @@ class FeatureExtractionExporter(TaskExporter):
         except (OSError, ValueError) as error:
             raise ExportError(f"Cannot load '{model}' as a sentence encoder: {error}") from error
         if not transformer.tokenizer.is_fast:
-            raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
+            raise ExportError(
+                f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
+            )
         transformer.auto_model.eval()
         # sentence_bert_config.json's max_seq_length (else the tokenizer's limit) where it is
         # below what the position table allows; the reference is set to cut at the same length.
@@ -226,10 +233,14 @@ def local_model_folder(model: str) -> str:
     try:
         return hub.snapshot_download(model)
     except Exception as error:  # network, authentication and unknown-id errors alike
-        raise ExportError(f"'{model}' is not a local folder and cannot be downloaded: {error}") from error
+        raise ExportError(
+            f"'{model}' is not a local folder and cannot be downloaded: {error}"
+        ) from error
 
 
-def compare_embedder(embedder: Embedder, reference: EmbeddingReference, atol: float) -> ParityReport:
+def compare_embedder(
+    embedder: Embedder, reference: EmbeddingReference, atol: float
+) -> ParityReport:
     """Parity report of a loaded engine embedder (any variant) against sentence-transformers."""
     report = ParityReport(atol=atol, min_cosine=PARITY_MIN_COSINE)
     for pair in check_set_embeddings(embedder, reference):

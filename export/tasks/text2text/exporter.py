@@ -92,7 +92,8 @@ class Seq2SeqReference:
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         with torch_no_grad():
             output = self.model.generate(
-                **self._tokenize(sources, truncation=truncation), do_sample=False, output_scores=True,
+                **self._tokenize(sources, truncation=truncation),
+                do_sample=False, output_scores=True,
                 return_dict_in_generate=True, **options,
             )
         token_ids = []
@@ -169,8 +170,9 @@ class Seq2SeqExporter(TaskExporter):
         }
 
     def write_task_files(self, reference: Seq2SeqReference, folder: Path) -> None:
-        """Write ``references.npz`` (``engine.verification.references``): PyTorch's greedy output of the check
-        set and, teacher-forced along it, each step's top-k logits and log-probabilities."""
+        """Write ``references.npz`` (``engine.verification.references``): PyTorch's greedy output
+        of the check set and, teacher-forced along it, each step's top-k logits and
+        log-probabilities."""
         settings = self.generation_settings(reference)
         sources = check_texts(reference.max_length, include_empty=False)
         generated = reference.generate(sources, max_new_tokens=GREEDY_TOKENS).token_ids
