@@ -19,7 +19,8 @@ def torch_logits(checkpoint: Path, texts: list[str], max_length: int = 512) -> n
     """Logits of the PyTorch model for one padded batch tokenized by AutoTokenizer."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                      return_tensors="pt")
     with torch.inference_mode():
         return model(**batch).logits.numpy()
 

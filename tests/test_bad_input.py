@@ -26,8 +26,8 @@ from engine import (
 from engine.artifact import file_record
 from engine.cpu import current_cpu
 from engine.options import RuntimeOptions, max_threads
-from onnx_engine.cli import main as cli_main
 from export.exporter import ExportSettings, export_model
+from onnx_engine.cli import main as cli_main
 
 
 def _rewrite_manifest(folder: Path, **changes) -> None:
@@ -52,14 +52,14 @@ def test_missing_folder(tmp_path):
 
 
 def test_folder_without_manifest(tmp_path):
-    with pytest.raises(ArtifactNotFoundError, match="manifest.json"):
+    with pytest.raises(ArtifactNotFoundError, match=r"manifest\.json"):
         Classifier.load(tmp_path)
 
 
 def test_corrupt_manifest(distilbert, copy_artifact):
     folder = copy_artifact(distilbert.artifact)
     (folder / "manifest.json").write_text("{not json")
-    with pytest.raises(CorruptArtifactError, match="manifest.json"):
+    with pytest.raises(CorruptArtifactError, match=r"manifest\.json"):
         Classifier.load(folder)
 
 
@@ -249,7 +249,9 @@ BAD_MANIFESTS = {
     ),
     "max_length a string": (_set("max_length", "512"), "max_length"),
     "size a string": (
-        lambda data: {**data, "files": {**data["files"], "model.onnx": {"sha256": "0", "size": "1"}}},
+        lambda data: {
+            **data, "files": {**data["files"], "model.onnx": {"sha256": "0", "size": "1"}}
+        },
         "files.model.onnx.size",
     ),
     "format_version 2": (_set("format_version", 2), "format_version"),
@@ -417,7 +419,8 @@ def test_an_artifact_path_that_is_a_file_says_so(distilbert, tmp_path, name, hin
     path = distilbert.artifact / name if name else tmp_path / "notes.txt"
     if name is None:
         path.write_text("hello")
-    with pytest.raises(ArtifactNotFoundError, match=f"is a file, but an artifact is a folder: {hint}"):
+    with pytest.raises(ArtifactNotFoundError,
+                       match=f"is a file, but an artifact is a folder: {hint}"):
         engine.load(path)
 
 
@@ -429,4 +432,5 @@ def test_absurd_thread_counts_are_refused_naming_the_bound(distilbert, threads, 
     assert cli_main(["classify", str(distilbert.artifact), "x", "--threads", str(threads)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --threads {threads} is") and bound in err and "\n" not in err
-    assert RuntimeOptions(threads=max_threads()).threads == max_threads()  # the bound itself is fine
+    # the bound itself is fine
+    assert RuntimeOptions(threads=max_threads()).threads == max_threads()
