@@ -28,6 +28,7 @@ from engine.version import __version__
 _LAZY = {
     "Classifier": "engine.classifier",
     "Embedder": "engine.embedder",
+    "Reranker": "engine.tasks.reranking",
     "Seq2SeqLM": "engine.seq2seq",
     "RuntimeOptions": "engine.session",
     "load": "engine.loading",
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from engine.embedder import Embedder
     from engine.loading import load
     from engine.seq2seq import Seq2SeqLM
+    from engine.tasks.reranking import Reranker
     from engine.session import RuntimeOptions
 
 
@@ -66,6 +68,7 @@ __all__ = [
     "OnnxEngineError",
     "ParityError",
     "ProviderError",
+    "Reranker",
     "RuntimeOptions",
     "Seq2SeqLM",
     "TaskMismatchError",

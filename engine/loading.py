@@ -12,12 +12,14 @@ from engine.embedder import Embedder
 from engine.errors import TaskMismatchError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.seq2seq import Seq2SeqLM
+from engine.tasks.reranking import Reranker
 from engine.session import RuntimeOptions
 
 _TASK_CLASSES: dict[str, Any] = {
     TASK_CLASSIFICATION: Classifier,
     TASK_TEXT2TEXT: Seq2SeqLM,
     TASK_FEATURE_EXTRACTION: Embedder,
+    Reranker.task: Reranker,
 }
 
 

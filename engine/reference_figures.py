@@ -23,8 +23,14 @@ from engine.gate_figures import (
     figures_from_rows,
     measure_figures,
 )
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_RANKING,
+    TASK_TEXT2TEXT,
+)
 from engine.references import logsumexp
+from engine.tasks.ranking_figures import stored_ranking_figures
 from engine.variant_records import VariantFigures
 
 Arrays = Mapping[str, np.ndarray]
@@ -107,4 +113,5 @@ TASK_FIGURES = {
     TASK_CLASSIFICATION: classifier_figures,
     TASK_TEXT2TEXT: seq2seq_figures,
     TASK_FEATURE_EXTRACTION: embedding_figures,
+    TASK_RANKING: stored_ranking_figures,
 }

@@ -23,12 +23,14 @@ from export.progress import StageProgress
 from export.seq2seq import Seq2SeqExporter
 from export.signature import graph_spec, opset_of
 from export.staging import check_output_free, staged_output
+from export.tasks.reranking import RerankingExporter
 from export.task import TaskExporter
 
 TASK_EXPORTERS: dict[str, type[TaskExporter]] = {
     ClassificationExporter.task: ClassificationExporter,
     Seq2SeqExporter.task: Seq2SeqExporter,
     FeatureExtractionExporter.task: FeatureExtractionExporter,
+    RerankingExporter.task: RerankingExporter,
 }
 _KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json")
 

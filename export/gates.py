@@ -13,9 +13,15 @@ from typing import Sequence
 
 from engine.errors import InputError
 from engine.gate_figures import TIE_TOLERANCE, measure_figures  # noqa: F401  (shared with verify)
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_RANKING,
+    TASK_TEXT2TEXT,
+)
 from engine.variants import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from export.embedding_variants import EMBEDDING_GATES
+from export.tasks.reranking import RANKING_GATES
 
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
@@ -59,6 +65,7 @@ DEFAULT_GATES: dict[str, dict[str, VariantGate]] = {
     # Sentence embeddings: cosine to sentence-transformers and retrieval ranking
     # (export/embedding_variants.py).
     TASK_FEATURE_EXTRACTION: EMBEDDING_GATES,
+    TASK_RANKING: RANKING_GATES,
 }
 
 

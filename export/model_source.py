@@ -12,7 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_RANKING,
+    TASK_TEXT2TEXT,
+)
 from export.dependencies import require
 from export.errors import ExportError
 from export.sentence_config import MODULES_FILE
@@ -20,7 +25,7 @@ from export.sentence_config import MODULES_FILE
 CONFIG_FILE = "config.json"
 # One request to the hub, no retries: a user without a network hears it in seconds.
 HUB_PROBE_TIMEOUT_S = 10.0
-TASK_CHOICES = (TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION)
+TASK_CHOICES = (TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION, TASK_RANKING)
 
 
 def check_model_source(model: str) -> None:
@@ -89,12 +94,15 @@ def infer_task(model: str) -> str:
     A sentence-transformers folder (``modules.json``) is ``feature-extraction``; an
     ``*ForSequenceClassification`` architecture ``text-classification``; an encoder-decoder
     ``*ForConditionalGeneration`` (T5) ``text2text-generation``; a bare encoder (``BertModel``)
-    ``feature-extraction``.
+    ``feature-extraction``; a local sentence-transformers ``CrossEncoder`` folder
+    (``config_sentence_transformers.json`` says so) ``text-ranking``.
 
     Raises:
         ExportError: the config cannot be read, or names no task this exporter makes (the
             message names ``--task``).
     """
+    if _sentence_model_type(model) == "CrossEncoder":
+        return TASK_RANKING
     if _has_file(model, MODULES_FILE):
         return TASK_FEATURE_EXTRACTION
     config = _config(model)
@@ -113,6 +121,15 @@ def infer_task(model: str) -> str:
         f"{architectures or 'none'}, model_type: {config.get('model_type')!r}). Pass --task "
         f"with one of: {', '.join(TASK_CHOICES)}."
     )
+
+
+def _sentence_model_type(model: str) -> str | None:
+    """``model_type`` of a local folder's ``config_sentence_transformers.json``, if any."""
+    path = Path(model).expanduser() / "config_sentence_transformers.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _has_file(model: str, name: str) -> bool:

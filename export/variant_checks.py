@@ -223,10 +223,14 @@ def _unit_tokens_per_text(hidden: np.ndarray) -> np.ndarray:
     return l2_normalize(hidden).reshape(len(hidden), -1)
 
 
+# Below the base class it subclasses (export/tasks' task table replaces this import).
+from export.tasks.reranking_checks import RerankerChecker  # noqa: E402
+
 VARIANT_CHECKERS: dict[str, type[VariantChecker]] = {
     ClassifierChecker.task: ClassifierChecker,
     Seq2SeqChecker.task: Seq2SeqChecker,
     EmbeddingChecker.task: EmbeddingChecker,
+    RerankerChecker.task: RerankerChecker,
 }
 
 
