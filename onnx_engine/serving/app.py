@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.errors import InputError, OnnxEngineError
-from onnx_engine.serving import embedding_routes, hf_routes, v2_routes
+from onnx_engine.serving import embedding_routes, hf_routes, rerank_routes, v2_routes
 from onnx_engine.serving.auth import ApiKeyMiddleware
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import ServeError, UnavailableError, ValidationError
@@ -31,7 +31,7 @@ from onnx_engine.serving.state import ServerState
 
 logger = logging.getLogger(__name__)
 # Each module has routes(state) -> list[Route]; a new protocol is one more module here.
-ROUTE_MODULES = (v2_routes, hf_routes, embedding_routes)
+ROUTE_MODULES = (v2_routes, hf_routes, embedding_routes, rerank_routes)
 Models = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
 
 

@@ -14,11 +14,12 @@ from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.tasks.base import TaskHandler
 from onnx_engine.serving.tasks.classification import ClassificationHandler
 from onnx_engine.serving.tasks.embedding import EmbeddingHandler
+from onnx_engine.serving.tasks.reranking import RerankingHandler
 from onnx_engine.serving.tasks.text2text import Text2TextHandler
 
 HANDLERS: dict[str, type[TaskHandler]] = {
     handler.task: handler
-    for handler in (ClassificationHandler, Text2TextHandler, EmbeddingHandler)
+    for handler in (ClassificationHandler, Text2TextHandler, EmbeddingHandler, RerankingHandler)
 }
 
 
