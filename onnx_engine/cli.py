@@ -17,7 +17,7 @@ from engine.version import __version__
 # Each module defines register(subparsers), which adds its parser and sets `handler`.
 COMMAND_MODULES = (
     "export", "verify", "optimize", "classify", "demo", "generate", "logits", "embed", "search",
-    "bench", "serve", "loadtest", "pack",
+    "bench", "serve", "loadtest", "pack", "rerank",
 )
 EXIT_ERROR = 2
 # Commands whose engine runs are on the built-in check set, one text of which is over the
