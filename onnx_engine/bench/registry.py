@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_RANKING,
+    TASK_TEXT2TEXT,
+)
 from onnx_engine.bench.contenders.base import Contender, ContenderSettings
 from onnx_engine.bench.contenders.classification import CLASSIFIER_CONTENDERS
 from onnx_engine.bench.contenders.embedding import EMBEDDING_CONTENDERS
+from onnx_engine.bench.contenders.reranking import RERANKING_CONTENDERS
 from onnx_engine.bench.contenders.seq2seq import SEQ2SEQ_CONTENDERS
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.models import BenchTarget
@@ -19,6 +25,7 @@ _BY_TASK = {
     TASK_CLASSIFICATION: {cls.name: cls for cls in CLASSIFIER_CONTENDERS},
     TASK_TEXT2TEXT: {cls.name: cls for cls in SEQ2SEQ_CONTENDERS},
     TASK_FEATURE_EXTRACTION: {cls.name: cls for cls in EMBEDDING_CONTENDERS},
+    TASK_RANKING: {cls.name: cls for cls in RERANKING_CONTENDERS},
 }
 _KNOWN = tuple(dict.fromkeys((*CONTENDER_NAMES, *EMBEDDING_CONTENDER_NAMES)))
 
