@@ -25,8 +25,10 @@ from export.tasks.reranking import RerankingExporter
 from export.tiny_models import TinyClassifierSpec
 from onnx_engine.cli import main
 from tiny_classifiers import build_test_classifier
-from tiny_rerankers import CROSS_ENCODER_MAX_LENGTH, cross_encoder, reranker_factory  # noqa: F401
+import tiny_rerankers
+from tiny_rerankers import CROSS_ENCODER_MAX_LENGTH, cross_encoder
 
+reranker_factory = tiny_rerankers.reranker_factory  # the session fixture, shared
 ATOL = 1e-5
 QUERY = "How do I bake bread at home?"
 DOCUMENTS = [
@@ -41,7 +43,7 @@ KEYS = ("ce-bert", "ce-bert-identity", "plain-roberta")
 
 
 @pytest.fixture(scope="module", params=KEYS)
-def pair(request, reranker_factory):  # noqa: F811
+def pair(request, reranker_factory):
     """(engine Reranker, CrossEncoder) on the same tiny checkpoint."""
     exported = reranker_factory(request.param)
     return engine.load(exported.artifact), cross_encoder(exported.checkpoint)
@@ -58,7 +60,7 @@ def _assert_same_ranking(ours, theirs, with_text: bool) -> None:
             assert entry["text"] == expected["text"]
 
 
-def test_a_cross_encoder_folder_is_inferred_as_text_ranking(reranker_factory):  # noqa: F811
+def test_a_cross_encoder_folder_is_inferred_as_text_ranking(reranker_factory):
     assert infer_task(str(reranker_factory("ce-bert").checkpoint)) == "text-ranking"
     assert infer_task(str(reranker_factory("plain-roberta").checkpoint)) == "text-classification"
 
@@ -66,7 +68,7 @@ def test_a_cross_encoder_folder_is_inferred_as_text_ranking(reranker_factory):  
 @pytest.mark.parametrize("key, activation", [
     ("ce-bert", "sigmoid"), ("ce-bert-identity", "none"), ("plain-roberta", "sigmoid"),
 ])
-def test_load_gives_a_reranker_with_the_cross_encoders_activation(reranker_factory, key,  # noqa: F811
+def test_load_gives_a_reranker_with_the_cross_encoders_activation(reranker_factory, key,
                                                                    activation):
     exported = reranker_factory(key)
     model = engine.load(exported.artifact)
@@ -75,7 +77,8 @@ def test_load_gives_a_reranker_with_the_cross_encoders_activation(reranker_facto
     config = json.loads((exported.artifact / "config.json").read_text(encoding="utf-8"))
     assert config[ACTIVATION_KEY] == activation
     expected = CROSS_ENCODER_MAX_LENGTH if key.startswith("ce-") else 512
-    assert model.tokenizer.max_length == expected == cross_encoder(exported.checkpoint).max_seq_length
+    reference = cross_encoder(exported.checkpoint)
+    assert model.tokenizer.max_length == expected == reference.max_seq_length
 
 
 @pytest.mark.parametrize("top_k", [None, 1, 3, 10])
@@ -130,7 +133,7 @@ def test_pairs_are_cut_longest_first_at_max_length_as_cross_encoder_tokenizes(pa
     (lambda m: m.predict([("a", 1)]), "pair #0"),
     (lambda m: m.rank(QUERY, ["\ud800"]), "not valid Unicode"),
 ])
-def test_bad_input_is_refused_with_a_clear_input_error(reranker_factory, call, message):  # noqa: F811
+def test_bad_input_is_refused_with_a_clear_input_error(reranker_factory, call, message):
     model = Reranker.load(reranker_factory("ce-bert").artifact)
     with pytest.raises(InputError, match=message):
         call(model)
@@ -142,7 +145,7 @@ def test_export_refuses_a_classifier_with_more_than_one_label(tmp_path):
         RerankingExporter().load_reference(str(checkpoint))
 
 
-def test_export_records_parity_against_cross_encoder(reranker_factory):  # noqa: F811
+def test_export_records_parity_against_cross_encoder(reranker_factory):
     manifest = json.loads((reranker_factory("ce-bert").artifact / "manifest.json").read_text())
     assert manifest["task"] == "text-ranking" and manifest["parity"]["passed"] is True
     assert manifest["parity"]["atol"] == ATOL
@@ -150,7 +153,7 @@ def test_export_records_parity_against_cross_encoder(reranker_factory):  # noqa:
     assert "query[0]" in names and "b1[0]" in names
 
 
-def test_cli_rerank_prints_the_ranking(reranker_factory, capsys):  # noqa: F811
+def test_cli_rerank_prints_the_ranking(reranker_factory, capsys):
     artifact = reranker_factory("ce-bert").artifact
     assert main(["rerank", str(artifact), QUERY, *DOCUMENTS[:3], "--top-k", "2", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -163,7 +166,7 @@ def test_cli_rerank_prints_the_ranking(reranker_factory, capsys):  # noqa: F811
     assert "error: --top-k must be a positive integer" in capsys.readouterr().err
 
 
-def test_variants_are_gated_on_scores_and_rank_order(reranker_factory, copy_artifact):  # noqa: F811
+def test_variants_are_gated_on_scores_and_rank_order(reranker_factory, copy_artifact):
     artifact = copy_artifact(reranker_factory("ce-bert").artifact)
     manifest = optimize_artifact(OptimizeSettings(artifact, variants=("fused", "int8"),
                                                   timing_runs=1, quiet=True))
@@ -181,7 +184,7 @@ def test_variants_are_gated_on_scores_and_rank_order(reranker_factory, copy_arti
     assert verdict.passed and verdict.figures.max_abs_diff <= 1e-4
 
 
-def test_bench_runs_engine_ort_raw_and_cross_encoder(reranker_factory, tmp_path):  # noqa: F811
+def test_bench_runs_engine_ort_raw_and_cross_encoder(reranker_factory, tmp_path):
     out = tmp_path / "bench.json"
     status = main([
         "bench", str(reranker_factory("ce-bert").artifact), "--batch", "2", "--seq", "8",

@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+import tritonclient.http as triton
 
 import engine
 from onnx_engine.serving.batcher import Batcher, WorkItem
@@ -20,8 +21,10 @@ from onnx_engine.serving.metrics import ServerMetrics
 from onnx_engine.serving.rerank_routes import parse_cohere_rerank, parse_tei_rerank, tei_answer
 from onnx_engine.serving.tasks.reranking import RerankingHandler
 from serve_support import running_server
-from tiny_rerankers import cross_encoder, reranker_factory  # noqa: F401
+import tiny_rerankers
+from tiny_rerankers import cross_encoder
 
+reranker_factory = tiny_rerankers.reranker_factory  # the session fixture, shared
 ATOL = 1e-5
 QUERY = "How do I bake bread at home?"
 TEXTS = [
@@ -35,7 +38,7 @@ LONG = "bread " * 60  # over the model's 32 tokens with the query
 
 
 @pytest.fixture(scope="module")
-def served(reranker_factory):  # noqa: F811
+def served(reranker_factory):
     exported = reranker_factory("ce-bert")
     model = engine.load(exported.artifact)
     with running_server(ServeConfig(), {"ce": model}) as (url, _):
@@ -72,11 +75,12 @@ def test_tei_rerank_answers_cross_encoders_ranking(served):
 
 
 def test_tei_rerank_refuses_a_pair_over_the_bound_unless_truncate(served):
-    url, model, reference = served
+    url, _, reference = served
     refused = httpx.post(f"{url}/rerank", json={"query": QUERY, "texts": ["a", LONG]}, timeout=30)
     assert refused.status_code == 413
     assert refused.json()["error_type"] == "validation"
-    assert "Text #1 has" in refused.json()["error"] and '"truncate": true' in refused.json()["error"]
+    message = refused.json()["error"]
+    assert "Text #1 has" in message and '"truncate": true' in message
     cut = httpx.post(f"{url}/rerank", json={"query": QUERY, "texts": ["a", LONG],
                                             "truncate": True}, timeout=30)
     assert cut.status_code == 200
@@ -102,6 +106,21 @@ def test_v1_rerank_answers_infinitys_shape(served):
                    "relevance_score", None)
 
 
+def test_v2_scores_every_pair_in_document_order_through_tritonclient(served):
+    url, _, reference = served
+    client = triton.InferenceServerClient(url.split("//", 1)[1])
+    query = triton.InferInput("query", [1], "BYTES")
+    query.set_data_from_numpy(np.array([QUERY], dtype=object))
+    texts = triton.InferInput("text", [len(TEXTS)], "BYTES")
+    texts.set_data_from_numpy(np.array(TEXTS, dtype=object))
+    result = client.infer("ce", [query, texts])
+    pairs = [(QUERY, text) for text in TEXTS]
+    expected = reference.predict(pairs, show_progress_bar=False)
+    np.testing.assert_allclose(result.as_numpy("score"), expected, atol=ATOL, rtol=0)
+    logits = reference.predict(pairs, activation_fn=torch.nn.Identity(), show_progress_bar=False)
+    np.testing.assert_allclose(result.as_numpy("logits"), logits, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("route, body, status, message", [
     ("/rerank", {"query": QUERY, "texts": []}, 422, '"texts" must be a non-empty list'),
     ("/rerank", {"query": QUERY, "texts": "one"}, 422, '"texts" must be a non-empty list'),
@@ -117,6 +136,8 @@ def test_v1_rerank_answers_infinitys_shape(served):
     ("/v1/rerank", {"model": "nope", "query": QUERY, "documents": ["a"]}, 404, "No model named"),
     ("/v1/rerank", {"model": 3, "query": QUERY, "documents": ["a"]}, 422, '"model" must be'),
     ("/models/ce", {"inputs": "a"}, 404, "POST /rerank"),
+    ("/v2/models/ce/infer", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
+                                         "data": ["a"]}]}, 422, "no input 'query'"),
 ])
 def test_bad_requests_get_the_servers_errors(served, route, body, status, message):
     url, _, _ = served
@@ -125,32 +146,34 @@ def test_bad_requests_get_the_servers_errors(served, route, body, status, messag
     assert message in answer.json()["error"]
 
 
-def test_too_many_documents_and_auth_use_the_servers_limits(reranker_factory):  # noqa: F811
+def test_too_many_documents_and_auth_use_the_servers_limits(reranker_factory):
     model = engine.load(reranker_factory("ce-bert").artifact)
     config = ServeConfig(api_key="secret", max_client_batch_size=2)
     with running_server(config, {"ce": model}) as (url, _):
         body = {"query": QUERY, "texts": ["a", "b"]}
         assert httpx.post(f"{url}/rerank", json=body, timeout=30).status_code == 401
         headers = {"Authorization": "Bearer secret"}
-        assert httpx.post(f"{url}/rerank", json=body, headers=headers, timeout=30).status_code == 200
+        allowed = httpx.post(f"{url}/rerank", json=body, headers=headers, timeout=30)
+        assert allowed.status_code == 200
         many = httpx.post(f"{url}/v1/rerank", headers=headers, timeout=30,
                           json={"query": QUERY, "documents": ["a", "b", "c"]})
         assert many.status_code == 422 and "--max-client-batch-size" in many.json()["error"]
 
 
-def test_rerank_names_the_model_when_several_are_served(reranker_factory):  # noqa: F811
+def test_rerank_names_the_model_when_several_are_served(reranker_factory):
     models = {name: engine.load(reranker_factory(key).artifact)
               for name, key in (("a", "ce-bert"), ("b", "plain-roberta"))}
     with running_server(ServeConfig(), models) as (url, _):
         tei = httpx.post(f"{url}/rerank", json={"query": QUERY, "texts": ["x"]}, timeout=30)
-        assert tei.status_code == 422 and "several text-ranking models (a, b)" in tei.json()["error"]
+        assert tei.status_code == 422
+        assert "several text-ranking models (a, b)" in tei.json()["error"]
         named = httpx.post(f"{url}/v1/rerank", json={"model": "b", "query": QUERY,
                                                       "documents": TEXTS}, timeout=30)
         expected = models["b"].rank(QUERY, TEXTS)
         _assert_ranked(named.json()["results"], expected, "index", "relevance_score", None)
 
 
-def test_pairs_of_a_tei_and_a_cohere_request_share_one_batch(reranker_factory):  # noqa: F811
+def test_pairs_of_a_tei_and_a_cohere_request_share_one_batch(reranker_factory):
     """The server's batcher with the rerank handler: both requests' pairs are queued before the
     first batch forms (``submit`` is synchronous), and run as the rows of one engine call."""
     model = engine.load(reranker_factory("ce-bert").artifact)

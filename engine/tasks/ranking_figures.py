@@ -39,7 +39,7 @@ def ranking_figures(
     finite = bool(np.isfinite(candidate64).all())
     reference_scores = activate(reference64)
     candidate_scores = activate(np.nan_to_num(candidate64))
-    rows = []
+    rows: list[tuple[float, float, tuple[float, float] | None, str]] = []
     for index, query in enumerate(queries):
         label = f"query[{index}] {query[:32]!r}"
         if not np.isfinite(candidate64[index]).all():

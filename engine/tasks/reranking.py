@@ -146,10 +146,12 @@ def ranked(
     scores: np.ndarray, documents: Sequence[str] | None, top_k: int | None
 ) -> list[dict[str, Any]]:
     """``{"corpus_id", "score"[, "text"]}`` of each score, best first, the ``top_k`` best."""
-    results = [{"corpus_id": index, "score": float(score)} for index, score in enumerate(scores)]
+    results: list[dict[str, Any]] = [
+        {"corpus_id": index, "score": float(score)} for index, score in enumerate(scores)
+    ]
     if documents is not None:
-        for result in results:
-            result["text"] = documents[result["corpus_id"]]
+        for result, document in zip(results, documents):
+            result["text"] = document
     return sorted(results, key=lambda result: result["score"], reverse=True)[:top_k]
 
 

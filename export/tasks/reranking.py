@@ -100,7 +100,9 @@ class RerankingExporter(ClassificationExporter):
         _check_cross_encoder(model, cross_encoder)
         torch_model, tokenizer = cross_encoder.model.eval(), cross_encoder.tokenizer
         if not tokenizer.is_fast:
-            raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
+            raise ExportError(
+                f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
+            )
         # CrossEncoder cuts pairs at the tokenizer's limit; below the position table's, if the
         # tokenizer names none. The reference is set to cut where the artifact will.
         length = max_input_length(torch_model, tokenizer)
@@ -174,5 +176,6 @@ def _check_cross_encoder(model: str, cross_encoder: Any) -> None:
     if name not in _ACTIVATIONS:
         raise ExportError(
             f"'{model}' applies the activation {name}; the engine applies "
-            f"{' or '.join(_ACTIVATIONS)} (sigmoid or none). Save the CrossEncoder with one of them."
+            f"{' or '.join(_ACTIVATIONS)} (sigmoid or none). Save the CrossEncoder with one of "
+            "them."
         )

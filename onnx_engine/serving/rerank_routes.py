@@ -84,7 +84,9 @@ def parse_tei_rerank(body: Mapping[str, Any]) -> RerankRequest:
     """
     _check_keys(body, _TEI_KEYS, _TEI_EXAMPLE)
     if body.get("truncation_direction", "Right") not in ("Right", "right"):
-        raise InputError('truncation_direction "Left" is not supported; texts are cut on the right.')
+        raise InputError(
+            'truncation_direction "Left" is not supported; texts are cut on the right.'
+        )
     return RerankRequest(
         query=_query(body),
         documents=_documents(body, "texts", _TEI_EXAMPLE),

@@ -16,6 +16,7 @@ from engine.manifest import TASK_RANKING
 from engine.numerics import sigmoid
 from engine.tasks.reranking import Reranker, query_pairs, ranked
 from engine.tokenization import TextInput
+from onnx_engine.embedding_protocols import _flag
 from onnx_engine.serving.errors import NotFoundError, ValidationError
 from onnx_engine.serving.tasks.base import (
     Job,
@@ -81,12 +82,7 @@ class RerankingHandler(TaskHandler):
             raise ValidationError(
                 f"Unknown parameter(s) {unknown}; reranking takes {', '.join(_V2_PARAMETERS)}."
             )
-        flags = {}
-        for name in _V2_PARAMETERS:
-            value = parameters.get(name, False)
-            if not isinstance(value, bool):
-                raise ValidationError(f'"{name}" must be true or false, got {value!r}.')
-            flags[name] = value
+        flags = {name: _flag(parameters, name, False) for name in _V2_PARAMETERS}
         documents = required_v2_input(inputs, "text", names)
         return self.job(RerankRequest(query[0], list(documents), tei=False, **flags))
 
