@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/onnx-engine demo
 
-test: install
+# The test command lints and type-checks first: ruff (pyproject [tool.ruff]) and mypy on engine/.
+test: install lint
 	$(BIN)/python -m pytest tests -n 2 --dist loadfile
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/onnx-engine bench --json benchmarks/results/latest.json

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 import engine
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 
 
 def main(mode: str, artifact: str, bound: int) -> None:

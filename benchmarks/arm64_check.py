@@ -105,9 +105,13 @@ def prepare(cache: Path) -> dict[str, Path]:
     repo = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(repo / "tests"))  # the tests' tiny encoder builder
     from export.exporter import ExportSettings, export_model
-    from export.optimize import OptimizeSettings, optimize_artifact
-    from export.tiny_models import TinyClassifierSpec, build_tiny_classifier
-    from export.tiny_t5 import TinyT5Spec, build_tiny_t5
+    from export.variants.optimize import OptimizeSettings, optimize_artifact
+    from onnx_engine.sample_models import (
+        TinyClassifierSpec,
+        TinyT5Spec,
+        build_tiny_classifier,
+        build_tiny_t5,
+    )
     from tiny_encoder import build_tiny_encoder
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -228,7 +232,7 @@ def outputs(cache: Path, out: Path) -> None:
     """Every passed variant and ``auto`` of each artifact, engine and CLI, into OUT.npz/.json."""
     import engine
     from engine.manifest import ArtifactManifest
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     texts = json.loads((cache / "texts.json").read_text())
     arrays: dict[str, np.ndarray] = {}

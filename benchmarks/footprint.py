@@ -120,8 +120,12 @@ def prepare(cache: Path, full: bool) -> Path:
         if "int8" in ArtifactManifest.read(artifact).variants:
             return artifact
     from export.exporter import ExportSettings, export_model
-    from export.optimize import OptimizeSettings, optimize_artifact
-    from export.tiny_models import FULL_SIZE_DISTILBERT, TinyClassifierSpec, build_tiny_classifier
+    from export.variants.optimize import OptimizeSettings, optimize_artifact
+    from onnx_engine.sample_models import (
+        FULL_SIZE_DISTILBERT,
+        TinyClassifierSpec,
+        build_tiny_classifier,
+    )
 
     spec = FULL_SIZE_DISTILBERT if full else TinyClassifierSpec("distilbert", seed=1)
     checkpoint = build_tiny_classifier(cache / f"{artifact.name}-checkpoint", spec)
@@ -134,7 +138,7 @@ def prepare(cache: Path, full: bool) -> Path:
 def artifact_sizes(artifact: Path, cache: Path) -> tuple[list[str], dict[str, Path]]:
     """Sizes of the whole artifact and of a pack per variant (and the .ort pack of int8)."""
     from engine.manifest import ArtifactManifest
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     manifest = ArtifactManifest.read(artifact)
     whole = sum(record.size for record in manifest.files.values())

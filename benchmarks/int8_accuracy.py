@@ -30,18 +30,18 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.classifier import Classifier
+from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
 from engine.numerics import softmax
 from engine.openvino import bf16_unusable_reason
-from engine.session import RuntimeOptions
-from engine.variant_sessions import options_for
-from engine.variants import BF16, FP32, INT8, VariantRecord
-from export.classification import ClassificationExporter, ClassifierReference
+from engine.options import RuntimeOptions
+from engine.variants.sessions import options_for
+from engine.variants.choice import BF16, FP32, INT8, VariantRecord
+from export.tasks.classification import ClassificationExporter, ClassifierReference
 from export.exporter import ExportSettings, export_model
-from export.minilm import HEAD_STD, build_minilm_classifier
-from export.optimize import OptimizeSettings, optimize_artifact
-from export.variant_checks import measure_speeds
+from onnx_engine.sample_models import HEAD_STD, build_minilm_classifier
+from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.variants.checks import measure_speeds
 from onnx_engine.bench.machine import load_average, package_versions
 
 HERE = Path(__file__).resolve().parent

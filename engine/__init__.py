@@ -26,21 +26,21 @@ from engine.version import __version__
 
 # Public name -> module that defines it, imported when the name is first read.
 _LAZY = {
-    "Classifier": "engine.classifier",
-    "Embedder": "engine.embedder",
+    "Classifier": "engine.tasks.classification",
+    "Embedder": "engine.tasks.feature_extraction",
     "Reranker": "engine.tasks.reranking",
-    "Seq2SeqLM": "engine.seq2seq",
-    "RuntimeOptions": "engine.session",
+    "Seq2SeqLM": "engine.tasks.text2text",
+    "RuntimeOptions": "engine.options",
     "load": "engine.loading",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
-    from engine.classifier import Classifier
-    from engine.embedder import Embedder
+    from engine.tasks.classification import Classifier
+    from engine.tasks.feature_extraction import Embedder
     from engine.loading import load
-    from engine.seq2seq import Seq2SeqLM
     from engine.tasks.reranking import Reranker
-    from engine.session import RuntimeOptions
+    from engine.tasks.text2text import Seq2SeqLM
+    from engine.options import RuntimeOptions
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from engine.errors import (
     TaskMismatchError,
 )
 from engine.manifest import ArtifactManifest, FileRecord
-from engine.variant_records import optimize_flag
+from engine.variants.records import optimize_flag
 
 CONFIG_NAME = "config.json"
 TOKENIZER_NAME = "tokenizer.json"

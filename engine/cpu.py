@@ -40,7 +40,8 @@ class CpuInfo:
     @property
     def has_bf16(self) -> bool:
         """True where bf16 matmuls run natively (AVX512-BF16 or AMX)."""
-        return bool(self.flags) and any(flag in self.flags for flag in BF16_FLAGS)
+        flags = self.flags or ()
+        return any(flag in flags for flag in BF16_FLAGS)
 
     def same_as(self, other: CpuInfo | None) -> bool:
         """Whether timings taken on ``other`` rank variants for this CPU; unknown flags never do."""
@@ -67,7 +68,7 @@ class CpuInfo:
 
 def parse_cpuinfo(text: str, cores: int) -> CpuInfo:
     """A ``CpuInfo`` from the text of ``/proc/cpuinfo`` (x86 ``flags`` or Arm ``Features``)."""
-    model, present = "", set()
+    model, present = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from engine.errors import OnnxEngineError
 from engine.row_gather import ELEMENT_TYPES, gather_rows_model
-from engine.session import CUDA, EngineSession, RuntimeOptions, available_providers
+from engine.options import RuntimeOptions
+from engine.session import CUDA, EngineSession, available_providers
 
 
 def cuda_unusable_reason(device_id: int = 0) -> str | None:

@@ -16,25 +16,14 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 import onnxruntime as ort
 
-from engine.errors import InputError
 from engine.session import EngineSession
-
-IO_BINDING_CHOICES = ("auto", "on", "off")
 
 DeviceValue = Union[np.ndarray, ort.OrtValue]
 
 
 def wants_binding(setting: str, session: EngineSession) -> bool:
-    """Whether ``RuntimeOptions.io_binding`` asks for the bound path for ``session``.
-
-    Raises:
-        InputError: the setting is not one of ``IO_BINDING_CHOICES``.
-    """
-    if setting not in IO_BINDING_CHOICES:
-        raise InputError(
-            f"Unknown io_binding {setting!r}. Choose one of: {', '.join(IO_BINDING_CHOICES)} "
-            "('auto' binds on CUDA only)."
-        )
+    """Whether ``RuntimeOptions.io_binding`` (checked there) asks for the bound path for
+    ``session``: ``on``, or ``auto`` on CUDA."""
     return setting == "on" or (setting == "auto" and session.on_cuda)
 
 
@@ -105,9 +94,5 @@ class BoundGraphCall(GraphCall):
 
 
 def graph_call(session: EngineSession, setting: str) -> GraphCall:
-    """The bound or the plain call for ``session``, as ``RuntimeOptions.io_binding`` asks.
-
-    Raises:
-        InputError: unknown ``io_binding`` setting.
-    """
+    """The bound or the plain call for ``session``, as ``RuntimeOptions.io_binding`` asks."""
     return BoundGraphCall(session) if wants_binding(setting, session) else GraphCall(session)

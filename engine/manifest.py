@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.checks import check_int
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError
-from engine.variant_records import VariantRecord
+from engine.variants.records import VariantRecord
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -296,8 +297,5 @@ def _text(value: object, name: str) -> str:
 
 
 def _integer(value: object, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CorruptArtifactError(
-            f"field '{name}' must be an integer >= {minimum}, got {value!r:.40}."
-        )
-    return value
+    return check_int(f"field '{name}'", value, minimum, f"an integer >= {minimum}",
+                     error=CorruptArtifactError)

@@ -15,7 +15,7 @@ which must be an error, not an fp32 run under a bf16 name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 import logging
 import os
 from pathlib import Path
@@ -25,28 +25,11 @@ import numpy as np
 
 from engine.cpu import current_cpu
 from engine.errors import CorruptArtifactError, ProviderError
-from engine.session import OPENVINO, EngineSession, RuntimeOptions, first_line
-from engine.variants import RUNTIME_OPENVINO, VariantRecord
+from engine.options import RuntimeOptions, required
+from engine.session import OPENVINO, EngineSession, first_line, openvino_runtime
+from engine.variants.choice import AUTO, RUNTIME_OPENVINO, VariantRecord
 
 logger = logging.getLogger(__name__)
-
-INSTALL_HINT = "pip install 'onnx-engine[openvino]' (the openvino runtime)"
-
-
-def openvino_runtime() -> Any:
-    """The ``openvino`` module.
-
-    Raises:
-        ProviderError: OpenVINO is not installed (the message has the install hint).
-    """
-    try:
-        import openvino
-    except ImportError as error:
-        raise ProviderError(
-            f"Provider 'openvino' is not available: OpenVINO is not installed. {INSTALL_HINT}, "
-            "or use provider='cpu'."
-        ) from error
-    return openvino
 
 
 def bf16_unusable_reason() -> str | None:
@@ -73,6 +56,14 @@ def openvino_variants_unusable(records: Iterable[VariantRecord]) -> str | None:
     if not any(record.runtime == RUNTIME_OPENVINO and record.passed for record in records):
         return "no OpenVINO variant passed its gate"
     return bf16_unusable_reason()
+
+
+def openvino_unusable_reason(records: Mapping[str, VariantRecord], requested: str) -> str | None:
+    """Why the OpenVINO variants among ``records`` that ``requested`` (``auto`` or a name) may
+    choose cannot run here (None: they can)."""
+    return openvino_variants_unusable(
+        record for record in records.values() if requested in (AUTO, record.name)
+    )
 
 
 def compiled_model_cache(setting: str | None) -> Path | None:
@@ -120,7 +111,7 @@ class OpenVinoSession(EngineSession):
         self.path = Path(model_path)
         self.options = options
         openvino = openvino_runtime()
-        precision = options.openvino_precision
+        precision = required(options.openvino_precision, "openvino_precision")
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": precision,
             "PERFORMANCE_HINT": "LATENCY",

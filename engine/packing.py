@@ -7,7 +7,7 @@ manifest to list exactly what is kept, so it opens, hash-checks and loads like t
 
 The export's own graphs stay described in ``manifest.graphs`` (their roles and signatures, which
 every variant shares) even when their files are left out; the engine then treats fp32 as absent
-(:func:`engine.variants.variant_records`).
+(:func:`engine.variants.choice.variant_records`).
 
 With ``ort_format`` the kept graphs are converted to ONNX Runtime's ``.ort`` form by ORT's own
 tool (``onnxruntime.tools.convert_onnx_models_to_ort``), which also writes the
@@ -28,7 +28,7 @@ from pathlib import Path
 from engine.artifact import Artifact, file_record
 from engine.errors import ArtifactError, InputError, MissingDependencyError
 from engine.manifest import ArtifactManifest
-from engine.variants import RUNTIME_ONNXRUNTIME, variant_records
+from engine.variants.choice import RUNTIME_ONNXRUNTIME, variant_records
 
 ORT_OPERATORS_CONFIG = "required_operators.config"
 

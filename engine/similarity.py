@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.checks import check_int
 from engine.errors import InputError
 from engine.pooling import SIMILARITY_FUNCTIONS, l2_normalize
 
@@ -54,8 +55,7 @@ def best_hits(scores: np.ndarray, k: int) -> list[list[SearchHit]]:
     Raises:
         InputError: ``k`` is not a positive integer.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"top_k must be a positive integer, got {k!r}.")
+    k = check_int("top_k", k)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return [
         [SearchHit(int(index), float(row[index])) for index in indices]

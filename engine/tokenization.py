@@ -16,6 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from engine.artifact import TOKENIZER_NAME, Artifact
+from engine.checks import check_int
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError, InputError
 
 logger = logging.getLogger(__name__)
@@ -151,14 +152,15 @@ class TextTokenizer:
         whitespace, or a pair whose halves are both over the cap) it is not ``readable``.
         """
         cap = char_cap(max_tokens)
-        results: list[BoundedInput | None] = [None] * len(texts)
         short = [i for i, text in enumerate(texts) if max(_half_chars(text)) <= cap]
-        for index, encoding in zip(short, self._whole.encode_batch([texts[i] for i in short])):
-            results[index] = BoundedInput(texts[index], int(sum(encoding.attention_mask)))
-        for index, text in enumerate(texts):
-            if results[index] is None:
-                results[index] = self._bounded_long(text, max_tokens, cap)
-        return results  # type: ignore[return-value]
+        measured = {
+            index: BoundedInput(texts[index], int(sum(encoding.attention_mask)))
+            for index, encoding in zip(short, self._whole.encode_batch([texts[i] for i in short]))
+        }
+        return [
+            measured[index] if index in measured else self._bounded_long(text, max_tokens, cap)
+            for index, text in enumerate(texts)
+        ]
 
     def _bounded_long(self, text: TextInput, max_tokens: int, cap: int) -> BoundedInput:
         halves = [self._read_half(half, cap)
@@ -168,12 +170,11 @@ class TextTokenizer:
             # Longest-first pair truncation gives the longer half the odd token: the cut half
             # must stay the longer one, and with both halves cut which one is longer is unknown.
             cut, whole = sorted(halves, key=lambda half: half.safe is None)
-            readable = whole.safe is None and cut.safe > whole.tokens  # type: ignore[operator]
+            readable = whole.safe is None and cut.safe is not None and cut.safe > whole.tokens
         tokens = sum(half.tokens for half in halves)
         tokens += self._whole.num_special_tokens_to_add(len(halves) == 2)
-        texts = tuple(half.text for half in halves)
-        return BoundedInput(texts[0] if len(texts) == 1 else texts, tokens, cut=True,
-                            readable=readable)
+        read: TextInput = halves[0].text if len(halves) == 1 else (halves[0].text, halves[1].text)
+        return BoundedInput(read, tokens, cut=True, readable=readable)
 
     def _read_half(self, text: str, cap: int) -> _ReadHalf:
         """One text (or half of a pair) read up to ``cap`` characters, without special tokens."""
@@ -185,7 +186,9 @@ class TextTokenizer:
         safe = sum(1 for word in words if word is not None and word <= last_safe)
         return _ReadHalf(text[:cap], len(words), safe)
 
-    def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
+    def decode(
+        self, ids: Sequence[Sequence[int] | np.ndarray], skip_special_tokens: bool = True
+    ) -> list[str]:
         return self._tokenizer.decode_batch(
             [list(map(int, row)) for row in ids], skip_special_tokens=skip_special_tokens
         )
@@ -292,6 +295,9 @@ def checked_unicode(text: str, name: str) -> str:
 
 
 def check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    return batch_size
+    """``batch_size`` if it is a positive integer.
+
+    Raises:
+        InputError: it is not.
+    """
+    return check_int("batch_size", batch_size)

@@ -11,27 +11,18 @@ from typing import Any, Mapping
 
 from engine.artifact import CONFIG_NAME, TOKENIZER_NAME, file_record
 from engine.errors import ParityError
-from engine.manifest import MANIFEST_NAME, ArtifactManifest, TokenizerSpec
+from engine.manifest import MANIFEST_NAME, TASK_CLASSIFICATION, ArtifactManifest, TokenizerSpec
 from engine.version import __version__
-from export.classification import ClassificationExporter
 from export.dependencies import check_installed
 from export.errors import ArtifactWriteError, ExportError
-from export.feature_extraction import FeatureExtractionExporter
 from export.model_source import check_model_source, infer_task
 from export.optimum_export import run_optimum_export
 from export.progress import StageProgress
-from export.seq2seq import Seq2SeqExporter
 from export.signature import graph_spec, opset_of
 from export.staging import check_output_free, staged_output
-from export.tasks.reranking import RerankingExporter
-from export.task import TaskExporter
+from export.tasks import export_task
+from export.tasks.base import TaskExporter
 
-TASK_EXPORTERS: dict[str, type[TaskExporter]] = {
-    ClassificationExporter.task: ClassificationExporter,
-    Seq2SeqExporter.task: Seq2SeqExporter,
-    FeatureExtractionExporter.task: FeatureExtractionExporter,
-    RerankingExporter.task: RerankingExporter,
-}
 _KEPT_TOKENIZER_FILES = (TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -46,7 +37,7 @@ class ExportSettings:
 
     model: str
     output: Path
-    task: str | None = ClassificationExporter.task
+    task: str | None = TASK_CLASSIFICATION
     opset: int | None = None
     force: bool = False
     quiet: bool = False
@@ -60,11 +51,10 @@ def task_exporter(task: str, options: Mapping[str, Any] | None = None) -> TaskEx
     Raises:
         ExportError: unknown task, or an option this task does not take.
     """
-    if task not in TASK_EXPORTERS:
-        raise ExportError(f"Unknown task {task!r}. Choose one of: {', '.join(TASK_EXPORTERS)}.")
+    exporter_class = export_task(task).exporter
     options = {key: value for key, value in (options or {}).items() if value is not None}
     try:
-        return TASK_EXPORTERS[task](**options)
+        return exporter_class(**options)
     except TypeError as error:
         raise ExportError(
             f"Option(s) {', '.join(sorted(options))} do not apply to task '{task}'."

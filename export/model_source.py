@@ -12,20 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.manifest import (
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_RANKING,
-    TASK_TEXT2TEXT,
-)
+from engine.manifest import TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from export.dependencies import require
 from export.errors import ExportError
 from export.sentence_config import MODULES_FILE
+from export.tasks import EXPORT_TASKS
 
 CONFIG_FILE = "config.json"
 # One request to the hub, no retries: a user without a network hears it in seconds.
 HUB_PROBE_TIMEOUT_S = 10.0
-TASK_CHOICES = (TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION, TASK_RANKING)
 
 
 def check_model_source(model: str) -> None:
@@ -91,45 +86,36 @@ def _probe_hub(model: str) -> None:
 def infer_task(model: str) -> str:
     """The export task a model's files say, as ``optimum-cli`` infers it.
 
-    A sentence-transformers folder (``modules.json``) is ``feature-extraction``; an
-    ``*ForSequenceClassification`` architecture ``text-classification``; an encoder-decoder
-    ``*ForConditionalGeneration`` (T5) ``text2text-generation``; a bare encoder (``BertModel``)
-    ``feature-extraction``; a local sentence-transformers ``CrossEncoder`` folder
-    (``config_sentence_transformers.json`` says so) ``text-ranking``.
+    The first task whose exporter claims the model's files (``TaskExporter.claims``: a saved
+    ``CrossEncoder`` folder is ``text-ranking``); else a sentence-transformers folder
+    (``modules.json``) is ``feature-extraction``; otherwise the
+    first task whose exporter claims an architecture of the config (``TaskExporter.infers``:
+    ``*ForSequenceClassification`` is ``text-classification``, an encoder-decoder
+    ``*ForConditionalGeneration`` (T5) ``text2text-generation``, a bare encoder (``BertModel``)
+    ``feature-extraction``); a config without architectures of model type ``t5`` is T5.
 
     Raises:
         ExportError: the config cannot be read, or names no task this exporter makes (the
             message names ``--task``).
     """
-    if _sentence_model_type(model) == "CrossEncoder":
-        return TASK_RANKING
+    for spec in EXPORT_TASKS.values():
+        if spec.exporter.claims(model):
+            return spec.task
     if _has_file(model, MODULES_FILE):
         return TASK_FEATURE_EXTRACTION
     config = _config(model)
     architectures = [str(name) for name in config.get("architectures") or []]
     for name in architectures:
-        if name.endswith("ForSequenceClassification"):
-            return TASK_CLASSIFICATION
-        if name.endswith("ForConditionalGeneration") and config.get("is_encoder_decoder"):
-            return TASK_TEXT2TEXT
-        if name.endswith("Model") and not name.endswith("PreTrainedModel"):
-            return TASK_FEATURE_EXTRACTION
+        for spec in EXPORT_TASKS.values():
+            if spec.exporter.infers(name, config):
+                return spec.task
     if not architectures and config.get("model_type") == "t5":
         return TASK_TEXT2TEXT
     raise ExportError(
         f"Cannot tell the task of '{model}' from its config (architectures: "
         f"{architectures or 'none'}, model_type: {config.get('model_type')!r}). Pass --task "
-        f"with one of: {', '.join(TASK_CHOICES)}."
+        f"with one of: {', '.join(EXPORT_TASKS)}."
     )
-
-
-def _sentence_model_type(model: str) -> str | None:
-    """``model_type`` of a local folder's ``config_sentence_transformers.json``, if any."""
-    path = Path(model).expanduser() / "config_sentence_transformers.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _has_file(model: str, name: str) -> bool:
@@ -154,7 +140,7 @@ def _config(model: str) -> dict[str, Any]:
     except Exception as error:  # missing, unreadable, not JSON, not downloadable
         raise ExportError(
             f"Cannot read the config.json of '{model}' to infer its task "
-            f"({type(error).__name__}); pass --task with one of: {', '.join(TASK_CHOICES)}."
+            f"({type(error).__name__}); pass --task with one of: {', '.join(EXPORT_TASKS)}."
         ) from None
     if not isinstance(data, dict):
         raise ExportError(f"The config.json of '{model}' is not a JSON object; pass --task.")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.gate_figures import OutputPair, argmax_agrees  # noqa: F401  (torch-free, shared)
+from engine.verification.gate_figures import OutputPair, argmax_agrees  # noqa: F401  (torch-free, shared)
 
 DEFAULT_ATOL = 1e-4
 

@@ -1,6 +1,6 @@
 """``onnx-engine verify --against-pytorch``: re-check an artifact's files and its parity with PyTorch.
 
-The torch-free check against the stored references is ``engine.verify_here``.
+The torch-free check against the stored references is ``engine.verification.verify_here``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.manifest import ArtifactManifest
-from engine.verify_here import check_file_hashes
+from engine.verification.verify_here import check_file_hashes
 from export.exporter import task_exporter
 from export.parity import DEFAULT_ATOL, ParityReport
 

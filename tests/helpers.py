@@ -50,7 +50,7 @@ def corrupting_recipe(recipe, scratch: Path):
     import onnx
     from onnx import numpy_helper
 
-    from export.optimize import VariantRecipe
+    from export.variants.optimize import VariantRecipe
 
     def build(source: Path, target: Path, config):
         model = onnx.load(str(source))

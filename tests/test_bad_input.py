@@ -25,7 +25,7 @@ from engine import (
 )
 from engine.artifact import file_record
 from engine.cpu import current_cpu
-from engine.session import RuntimeOptions, max_threads
+from engine.options import RuntimeOptions, max_threads
 from onnx_engine.cli import main as cli_main
 from export.exporter import ExportSettings, export_model
 

@@ -319,8 +319,8 @@ def test_the_optimize_table_of_an_embedding_artifact_speaks_of_embeddings(tiny_e
     from dataclasses import replace
 
     from engine.manifest import ArtifactManifest
-    from engine.variants import FUSED, VariantFigures, VariantRecord
-    from export.embedding_variants import EMBEDDING_GATES
+    from engine.variants.choice import FUSED, VariantFigures, VariantRecord
+    from export.tasks.feature_extraction.variants import EMBEDDING_GATES
     from onnx_engine.commands.optimize import variant_table
 
     manifest = ArtifactManifest.read(tiny_embedder_factory("mean").artifact)
@@ -342,7 +342,7 @@ def test_log_messages_are_in_cli_words_too():
     reaches a CLI user in flags, as errors do."""
     from onnx_engine.cli import _CliWordsFilter, build_parser, cli_flags
 
-    record = logging.LogRecord("engine.variant_sessions", logging.WARNING, __file__, 0,
+    record = logging.LogRecord("engine.variants.sessions", logging.WARNING, __file__, 0,
                                "skipped; ask for another (e.g. variant=%r) or threads=%d", ("fp32", 2),
                                None)
     assert _CliWordsFilter(cli_flags(build_parser())).filter(record)

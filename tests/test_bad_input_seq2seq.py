@@ -18,9 +18,9 @@ from helpers import SUM_RTOL
 from serve_support import running_server
 
 from engine import InputError, Seq2SeqLM
-from engine.beam_search import BeamSearch
-from engine.decoding import GreedySearch
-from engine.generation_args import length_penalty_range
+from engine.seq2seq.beam_search import BeamSearch
+from engine.seq2seq.decoding import GreedySearch
+from engine.seq2seq.generation_args import length_penalty_range
 from onnx_engine.cli import main as cli_main
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import BackendError

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from export.retrieval_set import DOCUMENTS
 from onnx_engine.cli import main
 

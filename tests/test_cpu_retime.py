@@ -13,8 +13,8 @@ import engine.cpu
 from engine import Classifier
 from engine.cpu import CpuInfo, current_cpu, parse_cpuinfo
 from engine.manifest import ArtifactManifest
-from engine.variants import FP32, INT8, TARGET_CPU, variant_records
-from export.optimize import OptimizeSettings, optimize_artifact
+from engine.variants.choice import FP32, INT8, TARGET_CPU, variant_records
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
 
 XEON = """processor\t: 0

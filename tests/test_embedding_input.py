@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.artifact import file_record
-from engine.classifier import Classifier
-from engine.embedder import Embedder
+from engine.tasks.classification import Classifier
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import CorruptArtifactError, HashMismatchError, InputError, TaskMismatchError
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
@@ -78,7 +78,7 @@ def test_plain_encoder_without_pooling_is_refused(tiny_encoder_checkpoint, tmp_p
 
 
 def test_pooling_options_are_refused_where_they_do_not_apply(tiny_encoder_checkpoint, tmp_path):
-    from export.tiny_models import real_minilm_folder
+    from onnx_engine.sample_models import real_minilm_folder
 
     with pytest.raises(ExportError, match="sentence-transformers folder"):
         export_model(ExportSettings(model=str(real_minilm_folder()), output=tmp_path / "a",

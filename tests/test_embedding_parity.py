@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import engine
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.pooling import POOLING_MODES, l2_normalize, pool
 from export.check_set import filler_text
-from export.feature_extraction import sentence_transformers_modules
+from export.tasks.feature_extraction.exporter import sentence_transformers_modules
 from export.retrieval_set import DOCUMENTS, QUERIES
 
 ATOL = 1e-5

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 from helpers import corrupting_recipe, timed_elsewhere
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import ArtifactError
-from engine.variants import AUTO, FP32, FUSED, INT8, variant_records
-from export.calibration import DEFAULT_SENTENCES
-from export.embedding_variants import EMBEDDING_GATES, compare_embeddings, gate_texts
-from export.gates import gate_verdict, gates_with_overrides
-from export.optimize import OptimizeSettings, default_recipes, optimize_artifact
+from engine.variants.choice import AUTO, FP32, FUSED, INT8, variant_records
+from export.variants.calibration import DEFAULT_SENTENCES
+from export.tasks.feature_extraction.variants import (
+    EMBEDDING_GATES,
+    compare_embeddings,
+    gate_texts,
+)
+from export.variants.gates import gate_verdict, gates_with_overrides
+from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
 from export.retrieval_set import DOCUMENTS, QUERIES
 
 TEXTS = gate_texts(64)

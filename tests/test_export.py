@@ -239,7 +239,7 @@ def test_an_id_the_hub_does_not_have_is_said_so(tmp_path, capsys, monkeypatch, h
 def test_the_task_is_inferred_from_the_config(distilbert, t5_v1_1, tiny_encoder_checkpoint,
                                               tmp_path):
     from export.model_source import infer_task
-    from export.tiny_models import real_minilm_folder
+    from onnx_engine.sample_models import real_minilm_folder
 
     assert infer_task(str(distilbert.checkpoint)) == "text-classification"
     assert infer_task(str(t5_v1_1.checkpoint)) == "text2text-generation"

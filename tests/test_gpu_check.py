@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.cuda_probe import cuda_unusable_reason
-from export.timing import TimingPlan
+from engine.timing import TimingPlan
 from onnx_engine.bench import gpu_prereqs
 from onnx_engine.bench.gpu_bench import GpuBenchPlan, run
 from onnx_engine.bench.gpu_report import markdown, write_results

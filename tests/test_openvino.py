@@ -17,9 +17,10 @@ from engine.cpu import CpuInfo
 from engine.errors import ArtifactError, InputError
 from engine.manifest import ArtifactManifest
 from engine.openvino import bf16_unusable_reason
-from engine.session import OPENVINO, PROVIDER_CHOICES, RuntimeOptions, available_providers
-from engine.variants import BF16, FP32, RUNTIME_OPENVINO, TARGET_CPU, variant_records
-from export.optimize import OptimizeSettings, optimize_artifact
+from engine.options import PROVIDER_CHOICES, RuntimeOptions
+from engine.session import OPENVINO, available_providers
+from engine.variants.choice import BF16, FP32, RUNTIME_OPENVINO, TARGET_CPU, variant_records
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.commands.optimize import requested_variants
 
 BF16_UNUSABLE = bf16_unusable_reason()

@@ -15,8 +15,9 @@ import engine
 from engine import Classifier
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, HashMismatchError, InputError
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
-from engine.variants import (
+from engine.variants.choice import (
     FP16,
     FP32,
     FUSED,
@@ -26,8 +27,8 @@ from engine.variants import (
     variant_records,
 )
 from export.check_set import check_texts
-from export.gates import default_gate, measure_figures
-from export.optimize import OptimizeSettings, default_recipes, optimize_artifact
+from export.variants.gates import default_gate
+from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
 from export.parity import OutputPair
 from onnx_engine.cli import main
 

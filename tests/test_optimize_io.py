@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import export.optimize
+import export.variants.optimize
 from engine.artifact import Artifact
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
-from engine.variants import FUSED
-from export.variant_checks import ClassifierChecker
-from export.variant_files import PREVIOUS_PREFIX, STAGING_PREFIX, recover_interrupted_commit
+from engine.variants.choice import FUSED
+from export.tasks.classification import ClassifierChecker
+from export.variants.files import PREVIOUS_PREFIX, STAGING_PREFIX, recover_interrupted_commit
 from onnx_engine.cli import main
 
 FAST = ("--timing-runs", "1", "-q")
@@ -69,7 +69,7 @@ def test_a_full_disk_while_writing_a_variant_is_an_error_and_changes_nothing(
     artifact, monkeypatch, capsys
 ):
     before = _contents(artifact)
-    monkeypatch.setattr(export.optimize, "fuse_graph", _half_written(errno.ENOSPC))
+    monkeypatch.setattr(export.variants.optimize, "fuse_graph", _half_written(errno.ENOSPC))
     line = _fails_with_one_line(capsys, ["optimize", str(artifact), "--fusion", *FAST],
                                 NO_SPACE, str(artifact), "left as it was")
     assert "FAILED" not in line and "gate" not in line
@@ -131,7 +131,7 @@ def test_a_build_that_fails_otherwise_is_recorded_and_leaves_no_partial_file(
         target.write_bytes(b"half a graph")
         raise RuntimeError("optimizer exploded")
 
-    monkeypatch.setattr(export.optimize, "fuse_graph", broken)
+    monkeypatch.setattr(export.variants.optimize, "fuse_graph", broken)
     assert main(["optimize", str(artifact), "--fusion", *FAST]) == 1
     record = ArtifactManifest.read(artifact).variants[FUSED]
     assert not record.passed

@@ -13,8 +13,8 @@ from engine.artifact import sha256_of
 from engine.errors import ArtifactError, HashMismatchError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.packing import ORT_OPERATORS_CONFIG, packed_files
-from engine.variants import FP32, INT8
-from export.optimize import OptimizeSettings, optimize_artifact
+from engine.variants.choice import FP32, INT8
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
 
 TEXTS = ["a fine film", "", "the plot drags on and on " * 6, "très bien 👍"]
@@ -181,7 +181,7 @@ def test_ort_format_without_onnx_says_what_to_install(with_int8, tmp_path, monke
 
 def test_packed_artifact_keeps_its_references_and_verifies_torch_free(with_int8, tmp_path,
                                                                        capsys):
-    from engine.references import REFERENCES_NAME
+    from engine.verification.references import REFERENCES_NAME
 
     out = tmp_path / "packed"
     assert main(["pack", str(with_int8), str(out), "--variant", INT8]) == 0
@@ -199,7 +199,7 @@ def test_auto_on_a_pack_whose_only_variant_fails_here_says_what_to_do(with_int8,
     nothing to pick and says so; the variant asked for by name is still selectable."""
     from dataclasses import replace
 
-    from engine.variants import select_variant
+    from engine.variants.choice import select_variant
 
     out = tmp_path / "packed"
     assert main(["pack", str(with_int8), str(out), "--variant", INT8]) == 0

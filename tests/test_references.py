@@ -15,20 +15,20 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-import engine.machine
-import engine.variant_regate
-import engine.verify_here
+import engine.verification.machine
+import engine.variants.regate
+import engine.verification.verify_here
 from engine import Classifier
 from engine.artifact import file_record, sha256_of
-from engine.machine import MachineKind, current_machine
+from engine.verification.machine import MachineKind, current_machine
 from engine.manifest import ArtifactManifest
-from engine.references import REFERENCES_NAME, TOP_K
-from engine.variants import INT8
-from engine.verdicts import VERDICTS_NAME
+from engine.verification.references import REFERENCES_NAME, TOP_K
+from engine.variants.choice import INT8
+from engine.verification.verdicts import VERDICTS_NAME
 from export.check_set import check_texts
-from export.classification import ClassificationExporter
-from export.optimize import OptimizeSettings, optimize_artifact
-from export.seq2seq import GREEDY_TOKENS
+from export.tasks.classification import ClassificationExporter
+from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.tasks.text2text.exporter import GREEDY_TOKENS
 from onnx_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def other_machine(monkeypatch) -> MachineKind:
     """This process seen as an aarch64 box: another architecture and ISA class."""
     here = current_machine()
     other = MachineKind("aarch64", ("asimd", "asimddp"), here.onnxruntime, here.openvino)
-    monkeypatch.setattr(engine.machine, "current_machine", lambda: other)
+    monkeypatch.setattr(engine.verification.machine, "current_machine", lambda: other)
     return other
 
 
@@ -216,14 +216,14 @@ def test_regating_is_logged_recorded_and_then_reused(optimized, tmp_path, other_
     assert recorded["variants"]["int8"]["figures"]["max_prob_diff"] < 0.03
 
     calls = []
-    original = engine.reference_check.check_variant
+    original = engine.verification.reference_check.check_variant
 
     def spy(*args, **kwargs):
         calls.append(args[2].name)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(engine.variant_regate, "check_variant", spy)
-    monkeypatch.setattr(engine.verify_here, "check_variant", spy)
+    monkeypatch.setattr(engine.variants.regate, "check_variant", spy)
+    monkeypatch.setattr(engine.verification.verify_here, "check_variant", spy)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         Classifier.load(folder, provider="cpu")
@@ -236,7 +236,7 @@ def test_regating_is_logged_recorded_and_then_reused(optimized, tmp_path, other_
 
 def test_same_machine_trusts_the_optimize_gate(optimized, tmp_path, monkeypatch):
     folder = _copy(optimized, tmp_path)
-    monkeypatch.setattr(engine.variant_regate, "check_variant",
+    monkeypatch.setattr(engine.variants.regate, "check_variant",
                         lambda *args, **kwargs: pytest.fail("re-gated on the optimize machine"))
     Classifier.load(folder, provider="cpu")
     assert not (folder / VERDICTS_NAME).exists()

@@ -12,21 +12,21 @@ import json
 
 import numpy as np
 import pytest
+import tiny_rerankers
 import torch
+from tiny_classifiers import build_test_classifier
+from tiny_rerankers import CROSS_ENCODER_MAX_LENGTH, cross_encoder
 
 import engine
 from engine.errors import InputError
-from engine.reference_check import check_variant
 from engine.tasks.reranking import ACTIVATION_KEY, Reranker
+from engine.verification.reference_check import check_variant
 from export.errors import ExportError
 from export.model_source import infer_task
-from export.optimize import OptimizeSettings, optimize_artifact
 from export.tasks.reranking import RerankingExporter
-from export.tiny_models import TinyClassifierSpec
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
-from tiny_classifiers import build_test_classifier
-import tiny_rerankers
-from tiny_rerankers import CROSS_ENCODER_MAX_LENGTH, cross_encoder
+from onnx_engine.sample_models import TinyClassifierSpec
 
 reranker_factory = tiny_rerankers.reranker_factory  # the session fixture, shared
 ATOL = 1e-5
@@ -127,7 +127,8 @@ def test_pairs_are_cut_longest_first_at_max_length_as_cross_encoder_tokenizes(pa
     (lambda m: m.rank(QUERY, ["a"], top_k=0), "top_k must be a positive integer"),
     (lambda m: m.rank(QUERY, ["a"], top_k=True), "top_k must be a positive integer"),
     (lambda m: m.rank(QUERY, ["a"], batch_size=0), "batch_size must be a positive integer"),
-    (lambda m: m.rank(QUERY, ["a"], activation="softmax"), "activation must be one of"),
+    (lambda m: m.rank(QUERY, ["a"], activation="softmax"),
+     "Unknown activation 'softmax'. Choose one of: sigmoid, none"),
     (lambda m: m.predict([]), "pairs must be a non-empty list"),
     (lambda m: m.predict([("a", "b", "c")]), "pair #0"),
     (lambda m: m.predict([("a", 1)]), "pair #0"),

@@ -26,7 +26,8 @@ from engine.row_gather import (
     gather_rows_model,
     take_rows_on_host,
 )
-from engine.session import EngineSession, RuntimeOptions
+from engine.options import RuntimeOptions
+from engine.session import EngineSession
 
 SIGNATURES = [
     ((TensorProto.FLOAT, 4),),

@@ -14,7 +14,7 @@ from engine import ArtifactError, Seq2SeqLM, TaskMismatchError
 from engine.manifest import ArtifactManifest, TokenizerSpec
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
-from export.seq2seq import Seq2SeqExporter
+from export.tasks.text2text.exporter import Seq2SeqExporter
 from export.verify import verify_artifact
 
 GRAPHS = {

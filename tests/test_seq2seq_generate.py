@@ -12,7 +12,7 @@ import pytest
 
 from engine import InputError, Seq2SeqLM
 from helpers import SUM_RTOL
-from engine.generation_args import length_penalty_range
+from engine.seq2seq.generation_args import length_penalty_range
 from engine.numerics import log_softmax
 from export.check_set import filler_text
 

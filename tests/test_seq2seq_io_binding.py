@@ -18,7 +18,7 @@ import pytest
 
 from engine import Seq2SeqLM
 from engine.errors import InputError
-from engine.seq2seq import DEFAULT_OPTIONS
+from engine.tasks.text2text import DEFAULT_OPTIONS
 from onnx_engine.bench.transfers import DOWN, UP, TransferCounter
 
 TEXTS = ["translate English to German: The house is wonderful.", "a", "I hate this so much!"]

@@ -20,11 +20,12 @@ import engine
 from engine import Seq2SeqLM
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, InputError, OnnxEngineError
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
 from engine.numerics import softmax
-from engine.seq2seq_graphs import GRAPH_ROLES, Seq2SeqGraphs
-from engine.session import RuntimeOptions
-from engine.variants import (
+from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
+from engine.options import RuntimeOptions
+from engine.variants.choice import (
     FP16,
     FP32,
     FUSED,
@@ -35,11 +36,16 @@ from engine.variants import (
     variant_records,
 )
 from export.exporter import ExportSettings, export_model
-from export.fusion import fuse_graph
-from export.gates import default_gate, measure_figures
-from export.optimize import OptimizeSettings, VariantRecipe, default_recipes, optimize_artifact
-from export.seq2seq import Seq2SeqExporter
-from export.seq2seq_variants import greedy_path_pairs, position_pairs
+from export.variants.fusion import fuse_graph
+from export.variants.gates import default_gate
+from export.variants.optimize import (
+    OptimizeSettings,
+    VariantRecipe,
+    default_recipes,
+    optimize_artifact,
+)
+from export.tasks.text2text.exporter import Seq2SeqExporter
+from export.tasks.text2text.variants import greedy_path_pairs, position_pairs
 from onnx_engine.cli import main
 
 MADE = (FUSED, INT8, FP16)
@@ -165,7 +171,7 @@ def test_a_t5_variant_with_corrupted_weights_is_refused_by_its_gate(
 class OverflowingT5:
     checkpoint: Path
     artifact: Path
-    reference: Any  # export.seq2seq.Seq2SeqReference
+    reference: Any  # export.tasks.text2text.exporter.Seq2SeqReference
 
 
 @pytest.fixture(scope="module")

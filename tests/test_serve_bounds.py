@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 import engine
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from engine.tokenization import char_cap
 from onnx_engine.serving import body as body_module
 from onnx_engine.serving.config import ServeConfig

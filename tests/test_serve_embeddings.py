@@ -15,7 +15,7 @@ import tritonclient.http as triton
 from openai import OpenAI
 
 import engine
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from onnx_engine.serving.config import ServeConfig
 from serve_support import running_server
 

@@ -24,9 +24,10 @@ from huggingface_hub import InferenceClient
 from ray import serve
 
 from engine.errors import InputError
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
 from onnx_engine.serving.config import ServeConfig
-from onnx_engine.serving.ray_app import RayScaling, application, build
+from onnx_engine.serving.ray_app import application, build
+from onnx_engine.serving.ray_scaling import RayScaling
 from serve_support import wait_ready
 from test_serve import SOURCES, TEXTS, _host, _text_input, serve_models  # noqa: F401 (fixture)
 

@@ -7,12 +7,16 @@ and no Cohere or infinity client is installed). Expected rankings come from sent
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import numpy as np
 import pytest
+import tiny_rerankers
 import torch
 import tritonclient.http as triton
+from serve_support import running_server
+from tiny_rerankers import cross_encoder
 
 import engine
 from onnx_engine.serving.batcher import Batcher, WorkItem
@@ -20,9 +24,6 @@ from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.metrics import ServerMetrics
 from onnx_engine.serving.rerank_routes import parse_cohere_rerank, parse_tei_rerank, tei_answer
 from onnx_engine.serving.tasks.reranking import RerankingHandler
-from serve_support import running_server
-import tiny_rerankers
-from tiny_rerankers import cross_encoder
 
 reranker_factory = tiny_rerankers.reranker_factory  # the session fixture, shared
 ATOL = 1e-5
@@ -89,16 +90,16 @@ def test_tei_rerank_refuses_a_pair_over_the_bound_unless_truncate(served):
 
 def test_v1_rerank_answers_infinitys_shape(served):
     url, model, reference = served
-    body = {"model": "ce", "query": QUERY, "documents": TEXTS + [LONG], "top_n": 3,
+    body = {"model": "ce", "query": QUERY, "documents": [*TEXTS, LONG], "top_n": 3,
             "return_documents": True}
     answer = httpx.post(f"{url}/v1/rerank", json=body, timeout=30)
     assert answer.status_code == 200
     data = answer.json()
     assert data["object"] == "rerank" and data["model"] == "ce"
     assert isinstance(data["id"], str) and isinstance(data["created"], int)
-    expected = _expected(reference, TEXTS + [LONG], top_k=3, return_documents=True)
+    expected = _expected(reference, [*TEXTS, LONG], top_k=3, return_documents=True)
     _assert_ranked(data["results"], expected, "index", "relevance_score", "document")
-    pairs = [(QUERY, text) for text in TEXTS + [LONG]]
+    pairs = [(QUERY, text) for text in [*TEXTS, LONG]]
     tokens = int(model.tokenizer.encode(pairs).attention_mask.sum())  # as read: LONG is cut
     assert data["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
     unnamed = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": TEXTS}, timeout=30)
@@ -204,3 +205,46 @@ def test_pairs_of_a_tei_and_a_cohere_request_share_one_batch(reranker_factory):
                    "index", "score", None)
     _assert_ranked(handler.ranking(cohere, results[1]), model.rank(QUERY, TEXTS),
                    "corpus_id", "score", None)
+
+
+@pytest.mark.parametrize("protocol", ["rerank", "v1-rerank", "v2"])
+def test_loadtest_checks_every_ranking_answer(served, reranker_factory, protocol, tmp_path,
+                                              capsys):
+    """A bounded load test against the real server passes every answer (each text's logit
+    against the fixed query, as the in-process Reranker scores it) on each rerank protocol."""
+    from onnx_engine.cli import main
+
+    url, _, _ = served
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join([TEXTS[0], TEXTS[1], TEXTS[3]]) + "\n", encoding="utf-8")
+    out = tmp_path / "result.json"
+    code = main(["loadtest", url, "--model", "ce",
+                 "--artifact", str(reranker_factory("ce-bert").artifact), "--protocol", protocol,
+                 "--concurrency", "1,4", "--duration", "0.5", "--max-requests", "24",
+                 "--texts", str(texts), "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    levels = json.loads(out.read_text())["servers"]["server"]["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 4]
+    assert all(0 < level["statuses"].get("200", 0) <= 24 and level["mixed_up"] == level["lost"] == 0
+               for level in levels)
+
+
+def test_loadtest_catches_a_score_of_another_text(served):
+    """Each text's expected logit swapped for another text's: every answer is a mix-up."""
+    from onnx_engine.loadtest.protocols import Protocol
+    from onnx_engine.loadtest.reference import Reference, build_reference
+    from onnx_engine.loadtest.runner import run_level
+
+    url, model, _ = served
+    texts = [TEXTS[0], TEXTS[1], TEXTS[4]]
+    right = build_reference(model, texts, {})
+    assert right.expected == {text: float(model.predict(("Which text answers the question best?",
+                                                          text), activation="none"))
+                              for text in texts}
+    shifted = Reference({text: right.expected[texts[(index + 1) % 3]]
+                         for index, text in enumerate(texts)}, "text-ranking")
+    protocol = Protocol("v1-rerank", "text-ranking", "ce", {})
+    level = asyncio.run(run_level(url, protocol, texts, shifted, 2, 5.0, 6, {})).result()
+    assert level.requests == 6 and level.mixed_up == 6 and level.statuses == {"200": 6}
+    level = asyncio.run(run_level(url, protocol, texts, right, 2, 5.0, 6, {})).result()
+    assert level.requests == 6 and level.mixed_up == 0

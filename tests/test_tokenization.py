@@ -54,7 +54,7 @@ UNREADABLE = {"one character": "a" * 100_000, "two characters": "ab" * 50_000,
 
 
 def _tokenizers(any_classifier, t5_v1_1):
-    from engine.seq2seq import Seq2SeqLM
+    from engine.tasks.text2text import Seq2SeqLM
 
     yield Classifier.load(any_classifier.artifact).tokenizer
     yield Seq2SeqLM.load(t5_v1_1.artifact).tokenizer

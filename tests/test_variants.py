@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from engine.errors import ArtifactError, CorruptArtifactError, InputError
+from engine.verification.gate_figures import measure_figures
 from engine.manifest import ArtifactManifest, GraphSpec, TokenizerSpec
 from engine.session import CPU, CUDA
-from engine.variants import (
+from engine.variants.choice import (
     AUTO,
     FP16,
     FP32,
@@ -29,7 +30,7 @@ from engine.variants import (
     variant_file_name,
     variant_records,
 )
-from export.gates import gates_with_overrides, measure_figures, parse_gate_override
+from export.variants.gates import gates_with_overrides, parse_gate_override
 from export.parity import OutputPair
 
 ROLES = ("model",)
@@ -200,7 +201,7 @@ def _fake_session(on_cuda):
 @pytest.mark.parametrize("cuda_works, expected", [(True, FP16), (False, INT8)])
 def test_auto_chooses_again_for_cpu_when_cuda_falls_back(monkeypatch, cuda_works, expected):
     """With provider='auto' and a CUDA build, fp16 is chosen; if CUDA falls back, never fp16."""
-    import engine.variant_sessions as variant_sessions
+    import engine.variants.sessions as variant_sessions
 
     opened = []
 

@@ -1,7 +1,8 @@
 """Tiny seeded BERT and RoBERTa classifiers for the tests (DistilBERT comes from the package).
 
-They share the package's seeding, labels and saving (``export.tiny_models``); only the tokenizer
-and config differ. RoBERTa's byte-level BPE is trained here on a small corpus, so no hub is needed.
+They share the package's seeding, labels and saving (``onnx_engine.sample_models``); only the
+tokenizer and config differ. RoBERTa's byte-level BPE is trained here on a small corpus, so no hub
+is needed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tokenizers
 import transformers
 
 from export.check_set import SENTENCES, filler_text
-from export.tiny_models import (
+from onnx_engine.sample_models import (
     TinyClassifierSpec,
     build_tiny_classifier,
     classifier_config_fields,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import transformers
 
-from export.tiny_models import TinyClassifierSpec
+from onnx_engine.sample_models import TinyClassifierSpec
 from tiny_classifiers import build_test_classifier
 
 

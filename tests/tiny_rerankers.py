@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_classifiers import build_test_classifier
 
 from export.exporter import ExportSettings, export_model
-from export.tiny_models import TinyClassifierSpec
-from tiny_classifiers import build_test_classifier
+from onnx_engine.sample_models import TinyClassifierSpec
 
 # The CrossEncoder's max_length is short, so ordinary pairs are cut longest-first.
 CROSS_ENCODER_MAX_LENGTH = 32

@@ -6,34 +6,43 @@ reused; what differs is the reference and the check. The reference is sentence-t
 ``CrossEncoder`` on the model folder, a saved CrossEncoder or a plain classifier alike: its
 activation (sigmoid by default for one label, or the one the folder saved) is recorded in the
 artifact's config, and parity is held to ``CrossEncoder.predict`` on query/document pairs.
-Variants are gated per query on scores and rank order (``export.tasks.reranking_checks``).
+Variants are gated per query on scores and rank order: every check query with every check
+document, batched per query as ``rank`` runs them, against CrossEncoder's logits, by the figures
+``verify`` computes from the stored references (``engine.tasks.reranking.ranking_figures``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from engine.manifest import TASK_RANKING
-from engine.references import write_references
-from engine.tasks.reranking import ACTIVATION_KEY, Reranker
-from engine.variants import BF16, FP16, FUSED, INT8, VariantGate
+from engine.tasks.reranking import ACTIVATION_KEY, Reranker, ranking_figures
+from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts
-from export.classification import ClassificationExporter, ClassifierReference
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import ParityReport
 from export.retrieval_set import DOCUMENTS, QUERIES
-from export.task import exported_fp32, max_input_length, torch_no_grad
+from export.tasks.base import exported_fp32, max_input_length, torch_no_grad
+from export.tasks.classification import ClassificationExporter, ClassifierReference
+from export.tasks.spec import ExportTask
+from export.variants.checks import VariantChecker
+from export.variants.memoized import MemoizedReference
 
 # The issue's bar: scores within 1e-5 of CrossEncoder.predict (fp32 ONNX Runtime vs PyTorch
 # differ by ~1e-7 on the tiny models' sigmoid scores).
 RANKING_ATOL = 1e-5
 # CrossEncoder's activation modules, by the names the engine applies.
 _ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "none"}
+# What a saved CrossEncoder folder says it is (sentence-transformers >= 4).
+_SENTENCE_CONFIG = "config_sentence_transformers.json"
 
 RANKING_GATES: dict[str, VariantGate] = {
     # Fusion only regroups fp32 arithmetic: as exact as the export, every top document kept.
@@ -84,6 +93,20 @@ class RerankingExporter(ClassificationExporter):
     task = TASK_RANKING
     default_atol = RANKING_ATOL
 
+    @classmethod
+    def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:
+        return False  # a plain one-label classifier stays text-classification unless asked
+
+    @classmethod
+    def claims(cls, model: str) -> bool:
+        """A local folder saved by ``CrossEncoder.save_pretrained`` (its sentence-transformers
+        config says ``"model_type": "CrossEncoder"``)."""
+        path = Path(model).expanduser() / _SENTENCE_CONFIG
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("model_type") == "CrossEncoder"
+        except (OSError, ValueError, AttributeError):
+            return False
+
     def load_reference(self, model: str) -> RerankerReference:
         """Load the model as ``CrossEncoder(model)`` does.
 
@@ -115,7 +138,7 @@ class RerankingExporter(ClassificationExporter):
 
     def write_task_files(self, reference: RerankerReference, folder: Path) -> None:
         """Write ``references.npz``: CrossEncoder's logits of every check query with every
-        check document (``engine.tasks.ranking_figures`` re-checks variants against them)."""
+        check document (``Reranker.stored_figures`` re-checks variants against them)."""
         queries = check_queries(reference.max_length)
         documents = check_documents(reference.max_length)
         arrays = {"queries": np.array(queries), "documents": np.array(documents),
@@ -147,7 +170,9 @@ def compare_reranker(
 
 
 def query_logits(
-    reference: RerankerReference, queries: Sequence[str], documents: Sequence[str]
+    reference: RerankerReference | MemoizedReference,
+    queries: Sequence[str],
+    documents: Sequence[str],
 ) -> np.ndarray:
     """CrossEncoder's logits ``[queries, documents]``, each query's documents in one call."""
     return np.stack([reference.predict([(query, document) for document in documents], raw=True)
@@ -179,3 +204,36 @@ def _check_cross_encoder(model: str, cross_encoder: Any) -> None:
             f"{' or '.join(_ACTIVATIONS)} (sigmoid or none). Save the CrossEncoder with one of "
             "them."
         )
+
+
+class RerankerChecker(VariantChecker):
+    """Every check query with every check document, batched per query as ``rank`` runs; PyTorch
+    runs each query's pairs once per ``optimize`` (a memoized reference)."""
+
+    engine_class = Reranker
+
+    def load_reference(self, model: str) -> MemoizedReference:
+        return MemoizedReference(RerankingExporter().load_reference(model), kept=("predict",))
+
+    def on_cuda(self, engine: Reranker) -> bool:
+        return engine.session.on_cuda
+
+    def figures(self, engine: Reranker, reference: MemoizedReference) -> VariantFigures:
+        queries = check_queries(reference.max_length)
+        documents = check_documents(reference.max_length)
+        return ranking_figures(query_logits(reference, queries, documents),
+                               engine.query_logits(queries, documents), engine.scores, queries)
+
+    def workloads(self, engine: Reranker) -> dict[str, Callable[[], object]]:
+        short = [(QUERIES[0], DOCUMENTS[0])]
+        long = [(QUERIES[0], text) for text in check_texts(engine.tokenizer.max_length)]
+        return {
+            "b1_short": lambda: engine.pair_logits(short),
+            f"batch{len(long)}_long": lambda: engine.pair_logits(long, batch_size=len(long)),
+        }
+
+
+RANKING_EXPORT = ExportTask(
+    exporter=RerankingExporter, checker=RerankerChecker, gates=RANKING_GATES,
+    figure_names=("|Δlogit|", "|Δscore|"),
+)

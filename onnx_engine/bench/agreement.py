@@ -13,12 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.manifest import TASK_FEATURE_EXTRACTION, TASK_RANKING, TASK_TEXT2TEXT
+from engine.manifest import TASK_TEXT2TEXT
 from onnx_engine.bench.contenders.base import Contender
-
-# The PyTorch fp32 contender each task's engine variants are compared with ("pytorch" otherwise).
-TORCH_REFERENCE = {TASK_FEATURE_EXTRACTION: "sentence-transformers",
-                   TASK_RANKING: "sentence-transformers"}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ on the same GPU, plus the per-step host<->device copies of IO-binding decoding.
 Workloads (the issue's): classifier b1 s8, b1 s128, b32 s128; T5 greedy and 4-beam, 32 new tokens,
 b1 and b8. Every call is strings in, host results out, on both sides (the engine's ``logits`` /
 ``generate``; PyTorch's tokenizer + forward or ``generate`` + ``.cpu()``, which also synchronizes
-the GPU), timed with the alternating rounds of :mod:`export.timing`. ``device="cpu"`` runs the
+the GPU), timed with the alternating rounds of :mod:`engine.timing`. ``device="cpu"`` runs the
 same code on the CPU with fp32 only: that is how the test suite checks it without a GPU.
 
     python -m onnx_engine.bench.gpu_bench prepare --cache-dir artifacts/bench   # prints 2 paths
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
-from export.timing import TimingPlan, time_alternating
+from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.gpu_report import (
     ENGINE,
     TORCH,
@@ -136,7 +136,7 @@ def _rows(model: str, label: str, stats: dict[str, Any]) -> list[dict[str, Any]]
 
 def bench_classifier(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, Any]]:
     """Latency rows of every classifier workload and contender."""
-    from engine.classifier import Classifier
+    from engine.tasks.classification import Classifier
 
     loaded = _load_all(target, plan, Classifier, "AutoModelForSequenceClassification")
     factory = WorkloadFactory(target.artifact / "tokenizer.json", target.manifest.max_length)
@@ -153,7 +153,7 @@ def bench_classifier(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, 
 
 def bench_t5(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, Any]]:
     """Latency rows of greedy and beam generation per batch, every contender."""
-    from engine.seq2seq import Seq2SeqLM
+    from engine.tasks.text2text import Seq2SeqLM
 
     loaded = _load_all(target, plan, Seq2SeqLM, "AutoModelForSeq2SeqLM")
     factory = WorkloadFactory(target.artifact / "tokenizer.json", target.manifest.max_length)
@@ -184,7 +184,7 @@ def _release(loaded: dict[Any, Any]) -> None:
 
 def decode_copies(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, Any]]:
     """Host<->device copies per decoder step of bound greedy and beam decoding (engine fp32)."""
-    from engine.seq2seq import DEFAULT_OPTIONS, Seq2SeqLM
+    from engine.tasks.text2text import DEFAULT_OPTIONS, Seq2SeqLM
     from onnx_engine.bench.transfers import DOWN, UP, TransferCounter
 
     options = DEFAULT_OPTIONS.with_overrides(provider=plan.device, io_binding="on", variant=FP32)
@@ -213,7 +213,7 @@ def decode_copies(target: BenchTarget, plan: GpuBenchPlan) -> list[dict[str, Any
 
 def fp16_gates(target: BenchTarget) -> dict[str, Any]:
     """The fp16 variant's gate record as the manifest holds it: verdict, figures, provider."""
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     record = variant_records(target.manifest).get(FP16)
     if record is None:
@@ -228,7 +228,7 @@ def prepare(cache_dir: Path, log: Any = sys.stderr) -> tuple[Path, Path]:
     provider that works here (CUDA on a GPU machine); built once, then reused from ``cache_dir``.
     """
     from engine.cuda_probe import cuda_unusable_reason
-    from export.optimize import OptimizeSettings, optimize_artifact
+    from export.variants.optimize import OptimizeSettings, optimize_artifact
     from onnx_engine.bench.models import resolve_target
 
     wanted = "cuda" if cuda_unusable_reason() is None else "cpu"  # where optimize gates fp16

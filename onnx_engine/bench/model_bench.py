@@ -10,7 +10,7 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
-from onnx_engine.bench.agreement import TORCH_REFERENCE, check_texts_for, compare
+from onnx_engine.bench.agreement import check_texts_for, compare
 from onnx_engine.bench.coldstart import measure_cold_start
 from onnx_engine.bench.contenders.base import Contender
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
@@ -19,9 +19,10 @@ from onnx_engine.bench.models import BenchTarget
 from onnx_engine.bench.registry import contender_class, load_contender
 from onnx_engine.bench.report import ModelReport, ResultRow
 from onnx_engine.bench.settings import BenchSettings
-from export.timing import TimingPlan, time_alternating
+from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.variants import FP32
 from onnx_engine.bench.workloads import Workload, WorkloadFactory
+from onnx_engine.tasks import TASKS
 
 Key = tuple[str, str]  # (contender, variant)
 _STEP_PLAN = TimingPlan(warmup=3, rounds=10, min_rounds=3, timed_per_turn=5, budget_s=10)
@@ -185,7 +186,7 @@ class ModelBench:
 
     def _agreement_reference(self) -> tuple[Contender | None, str]:
         """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine fp32."""
-        pytorch = TORCH_REFERENCE.get(self.target.task, "pytorch")
+        pytorch = TASKS[self.target.task].torch_reference
         if (pytorch, FP32) in self.contenders:
             return self.contenders[(pytorch, FP32)], "pytorch fp32"
         try:

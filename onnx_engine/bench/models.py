@@ -39,25 +39,25 @@ class BuiltinModel:
 
 
 def _distilbert_spec() -> object:
-    from export.tiny_models import FULL_SIZE_DISTILBERT
+    from onnx_engine.sample_models import FULL_SIZE_DISTILBERT
 
     return FULL_SIZE_DISTILBERT
 
 
 def _build_distilbert(folder: Path) -> Path:
-    from export.tiny_models import FULL_SIZE_DISTILBERT, build_tiny_classifier
+    from onnx_engine.sample_models import FULL_SIZE_DISTILBERT, build_tiny_classifier
 
     return build_tiny_classifier(folder, FULL_SIZE_DISTILBERT)
 
 
 def _t5_spec() -> object:
-    from export.tiny_t5 import FULL_SIZE_T5_SMALL
+    from onnx_engine.sample_models import FULL_SIZE_T5_SMALL
 
     return FULL_SIZE_T5_SMALL
 
 
 def _build_t5(folder: Path) -> Path:
-    from export.tiny_t5 import FULL_SIZE_T5_SMALL, build_tiny_t5
+    from onnx_engine.sample_models import FULL_SIZE_T5_SMALL, build_tiny_t5
 
     return build_tiny_t5(folder, FULL_SIZE_T5_SMALL)
 
@@ -68,14 +68,14 @@ _MINILM_CLASSIFIER_SPEC = "all-MiniLM-L6-v2 encoder + BertForSequenceClassificat
 
 
 def _build_minilm_classifier(folder: Path) -> Path:
-    from export.minilm import build_minilm_classifier
+    from onnx_engine.sample_models import build_minilm_classifier
 
     return build_minilm_classifier(folder)
 
 
 def _minilm_folder(_: Path | None = None) -> Path:
     """The installed all-MiniLM-L6-v2 package folder: real weights, nothing to build."""
-    from export.tiny_models import real_minilm_folder
+    from onnx_engine.sample_models import real_minilm_folder
 
     return real_minilm_folder()
 

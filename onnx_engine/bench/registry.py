@@ -2,38 +2,41 @@
 
 from __future__ import annotations
 
-from engine.manifest import (
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_RANKING,
-    TASK_TEXT2TEXT,
-)
 from onnx_engine.bench.contenders.base import Contender, ContenderSettings
-from onnx_engine.bench.contenders.classification import CLASSIFIER_CONTENDERS
-from onnx_engine.bench.contenders.embedding import EMBEDDING_CONTENDERS
-from onnx_engine.bench.contenders.reranking import RERANKING_CONTENDERS
-from onnx_engine.bench.contenders.seq2seq import SEQ2SEQ_CONTENDERS
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.models import BenchTarget
 from onnx_engine.bench.variants import chosen_record
+from onnx_engine.tasks import TASKS
 
+# The default run: the ways of running a classifier or a generator (each task runs those of
+# them it has; embedding models have their own, asked for by name).
 CONTENDER_NAMES = (
     "engine", "ort-raw", "openvino-raw", "pytorch", "pytorch-bf16", "pipeline", "optimum",
 )
-EMBEDDING_CONTENDER_NAMES = tuple(cls.name for cls in EMBEDDING_CONTENDERS)
-_BY_TASK = {
-    TASK_CLASSIFICATION: {cls.name: cls for cls in CLASSIFIER_CONTENDERS},
-    TASK_TEXT2TEXT: {cls.name: cls for cls in SEQ2SEQ_CONTENDERS},
-    TASK_FEATURE_EXTRACTION: {cls.name: cls for cls in EMBEDDING_CONTENDERS},
-    TASK_RANKING: {cls.name: cls for cls in RERANKING_CONTENDERS},
-}
-_KNOWN = tuple(dict.fromkeys((*CONTENDER_NAMES, *EMBEDDING_CONTENDER_NAMES)))
+
+
+def contenders_by_name(task: str) -> dict[str, type[Contender]]:
+    """The contenders of ``task`` by name, in the task's order.
+
+    Raises:
+        BenchError: no contenders for ``task``.
+    """
+    if task not in TASKS:
+        raise BenchError(f"The benchmark has no contenders for task {task!r}.")
+    return {cls.name: cls for cls in TASKS[task].contender_classes()}
+
+
+def known_contender_names() -> tuple[str, ...]:
+    """Every contender name of every task (defaults first)."""
+    every = (name for task in TASKS for name in contenders_by_name(task))
+    return tuple(dict.fromkeys((*CONTENDER_NAMES, *every)))
 
 
 def check_contender_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [name for name in names if name not in _KNOWN]
+    known = known_contender_names()
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise BenchError(f"Unknown contender(s) {unknown}. Choose from: {', '.join(_KNOWN)}.")
+        raise BenchError(f"Unknown contender(s) {unknown}. Choose from: {', '.join(known)}.")
     return names
 
 
@@ -44,14 +47,13 @@ def contender_class(task: str, name: str) -> type[Contender]:
         BenchError: unknown task or contender name.
         ContenderUnavailable: the contender exists, but not for this task.
     """
-    if task not in _BY_TASK:
-        raise BenchError(f"The benchmark has no contenders for task {task!r}.")
+    by_name = contenders_by_name(task)
     check_contender_names((name,))
-    if name not in _BY_TASK[task]:
+    if name not in by_name:
         raise ContenderUnavailable(
-            f"{name} does not run {task} models (contenders for them: {', '.join(_BY_TASK[task])})."
+            f"{name} does not run {task} models (contenders for them: {', '.join(by_name)})."
         )
-    return _BY_TASK[task][name]
+    return by_name[name]
 
 
 def load_contender(target: BenchTarget, name: str, variant: str, threads: int,

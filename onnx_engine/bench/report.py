@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from onnx_engine.bench.graph_cost import GraphCost
-from export.timing import LatencyStats
+from engine.timing import LatencyStats
 
 PIPELINE, ORT_RAW = "pipeline", "ort-raw"
 # What users of embedding models run instead of a transformers pipeline: the speed-up baseline

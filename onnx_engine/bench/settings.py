@@ -8,7 +8,7 @@ from typing import Any
 
 from onnx_engine.bench.errors import BenchError
 from onnx_engine.bench.registry import CONTENDER_NAMES, check_contender_names
-from export.timing import TimingPlan
+from engine.timing import TimingPlan
 from onnx_engine.bench.variants import FP32, check_variants
 
 DEFAULT_MODELS = ("distilbert-base", "t5-small")

@@ -2,9 +2,10 @@
 them.
 
 ``fp32`` is the exported graph. The other variants are written next to it by
-``onnx-engine optimize ARTIFACT --fusion --int8`` and recorded in the manifest; which files a
+``onnx-engine optimize ARTIFACT --fusion --int8`` (``export.variants.optimize``, which the
+benchmark calls itself for its own cached artifacts) and recorded in the manifest; which files a
 variant has, whether it passed its accuracy gate, and what ``auto`` means on this machine are all
-decided by :mod:`engine.variants`, so every contender runs exactly the files the engine would.
+decided by :mod:`engine.variants.choice`, so every contender runs exactly the files the engine would.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 FP32 = "fp32"
 AUTO = "auto"
 VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", "bf16", AUTO)
-# ``onnx-engine optimize`` flag that builds each variant.
-_OPTIMIZE_FLAGS = {"fused": "--fusion", "int8": "--int8", "fp16": "--fp16", "bf16": "--bf16"}
 
 
 def check_variants(variants: tuple[str, ...]) -> tuple[str, ...]:
@@ -45,7 +44,7 @@ def chosen_record(artifact: Path, variant: str) -> Any:
     """
     from engine.errors import OnnxEngineError
     from engine.manifest import ArtifactManifest
-    from engine.variants import select_variant, variant_records
+    from engine.variants.choice import select_variant, variant_records
 
     manifest = ArtifactManifest.read(artifact)
     try:
@@ -82,24 +81,33 @@ def load_engine(engine_class: type, base_options: Any, settings: Any) -> Any:
 
 
 def build_missing_variant(artifact: Path, variant: str) -> None:
-    """Run ``onnx-engine optimize`` for ``variant``; for the benchmark's own cached artifacts.
+    """Make ``variant`` with the export optimizer; for the benchmark's own cached artifacts.
 
     Raises:
-        ContenderUnavailable: no optimize flag builds it, or the optimizer or its gate failed.
+        ContenderUnavailable: the optimizer cannot make it, failed, or its gate rejected it.
     """
-    from onnx_engine.cli import main
+    from engine.errors import OnnxEngineError
+    from export.variants.optimize import MAKEABLE_VARIANTS, OptimizeSettings, optimize_artifact
 
-    if variant not in _OPTIMIZE_FLAGS:
-        raise ContenderUnavailable(f"No optimize flag builds variant {variant!r}.")
-    if main(["optimize", str(artifact), _OPTIMIZE_FLAGS[variant]]) != 0:
+    if variant not in MAKEABLE_VARIANTS:
         raise ContenderUnavailable(
-            f"'onnx-engine optimize {artifact} {_OPTIMIZE_FLAGS[variant]}' failed or its gate "
-            "rejected the variant (see its output above)."
+            f"The optimizer does not make variant {variant!r} (it makes "
+            f"{', '.join(MAKEABLE_VARIANTS)})."
+        )
+    try:
+        manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(variant,)))
+    except (OnnxEngineError, OSError) as error:
+        message = f"Optimizing '{artifact}' for {variant!r} failed: {error}"
+        raise ContenderUnavailable(message) from error
+    record = manifest.variants[variant]
+    if not record.passed:
+        raise ContenderUnavailable(
+            f"The {variant!r} variant of '{artifact}' is kept out of use: {record.reason}"
         )
 
 
 def _openvino_unusable(manifest: Any) -> str | None:
     from engine.openvino import openvino_variants_unusable
-    from engine.variants import variant_records
+    from engine.variants.choice import variant_records
 
     return openvino_variants_unusable(variant_records(manifest).values())

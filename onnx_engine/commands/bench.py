@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from onnx_engine.bench.settings import DEFAULT_MODELS, BenchSettings
-from export.timing import TimingPlan
+from engine.timing import TimingPlan
 from onnx_engine.bench.variants import VARIANT_CHOICES
 
 # torch's OpenMP threads otherwise spin after each op and fight ONNX Runtime's threads when the

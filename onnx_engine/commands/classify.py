@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.classifier import Classifier
+from engine.tasks.classification import Classifier
 from engine.manifest import TASK_CLASSIFICATION
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,

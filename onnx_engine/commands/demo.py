@@ -26,8 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.demo import DemoSettings, demo_max_difference, run_classifier_demo, run_seq2seq_demo
-    from export.embedding_demo import run_embedding_demo
+    from onnx_engine.demo.side_by_side import (
+        DemoSettings,
+        demo_max_difference,
+        run_classifier_demo,
+        run_seq2seq_demo,
+    )
+    from onnx_engine.demo.semantic_search import run_embedding_demo
 
     settings = DemoSettings(
         workdir=args.workdir, classifier_model=args.model, provider=args.provider, quiet=args.quiet,

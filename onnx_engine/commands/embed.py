@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from onnx_engine.commands.runtime_args import (

@@ -6,18 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.manifest import (
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_RANKING,
-    TASK_TEXT2TEXT,
-)
 from engine.pooling import POOLING_MODES
 from onnx_engine.commands.optimize import (
     add_variant_arguments,
     optimize_and_report,
     requested_variants,
 )
+from onnx_engine.tasks import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,11 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="hub id (needs internet) or local checkpoint folder")
     parser.add_argument("output", type=Path, help="artifact folder to write")
     parser.add_argument("--task", default=None,
-                        choices=(TASK_CLASSIFICATION, TASK_TEXT2TEXT, TASK_FEATURE_EXTRACTION,
-                                 TASK_RANKING),
-                        help="what to export the model for (default: inferred from its config, "
+                        choices=tuple(TASKS),
+                        help="what to export the model for (default: inferred from its files, "
                         "as optimum-cli does: *ForSequenceClassification -> text-classification, "
-                        "T5 -> text2text-generation, a sentence-transformers CrossEncoder -> text-ranking, "
+                        "T5 -> text2text-generation, a saved CrossEncoder -> text-ranking, "
                         "sentence-transformers or a bare encoder -> feature-extraction)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")

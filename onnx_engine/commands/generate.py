@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from engine.manifest import TASK_TEXT2TEXT
-from engine.seq2seq import Seq2SeqLM
-from engine.seq2seq_outputs import GeneratedSequence
+from engine.tasks.text2text import Seq2SeqLM
+from engine.seq2seq.outputs import GeneratedSequence
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,

@@ -13,6 +13,7 @@ from typing import Any
 from engine.errors import InputError
 from onnx_engine.commands.runtime_args import read_text_lines
 from onnx_engine.commands.serve_extra import require_modules
+from onnx_engine.loadtest.protocols import protocol_names
 
 DEFAULT_TEXTS = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_sentences.txt"
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="model name on the server")
     parser.add_argument("--artifact", required=True,
                         help="the model's artifact, run in-process to check each answer")
-    parser.add_argument("--protocol", choices=("v2", "hf", "openai"), default="hf",
+    parser.add_argument("--protocol", choices=protocol_names(), default="hf",
                         help="openai: POST /v1/embeddings (feature-extraction models)")
     parser.add_argument("--concurrency", default="1,4,16,64",
                         help="comma-separated client counts, one level each")
@@ -80,12 +81,11 @@ def load_test(modules: dict[str, Any], urls: dict[str, str], model_name: str, ar
     turns, so on a shared machine they all see the same load.
     """
     import engine
-    from engine.manifest import TASK_TEXT2TEXT
     from onnx_engine.bench.machine import load_average
 
     runner = modules["runner"]
     model = engine.load(artifact)
-    parameters = {"max_new_tokens": max_new_tokens} if model.task == TASK_TEXT2TEXT else {}
+    parameters = modules["protocols"].task_answers(model.task).parameters(max_new_tokens)
     wire = modules["protocols"].Protocol(protocol, model.task, model_name, parameters)
     reference = modules["reference"].build_reference(model, texts, parameters)
     load_before = load_average()

@@ -17,7 +17,7 @@ import numpy as np
 from engine.errors import InputError
 from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
-from engine.seq2seq import Seq2SeqLM
+from engine.tasks.text2text import Seq2SeqLM
 from engine.tokenization import TextTokenizer
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     """The variant flags shared by ``optimize`` and ``export``."""
-    from export.quantize import SENSITIVE_LAYERS
+    from export.variants.quantize import SENSITIVE_LAYERS
 
     group = parser.add_argument_group("optimized variants")
     group.add_argument("--fusion", action="store_true",
@@ -79,7 +79,7 @@ def requested_variants(args: argparse.Namespace) -> tuple[str, ...]:
 
 def optimize_and_report(args: argparse.Namespace, artifact: Path, reference: str | None) -> int:
     """Run the optimizer for the flags in ``args``, print the variant table, return the status."""
-    from export.optimize import OptimizeSettings, QuantizeSettings, optimize_artifact
+    from export.variants.optimize import OptimizeSettings, QuantizeSettings, optimize_artifact
 
     variants = requested_variants(args)
     settings = OptimizeSettings(
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_artifact_folder(args.artifact, None, "optimize")
     if args.retime and not requested_variants(args):
-        from export.optimize import retime_artifact
+        from export.variants.optimize import retime_artifact
 
         manifest = retime_artifact(args.artifact, args.timing_runs, args.quiet)
         print(variant_table(manifest))
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def variant_table(manifest: Any) -> str:
     """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
-    from engine.variants import (
+    from engine.variants.choice import (
         FP32,
         RUNTIME_ONNXRUNTIME,
         VARIANT_NAMES,
@@ -161,7 +161,7 @@ def variant_table(manifest: Any) -> str:
 def auto_choice_line(manifest: Any) -> str:
     from engine.cpu import current_cpu
     from engine.openvino import openvino_variants_unusable
-    from engine.variants import AUTO, select_variant, variant_records
+    from engine.variants.choice import AUTO, select_variant, variant_records
 
     unusable = openvino_variants_unusable(variant_records(manifest).values())
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)
@@ -175,9 +175,9 @@ def auto_choice_line(manifest: Any) -> str:
 def _figure_names(task: str) -> tuple[str, str]:
     """What ``max_abs_diff`` and ``max_prob_diff`` measure for the task: logits and
     probabilities, or for embeddings the vectors' elements and the similarity scores."""
-    from engine.manifest import TASK_FEATURE_EXTRACTION
+    from export.tasks import export_task
 
-    return ("|Δemb|", "|Δsim|") if task == TASK_FEATURE_EXTRACTION else ("|Δlogit|", "|Δprob|")
+    return export_task(task).figure_names
 
 
 def _limits(gate: Any, names: tuple[str, str]) -> str:

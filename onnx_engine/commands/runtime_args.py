@@ -9,15 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError, OnnxEngineError
-from engine.manifest import (
-    MANIFEST_NAME,
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_TEXT2TEXT,
-    ArtifactManifest,
-)
-from engine.session import PROVIDER_CHOICES, RuntimeOptions
-from engine.variants import VARIANT_CHOICES
+from engine.manifest import MANIFEST_NAME, ArtifactManifest
+from engine.options import PROVIDER_CHOICES, RuntimeOptions
+from engine.variants.choice import VARIANT_CHOICES
+from onnx_engine.tasks import TASKS
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,14 +141,6 @@ def writable_file(path: Path, flag: str) -> Path:
     return path
 
 
-# The subcommand that runs each task's artifacts, for messages that point to the right one.
-TASK_COMMANDS = {
-    TASK_CLASSIFICATION: "classify",
-    TASK_TEXT2TEXT: "generate",
-    TASK_FEATURE_EXTRACTION: "embed",
-}
-
-
 def check_artifact_folder(path: str | Path, task: str | None, command: str) -> None:
     """Refuse, in the CLI's words, a path that is not an artifact (of ``task``, where given),
     before loading.
@@ -188,7 +175,8 @@ def check_artifact_folder(path: str | Path, task: str | None, command: str) -> N
     except OnnxEngineError:
         return  # the engine's load reports it
     if held != task:
-        other = TASK_COMMANDS.get(held)
+        entry = TASKS.get(held)
+        other = entry.commands[0] if entry and entry.commands else None
         fix = (f"Run it with 'onnx-engine {other} {folder} ...'." if other
                else "No onnx-engine subcommand runs that task.")
         raise InputError(

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.embedder import Embedder
+from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from onnx_engine.commands.embed import add_embedding_arguments, embed_texts

@@ -22,16 +22,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.errors import InputError, OnnxEngineError
-from onnx_engine.serving import embedding_routes, hf_routes, rerank_routes, v2_routes
+from onnx_engine.serving import hf_routes, v2_routes
 from onnx_engine.serving.auth import ApiKeyMiddleware
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import ServeError, UnavailableError, ValidationError
 from onnx_engine.serving.metrics import CONTENT_TYPE, ServerMetrics
 from onnx_engine.serving.state import ServerState
+from onnx_engine.tasks import TASKS
 
 logger = logging.getLogger(__name__)
-# Each module has routes(state) -> list[Route]; a new protocol is one more module here.
-ROUTE_MODULES = (v2_routes, hf_routes, embedding_routes, rerank_routes)
+# Each module has routes(state) -> list[Route]: these serve every task; a task's own protocols
+# (OpenAI embeddings, say) are the routes modules of its onnx_engine.tasks entry.
+ROUTE_MODULES = (v2_routes, hf_routes)
 Models = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
 
 
@@ -69,7 +71,7 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
 
     routes = [Route("/metrics", metrics_route, methods=["GET"]),
               Route("/health", health, methods=["GET"])]
-    for module in ROUTE_MODULES:
+    for module in (*ROUTE_MODULES, *(m for task in TASKS.values() for m in task.route_modules())):
         routes += module.routes(state)
 
     def error_response(error: Exception, scope: Any) -> Response:

@@ -22,17 +22,24 @@ class ApiKeyMiddleware:
         self._on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
+        error = key_error(scope, self._key)
+        if error is None:
             await self.app(scope, receive, send)
-            return
-        if authorized(scope["headers"], self._key):
-            await self.app(scope, receive, send)
-            return
-        error = UnauthorizedError(
-            "Missing or wrong API key: send the header 'Authorization: Bearer <key>'.",
-            {"WWW-Authenticate": "Bearer"},
-        )
-        await self._on_error(error, scope)(scope, receive, send)
+        else:
+            await self._on_error(error, scope)(scope, receive, send)
+
+
+def key_error(scope: Scope, key: bytes | str) -> UnauthorizedError | None:
+    """The 401 for a request that needs the key and lacks it; ``None`` when it may pass
+    (not HTTP, a public path, a CORS preflight, or the right key)."""
+    if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
+        return None
+    if authorized(scope["headers"], key):
+        return None
+    return UnauthorizedError(
+        "Missing or wrong API key: send the header 'Authorization: Bearer <key>'.",
+        {"WWW-Authenticate": "Bearer"},
+    )
 
 
 def authorized(headers: list[tuple[bytes, bytes]], key: bytes | str) -> bool:

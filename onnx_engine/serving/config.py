@@ -1,11 +1,23 @@
-"""The server's settings: one frozen dataclass, validated once when it is built."""
+"""The server's settings: one frozen dataclass, validated once when it is built.
+
+Each field is declared once (:func:`~onnx_engine.serving.settings.setting`): the ``serve``
+command's flags and Ray's ``serve run`` arguments are made from these fields.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
 from engine.errors import InputError
-from engine.session import RuntimeOptions
+from engine.options import RuntimeOptions
+from onnx_engine.serving.settings import Number, Switch, Text, Texts, check_settings, setting
+
+API_KEY_ENV = "ONNX_ENGINE_API_KEY"  # read by the serve command when --api-key is not given
+# CLI argument groups of the serve command.
+LIMITS, ACCESS = "limits", "access"
+POSITIVE_INT = Number(int, 1, phrase="a positive integer")
+OPTIONAL_POSITIVE_INT = Number(int, 1, optional=True, phrase="a positive integer")
+POSITIVE_NUMBER = Number(float, 0, strict=True, phrase="a positive number")
 
 
 @dataclass(frozen=True)
@@ -39,27 +51,42 @@ class ServeConfig:
         log_requests: one INFO log line per request.
     """
 
-    max_batch_size: int = 32
-    max_batch_tokens: int = 8192
-    max_queue_delay_ms: float = 2.0
-    max_concurrent_requests: int = 512
-    max_client_batch_size: int = 64
-    max_input_chars: int | None = None
-    max_input_tokens: int | None = None
-    request_timeout_s: float | None = None
-    max_body_bytes: int = 8 * 1024 * 1024
-    client_timeout_s: float = 30.0
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    log_requests: bool = False
+    max_batch_size: int = setting(32, POSITIVE_INT, "texts per engine call", group=LIMITS)
+    max_batch_tokens: int = setting(8192, POSITIVE_INT,
+                                    "padded tokens (longest x texts) per engine call",
+                                    group=LIMITS)
+    max_queue_delay_ms: float = setting(
+        2.0, Number(float, 0), "wait this long for company when a text arrives at an idle model",
+        group=LIMITS)
+    max_concurrent_requests: int = setting(
+        512, POSITIVE_INT, "inference requests in progress at most; more get 429", group=LIMITS)
+    max_client_batch_size: int = setting(64, POSITIVE_INT, "texts per request at most",
+                                         group=LIMITS)
+    max_input_chars: int | None = setting(
+        None, OPTIONAL_POSITIVE_INT, "characters per text at most (default: no limit; tokens "
+        "are truncated at the model's maximum length)", group=LIMITS)
+    max_input_tokens: int | None = setting(
+        None, OPTIONAL_POSITIVE_INT, "tokens per text at most, per model (default: the model's "
+        "max length); longer texts get 413 unless the request asks to truncate", group=LIMITS)
+    request_timeout_s: float | None = setting(
+        None, Number(float, 0, strict=True, optional=True, phrase="a positive number"),
+        "answer 504 to requests not done after this long", group=LIMITS)
+    max_body_bytes: int = setting(8 * 1024 * 1024, POSITIVE_INT,
+                                  "request bodies over this get 413", group=LIMITS)
+    client_timeout_s: float = setting(
+        30.0, POSITIVE_NUMBER, "a request's headers, and then its body, must arrive within this "
+        "long, else its connection is closed (a late body gets 408); requests take a "
+        "concurrency slot only once their body is read", group=LIMITS)
+    api_key: str | None = setting(
+        None, Text(optional=True), f"require 'Authorization: Bearer KEY' (default: "
+        f"${API_KEY_ENV})", label="The API key", group=ACCESS)
+    cors_origins: tuple[str, ...] = setting(
+        (), Texts(), "allow this browser origin (repeatable; default: no CORS)",
+        flag="--cors-origin", group=ACCESS, metavar="ORIGIN")
+    log_requests: bool = setting(False, Switch(), "one INFO log line per request", group=ACCESS)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_batch_tokens", "max_concurrent_requests",
-                     "max_client_batch_size", "max_body_bytes"):
-            _check_positive(name, getattr(self, name), integer=True)
-        for name in ("max_input_chars", "max_input_tokens"):
-            if getattr(self, name) is not None:
-                _check_positive(name, getattr(self, name), integer=True)
+        check_settings(self)
         if self.max_input_tokens is not None and self.max_input_tokens > self.max_batch_tokens:
             # One text may cost no more than a whole engine call: memory per call follows
             # max_batch_tokens (and T5's encoder attention the square of one text's tokens).
@@ -68,28 +95,12 @@ class ServeConfig:
                 f"{self.max_input_tokens}: one text may not cost more than a whole batch. Raise "
                 "max_batch_tokens too if the memory allows."
             )
-        if self.request_timeout_s is not None:
-            _check_positive("request_timeout_s", self.request_timeout_s, integer=False)
-        _check_positive("client_timeout_s", self.client_timeout_s, integer=False)
-        if self.max_queue_delay_ms < 0:
-            raise InputError(
-                f"max_queue_delay_ms must be >= 0, got {self.max_queue_delay_ms!r}."
-            )
-        if self.api_key is not None and not self.api_key.strip():
-            raise InputError("The API key is empty; give a non-empty key or none at all.")
 
     def __repr__(self) -> str:
         # The key must never reach a log line or an error message.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["api_key"] = "<set>" if self.api_key else None
         return f"ServeConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
-
-
-def _check_positive(name: str, value: object, integer: bool) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        kind = "integer" if integer else "number"
-        raise InputError(f"{name} must be a positive {kind}, got {value!r}.")
 
 
 def serving_runtime_options(options: RuntimeOptions) -> RuntimeOptions:

@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.classifier import check_top_k
 from engine.errors import InputError
 from engine.manifest import TASK_RANKING
-from onnx_engine.embedding_protocols import _check_keys, _flag
+from engine.tasks.classification import check_top_k
+from onnx_engine.json_fields import check_keys, flag
 from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
-from onnx_engine.serving.errors import NotFoundError, ValidationError
 from onnx_engine.serving.inference import admitted, run_job
-from onnx_engine.serving.state import ServedModel, ServerState
+from onnx_engine.serving.state import ServerState
+from onnx_engine.serving.task_models import named_task_model, only_task_model
 from onnx_engine.serving.tasks.reranking import RerankRequest
 
 _TEI_KEYS = ("query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction")
@@ -41,7 +42,7 @@ _COHERE_EXAMPLE = '{"model": "name", "query": "text", "documents": ["text", ...]
 
 def routes(state: ServerState) -> list[Route]:
     async def tei_rerank(request: Request) -> Response:
-        served = _only_ranking_model(state)
+        served = only_task_model(state, TASK_RANKING, "/rerank", "/v1/rerank")
         body = await read_json_object(request, state.config)  # before admission (slow clients)
         async with admitted(state, served) as admission:
             job = served.handler.job(parse_tei_rerank(body))
@@ -54,7 +55,8 @@ def routes(state: ServerState) -> list[Route]:
     async def cohere_rerank(request: Request) -> Response:
         body = await read_json_object(request, state.config)
         parsed, name = parse_cohere_rerank(body)
-        served = _ranking_model(state, name) if name is not None else _only_ranking_model(state)
+        served = (named_task_model(state, name, TASK_RANKING, "/v1/rerank") if name is not None
+                  else only_task_model(state, TASK_RANKING, "/v1/rerank", "/v1/rerank"))
         async with admitted(state, served) as admission:
             job = served.handler.job(parsed)
             result = await run_job(state, admission, job, request)
@@ -82,7 +84,7 @@ def parse_tei_rerank(body: Mapping[str, Any]) -> RerankRequest:
         InputError: unknown keys, a missing or non-string ``query``, ``texts`` not a list of
             strings, non-boolean flags, or left truncation.
     """
-    _check_keys(body, _TEI_KEYS, _TEI_EXAMPLE)
+    check_keys(body, _TEI_KEYS, _TEI_EXAMPLE)
     if body.get("truncation_direction", "Right") not in ("Right", "right"):
         raise InputError(
             'truncation_direction "Left" is not supported; texts are cut on the right.'
@@ -90,9 +92,9 @@ def parse_tei_rerank(body: Mapping[str, Any]) -> RerankRequest:
     return RerankRequest(
         query=_query(body),
         documents=_documents(body, "texts", _TEI_EXAMPLE),
-        raw_scores=_flag(body, "raw_scores", False),
-        return_documents=_flag(body, "return_text", False),
-        truncate=_flag(body, "truncate", False),
+        raw_scores=flag(body, "raw_scores", False),
+        return_documents=flag(body, "return_text", False),
+        truncate=flag(body, "truncate", False),
         tei=True,
     )
 
@@ -104,7 +106,7 @@ def parse_cohere_rerank(body: Mapping[str, Any]) -> tuple[RerankRequest, str | N
         InputError: unknown keys, a non-string ``model`` or ``query``, ``documents`` not a list
             of strings, ``top_n`` not a positive integer, non-boolean flags.
     """
-    _check_keys(body, _COHERE_KEYS, _COHERE_EXAMPLE)
+    check_keys(body, _COHERE_KEYS, _COHERE_EXAMPLE)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise InputError(f'"model" must be the name of a served model, got {model!r:.40}.')
@@ -116,8 +118,8 @@ def parse_cohere_rerank(body: Mapping[str, Any]) -> tuple[RerankRequest, str | N
     request = RerankRequest(
         query=_query(body),
         documents=_documents(body, "documents", _COHERE_EXAMPLE),
-        raw_scores=_flag(body, "raw_scores", False),
-        return_documents=_flag(body, "return_documents", False),
+        raw_scores=flag(body, "raw_scores", False),
+        return_documents=flag(body, "return_documents", False),
         top_n=top_n,
         truncate=True,
         tei=False,
@@ -164,31 +166,3 @@ def _documents(body: Mapping[str, Any], key: str, example: str) -> list[str]:
         if not isinstance(document, str):
             raise InputError(f'"{key}"[{index}] is {type(document).__name__}, not a string.')
     return documents
-
-
-def _ranking_model(state: ServerState, name: str) -> ServedModel:
-    served = state.model(name)
-    if served.handler.task != TASK_RANKING:
-        raise NotFoundError(
-            f"Model '{name}' is a {served.handler.task} model; /v1/rerank serves text-ranking "
-            f"models ({', '.join(_ranking_names(state)) or 'none here'})."
-        )
-    return served
-
-
-def _only_ranking_model(state: ServerState) -> ServedModel:
-    state.check_serving()
-    names = _ranking_names(state)
-    if not names:
-        raise NotFoundError("This server has no text-ranking model to serve rerank requests.")
-    if len(names) > 1:
-        raise ValidationError(
-            f"This server has several text-ranking models ({', '.join(names)}); name one with "
-            '/v1/rerank\'s "model", or use /v2/models/NAME/infer.'
-        )
-    return state.models[names[0]]
-
-
-def _ranking_names(state: ServerState) -> list[str]:
-    return sorted(name for name, served in state.models.items()
-                  if served.handler.task == TASK_RANKING)

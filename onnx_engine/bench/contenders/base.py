@@ -243,7 +243,7 @@ def openvino_compiled(path: Path, threads: int, precision: str) -> Any:
         ContenderUnavailable: OpenVINO is not installed.
     """
     from engine.errors import ProviderError
-    from engine.openvino import openvino_runtime
+    from engine.session import openvino_runtime
     from onnx_engine.bench.errors import ContenderUnavailable
 
     try:

@@ -34,8 +34,8 @@ class EngineEmbedder(Contender):
     predictions_are_vectors = True
 
     def load(self) -> None:
-        from engine.embedder import Embedder
-        from engine.session import RuntimeOptions
+        from engine.tasks.feature_extraction import Embedder
+        from engine.options import RuntimeOptions
         from onnx_engine.bench.variants import load_engine
 
         self.model = load_engine(Embedder, RuntimeOptions(), self.settings)

@@ -32,7 +32,7 @@ class EngineReranker(Contender):
     name = "engine"
 
     def load(self) -> None:
-        from engine.session import RuntimeOptions
+        from engine.options import RuntimeOptions
         from engine.tasks.reranking import Reranker
         from onnx_engine.bench.variants import load_engine
 

@@ -35,7 +35,7 @@ class EngineSeq2Seq(Contender):
     name = "engine"
 
     def load(self) -> None:
-        from engine.seq2seq import DEFAULT_OPTIONS, Seq2SeqLM
+        from engine.tasks.text2text import DEFAULT_OPTIONS, Seq2SeqLM
         from onnx_engine.bench.variants import load_engine
 
         self.model = load_engine(Seq2SeqLM, DEFAULT_OPTIONS, self.settings)

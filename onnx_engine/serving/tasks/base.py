@@ -2,7 +2,7 @@
 
 A :class:`TaskHandler` wraps one loaded engine model. The protocol modules (V2, Hugging Face)
 parse the transport and call the handler for everything task-specific, so a new task is one new
-handler module plus its entry in :data:`onnx_engine.serving.tasks.HANDLERS`.
+handler module plus its entry in :data:`onnx_engine.tasks.TASKS`.
 """
 
 from __future__ import annotations

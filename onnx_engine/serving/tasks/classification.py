@@ -11,11 +11,12 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from engine.classifier import Classifier, check_top_k
-from engine.generation_args import check_flag
+from engine.tasks.classification import Classifier, check_top_k
+from engine.checks import check_flag
 from engine.manifest import TASK_CLASSIFICATION
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import ValidationError
+from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
     Job,
     OutputTensor,
@@ -26,6 +27,10 @@ from onnx_engine.serving.tasks.base import (
     unsupported_route,
 )
 
+# Scores may differ in the last bits when a text is batched with others (other padding, other
+# summation order) or computed by another runtime (the PyTorch contender): 1e-4 absolute is far
+# above that noise (~1e-6) and far below any real mix-up between texts.
+SCORE_ATOL = 1e-4
 # truncation as transformers' pipelines take it: cut texts over the bound instead of a 413.
 _OPTIONS = ("top_k", "function_to_apply", "truncation")
 
@@ -126,3 +131,21 @@ class ClassificationHandler(TaskHandler):
     def encode_hf(self, job: Job, results: list[np.ndarray], route: str) -> Any:
         scores = self.model.scores(np.stack(results), job.options.activation)
         return [self.model.ranked(row, job.options.top_k) for row in scores]
+
+
+class ClassificationAnswers(TaskAnswers):
+    """The best ``(label, score)``; scores equal within :data:`SCORE_ATOL`."""
+
+    def expected(self, model: Any, text: str, parameters: dict[str, Any]) -> Any:
+        (best,) = model(text, function_to_apply=parameters.get("function_to_apply"))
+        return best["label"], best["score"]
+
+    def from_hf(self, body: Any) -> Any:
+        best = max(body[0], key=lambda item: item["score"])
+        return best["label"], float(best["score"])
+
+    def from_v2(self, outputs: dict[str, list[Any]]) -> Any:
+        return outputs["label"][0], float(outputs["score"][0])
+
+    def matches(self, answer: Any, want: Any) -> bool:
+        return bool(answer[0] == want[0] and abs(answer[1] - want[1]) <= SCORE_ATOL)

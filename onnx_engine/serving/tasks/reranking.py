@@ -3,12 +3,14 @@
 The engine call runs only the logits, one per pair, so pairs of every rerank request (TEI
 ``/rerank``, ``/v1/rerank``, V2) share batches; each job applies its own activation and sorts
 its own documents when it is answered. The routes live in ``onnx_engine.serving.rerank_routes``.
+:class:`RerankingAnswers` is how the load test asks and checks these models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -16,8 +18,9 @@ from engine.manifest import TASK_RANKING
 from engine.numerics import sigmoid
 from engine.tasks.reranking import Reranker, query_pairs, ranked
 from engine.tokenization import TextInput
-from onnx_engine.embedding_protocols import _flag
+from onnx_engine.json_fields import flag
 from onnx_engine.serving.errors import NotFoundError, ValidationError
+from onnx_engine.serving.tasks.answers import TaskAnswers, Wire
 from onnx_engine.serving.tasks.base import (
     Job,
     OutputTensor,
@@ -27,6 +30,11 @@ from onnx_engine.serving.tasks.base import (
 )
 
 _V2_PARAMETERS = ("raw_scores", "truncate")
+# The query every load-test text (a document) is scored against.
+LOADTEST_QUERY = "Which text answers the question best?"
+# A pair's logit may differ in the last bits when it is batched with others (other padding,
+# other summation order): 1e-4 is far above that noise and far below a mix-up between texts.
+LOGIT_ATOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class RerankingHandler(TaskHandler):
             raise ValidationError(
                 f"Unknown parameter(s) {unknown}; reranking takes {', '.join(_V2_PARAMETERS)}."
             )
-        flags = {name: _flag(parameters, name, False) for name in _V2_PARAMETERS}
+        flags = {name: flag(parameters, name, False) for name in _V2_PARAMETERS}
         documents = required_v2_input(inputs, "text", names)
         return self.job(RerankRequest(query[0], list(documents), tei=False, **flags))
 
@@ -129,3 +137,45 @@ class RerankingHandler(TaskHandler):
 
     def encode_hf(self, job: Job, results: list[float], route: str) -> Any:
         raise AssertionError("parse_hf refuses every Hugging Face request")  # never a job here
+
+
+class RerankingAnswers(TaskAnswers):
+    """The logit of ``(LOADTEST_QUERY, text)``; equal within :data:`LOGIT_ATOL`.
+
+    Raw scores on every protocol, so the TEI route (which applies sigmoid) and the model's own
+    activation (Cohere/infinity, V2 ``score``) are compared alike. ``rerank`` is TEI's
+    ``POST /rerank``, ``v1-rerank`` infinity's Cohere-style ``POST /v1/rerank``; the Hugging
+    Face routes do not serve rerankers (404: use one of those or ``v2``).
+    """
+
+    protocols: ClassVar[Mapping[str, Wire]] = {
+        "rerank": Wire(
+            "rerank (text-embeddings-inference)", "/rerank",
+            lambda model, text: {"query": LOADTEST_QUERY, "texts": [text], "raw_scores": True},
+            lambda body: float(body[0]["score"]),
+        ),
+        "v1-rerank": Wire(
+            "rerank (infinity/Cohere)", "/v1/rerank",
+            lambda model, text: {"model": model, "query": LOADTEST_QUERY, "documents": [text],
+                                 "raw_scores": True},
+            lambda body: float(body["results"][0]["relevance_score"]),
+        ),
+    }
+
+    def v2_body(self, text: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        return {"inputs": [
+            {"name": "query", "shape": [1], "datatype": "BYTES", "data": [LOADTEST_QUERY]},
+            {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]},
+        ], "parameters": parameters}
+
+    def expected(self, model: Any, text: str, parameters: dict[str, Any]) -> Any:
+        return float(model.predict((LOADTEST_QUERY, text), activation="none"))
+
+    def from_hf(self, body: Any) -> Any:
+        raise ValueError("the Hugging Face routes do not serve text-ranking models")
+
+    def from_v2(self, outputs: dict[str, list[Any]]) -> Any:
+        return float(outputs["logits"][0])
+
+    def matches(self, answer: Any, want: Any) -> bool:
+        return abs(answer - want) <= LOGIT_ATOL  # NaN fails

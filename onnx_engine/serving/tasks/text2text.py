@@ -11,11 +11,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from engine.generation_args import GenerationArgs
+from engine.seq2seq.generation_args import GenerationArgs
 from engine.manifest import TASK_TEXT2TEXT
-from engine.seq2seq import Seq2SeqLM
+from engine.tasks.text2text import Seq2SeqLM
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import UnusedModelKwargsError, ValidationError
+from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
     Job,
     OutputTensor,
@@ -147,3 +148,18 @@ class Text2TextHandler(TaskHandler):
             for text, _ in results
         ]
 
+
+class Text2TextAnswers(TaskAnswers):
+    """The generated text, exactly (greedy decoding is deterministic)."""
+
+    def parameters(self, max_new_tokens: int) -> dict[str, Any]:
+        return {"max_new_tokens": max_new_tokens}
+
+    def expected(self, model: Any, text: str, parameters: dict[str, Any]) -> Any:
+        return model.generate([text], **parameters)[0].text
+
+    def from_hf(self, body: Any) -> Any:
+        return body[0]["generated_text"]
+
+    def from_v2(self, outputs: dict[str, list[Any]]) -> Any:
+        return outputs["generated_text"][0]

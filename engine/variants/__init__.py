@@ -1,0 +1,1 @@
+"""Optimized variants of an artifact: their records, which one to run, and its sessions."""

@@ -1,0 +1,188 @@
+"""Optimized variants of an artifact's graphs, their accuracy gates, and which one to run.
+
+``onnx-engine optimize`` adds variants (``fused``, ``int8``, ``fp16``, ``bf16``) next to the
+exported fp32 graphs and records each in ``manifest.variants``: its files per role, how it was made, the gate it
+had to pass against PyTorch, the figures it measured, and its speed. The engine never uses a variant
+that failed its gate, nor one made for another provider: int8 (MatMulInteger) has no CUDA kernels,
+and fp16 on CPU would only be slower fp32 behind casts. bf16 is the fp32 graphs run by OpenVINO
+in bf16: usable only where OpenVINO is installed and the CPU has bf16 instructions, which the
+caller says (``openvino_unusable``: the reason it is not, or None).
+
+Everything here is role-generic (``model`` for a classifier; ``encoder``, ``decoder``,
+``decoder_with_past`` for seq2seq), so every task selects its variant through the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from engine.errors import ArtifactError, InputError, ProviderError
+from engine.manifest import FP32_VARIANT, ArtifactManifest
+from engine.variants.records import (  # noqa: F401  (the record types are part of this API)
+    RUNTIME_ONNXRUNTIME,
+    RUNTIME_OPENVINO,
+    TARGET_ANY,
+    TARGET_CPU,
+    TARGET_CUDA,
+    Flip,
+    VariantFigures,
+    VariantGate,
+    VariantRecord,
+    VariantSpeed,
+    optimize_flag,
+)
+
+AUTO = "auto"
+FP32 = FP32_VARIANT
+FUSED = "fused"
+INT8 = "int8"
+FP16 = "fp16"
+BF16 = "bf16"
+VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16)
+# What a caller passes when it has not checked OpenVINO: runtime-bound variants stay out of use.
+OPENVINO_NOT_CHECKED = "OpenVINO was not checked on this machine"
+VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
+
+# Used when speeds were not measured on the provider in use. CPU: int8 ran 2.5-3x faster than fp32
+# here, and the offline fusion was equal to 10% slower than ORT's own load-time fusion. CUDA: fp16
+# with fused attention is the usual win; the fused fp32 graph still beats the unfused one.
+# bf16 ranks after int8: on an AMD EPYC with AVX512-BF16 it ran 1.8x fp32, int8 2.5-3x.
+PREFERENCE = {
+    TARGET_CPU: (INT8, BF16, FP32, FUSED, FP16),
+    TARGET_CUDA: (FP16, FUSED, FP32, INT8, BF16),
+}
+
+
+def fp32_record(manifest: ArtifactManifest) -> VariantRecord:
+    """The exported graphs as a variant; its speeds come from ``manifest.variants['fp32']``."""
+    graphs = {role: spec.file for role, spec in manifest.graphs.items()}
+    stored = manifest.variants.get(FP32)
+    speeds = stored.speeds if stored else {}
+    return VariantRecord(FP32, graphs, made_with={"method": "export"}, passed=True, speeds=speeds)
+
+
+def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
+    """Every variant of the artifact, fp32 first (present unless ``onnx-engine pack`` left the
+    export's own graphs out: the manifest then lists files, but not theirs)."""
+    exported = fp32_record(manifest)
+    packed_without_fp32 = bool(manifest.files) and any(
+        file not in manifest.files for file in exported.graphs.values())
+    records = {} if packed_without_fp32 else {FP32: exported}
+    records.update({name: record for name, record in manifest.variants.items() if name != FP32})
+    return records
+
+
+def select_variant(
+    manifest: ArtifactManifest,
+    requested: str,
+    on_cuda: bool,
+    openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
+) -> tuple[str, dict[str, str]]:
+    """The variant to run and its files per role, for ``requested`` on the provider in use
+    (:func:`choose_variant` on the manifest's records)."""
+    record = choose_variant(variant_records(manifest), requested, on_cuda, openvino_unusable)
+    return record.name, dict(record.graphs)
+
+
+def choose_variant(
+    records: Mapping[str, VariantRecord],
+    requested: str,
+    on_cuda: bool,
+    openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
+) -> VariantRecord:
+    """The variant of ``records`` to run for ``requested`` on the provider in use.
+
+    ``auto`` picks, among the variants that passed their gate and suit the provider, the one with
+    the lowest measured latency on that provider; when not all of them were timed there, the
+    fixed preference order ``PREFERENCE`` decides. fp32 always qualifies. ``openvino_unusable``
+    is why OpenVINO's variants (bf16) cannot run here, or None where they can.
+
+    Raises:
+        InputError: the name is unknown, or the variant does not suit the provider.
+        ArtifactError: the variant was not made for this artifact, or it failed its gate.
+        ProviderError: the variant needs OpenVINO, which cannot run it here.
+    """
+    if requested not in VARIANT_CHOICES:
+        raise InputError(
+            f"Unknown variant {requested!r}. Choose one of: {', '.join(VARIANT_CHOICES)}."
+        )
+    provider = TARGET_CUDA if on_cuda else TARGET_CPU
+    if requested == AUTO:
+        candidates = usable_variants(records, provider, openvino_unusable)
+        if not candidates:  # a packed artifact whose only variant auto may not pick here
+            raise ArtifactError(
+                f"variant='auto' has no variant of this artifact to pick on {provider.upper()}: "
+                + "; ".join(f"'{name}' {_unusable_reason(record, provider, openvino_unusable)}"
+                            for name, record in records.items())
+                + f". Ask for one by name (variant='{next(iter(records))}') to run it anyway, "
+                "or pack a variant that can run here (onnx-engine pack ARTIFACT OUT --variant "
+                "NAME)."
+            )
+        return fastest(candidates, provider)
+    record = records.get(requested)
+    if record is None:
+        raise ArtifactError(
+            f"This artifact has no '{requested}' variant (it has: {', '.join(records)}). Make it "
+            f"with 'onnx-engine optimize ARTIFACT --{optimize_flag(requested)}', or use "
+            "variant='auto'."
+        )
+    if not record.passed:
+        raise ArtifactError(
+            f"The '{requested}' variant failed its accuracy gate and is kept out of use: "
+            f"{record.reason}. Use variant='auto' or 'fp32', or re-make it with other limits "
+            f"(onnx-engine optimize ARTIFACT --{optimize_flag(requested)} "
+            f"--gate {requested}.FIELD=VALUE)."
+        )
+    if not record.suits(provider):
+        other = TARGET_CPU if provider == TARGET_CUDA else TARGET_CUDA
+        raise InputError(
+            f"The '{requested}' variant is made for {record.target.upper()} but this session runs "
+            f"on {provider.upper()}. Load it with provider='{other}', or use variant='auto'."
+        )
+    if record.runtime == RUNTIME_OPENVINO and openvino_unusable is not None:
+        raise ProviderError(
+            f"The '{requested}' variant runs on OpenVINO, which cannot run it here: "
+            f"{openvino_unusable}. Use variant='auto' or 'fp32'."
+        )
+    return record
+
+
+def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:
+    """Why ``auto`` may not pick ``record`` on ``provider`` (see :func:`usable_variants`)."""
+    if not record.passed:
+        return f"failed its gate ({record.reason})"
+    if not record.suits(provider):
+        return f"is made for {record.target.upper()}"
+    return f"runs on OpenVINO, which cannot run it here ({openvino_unusable})"
+
+
+def usable_variants(
+    records: Mapping[str, VariantRecord],
+    provider: str,
+    openvino_unusable: str | None = OPENVINO_NOT_CHECKED,
+) -> list[VariantRecord]:
+    """The variants of ``records`` ``auto`` may choose from on ``provider``: passed their gate,
+    suit it, and their runtime can run here."""
+    return [
+        record for record in records.values()
+        if record.passed and record.suits(provider)
+        and (record.runtime == RUNTIME_ONNXRUNTIME or openvino_unusable is None)
+    ]
+
+
+def fastest(candidates: list[VariantRecord], provider: str) -> VariantRecord:
+    """The fastest candidate by measured speed on ``provider``, else by the preference order."""
+    order = PREFERENCE[provider]
+
+    def preference(record: VariantRecord) -> int:
+        return order.index(record.name) if record.name in order else len(order)
+
+    if all(provider in record.speeds for record in candidates):
+        return min(candidates, key=lambda item: (item.speeds[provider].score_ms, preference(item)))
+    return min(candidates, key=preference)
+
+
+def variant_file_name(graph_file: str, variant: str) -> str:
+    """``model.onnx`` -> ``model.int8.onnx``: variant files sit beside the graph they come from."""
+    stem, dot, suffix = graph_file.rpartition(".")
+    return f"{stem}.{variant}.{suffix}" if dot else f"{graph_file}.{variant}"

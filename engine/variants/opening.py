@@ -1,0 +1,99 @@
+"""Which variant a load opens, and its sessions: the variant choice of every engine class.
+
+A load drops the variants with broken files, re-gates lossy variants gated on another kind of
+machine (:mod:`engine.variants.regate`), re-times them where their timings come from another CPU
+(:mod:`engine.variants.retime`), and opens the chosen variant's sessions. The variant records are
+built once per load, and what comes back is sessions: the engine class assembles itself from
+them (``build`` only makes the candidates that re-gating and re-timing run).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from engine.artifact import Artifact
+from engine.errors import ArtifactError
+from engine.openvino import openvino_unusable_reason
+from engine.options import RuntimeOptions, required
+from engine.session import CPU, EngineSession, requested_providers
+from engine.variants.choice import VariantRecord, variant_records
+from engine.variants.regate import regated_for_this_machine
+from engine.variants.retime import retimed_auto
+
+logger = logging.getLogger(__name__)
+from engine.variants.sessions import ModelFactory, open_variant
+
+
+def without_broken_variants(
+    artifact: Artifact, requested: str
+) -> tuple[Artifact, dict[str, str]]:
+    """``artifact`` without the variants that have a missing or resized file, and why each was
+    left out (variant -> the problem, naming the file and the fix); a warning says the same.
+
+    A broken file of a variant that is not used must not stop a load (``auto`` picking fp32
+    failed over a truncated int8 file); the variant asked for by name must be intact. Files are
+    hashed only when used, so a same-size edit of an unused file is not seen here.
+
+    Raises:
+        ArtifactError: ``requested`` names one of the broken variants.
+    """
+    owners = artifact.manifest.variant_only_files()
+    skipped: dict[str, str] = {}
+    for file, problem in artifact.broken_files.items():
+        skipped.setdefault(owners[file], problem)
+    if requested in skipped:
+        raise ArtifactError(f"The '{requested}' variant cannot be loaded: {skipped[requested]}")
+    if not skipped:
+        return artifact, skipped
+    for name, problem in skipped.items():
+        logger.warning("%s: variant '%s' is left out of this load: %s", artifact.path.name, name,
+                       problem)
+    kept = {name: record for name, record in artifact.manifest.variants.items()
+            if name not in skipped}
+    return replace(artifact, manifest=replace(artifact.manifest, variants=kept)), skipped
+
+
+@dataclass(frozen=True)
+class OpenedVariant:
+    """The sessions a load runs on, and what the choice left out.
+
+    ``skipped`` maps each variant left out for a missing or resized file to the problem;
+    ``reason`` says which lossy variants failed their gate on this machine ("" when none).
+    """
+
+    name: str
+    sessions: Mapping[str, EngineSession]
+    skipped: Mapping[str, str]
+    reason: str
+
+
+def open_for_load(
+    artifact: Artifact, options: RuntimeOptions, build: ModelFactory
+) -> OpenedVariant:
+    """Choose the variant ``options`` asks for on this machine and open its sessions.
+
+    ``options`` are resolved (every field set). On ONNX Runtime's CPU provider only, lossy
+    variants are re-gated and variants re-timed here first: on CUDA the CPU kernels' accuracy
+    and timings say nothing.
+
+    Raises:
+        ArtifactError: the variant asked for was not made, failed its gate, or has a missing,
+            resized or modified file.
+        InputError: a variant made for another provider.
+        ProviderError: CUDA requested but not usable.
+    """
+    variant = required(options.variant, "variant")
+    artifact, skipped = without_broken_variants(artifact, variant)
+    records: Mapping[str, VariantRecord] = variant_records(artifact.manifest)
+    reason = ""
+    chosen = None
+    if requested_providers(required(options.provider, "provider")) == [CPU]:
+        openvino_unusable = openvino_unusable_reason(records, variant)
+        records, reason = regated_for_this_machine(
+            build, artifact, records, options, openvino_unusable)
+        chosen = retimed_auto(build, artifact, records, options, openvino_unusable)
+    if chosen is None:
+        chosen = open_variant(artifact, variant, options, records)
+    return OpenedVariant(chosen.name, chosen.sessions, skipped, reason)

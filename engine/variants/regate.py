@@ -1,0 +1,132 @@
+"""``auto`` never trusts an accuracy it has not seen on this kind of machine.
+
+A lossy variant's gate (int8, fp16, bf16) was measured on the machine that ran ``optimize``; its
+kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick one on a
+machine of another architecture or ISA class than that one, and than every machine with a
+recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs
+the artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log
+and the model's ``variant_reason`` say why); asked for by name it still loads, with a warning
+naming the failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
+``onnx-engine verify`` checks them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from collections.abc import Mapping
+
+import engine.verification.machine as machine_kind
+from engine.artifact import Artifact
+from engine.cpu import CpuInfo
+from engine.errors import OnnxEngineError
+from engine.verification.machine import MachineKind
+from engine.verification.reference_check import (
+    check_variant,
+    gate_for,
+    has_references,
+    is_lossy,
+)
+from engine.options import RuntimeOptions, required
+from engine.variants.choice import AUTO, usable_variants
+from engine.variants.records import TARGET_CPU, VariantRecord
+from engine.variants.sessions import ModelFactory
+from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
+
+logger = logging.getLogger(__name__)
+
+
+def gated_at_optimize_here(record: VariantRecord, machine: MachineKind) -> bool:
+    """Whether ``optimize`` gated ``record`` on a CPU of this machine's ISA class (its CPU
+    timings, taken in the same run, record that CPU; without them it is unknown: no)."""
+    speed = record.speeds.get(TARGET_CPU)
+    return speed is not None and speed.cpu is not None and machine.same_isa_as(
+        CpuInfo.from_dict(speed.cpu))
+
+
+def regated_for_this_machine(
+    build: ModelFactory,
+    artifact: Artifact,
+    records: Mapping[str, VariantRecord],
+    options: RuntimeOptions,
+    openvino_unusable: str | None,
+) -> tuple[Mapping[str, VariantRecord], str]:
+    """``records`` with the lossy variants that fail their gate on this machine marked failed
+    (for ``auto``), and what was skipped or warned about ("" when nothing).
+
+    Only for ONNX Runtime's CPU provider (the caller's check): on CUDA the CPU kernels' accuracy
+    says nothing. A variant that cannot be run here (a graph or the references unreadable) is
+    skipped like one that fails. ``build`` makes the model a candidate is checked with.
+    """
+    if options.variant != AUTO:
+        requested = required(options.variant, "variant")
+        return records, _warn_if_failed_here(artifact, records, requested)
+    lossy = [
+        record for record in usable_variants(records, TARGET_CPU, openvino_unusable)
+        if record.gate is not None and is_lossy(record.gate)
+    ]
+    if not lossy:  # nothing to re-check: no need to read this machine's identity
+        return records, ""
+    machine = machine_kind.current_machine()
+    candidates = [record for record in lossy if not gated_at_optimize_here(record, machine)]
+    failed: dict[str, str] = {}
+    fresh: dict[str, Verdict] = {}
+    for record in candidates:
+        expected = fingerprint(artifact.manifest, record, gate_for(artifact, record))
+        verdict = cached_verdict(artifact.path, machine.key, record.name, expected)
+        if verdict is None:
+            if not has_references(artifact):
+                logger.warning(
+                    "variant='auto': '%s' was gated on another kind of machine than this one "
+                    "(%s), and %s has no stored references to re-check it: its export-time gate "
+                    "is trusted. Re-export the artifact to store them.",
+                    record.name, machine.describe(), artifact.path)
+                continue
+            try:
+                verdict = check_variant(build, artifact, record, options)
+            except OnnxEngineError as error:  # a graph this runtime cannot load or run
+                failed[record.name] = f"cannot be re-checked on this machine: {error}"
+                continue
+            fresh[record.name] = verdict
+            logger.warning(
+                "variant='auto': '%s' was gated on another kind of machine; re-gated on this one "
+                "(%s) against the stored PyTorch references in %.2f s: %s.", record.name,
+                machine.describe(), verdict.seconds,
+                "passed" if verdict.passed else f"FAILED ({verdict.reason})")
+        if not verdict.passed:
+            failed[record.name] = (f"failed its gate on this machine ({machine.describe()}): "
+                                   f"{verdict.reason}")
+    if fresh:
+        record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
+    if not failed:
+        return records, ""
+    for name, reason in failed.items():
+        logger.warning("variant='auto' skips '%s': %s", name, reason)
+    regated = {
+        name: replace(record, passed=False, reason=failed[name]) if name in failed else record
+        for name, record in records.items()
+    }
+    return regated, "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items())
+
+
+def _warn_if_failed_here(
+    artifact: Artifact, records: Mapping[str, VariantRecord], requested: str
+) -> str:
+    """A warning (logged and returned) where the variant asked for by name has a recorded
+    failed verdict on this machine kind; it still loads."""
+    record = records.get(requested)
+    if record is None or record.gate is None or not has_references(artifact):
+        return ""
+    machine = machine_kind.current_machine()
+    expected = fingerprint(artifact.manifest, record, record.gate)
+    verdict = cached_verdict(artifact.path, machine.key, requested, expected)
+    if verdict is None and is_lossy(record.gate) and not gated_at_optimize_here(record, machine):
+        logger.info("'%s' was asked for by name; its accuracy was not checked on this kind of "
+                    "machine (%s): 'onnx-engine verify %s' checks it.", requested,
+                    machine.describe(), artifact.path)
+    if verdict is None or verdict.passed:
+        return ""
+    note = (f"'{requested}' was asked for by name and is loaded, but it FAILED its accuracy gate "
+            f"on this machine ({machine.describe()}): {verdict.reason}")
+    logger.warning("%s", note)
+    return note

@@ -1,0 +1,167 @@
+"""Open the sessions of the variant that suits the provider really in use.
+
+Which variant suits depends on the provider, and whether CUDA really works is only known once a
+session exists (ONNX Runtime falls back to CPU silently). So the choice is made for the provider
+asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
+running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, so its sessions are
+OpenVINO's; with ``provider='openvino'`` every session is, in f32 unless it is the bf16 variant
+(``RuntimeOptions`` refuses ``openvino_precision='bf16'`` with any other variant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from engine.artifact import Artifact
+from engine.errors import InputError
+from engine.openvino import OpenVinoSession, openvino_unusable_reason
+from engine.options import RuntimeOptions, required
+from engine.session import CUDA, OPENVINO, EngineSession, requested_providers
+from engine.variants.choice import (
+    AUTO,
+    BF16,
+    FP32,
+    RUNTIME_OPENVINO,
+    VariantFigures,
+    VariantRecord,
+    choose_variant,
+    variant_records,
+)
+
+
+@dataclass(frozen=True)
+class VariantSessions:
+    """The chosen variant's name and one session per role (``model``, ``encoder``, ...)."""
+
+    name: str
+    sessions: Mapping[str, EngineSession]
+
+
+class TimedModel(Protocol):
+    """A model on a candidate variant's sessions: what re-timing at load times, and the task's
+    own gate figures that re-gating asks first (``ArtifactModel.stored_figures``)."""
+
+    def timing_calls(self) -> dict[str, Callable[[], object]]: ...
+
+    def stored_figures(self, stored: Mapping[str, np.ndarray]) -> VariantFigures | None: ...
+
+
+class ModelFactory(Protocol):
+    """Builds a model of the class being loaded on given sessions (its ``from_sessions``), so
+    the variant choice can run candidates (re-gate, re-time) yet returns sessions, not a model.
+    """
+
+    def __call__(
+        self,
+        artifact: Artifact,
+        sessions: Mapping[str, EngineSession],
+        options: RuntimeOptions,
+        variant: str,
+        checked: bool,
+    ) -> TimedModel: ...
+
+
+def open_graphs(
+    artifact: Artifact,
+    graphs: Mapping[str, str],
+    options: RuntimeOptions,
+    listed: bool = True,
+    providers: list[str] | None = None,
+) -> dict[str, EngineSession]:
+    """One session per role for the given files of ``artifact``, without any variant choice.
+
+    ``listed`` files must be in the manifest and are hash-checked; the optimizer opens files it
+    has just built (not listed yet) with ``listed=False``. ``providers`` (resolved from
+    ``options.provider`` when not given) is shared by all sessions.
+
+    Raises:
+        ArtifactError: a listed file is not in the manifest or differs from it.
+        CorruptArtifactError: ONNX Runtime cannot load a file.
+        ProviderError: CUDA was requested explicitly but is not usable.
+    """
+    path_of = artifact.verified_file if listed else artifact.path_of
+    providers = providers or requested_providers(required(options.resolved().provider, "provider"))
+    if providers == [OPENVINO]:
+        specs = artifact.manifest.graphs
+        return {
+            role: OpenVinoSession(path_of(name), options, specs[role].output_names)
+            for role, name in graphs.items()
+        }
+    return {
+        role: EngineSession(path_of(name), options, providers) for role, name in graphs.items()
+    }
+
+
+def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:
+    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged.
+
+    The options then name the bf16 variant too: ``RuntimeOptions`` allows bf16 only with it.
+    """
+    if record.runtime == RUNTIME_OPENVINO:
+        return replace(options, provider="openvino", openvino_precision=BF16, variant=BF16)
+    return options
+
+
+def open_variant(
+    artifact: Artifact,
+    requested: str,
+    options: RuntimeOptions,
+    records: Mapping[str, VariantRecord] | None = None,
+) -> VariantSessions:
+    """Select the variant ``requested`` (``auto`` or a name) among ``records`` (default: the
+    manifest's) and open its sessions.
+
+    Raises:
+        InputError: unknown variant, or one that does not suit the provider in use.
+        ArtifactError: the variant was not made, or failed its gate (the reason is in the message).
+        ProviderError: CUDA was requested explicitly but is not usable.
+    """
+    records = variant_records(artifact.manifest) if records is None else records
+    providers = requested_providers(required(options.resolved().provider, "provider"))
+    if providers == [OPENVINO]:
+        return _open_on_openvino(artifact, requested, options, records)
+    expect_cuda = CUDA in providers
+    openvino_unusable = None if expect_cuda else openvino_unusable_reason(records, requested)
+    record = choose_variant(records, requested, expect_cuda, openvino_unusable)
+    if record.runtime == RUNTIME_OPENVINO:
+        return VariantSessions(record.name, open_graphs(artifact, record.graphs,
+                                                        options_for(record, options)))
+    sessions = open_graphs(artifact, record.graphs, options, providers=providers)
+    if expect_cuda and not all(session.on_cuda for session in sessions.values()):
+        # provider='auto' fell back to CPU (an explicit 'cuda' raised above): choose for CPU.
+        on_cpu = choose_variant(records, requested, on_cuda=False)
+        if on_cpu.graphs != record.graphs:
+            sessions = open_graphs(artifact, on_cpu.graphs, replace(options, provider="cpu"))
+        record = on_cpu
+    return VariantSessions(record.name, sessions)
+
+
+def _open_on_openvino(
+    artifact: Artifact,
+    requested: str,
+    options: RuntimeOptions,
+    records: Mapping[str, VariantRecord],
+) -> VariantSessions:
+    """``provider='openvino'``: the exported graphs in f32 (for ``auto`` and ``fp32``: options
+    cannot ask for bf16 with them), or the gated bf16 variant. The other variants hold ONNX
+    Runtime's own operators (fused attention, int8 ops).
+
+    Raises:
+        InputError: a variant that only ONNX Runtime runs.
+        ArtifactError: bf16 asked for but not made, or failed its gate.
+    """
+    if requested in (AUTO, FP32):
+        graphs = records[FP32].graphs
+        return VariantSessions(FP32, open_graphs(artifact, graphs, options, providers=[OPENVINO]))
+    if requested != BF16:
+        raise InputError(
+            f"The '{requested}' variant runs on ONNX Runtime, not OpenVINO. Load it with "
+            "provider='cpu', or use variant='auto', 'fp32' or 'bf16' with provider='openvino'."
+        )
+    record = choose_variant(records, BF16, on_cuda=False, openvino_unusable=None)
+    return VariantSessions(record.name, open_graphs(artifact, record.graphs,
+                                                    options_for(record, options)))

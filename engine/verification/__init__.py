@@ -1,0 +1,1 @@
+"""Torch-free verification: variants re-checked on this machine against stored references."""

@@ -1,0 +1,124 @@
+"""Per-machine verdicts of a variant's gate, in ``verdicts.json`` beside the manifest.
+
+The manifest is what the export vouches for (and may be signed); what a machine found when it
+re-ran a variant against the stored references is that machine's observation, so it lives in a
+separate file, keyed by ``MachineKind.key``. A verdict holds for the files it was measured on:
+its fingerprint covers the manifest's hashes of the variant's graphs and of the references, and
+the gate, so a re-made variant or a re-export is checked again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.manifest import ArtifactManifest
+from engine.verification.references import REFERENCES_NAME
+from engine.variants.records import VariantFigures, VariantGate, VariantRecord
+
+VERDICTS_NAME = "verdicts.json"
+FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One variant's gate re-run on one machine kind against the stored references."""
+
+    passed: bool
+    reason: str
+    figures: VariantFigures | None
+    fingerprint: str
+    seconds: float
+    checked_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        figures = data.get("figures")
+        return cls(bool(data["passed"]), str(data.get("reason", "")),
+                   VariantFigures(**figures) if figures is not None else None,
+                   str(data["fingerprint"]), float(data.get("seconds", 0.0)),
+                   str(data.get("checked_at", "")))
+
+
+def fingerprint(manifest: ArtifactManifest, record: VariantRecord, gate: VariantGate) -> str:
+    """What a verdict depends on: the variant's files and the references as the manifest hashes
+    them, its runtime, and the gate it was held to."""
+    names = sorted({*record.graphs.values(), REFERENCES_NAME})
+    data = {
+        "files": {name: manifest.files[name].sha256 if name in manifest.files else None
+                  for name in names},
+        "runtime": record.runtime,
+        "gate": asdict(gate),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def read_verdicts(folder: Path) -> dict[str, Any]:
+    """The verdicts file's content (empty when absent; an unreadable one is ignored, with a
+    warning: verdicts are a cache, and re-checking is always safe)."""
+    path = Path(folder) / VERDICTS_NAME
+    if not path.is_file():
+        return {"format_version": FORMAT_VERSION, "machines": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        machines = data.get("machines")
+        if data.get("format_version") != FORMAT_VERSION or not isinstance(machines, dict):
+            raise ValueError(f"format_version {data.get('format_version')!r}")
+        return data
+    except (OSError, ValueError, AttributeError) as error:
+        logger.warning("%s is unreadable (%s); its verdicts are ignored and re-checked.", path,
+                       error)
+        return {"format_version": FORMAT_VERSION, "machines": {}}
+
+
+def cached_verdict(folder: Path, machine_key: str, variant: str, expected: str) -> Verdict | None:
+    """The verdict of ``variant`` recorded for ``machine_key``, if its fingerprint is
+    ``expected``."""
+    entry = read_verdicts(folder)["machines"].get(machine_key, {}).get("variants", {}).get(variant)
+    try:
+        verdict = Verdict.from_dict(entry) if entry is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return verdict if verdict is not None and verdict.fingerprint == expected else None
+
+
+def record_verdicts(
+    folder: Path, machine: Mapping[str, Any], machine_key: str, verdicts: Mapping[str, Verdict]
+) -> bool:
+    """Add ``verdicts`` for ``machine_key`` to the file, atomically (a reader sees the old file or
+    the new one). False, with a warning, where the folder cannot be written (a read-only
+    artifact): the verdicts were still reached, they are only not remembered."""
+    data = read_verdicts(folder)
+    entry = data["machines"].setdefault(machine_key, {"machine": dict(machine), "variants": {}})
+    entry["machine"] = dict(machine)
+    entry.setdefault("variants", {}).update({name: v.to_dict() for name, v in verdicts.items()})
+    path = Path(folder) / VERDICTS_NAME
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{VERDICTS_NAME}.", dir=path.parent)
+    except OSError as error:
+        logger.warning("Cannot record verdicts in %s (%s); they will be re-checked next time.",
+                       path, error)
+        return False
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        logger.warning("Cannot record verdicts in %s (%s); they will be re-checked next time.",
+                       path, error)
+        return False
+    return True

@@ -1,0 +1,263 @@
+"""Accuracy-aware int8: the fewest matmuls kept in fp32 for the int8 variant to pass its gate.
+
+Plain dynamic int8 fails its gate on the real all-MiniLM-L6-v2 weights (|Δprob| up to 0.09 on
+real sentences) because a few matmuls carry most of the error. So both ways of quantizing are
+tried: dynamic (activation scales per call) and static QDQ (activation ranges calibrated once on
+the calibration texts; no per-call quantization, so faster where it holds). A way that fails its
+gate fully quantized gets a sensitivity pass: each matmul quantized alone (emulated, see
+``export.variants.int8_sensitivity``), its error on a sample of the calibration texts measured,
+and then the most sensitive ones are kept in fp32, greedily
+by sensitivity, the smallest count that passes found by doubling and bisection. Among the ways
+that pass, the faster one is kept; the manifest records every trial, which nodes stayed fp32 and
+what that cost in speed against the fully quantized graph.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from engine.variants.choice import VariantFigures, VariantGate
+from export.dependencies import require
+from export.variants.int8_sensitivity import matmul_sensitivity
+from export.variants.quantize import (
+    QuantizeSettings,
+    StaticCalibration,
+    excluded_nodes,
+    quantize_int8,
+)
+
+DYNAMIC = "dynamic"
+STATIC = "static"
+METHODS = (DYNAMIC, STATIC)
+
+
+@dataclass(frozen=True)
+class SearchProbe:
+    """What the search may ask of a candidate graph file; supplied by the task's checker.
+
+    Attributes:
+        figures: the gate's figures for a graph (the check set and all calibration texts).
+        latency_ms: a short timing of a graph, to choose between passing candidates and to
+            record what keeping matmuls in fp32 cost.
+        feeds: tokenized calibration inputs one text each, for static activation ranges.
+        sample_feeds: a few padded batches of calibration texts to rank matmuls on.
+        scores: the model's activation of its logits (softmax or sigmoid).
+    """
+
+    figures: Callable[[Path], VariantFigures]
+    latency_ms: Callable[[Path], float]
+    feeds: Sequence[Mapping[str, Any]]
+    sample_feeds: Sequence[Mapping[str, Any]]
+    scores: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    method: str
+    kept: tuple[str, ...]
+    figures: VariantFigures
+    file: Path
+    made_with: Mapping[str, Any]
+
+
+def search_int8(
+    source: Path,
+    target: Path,
+    settings: QuantizeSettings,
+    gate: VariantGate,
+    probe: SearchProbe,
+    max_kept_share: float = 0.5,
+) -> dict[str, Any]:
+    """Write the passing int8 graph with the fewest fp32 matmuls to ``target``.
+
+    ``target`` is also the slot every trial is written to (the probe opens it where the variant
+    will live). When no way passes with at most ``max_kept_share`` of the matmuls kept in fp32
+    (beyond that int8 saves little), the candidate closest to passing is written, and the gate
+    then fails it with its figures.
+
+    Returns:
+        How the variant was made and every trial, for the manifest.
+
+    Raises:
+        MissingDependencyError: onnx or onnxruntime's quantization tools are not installed.
+    """
+    matmuls = matmul_nodes(source, settings)
+    trials: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="onnx-engine-int8-") as scratch:
+        folder = Path(scratch)
+        calibration = StaticCalibration(probe.feeds, folder / "ranges.json")
+        found: dict[str, tuple[_Candidate, Path]] = {}
+        for method in METHODS:
+            # After a way that passed fully quantized, a later way that needs fp32 matmuls
+            # could hardly be faster: it gets its fully quantized trial only.
+            done = any(not candidate.kept and _passes(candidate, gate)
+                       for candidate, _ in found.values())
+            share = 0.0 if done else max_kept_share
+            try:
+                found[method] = _search_method(
+                    method, source, target, settings, gate, probe, matmuls[method], share,
+                    calibration if method == STATIC else None, folder, trials,
+                )
+            except OSError:  # a full disk is no trial's result: the caller reports it
+                raise
+            except Exception as error:  # the quantizers raise anything; record and go on
+                trials.append({"method": method, "error": f"{type(error).__name__}: {error}"[:300]})
+        if not found:
+            raise RuntimeError(f"int8 quantization failed every way: {trials}")
+        chosen, cost = _choose(found, gate, probe, target)
+        shutil.copyfile(chosen.file, target)
+    return {
+        **chosen.made_with,
+        "accuracy_aware": {
+            "method": chosen.method,
+            "matmuls": len(matmuls[chosen.method]),
+            "kept_fp32_nodes": list(chosen.kept),
+            "speed_cost": cost,
+            "trials": trials,
+        },
+    }
+
+
+def matmul_nodes(source: Path, settings: QuantizeSettings) -> dict[str, list[str]]:
+    """The MatMul nodes each way may quantize, minus the layer groups kept in fp32 anyway.
+
+    Dynamic int8 quantizes only matmuls with a weight; static QDQ also the attention products.
+    """
+    onnx = require("onnx")
+    model = onnx.load(str(source), load_external_data=False)
+    weights = {initializer.name for initializer in model.graph.initializer}
+    kept = set(excluded_nodes(model, settings.keep_fp32))
+    matmuls = [node for node in model.graph.node if node.op_type == "MatMul" and node.name not in kept]
+    return {
+        DYNAMIC: [node.name for node in matmuls if any(name in weights for name in node.input)],
+        STATIC: [node.name for node in matmuls],
+    }
+
+
+def _search_method(
+    method: str,
+    source: Path,
+    target: Path,
+    settings: QuantizeSettings,
+    gate: VariantGate,
+    probe: SearchProbe,
+    matmuls: list[str],
+    max_kept_share: float,
+    calibration: StaticCalibration | None,
+    folder: Path,
+    trials: list[dict[str, Any]],
+) -> tuple[_Candidate, Path]:
+    """The best candidate of one way of quantizing, and its fully quantized graph (for cost)."""
+
+    def trial(kept: Sequence[str]) -> _Candidate:
+        made_with = quantize_int8(source, target, settings, calibration, keep_nodes=kept)
+        figures = probe.figures(target)
+        file = folder / f"{method}-{len(kept)}.onnx"
+        shutil.copyfile(target, file)
+        problems = gate.violations(figures)
+        trials.append({
+            "method": method, "kept": len(kept), "passed": not problems,
+            "max_prob_diff": round(figures.max_prob_diff, 5),
+            "agreement": round(figures.agreement, 5), "flips": len(figures.flips),
+            **({"min_cosine": round(figures.min_cosine, 6)} if figures.min_cosine is not None
+               else {}),
+        })
+        return _Candidate(method, tuple(kept), figures, file, made_with)
+
+    full = trial(())
+    if _passes(full, gate) or max_kept_share <= 0:
+        return full, full.file
+    order = _by_sensitivity(source, settings, probe, matmuls, calibration)
+    trials.append({"method": method, "sensitivity": [[name, error] for name, error in order]})
+    limit = max(1, int(len(matmuls) * max_kept_share))
+    best, failing, passing = full, 0, None
+    count = 1
+    while True:  # doubling: 1, 2, 4, ... until the gate holds
+        candidate = trial([name for name, _ in order[:count]])
+        if _passes(candidate, gate):
+            best, passing = candidate, count
+            break
+        best, failing = _closer(best, candidate), count
+        if count >= limit:
+            break
+        count = min(count * 2, limit)
+    while passing is not None and passing - failing > 1:  # bisection: the fewest that pass
+        middle = (passing + failing) // 2
+        candidate = trial([name for name, _ in order[:middle]])
+        if _passes(candidate, gate):
+            best, passing = candidate, middle
+        else:
+            failing = middle
+    return best, full.file
+
+
+def _by_sensitivity(
+    source: Path,
+    settings: QuantizeSettings,
+    probe: SearchProbe,
+    matmuls: list[str],
+    calibration: StaticCalibration | None,
+) -> list[tuple[str, float]]:
+    """Each matmul with the error of quantizing it alone, most sensitive first."""
+    ranges = None
+    if calibration is not None:  # written by the fully quantized static trial
+        cached = require("onnxruntime.quantization.calibrate").load_tensors_data(calibration.cache)
+        ranges = {
+            name: tuple(float(np.asarray(value).reshape(-1)[0]) for value in data.range_value)
+            for name, data in cached.data.items()
+        }
+    errors = matmul_sensitivity(
+        source, matmuls, probe.sample_feeds, probe.scores, settings.per_channel, ranges
+    )
+    return [(name, round(error, 6)) for name, error in errors]
+
+
+def _passes(candidate: _Candidate, gate: VariantGate) -> bool:
+    return not gate.violations(candidate.figures)
+
+
+def _closer(first: _Candidate, second: _Candidate) -> _Candidate:
+    """The candidate nearer to its gate, by the score difference it is judged on."""
+    return min(first, second, key=lambda item: item.figures.max_prob_diff)
+
+
+def _choose(
+    found: Mapping[str, tuple[_Candidate, Path]], gate: VariantGate, probe: SearchProbe, slot: Path
+) -> tuple[_Candidate, dict[str, Any]]:
+    """The faster passing candidate (else the one closest to passing) and its cost in speed.
+
+    Graphs are timed only where it decides something: between several passing ways, and
+    against the fully quantized graph where matmuls were kept in fp32. Each is timed from
+    ``slot``, the file the probe opens.
+    """
+    timings: dict[Path, float] = {}
+
+    def latency_ms(file: Path) -> float:
+        if file not in timings:
+            shutil.copyfile(file, slot)
+            timings[file] = probe.latency_ms(slot)
+        return timings[file]
+
+    passing = [method for method, (candidate, _) in found.items() if _passes(candidate, gate)]
+    if len(passing) > 1:
+        method = min(passing, key=lambda name: latency_ms(found[name][0].file))
+    elif passing:
+        method = passing[0]
+    else:
+        method = min(found, key=lambda name: found[name][0].figures.max_prob_diff)
+    chosen, full = found[method]
+    cost: dict[str, Any] = {"compared_ms": {
+        name: round(timings[found[name][0].file], 3) for name in passing if
+        found[name][0].file in timings
+    }}
+    if chosen.kept:
+        kept_ms, full_ms = latency_ms(chosen.file), latency_ms(full)
+        cost.update(latency_ms=round(kept_ms, 3), fully_quantized_latency_ms=round(full_ms, 3),
+                    slowdown=round(kept_ms / full_ms, 3))
+    return chosen, cost

@@ -1,0 +1,1 @@
+"""``onnx-engine demo``: the end-to-end runs behind the README's first command."""
