@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.manifest import (
+    TASK_CLASSIFICATION,
+    TASK_FEATURE_EXTRACTION,
+    TASK_RANKING,
+    TASK_TEXT2TEXT,
+)
 from export.errors import ExportError
 from export.tasks import EXPORT_TASKS, export_task
 from export.variants.gates import default_gate
 from export.variants.optimize import MAKEABLE_VARIANTS
 
 
-def test_table_holds_the_three_tasks_under_their_manifest_names() -> None:
-    assert set(EXPORT_TASKS) == {TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT}
+def test_table_holds_the_tasks_under_their_manifest_names() -> None:
+    assert set(EXPORT_TASKS) == {
+        TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT, TASK_RANKING,
+    }
     for name, spec in EXPORT_TASKS.items():
         assert export_task(name) is spec
         assert spec.exporter.task == name
@@ -27,7 +34,7 @@ def test_every_makeable_variant_has_a_default_gate(task: str) -> None:
 
 
 def test_unknown_task_names_the_known_ones() -> None:
-    with pytest.raises(ExportError, match="Unknown task 'text-ranking'") as caught:
-        export_task("text-ranking")
+    with pytest.raises(ExportError, match="Unknown task 'summarization'") as caught:
+        export_task("summarization")
     for name in EXPORT_TASKS:
         assert name in str(caught.value)

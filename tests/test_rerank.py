@@ -73,6 +73,8 @@ def test_load_gives_a_reranker_with_the_cross_encoders_activation(reranker_facto
     exported = reranker_factory(key)
     model = engine.load(exported.artifact)
     assert isinstance(model, engine.Reranker) and model.task == "text-ranking"
+    # its own surface (rank/predict), not a classifier's pipeline call
+    assert not isinstance(model, engine.Classifier) and not callable(model)
     assert model.activation == activation
     config = json.loads((exported.artifact / "config.json").read_text(encoding="utf-8"))
     assert config[ACTIVATION_KEY] == activation
