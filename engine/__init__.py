@@ -30,6 +30,7 @@ _LAZY = {
     "Embedder": "engine.tasks.feature_extraction",
     "Reranker": "engine.tasks.reranking",
     "Seq2SeqLM": "engine.tasks.text2text",
+    "TokenClassifier": "engine.tasks.token_classification",
     "RuntimeOptions": "engine.options",
     "load": "engine.loading",
 }
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from engine.tasks.reranking import Reranker
     from engine.tasks.text2text import Seq2SeqLM
     from engine.options import RuntimeOptions
+    from engine.tasks.token_classification import TokenClassifier
 
 
 def __getattr__(name: str) -> Any:
@@ -72,6 +74,7 @@ __all__ = [
     "RuntimeOptions",
     "Seq2SeqLM",
     "TaskMismatchError",
+    "TokenClassifier",
     "__version__",
     "load",
 ]

@@ -8,12 +8,12 @@ pad to the longest text in the batch, truncate at the model's maximum length.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Tuple, Union
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from engine.artifact import TOKENIZER_NAME, Artifact
 from engine.checks import check_int
@@ -34,11 +34,26 @@ _UNSAFE_TAIL_WORDS = 2
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """Token ids of a batch as the int64 arrays ONNX graphs take; padded positions have mask 0."""
+    """Token ids of a batch as the int64 arrays ONNX graphs take; padded positions have mask 0.
+
+    ``encodings`` are the ``tokenizers`` encodings the arrays came from, for callers that read
+    more of a token than its id (offsets, special-token masks); empty where none were kept.
+    """
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     token_type_ids: np.ndarray
+    encodings: tuple[Encoding, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def from_encodings(cls, encodings: Sequence[Encoding]) -> EncodedBatch:
+        """The arrays of a batch the tokenizer padded to one length."""
+        return cls(
+            input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
+            attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
+            encodings=tuple(encodings),
+        )
 
     def feeds(self) -> dict[str, np.ndarray]:
         return {
@@ -133,11 +148,13 @@ class TextTokenizer:
                         "whole, as transformers does; pass truncation=True to cut it.",
                         what, index, len(encoding.ids), self.max_length,
                     )
-        return EncodedBatch(
-            input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
-            attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
-        )
+        return EncodedBatch.from_encodings(encodings)
+
+    @property
+    def backend(self) -> Tokenizer:
+        """The ``tokenizers`` tokenizer ``encode`` uses (cutting at ``truncation_length``), for
+        callers that read more of an encoding than its ids: offsets, special-token masks."""
+        return self._tokenizer
 
     def bounded(self, texts: Sequence[TextInput], max_tokens: int) -> list[BoundedInput]:
         """Measure each input against ``max_tokens`` reading at most :func:`char_cap` characters

@@ -82,6 +82,12 @@ TASKS: dict[str, AppTask] = {
         f"{_SERVING}.tasks.embedding:EmbeddingAnswers",
         f"{_CONTENDERS}.embedding:EMBEDDING_CONTENDERS", ("embed", "search"),
         routes=(f"{_SERVING}.embedding_routes",), torch_reference="sentence-transformers"),
+    # engine.tasks.token_classification.TASK_TOKEN_CLASSIFICATION, spelled out: importing it
+    # here would load ONNX Runtime at every CLI start.
+    "token-classification": AppTask(
+        f"{_SERVING}.tasks.token_classification:TokenClassificationHandler",
+        f"{_SERVING}.tasks.token_classification:TokenClassificationAnswers",
+        f"{_CONTENDERS}.token_classification:TOKEN_CLASSIFICATION_CONTENDERS", ("ner",)),
     "text-ranking": AppTask(
         f"{_SERVING}.tasks.reranking:RerankingHandler",
         f"{_SERVING}.tasks.reranking:RerankingAnswers",

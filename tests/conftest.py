@@ -214,3 +214,39 @@ def tiny_embedder_factory(tmp_path_factory, tiny_encoder_checkpoint):
         return cache[key]
 
     return get
+
+
+# --- Token-classification fixtures ---
+# Tiny seeded NER models (tests/tiny_token_classifiers.py): WordPiece BERT and byte-level BPE
+# RoBERTa, seeds picked so that several labels (O included) appear on the NER texts.
+
+from tiny_token_classifiers import TinyTokenClassifierSpec, build_token_classifier  # noqa: E402
+
+TOKEN_CLASSIFIER_SPECS = {
+    "bert-ner": TinyTokenClassifierSpec("bert", seed=2),
+    "roberta-ner": TinyTokenClassifierSpec("roberta", seed=0),
+}
+
+
+@pytest.fixture(scope="session")
+def token_classifier_factory(tmp_path_factory) -> Callable[[str], ExportedClassifier]:
+    """Builds and exports (task inferred from the config) a tiny NER model once per key."""
+    cache: dict[str, ExportedClassifier] = {}
+
+    def get(key: str) -> ExportedClassifier:
+        if key not in cache:
+            root = tmp_path_factory.mktemp(key)
+            checkpoint = build_token_classifier(root / "checkpoint", TOKEN_CLASSIFIER_SPECS[key])
+            artifact = root / "artifact"
+            export_model(ExportSettings(model=str(checkpoint), output=artifact, task=None,
+                                        quiet=True))
+            cache[key] = ExportedClassifier(key, checkpoint, artifact)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=sorted(TOKEN_CLASSIFIER_SPECS))
+def any_token_classifier(request, token_classifier_factory) -> ExportedClassifier:
+    """The WordPiece and the byte-level BPE NER model in turn."""
+    return token_classifier_factory(request.param)

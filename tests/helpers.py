@@ -74,3 +74,18 @@ def timed_elsewhere(artifact: Path) -> None:
         if "cpu" in record["speeds"]:  # a variant that failed its gate was never timed
             record["speeds"]["cpu"]["cpu"] = other
     (artifact / "manifest.json").write_text(json.dumps(data))
+
+
+def assert_same_entities(ours, theirs) -> None:
+    """Same nesting, keys in the same order, equal labels/words/offsets, scores within 1e-5."""
+    assert type(ours) is type(theirs) is list and len(ours) == len(theirs), (ours, theirs)
+    for mine, reference in zip(ours, theirs):
+        if isinstance(reference, list):
+            assert_same_entities(mine, reference)
+            continue
+        assert list(mine) == list(reference), (mine, reference)
+        for key, value in reference.items():
+            if key == "score":
+                assert abs(mine[key] - float(value)) <= 1e-5, (mine, reference)
+            else:
+                assert mine[key] == value and type(mine[key]) is type(value), (key, mine, reference)

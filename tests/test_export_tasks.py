@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from engine.manifest import (
-    TASK_CLASSIFICATION,
-    TASK_FEATURE_EXTRACTION,
-    TASK_RANKING,
-    TASK_TEXT2TEXT,
-)
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from export.errors import ExportError
 from export.tasks import EXPORT_TASKS, export_task
 from export.variants.gates import default_gate
 from export.variants.optimize import MAKEABLE_VARIANTS
 
 
-def test_table_holds_the_tasks_under_their_manifest_names() -> None:
-    assert set(EXPORT_TASKS) == {
-        TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT, TASK_RANKING,
-    }
+def test_table_holds_the_three_tasks_under_their_manifest_names() -> None:
+    # the first three; tasks added later each bring their line (tests/test_task_registry.py)
+    assert {TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT} <= set(EXPORT_TASKS)
     for name, spec in EXPORT_TASKS.items():
         assert export_task(name) is spec
         assert spec.exporter.task == name

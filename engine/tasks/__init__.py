@@ -14,11 +14,13 @@ from engine.tasks.base import ArtifactModel
 from engine.tasks.classification import Classifier
 from engine.tasks.feature_extraction import Embedder
 from engine.tasks.reranking import Reranker
+from engine.tasks.token_classification import TokenClassifier
 
 TASK_CLASSES: dict[str, type[ArtifactModel]] = {
     TASK_CLASSIFICATION: Classifier,
     TASK_TEXT2TEXT: Seq2SeqLM,
     TASK_FEATURE_EXTRACTION: Embedder,
+    TokenClassifier.task: TokenClassifier,
     Reranker.task: Reranker,
 }
 

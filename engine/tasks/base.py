@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -23,9 +23,6 @@ from engine.session import EngineSession
 from engine.tokenization import EncodedBatch, TextInput, TextTokenizer
 from engine.variants.opening import open_for_load
 from engine.variants.sessions import open_graphs
-
-if TYPE_CHECKING:
-    from engine.variants.records import VariantFigures
 
 Model = TypeVar("Model", bound="ArtifactModel")
 # What text models' variants are timed on at load (engine.variants.retime): ordinary text, ~60
@@ -197,12 +194,6 @@ class ArtifactModel:
     def timing_calls(self) -> dict[str, Callable[[], object]]:
         """Short named calls that rank variants by speed (a single input and a small batch)."""
         raise NotImplementedError
-
-    def stored_figures(self, stored: Mapping[str, np.ndarray]) -> VariantFigures | None:
-        """Gate figures against the PyTorch outputs stored in the artifact, for a task that
-        computes its own; ``None`` (the default): ``engine.verification.reference_figures``'s
-        table does (``engine.verification.reference_check`` asks here first)."""
-        return None
 
 
 class TextGraphModel(ArtifactModel):

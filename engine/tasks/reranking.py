@@ -139,7 +139,7 @@ class Reranker(TextGraphModel):
         scores = _activated(self.pair_logits(pairs, batch_size), chosen)
         return ranked(scores, documents if return_documents else None, top_k)
 
-    def stored_figures(self, stored: Mapping[str, np.ndarray]) -> VariantFigures:
+    def reference_figures(self, stored: Mapping[str, np.ndarray]) -> VariantFigures:
         """Figures against the PyTorch logits stored in ``references.npz``: every stored query
         with every stored document, batched per query as ``rank`` runs them."""
         queries = [str(query) for query in stored["queries"]]

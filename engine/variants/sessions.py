@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-import numpy as np
-
 from engine.artifact import Artifact
 from engine.errors import InputError
 from engine.openvino import OpenVinoSession, openvino_unusable_reason
@@ -26,7 +24,6 @@ from engine.variants.choice import (
     BF16,
     FP32,
     RUNTIME_OPENVINO,
-    VariantFigures,
     VariantRecord,
     choose_variant,
     variant_records,
@@ -42,12 +39,9 @@ class VariantSessions:
 
 
 class TimedModel(Protocol):
-    """A model on a candidate variant's sessions: what re-timing at load times, and the task's
-    own gate figures that re-gating asks first (``ArtifactModel.stored_figures``)."""
+    """A model on a candidate variant's sessions: what re-timing at load times."""
 
     def timing_calls(self) -> dict[str, Callable[[], object]]: ...
-
-    def stored_figures(self, stored: Mapping[str, np.ndarray]) -> VariantFigures | None: ...
 
 
 class ModelFactory(Protocol):

@@ -13,6 +13,7 @@ from export.tasks.feature_extraction import FEATURE_EXTRACTION_EXPORT
 from export.tasks.reranking import RANKING_EXPORT
 from export.tasks.spec import ExportTask
 from export.tasks.text2text import TEXT2TEXT_EXPORT
+from export.tasks.token_classification import TOKEN_CLASSIFICATION_EXPORT
 
 EXPORT_TASKS: dict[str, ExportTask] = {
     spec.task: spec
@@ -20,6 +21,7 @@ EXPORT_TASKS: dict[str, ExportTask] = {
         CLASSIFICATION_EXPORT,
         TEXT2TEXT_EXPORT,
         FEATURE_EXTRACTION_EXPORT,
+        TOKEN_CLASSIFICATION_EXPORT,
         RANKING_EXPORT,
     )
 }

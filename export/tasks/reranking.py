@@ -138,7 +138,7 @@ class RerankingExporter(ClassificationExporter):
 
     def write_task_files(self, reference: RerankerReference, folder: Path) -> None:
         """Write ``references.npz``: CrossEncoder's logits of every check query with every
-        check document (``Reranker.stored_figures`` re-checks variants against them)."""
+        check document (``Reranker.reference_figures`` re-checks variants against them)."""
         queries = check_queries(reference.max_length)
         documents = check_documents(reference.max_length)
         arrays = {"queries": np.array(queries), "documents": np.array(documents),

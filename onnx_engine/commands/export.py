@@ -12,19 +12,21 @@ from onnx_engine.commands.optimize import (
     optimize_and_report,
     requested_variants,
 )
-from onnx_engine.tasks import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from export.tasks import EXPORT_TASKS
+
     parser = subparsers.add_parser(
         "export", help="export a Hugging Face model to a checked ONNX artifact folder"
     )
     parser.add_argument("model", help="hub id (needs internet) or local checkpoint folder")
     parser.add_argument("output", type=Path, help="artifact folder to write")
     parser.add_argument("--task", default=None,
-                        choices=tuple(TASKS),
-                        help="what to export the model for (default: inferred from its files, "
+                        choices=tuple(EXPORT_TASKS),
+                        help="what to export the model for (default: inferred from its config, "
                         "as optimum-cli does: *ForSequenceClassification -> text-classification, "
+                        "*ForTokenClassification -> token-classification, "
                         "T5 -> text2text-generation, a saved CrossEncoder -> text-ranking, "
                         "sentence-transformers or a bare encoder -> feature-extraction)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's)")

@@ -1,0 +1,90 @@
+"""Tiny seeded ``*ForTokenClassification`` models for the token-classification tests.
+
+A BERT with the real bert-base-uncased WordPiece vocabulary (``##`` subwords: the pipeline's
+word-aware path) and a RoBERTa with a byte-level BPE trained here on a small corpus (no subword
+prefix: the pipeline's fallback heuristic, and byte-level offsets on non-ASCII text). Labels are
+IOB2 person/location tags. Random weights alone would label nearly every token alike; the
+classifier head's weights are drawn wide so that labels change from token to token and entities
+of several tokens appear.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import tokenizers
+import torch
+import transformers
+
+from export.check_set import SENTENCES, filler_text
+from onnx_engine.sample_models import wordpiece_vocab_file
+
+LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+# Names with accents and a macron, split into several subwords by both tokenizers.
+NER_TEXTS = (
+    "Zoë Saldaña visited Åre in Tōhoku with Jean-Luc Picard.",
+    "My name is Wolfgang and I live in Berlin",
+    "Sarah Jessica Parker met Björn Ulvaeus in Malmö 🚀 yesterday",
+)
+
+
+@dataclass(frozen=True)
+class TinyTokenClassifierSpec:
+    architecture: str = "bert"
+    seed: int = 0
+    hidden_size: int = 32
+    layers: int = 2
+    heads: int = 2
+    intermediate_size: int = 64
+    head_scale: float = 3.0  # std of the head's weights, in units of hidden activations
+
+
+def build_token_classifier(output: Path, spec: TinyTokenClassifierSpec) -> Path:
+    """Write a seeded ``*ForTokenClassification`` checkpoint and its fast tokenizer."""
+    output = Path(output)
+    with tempfile.TemporaryDirectory() as scratch:
+        if spec.architecture == "roberta":
+            tokenizer = _byte_level_bpe(Path(scratch))
+        else:
+            tokenizer = transformers.BertTokenizerFast(vocab_file=str(wordpiece_vocab_file()))
+    config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig}
+    config = config_class[spec.architecture](
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=514 if spec.architecture == "roberta" else 512,
+        type_vocab_size=1 if spec.architecture == "roberta" else 2,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(LABELS),
+        id2label=LABELS,
+        label2id={label: index for index, label in LABELS.items()},
+        initializer_range=0.2,
+    )
+    torch.manual_seed(spec.seed)
+    model = transformers.AutoModelForTokenClassification.from_config(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, spec.head_scale / spec.hidden_size ** 0.5)
+        model.classifier.bias.zero_()
+    output.mkdir(parents=True, exist_ok=True)
+    tokenizer.model_max_length = 512
+    model.save_pretrained(str(output))
+    tokenizer.save_pretrained(str(output))
+    return output
+
+
+def _byte_level_bpe(folder: Path) -> transformers.RobertaTokenizerFast:
+    trainer = tokenizers.ByteLevelBPETokenizer()
+    # The names of NER_TEXTS are left out, so the tokenizer splits them into several pieces.
+    corpus = [*SENTENCES, filler_text(200), "Hello world! Numbers 12345 and #@%&*."]
+    trainer.train_from_iterator(
+        corpus * 4, vocab_size=700, min_frequency=1, show_progress=False,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    trainer.save_model(str(folder))
+    return transformers.RobertaTokenizerFast(
+        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
+    )
