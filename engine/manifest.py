@@ -24,7 +24,6 @@ FORMAT_VERSION = 1
 TASK_CLASSIFICATION = "text-classification"
 TASK_TEXT2TEXT = "text2text-generation"
 TASK_FEATURE_EXTRACTION = "feature-extraction"
-TASK_RANKING = "text-ranking"
 FP32_VARIANT = "fp32"  # the export's own graphs; its manifest entry holds only their speeds
 
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from engine.checks import check_choice
 from engine.errors import CorruptArtifactError, InputError
-from engine.manifest import TASK_RANKING
 from engine.numerics import sigmoid
 from engine.options import RuntimeOptions
 from engine.tasks.base import TextGraphModel, text_timing_calls
@@ -29,6 +28,8 @@ from engine.tokenization import TextInput, check_batch_size, checked_unicode
 from engine.variants.records import VariantFigures
 from engine.verification.gate_figures import TIE_TOLERANCE, figures_from_rows, top_k_overlap
 
+# The manifest's task name of cross-encoder rerankers.
+TASK_RANKING = "text-ranking"
 # The config.json key the export records the CrossEncoder's activation under ("activation"
 # alone is taken: DistilBERT's config uses it for its hidden activation).
 ACTIVATION_KEY = "ranking_activation"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.manifest import TASK_RANKING
-from engine.tasks.reranking import Reranker
+from engine.tasks.reranking import TASK_RANKING, Reranker
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,

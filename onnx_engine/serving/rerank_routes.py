@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.errors import InputError
-from engine.manifest import TASK_RANKING
 from engine.tasks.classification import check_top_k
+from engine.tasks.reranking import TASK_RANKING
 from onnx_engine.json_fields import check_keys, flag
 from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object

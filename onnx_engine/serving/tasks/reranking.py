@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.manifest import TASK_RANKING
 from engine.numerics import sigmoid
-from engine.tasks.reranking import Reranker, query_pairs, ranked
+from engine.tasks.reranking import TASK_RANKING, Reranker, query_pairs, ranked
 from engine.tokenization import TextInput
 from onnx_engine.json_fields import flag
 from onnx_engine.serving.errors import NotFoundError, ValidationError
