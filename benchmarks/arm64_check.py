@@ -101,9 +101,12 @@ def _source_stamp(repo: Path) -> str:
 
 
 def prepare(cache: Path) -> dict[str, Path]:
-    """Export the three tiny models with int8 into ``cache`` (reused while sources are unchanged)."""
+    """Export the three tiny models with int8 into ``cache`` (reused while sources are
+    unchanged)."""
     repo = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(repo / "tests"))  # the tests' tiny encoder builder
+    from tiny_encoder import build_tiny_encoder
+
     from export.exporter import ExportSettings, export_model
     from export.variants.optimize import OptimizeSettings, optimize_artifact
     from onnx_engine.sample_models import (
@@ -112,7 +115,6 @@ def prepare(cache: Path) -> dict[str, Path]:
         build_tiny_classifier,
         build_tiny_t5,
     )
-    from tiny_encoder import build_tiny_encoder
 
     cache.mkdir(parents=True, exist_ok=True)
     stamp = _source_stamp(repo)
@@ -146,7 +148,9 @@ def prepare(cache: Path) -> dict[str, Path]:
 
     texts = {
         "classifier": ["", "a", *SENTENCES, "the plot drags " * 20],
-        "t5": ["translate English to German: the house is small", "summarize: a b c", *SENTENCES[:4]],
+        "t5": [
+            "translate English to German: the house is small", "summarize: a b c", *SENTENCES[:4]
+        ],
         "embeddings": ["a", *SENTENCES, "the quick brown fox " * 10],
     }
     (cache / "texts.json").write_text(json.dumps(texts, indent=1, ensure_ascii=False))
@@ -294,7 +298,8 @@ def _figures(name: str, arrays: Any, variant: str, reference: Any) -> str:
                 f"{np.abs(_softmax(got) - _softmax(ref)).max():.3g}, top-1 agreement {agree:.0%}")
     if name == "embeddings":
         got, ref = get(arrays, "embeddings"), reference["embeddings/fp32/embeddings"]
-        cosine = np.sum(got * ref, -1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1))
+        norms = np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1)
+        cosine = np.sum(got * ref, -1) / norms
         return f"min cosine {cosine.min():.5f}, max abs d {np.abs(got - ref).max():.3g}"
     ids, ref_ids = get(arrays, "ids"), reference["t5/fp32/ids"]
     width = max(ids.shape[1], ref_ids.shape[1])
@@ -404,7 +409,8 @@ def report(x86_path: Path, arm_paths: list[Path], out: Path, seconds: float | No
                 and key in arm.files and not key.endswith(("/cli", "/ids"))]
         worst = max(float(np.abs(x86[key].astype(np.float64) - arm[key]).max()) for key in keys)
         verdict = ("bit-identical to x86-64's for every model" if worst == 0 else
-                   f"up to {worst:.3g} away from x86-64's (max abs Δ over logits, scores and embeddings)")
+                   f"up to {worst:.3g} away from x86-64's "
+                   "(max abs Δ over logits, scores and embeddings)")
         lines.append(f"- {label}: the int8 outputs are {verdict}.")
     lines += ["- Checked by hand on 2026-12-02 (ONNX Runtime 1.31.1, qemu 7.2): with "
               "`-cpu max,sve=off` the classifier's int8 logits are bit-identical to x86-64's "

@@ -12,18 +12,18 @@ import os
 # Before anything imports torch: its idle OpenMP threads would otherwise spin against ORT's.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
+from collections.abc import Callable
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from onnx_engine.bench.contenders.base import Contender  # noqa: E402
-from onnx_engine.bench.errors import ContenderUnavailable  # noqa: E402
-from onnx_engine.bench.machine import physical_cores  # noqa: E402
-from onnx_engine.bench.models import BenchTarget, resolve_target  # noqa: E402
-from onnx_engine.bench.registry import contender_class, load_contender  # noqa: E402
-from onnx_engine.bench.variants import FP32  # noqa: E402
-from onnx_engine.bench.workloads import WorkloadFactory  # noqa: E402
+from onnx_engine.bench.contenders.base import Contender
+from onnx_engine.bench.errors import ContenderUnavailable
+from onnx_engine.bench.machine import physical_cores
+from onnx_engine.bench.models import BenchTarget, resolve_target
+from onnx_engine.bench.registry import contender_class, load_contender
+from onnx_engine.bench.variants import FP32
+from onnx_engine.bench.workloads import WorkloadFactory
 
 NEW_TOKENS = 32
 

@@ -89,7 +89,6 @@ def installed_bytes(dist: metadata.Distribution) -> int:
 
 
 def install_sizes() -> list[str]:
-    core, _ = closure(None)
     lines = ["| install | size | largest distributions | not installed here |", "|---|---|---|---|"]
     rows = [("core (numpy, tokenizers; no runtime)", None)] + [(f"`.[{e}]`", e) for e in EXTRAS]
     rows.insert(2, ("`.[cpu]`, only onnxruntime, numpy, tokenizers (what the engine imports)",
@@ -143,7 +142,8 @@ def artifact_sizes(artifact: Path, cache: Path) -> tuple[list[str], dict[str, Pa
     manifest = ArtifactManifest.read(artifact)
     whole = sum(record.size for record in manifest.files.values())
     lines = ["| artifact | files | size | share of the fp32 pack |", "|---|---|---|---|",
-             f"| whole artifact (every variant) | {len(manifest.files)} | {whole / 1e6:.1f} MB | - |"]
+             f"| whole artifact (every variant) | {len(manifest.files)} "
+             f"| {whole / 1e6:.1f} MB | - |"]
     packs: dict[str, Path] = {}
     sizes: dict[str, int] = {}
     variants = [name for name, record in variant_records(manifest).items() if record.passed]
@@ -206,21 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=REPO / "artifacts" / "footprint")
     parser.add_argument("--model", choices=("full", "tiny"), default="full")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "footprint.md")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks" / "results" / "footprint.md")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     artifact = prepare(args.cache, args.model == "full")
     size_lines, packs = artifact_sizes(artifact, args.cache)
     text = "a quietly moving film with a plot that never quite lands"
-    timed = [("packed int8", packs["int8"], "int8"), ("packed int8, .ort", packs["int8.ort"], "int8"),
+    timed = [("packed int8", packs["int8"], "int8"),
+             ("packed int8, .ort", packs["int8.ort"], "int8"),
              ("whole artifact, fp32", artifact, "fp32"), ("whole artifact, int8", artifact, "int8")]
-    start_lines = ["| `onnx-engine classify` on | cold start (s) | peak RSS (MB) |", "|---|---|---|"]
+    start_lines = ["| `onnx-engine classify` on | cold start (s) | peak RSS (MB) |",
+                   "|---|---|---|"]
     for label, folder, variant in timed:
         wall, peak = cold_start(_cli("classify", str(folder), "--variant", variant, "-q", text),
                                 args.runs)
         start_lines.append(f"| {label} | {wall:.2f} | {peak:.0f} |")
-    from engine.cpu import current_cpu
     import onnxruntime
+
+    from engine.cpu import current_cpu
 
     model = ("full-size DistilBERT (66M parameters, seeded random weights)" if args.model == "full"
              else "tiny seeded DistilBERT")

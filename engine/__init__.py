@@ -36,12 +36,12 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
+    from engine.loading import load
+    from engine.options import RuntimeOptions
     from engine.tasks.classification import Classifier
     from engine.tasks.feature_extraction import Embedder
-    from engine.loading import load
     from engine.tasks.reranking import Reranker
     from engine.tasks.text2text import Seq2SeqLM
-    from engine.options import RuntimeOptions
     from engine.tasks.token_classification import TokenClassifier
 
 

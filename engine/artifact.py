@@ -152,7 +152,9 @@ class Artifact:
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CorruptArtifactError(f"{path} is not valid JSON ({error}). Re-export it.") from error
+            raise CorruptArtifactError(
+                f"{path} is not valid JSON ({error}). Re-export it."
+            ) from error
         if not isinstance(config, dict):
             raise CorruptArtifactError(
                 f"{path} must hold a JSON object, got {type(config).__name__}. Re-export it."

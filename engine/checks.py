@@ -7,7 +7,7 @@ integer here: ``threads=True`` is a caller's slip, not one thread.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
 # The flags that change which kernels ONNX Runtime, OpenVINO and PyTorch pick for matmuls.

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import OnnxEngineError
-from engine.row_gather import ELEMENT_TYPES, gather_rows_model
 from engine.options import RuntimeOptions
+from engine.row_gather import ELEMENT_TYPES, gather_rows_model
 from engine.session import CUDA, EngineSession, available_providers
 
 

@@ -25,7 +25,8 @@ class CorruptArtifactError(ArtifactError):
 
 
 class HashMismatchError(ArtifactError):
-    """A file's sha256 differs from the one recorded in the manifest: it was changed after export."""
+    """A file's sha256 differs from the one recorded in the manifest: it was changed after
+    export."""
 
 
 class TaskMismatchError(ArtifactError):

@@ -11,14 +11,15 @@ where it must give exactly the plain path's results; it only pays off on a GPU.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import onnxruntime as ort
 
 from engine.session import EngineSession
 
-DeviceValue = Union[np.ndarray, ort.OrtValue]
+DeviceValue: TypeAlias = np.ndarray | ort.OrtValue
 
 
 def wants_binding(setting: str, session: EngineSession) -> bool:

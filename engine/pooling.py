@@ -10,8 +10,9 @@ stays a plain encoder that any ONNX tool can read. The settings come from the ar
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,8 @@ class PoolingConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PoolingConfig:
-        """Parse ``embedding.json``; raises ``KeyError``/``TypeError``/``ValueError`` when malformed."""
+        """Parse ``embedding.json``; raises ``KeyError``/``TypeError``/``ValueError`` when
+        malformed."""
         return cls(
             modes=tuple(data["modes"]),
             normalize=bool(data["normalize"]),
@@ -97,7 +99,9 @@ class PoolingConfig:
             ) from error
 
 
-def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:
+def pool(
+    token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: tuple[str, ...]
+) -> np.ndarray:
     """Sentence vectors ``[batch, len(modes) * hidden]`` from ``[batch, seq, hidden]`` token
     embeddings, ignoring padded positions (mask 0). Padding is on the right, as the engine's
     tokenizer pads."""
@@ -120,7 +124,8 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: tuple[
             parts.append(total / np.maximum(weights.sum(axis=1, keepdims=True), _COUNT_EPS))
         elif mode == "lasttoken":
             last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
-            parts.append(hidden[np.arange(len(hidden)), last] * mask[np.arange(len(mask)), last, None])
+            rows = np.arange(len(hidden))
+            parts.append(hidden[rows, last] * mask[np.arange(len(mask)), last, None])
         else:
             raise ValueError(f"unknown pooling mode {mode!r}")
     return np.concatenate(parts, axis=1).astype(np.float32, copy=False)

@@ -16,9 +16,9 @@ caches alike) and its session is kept for the life of the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -110,7 +110,10 @@ def gather_rows_model(entries: Sequence[tuple[int, int]]) -> bytes:
     graph += _bytes_field(11, _value_info(ROWS_INPUT, _INT64, ["n"]))
     for names, first in ((inputs, None), (outputs, "n")):
         graph += b"".join(
-            _bytes_field(11 if first is None else 12, _value_info(name, kind, [first] + [None] * (rank - 1)))
+            _bytes_field(
+                11 if first is None else 12,
+                _value_info(name, kind, [first] + [None] * (rank - 1)),
+            )
             for name, (kind, rank) in zip(names, entries)
         )
     opset = _text_field(1, "") + _int_field(2, OPSET)

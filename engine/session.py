@@ -204,7 +204,8 @@ class EngineSession:
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None
     ) -> list[np.ndarray]:
-        """Run the graph, feeding only the inputs it declares (e.g. no token_type_ids to RoBERTa)."""
+        """Run the graph, feeding only the inputs it declares (e.g. no token_type_ids to
+        RoBERTa)."""
         inputs = self.select_inputs(feeds)
         try:
             return self._session.run(output_names, inputs, self._run_options)

@@ -32,7 +32,8 @@ def similarity_matrix(a: np.ndarray, b: np.ndarray, function: str = "cosine") ->
     """
     if function not in SIMILARITY_FUNCTIONS:
         raise InputError(
-            f"Unknown similarity function {function!r}. Choose one of: {', '.join(SIMILARITY_FUNCTIONS)}."
+            f"Unknown similarity function {function!r}. "
+            f"Choose one of: {', '.join(SIMILARITY_FUNCTIONS)}."
         )
     a, b = _as_matrix(a, "a"), _as_matrix(b, "b")
     if a.shape[1] != b.shape[1]:
@@ -68,5 +69,7 @@ def _as_matrix(vectors: object, name: str) -> np.ndarray:
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[0] == 0:
-        raise InputError(f"{name} must be embeddings [n, dim] with n >= 1, got shape {array.shape}.")
+        raise InputError(
+            f"{name} must be embeddings [n, dim] with n >= 1, got shape {array.shape}."
+        )
     return array

@@ -8,9 +8,9 @@ pad to the longest text in the batch, truncate at the model's maximum length.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Tuple, Union
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -214,7 +214,7 @@ class TextTokenizer:
         return self._tokenizer.id_to_token(int(token_id)) or f"<{token_id}>"
 
 
-TextInput = Union[str, Tuple[str, str]]
+TextInput = str | tuple[str, str]
 
 
 def char_cap(max_tokens: int) -> int:
@@ -274,7 +274,8 @@ def as_text_list(
     if isinstance(texts, (list, tuple)):
         if not texts:
             raise InputError(f"Got an empty list of {what}s; pass at least one string.")
-        return [_as_input(item, what, allow_pairs, index) for index, item in enumerate(texts)], False
+        items = [_as_input(item, what, allow_pairs, index) for index, item in enumerate(texts)]
+        return items, False
     return [_as_input(texts, what, allow_pairs)], True
 
 
@@ -282,7 +283,8 @@ def _as_input(item: object, what: str, allow_pairs: bool, index: int | None = No
     name = what if index is None else f"{what} #{index}"
     if isinstance(item, str):
         return checked_unicode(item, name)
-    if allow_pairs and isinstance(item, dict) and "text" in item and set(item) <= {"text", "text_pair"}:
+    if (allow_pairs and isinstance(item, dict) and "text" in item
+            and set(item) <= {"text", "text_pair"}):
         text, pair = item["text"], item.get("text_pair")
         if isinstance(text, str) and (pair is None or isinstance(pair, str)):
             text = checked_unicode(text, name)

@@ -13,7 +13,10 @@ SENTENCES = (
     "The movie was not bad at all, though the ending dragged on for far too long.",
     "Café naïve résumé: 東京タワーは高い。 Ελληνικά και русский текст 🚀🔥",
 )
-_FILLER = "the quick brown fox jumps over the lazy dog while it rains in spring".split()
+_FILLER = [
+    "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "it", "rains",
+    "in", "spring",
+]
 
 
 def filler_text(words: int) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.artifact import CONFIG_NAME, TOKENIZER_NAME, file_record
 from engine.errors import ParityError

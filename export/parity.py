@@ -83,7 +83,8 @@ class ParityReport:
         if self.min_cosine is not None:
             cosine = f", min cosine = {self.min_cosine_seen:.7f} (limit {self.min_cosine})"
         return (
-            f"parity {verdict}: max |Δ| = {self.max_abs_diff:.2e} (tolerance {self.atol:.0e}){cosine} "
+            f"parity {verdict}: max |Δ| = {self.max_abs_diff:.2e} "
+            f"(tolerance {self.atol:.0e}){cosine} "
             f"over {len(self.rows)} inputs; worst input: {worst.name} {worst.text!r}"
             + ("" if worst.argmax_agree else " (argmax differs)")
         )
@@ -91,7 +92,8 @@ class ParityReport:
     @property
     def min_cosine_seen(self) -> float:
         """The lowest cosine of any row (embedding reports; NaN for a non-finite row)."""
-        return min((row.cosine for row in self.rows if row.cosine is not None), default=float("nan"))
+        cosines = (row.cosine for row in self.rows if row.cosine is not None)
+        return min(cosines, default=float("nan"))
 
     def to_dict(self) -> dict[str, Any]:
         data = {

@@ -1,4 +1,5 @@
-"""``onnx-engine verify --against-pytorch``: re-check an artifact's files and its parity with PyTorch.
+"""``onnx-engine verify --against-pytorch``: re-check an artifact's files and its parity with
+PyTorch.
 
 The torch-free check against the stored references is ``engine.verification.verify_here``.
 """

@@ -16,8 +16,9 @@ answers with 422 and one message.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,9 @@ def parse_tei(body: Mapping[str, Any]) -> EmbeddingRequest:
     check_keys(body, _TEI_KEYS, '{"inputs": "text" or ["text", ...]}')
     texts = _texts(body.get("inputs"), "inputs")
     if body.get("truncation_direction", "Right") not in ("Right", "right"):
-        raise InputError('truncation_direction "Left" is not supported; texts are cut on the right.')
+        raise InputError(
+            'truncation_direction "Left" is not supported; texts are cut on the right.'
+        )
     if body.get("prompt_name") is not None:
         raise InputError("prompt_name is not supported: this server applies no prompts.")
     _no_dimensions(body.get("dimensions"))
@@ -84,7 +87,7 @@ def parse_openai(body: Mapping[str, Any]) -> EmbeddingRequest:
     if not isinstance(model, str) or not model:
         raise InputError('The body needs "model": the name of a served model.')
     raw = body.get("input")
-    if isinstance(raw, list) and raw and all(isinstance(item, int) for item in raw) or (
+    if (isinstance(raw, list) and raw and all(isinstance(item, int) for item in raw)) or (
         isinstance(raw, list) and raw and all(isinstance(item, list) for item in raw)
     ):
         raise InputError('Token-id input is not supported; send "input" as text.')

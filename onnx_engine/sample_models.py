@@ -83,15 +83,15 @@ def label_names(num_labels: int) -> dict[int, str]:
 def classifier_config_fields(spec: TinyClassifierSpec, vocab_size: int, pad_id: int) -> dict:
     """The config fields every architecture shares: vocabulary, labels, head, initializer."""
     labels = label_names(spec.num_labels)
-    return dict(
-        vocab_size=vocab_size,
-        num_labels=spec.num_labels,
-        id2label=labels,
-        label2id={label: index for index, label in labels.items()},
-        pad_token_id=pad_id,
-        problem_type=spec.problem_type,
-        initializer_range=spec.initializer_range,
-    )
+    return {
+        "vocab_size": vocab_size,
+        "num_labels": spec.num_labels,
+        "id2label": labels,
+        "label2id": {label: index for index, label in labels.items()},
+        "pad_token_id": pad_id,
+        "problem_type": spec.problem_type,
+        "initializer_range": spec.initializer_range,
+    }
 
 
 def save_seeded_classifier(output: Path, config, tokenizer, seed: int) -> Path:

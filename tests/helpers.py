@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import transformers
 
+from engine.artifact import file_record
+
 # Relative tolerance for sums and long accumulations (sequence scores, summed log-probabilities):
 # their rounding grows with the magnitude and differs between CPUs' kernels (AVX2 vs AVX-512/AMX),
 # so an absolute tolerance alone fails on some machines (-129.29 off by 1.7e-4 on an Intel Xeon).
@@ -19,7 +21,8 @@ def torch_logits(checkpoint: Path, texts: list[str], max_length: int = 512) -> n
     """Logits of the PyTorch model for one padded batch tokenized by AutoTokenizer."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                      return_tensors="pt")
     with torch.inference_mode():
         return model(**batch).logits.numpy()
 
@@ -89,3 +92,20 @@ def assert_same_entities(ours, theirs) -> None:
                 assert abs(mine[key] - float(value)) <= 1e-5, (mine, reference)
             else:
                 assert mine[key] == value and type(mine[key]) is type(value), (key, mine, reference)
+
+
+def rewrite_manifest(folder: Path, **changes) -> None:
+    """Edit top-level manifest fields in place (hashes left as they were)."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def replace_file_and_record(folder: Path, name: str, content: bytes) -> None:
+    """Corrupt a file as if it had been exported that way (manifest hash updated too)."""
+    (folder / name).write_bytes(content)
+    record = file_record(folder / name)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name] = {"sha256": record.sha256, "size": record.size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import httpx
+import pytest
 
 from onnx_engine.serving.app import build_app
 from onnx_engine.serving.config import ServeConfig
@@ -74,3 +77,50 @@ def held_connection(url: str, extra_headers: str = "") -> socket.socket:
         f"{extra_headers}Content-Length: 100\r\n\r\n{{\"inputs\":".encode()
     )
     return sock
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.02)
+
+
+def raw_request(path: str, body: dict, extra: str = "") -> bytes:
+    data = json.dumps(body).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"{extra}Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP response read off ``sock`` (Content-Length framed, as the server sends them)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    while len(body) < int(headers.get("content-length", 0)):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside the body")
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes ``sock`` (reads what is left; bounded by the socket timeout)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except (TimeoutError, ConnectionResetError):
+        return False
+    return True

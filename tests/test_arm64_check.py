@@ -34,7 +34,9 @@ def test_fake_cpu_files_describe_an_aarch64_machine(tmp_path):
     assert [line for line in text.splitlines() if line.startswith("processor")] == [
         "processor\t: 0", "processor\t: 1", "processor\t: 2"]
     assert text.count("CPU part\t: 0xd0c") == 3  # Neoverse N1, a part cpuinfo knows
-    assert parse_cpuinfo(fake_cpuinfo(1, "max"), 1).flags == ("asimd", "asimddp", "bf16", "i8mm", "sve")
+    assert parse_cpuinfo(fake_cpuinfo(1, "max"), 1).flags == (
+        "asimd", "asimddp", "bf16", "i8mm", "sve"
+    )
     assert parse_cpuinfo(text, 3).flags == ("asimd", "asimddp")
 
 

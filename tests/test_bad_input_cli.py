@@ -41,7 +41,9 @@ def _write(tmp_path: Path, name: str, data: bytes) -> str:
 # equivalent does where it has one, in the comment)
 CLI_ERRORS = {
     # Python decodes undecodable argv bytes to lone surrogates; tokenizers would raise TypeError.
-    "surrogate argument": (["classify", "{clf}", "ok", "bad \udcff"], "text #1 is not valid Unicode"),
+    "surrogate argument": (
+        ["classify", "{clf}", "ok", "bad \udcff"], "text #1 is not valid Unicode"
+    ),
     "latin-1 input file": (["classify", "{clf}", "--input", "{tmp}/latin1.txt"],
                            "is not UTF-8: byte 0xe9 at offset 14 (line 2)"),
     "threads 0": (["classify", "{clf}", "x", "--threads", "0"], "threads must be a positive"),
@@ -343,7 +345,7 @@ def test_log_messages_are_in_cli_words_too():
     from onnx_engine.cli import _CliWordsFilter, build_parser, cli_flags
 
     record = logging.LogRecord("engine.variants.sessions", logging.WARNING, __file__, 0,
-                               "skipped; ask for another (e.g. variant=%r) or threads=%d", ("fp32", 2),
-                               None)
+                               "skipped; ask for another (e.g. variant=%r) or threads=%d",
+                               ("fp32", 2), None)
     assert _CliWordsFilter(cli_flags(build_parser())).filter(record)
     assert record.getMessage() == "skipped; ask for another (e.g. --variant fp32) or --threads 2"

@@ -21,10 +21,10 @@ def test_a_missing_variant_is_built_gated_and_then_found(distilbert, copy_artifa
 
 
 def test_a_variant_the_optimizer_does_not_make_is_unavailable(tmp_path):
-    with pytest.raises(ContenderUnavailable, match="does not make variant 'auto'.*fused, int8"):
+    with pytest.raises(ContenderUnavailable, match=r"does not make variant 'auto'.*fused, int8"):
         build_missing_variant(tmp_path, "auto")
 
 
 def test_an_optimizer_error_is_unavailable_with_its_reason(tmp_path):
-    with pytest.raises(ContenderUnavailable, match="for .int8. failed: .* has no manifest.json"):
+    with pytest.raises(ContenderUnavailable, match=r"for .int8. failed: .* has no manifest\.json"):
         build_missing_variant(tmp_path, "int8")

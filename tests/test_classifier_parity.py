@@ -112,7 +112,8 @@ PAIRS = [
 
 @pytest.mark.parametrize(
     "texts, kwargs",
-    [(PAIRS[0], {}), (PAIRS, {}), (PAIRS[2], {}), (PAIRS[0], {"top_k": None}), (PAIRS, {"top_k": 2})],
+    [(PAIRS[0], {}), (PAIRS, {}), (PAIRS[2], {}), (PAIRS[0], {"top_k": None}),
+     (PAIRS, {"top_k": 2})],
     ids=["pair", "pairs", "text-only-dict", "pair-all", "pairs-top2"],
 )
 def test_sentence_pairs_match_the_pipeline(classifier_factory, texts, kwargs):

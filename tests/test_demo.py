@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from onnx_engine.cli import main
-from onnx_engine.demo.side_by_side import DEMO_SENTENCES, RANDOM_WEIGHTS_NOTE
 from onnx_engine.demo.semantic_search import MINILM_TITLE
+from onnx_engine.demo.side_by_side import DEMO_SENTENCES, RANDOM_WEIGHTS_NOTE
 
 
 def test_demo_shows_engine_and_pytorch_side_by_side(tmp_path, capsys):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from engine.artifact import file_record
+from engine.errors import CorruptArtifactError, HashMismatchError, InputError, TaskMismatchError
 from engine.tasks.classification import Classifier
 from engine.tasks.feature_extraction import Embedder
-from engine.errors import CorruptArtifactError, HashMismatchError, InputError, TaskMismatchError
 from export.errors import ExportError
 from export.exporter import ExportSettings, export_model
 from export.sentence_config import read_sentence_config
@@ -60,13 +60,13 @@ def test_changed_or_corrupt_embedding_config_is_reported(tiny_embedder_factory, 
     artifact = copy_artifact(tiny_embedder_factory("mean").artifact)
     config = json.loads((artifact / "embedding.json").read_text())
     (artifact / "embedding.json").write_text(json.dumps({**config, "modes": ["cls"]}))
-    with pytest.raises(HashMismatchError, match="embedding.json"):
+    with pytest.raises(HashMismatchError, match=r"embedding\.json"):
         Embedder.load(artifact)  # pooling changed after export: the hash says so
     (artifact / "embedding.json").write_text('{"modes": ["median"]}')
     manifest = json.loads((artifact / "manifest.json").read_text())
     manifest["files"]["embedding.json"] = asdict(file_record(artifact / "embedding.json"))
     (artifact / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CorruptArtifactError, match="embedding.json"):
+    with pytest.raises(CorruptArtifactError, match=r"embedding\.json"):
         Embedder.load(artifact)
 
 
@@ -95,7 +95,8 @@ def test_pooling_options_are_refused_where_they_do_not_apply(tiny_encoder_checkp
 
 def _sentence_folder(tmp_path, modules, pooling, options=None, transformer=None):
     (tmp_path / "1_Pooling").mkdir()
-    entries = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+    entries = [{"idx": i, "name": str(i), "path": path,
+                "type": f"sentence_transformers.models.{kind}"}
                for i, (kind, path) in enumerate(modules)]
     (tmp_path / "modules.json").write_text(json.dumps(entries))
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
@@ -111,7 +112,7 @@ def test_sentence_config_reads_legacy_and_current_pooling_keys(tmp_path):
     legacy = {"word_embedding_dimension": 8, "pooling_mode_cls_token": True,
               "pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": False}
     config = read_sentence_config(_sentence_folder(
-        tmp_path, BASE + [("Normalize", "2_Normalize")], legacy,
+        tmp_path, [*BASE, ("Normalize", "2_Normalize")], legacy,
         {"similarity_fn_name": "dot"}, {"max_seq_length": 128}))
     assert config.pooling.modes == ("cls", "max") and config.pooling.normalize
     assert config.pooling.dimension == 16 and config.pooling.similarity == "dot"
@@ -125,7 +126,7 @@ def test_sentence_config_reads_current_keys(tmp_path):
 
 
 @pytest.mark.parametrize("modules, pooling, options, message", [
-    (BASE + [("Dense", "2_Dense")], {"pooling_mode": "mean", "embedding_dimension": 8}, {},
+    ([*BASE, ("Dense", "2_Dense")], {"pooling_mode": "mean", "embedding_dimension": 8}, {},
      "Dense not supported"),
     (BASE, {"pooling_mode": "mean", "embedding_dimension": 8, "include_prompt": False}, {},
      "include_prompt"),

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 from helpers import corrupting_recipe, timed_elsewhere
 
-from engine.tasks.feature_extraction import Embedder
 from engine.errors import ArtifactError
+from engine.tasks.feature_extraction import Embedder
 from engine.variants.choice import AUTO, FP32, FUSED, INT8, variant_records
-from export.variants.calibration import DEFAULT_SENTENCES
+from export.retrieval_set import DOCUMENTS, QUERIES
 from export.tasks.feature_extraction.variants import (
     EMBEDDING_GATES,
     compare_embeddings,
     gate_texts,
 )
+from export.variants.calibration import DEFAULT_SENTENCES
 from export.variants.gates import gate_verdict, gates_with_overrides
 from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
-from export.retrieval_set import DOCUMENTS, QUERIES
 
 TEXTS = gate_texts(64)
 

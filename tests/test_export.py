@@ -29,7 +29,8 @@ def test_force_replaces_the_output(distilbert, tmp_path):
     output = tmp_path / "out"
     output.mkdir()
     (output / "stale.txt").write_text("old")
-    settings = ExportSettings(model=str(distilbert.checkpoint), output=output, force=True, quiet=True)
+    settings = ExportSettings(model=str(distilbert.checkpoint), output=output, force=True,
+                              quiet=True)
     manifest = export_model(settings)
     assert not (output / "stale.txt").exists()
     assert manifest.parity["passed"]
@@ -50,9 +51,8 @@ def test_a_forced_export_whose_final_rename_fails_keeps_the_old_artifact(tmp_pat
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", failing_rename)
-    with pytest.raises(OSError, match="cross-device"):
-        with staged_output(output, force=True) as staging:
-            (staging / "model.onnx").write_text("new")
+    with pytest.raises(OSError, match="cross-device"), staged_output(output, force=True) as staging:
+        (staging / "model.onnx").write_text("new")
     assert (output / "model.onnx").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -75,7 +75,8 @@ def test_an_export_killed_while_replacing_gets_the_old_artifact_back(tmp_path):
 def test_failed_parity_leaves_no_artifact_and_names_the_worst_input(distilbert, tmp_path):
     output = tmp_path / "out"
     # A tolerance below float32 rounding makes any real export fail its parity gate.
-    settings = ExportSettings(model=str(distilbert.checkpoint), output=output, quiet=True, atol=1e-12)
+    settings = ExportSettings(model=str(distilbert.checkpoint), output=output, quiet=True,
+                              atol=1e-12)
     with pytest.raises(ParityError, match=r"rejected: parity FAILED.*worst input: \S+"):
         export_model(settings)
     assert not output.exists()
@@ -83,15 +84,17 @@ def test_failed_parity_leaves_no_artifact_and_names_the_worst_input(distilbert, 
 
 
 def test_cli_export_failure_exits_non_zero_with_one_line(distilbert, tmp_path, capsys):
-    code = main(["export", str(distilbert.checkpoint), str(tmp_path / "out"), "-q", "--atol", "1e-12"])
+    code = main(["export", str(distilbert.checkpoint), str(tmp_path / "out"), "-q",
+                 "--atol", "1e-12"])
     assert code != 0
     error = capsys.readouterr().err
     assert error.startswith("error: Export of") and "Traceback" not in error
 
 
 def test_unknown_model_and_task(tmp_path):
-    with pytest.raises(ExportError, match="The local folder '.*no-model' does not exist"):
-        export_model(ExportSettings(model=str(tmp_path / "no-model"), output=tmp_path / "o", quiet=True))
+    with pytest.raises(ExportError, match=r"The local folder '.*no-model' does not exist"):
+        export_model(ExportSettings(model=str(tmp_path / "no-model"), output=tmp_path / "o",
+                                    quiet=True))
     with pytest.raises(ExportError, match="Unknown task"):
         export_model(ExportSettings(model="x", output=tmp_path / "o", task="fill-mask", quiet=True))
 
@@ -114,9 +117,11 @@ def test_default_labels_are_written_out_and_opset_is_honoured(distilbert, tmp_pa
     model.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}  # defaults: config.json omits them
     model.config.label2id = {"LABEL_0": 0, "LABEL_1": 1}
     model.save_pretrained(tmp_path / "ckpt")
-    transformers.AutoTokenizer.from_pretrained(distilbert.checkpoint).save_pretrained(tmp_path / "ckpt")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(distilbert.checkpoint)
+    tokenizer.save_pretrained(tmp_path / "ckpt")
     assert "id2label" not in json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    settings = ExportSettings(model=str(tmp_path / "ckpt"), output=tmp_path / "out", opset=17, quiet=True)
+    settings = ExportSettings(model=str(tmp_path / "ckpt"), output=tmp_path / "out", opset=17,
+                              quiet=True)
     manifest = export_model(settings)
     assert manifest.opset == 17
     config = json.loads((tmp_path / "out" / "config.json").read_text())

@@ -7,14 +7,14 @@ import pytest
 
 from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
-from engine.verification.gate_figures import measure_figures
 from engine.numerics import sigmoid, softmax
 from engine.variants.choice import FP16, INT8, Flip, VariantFigures
-from export.variants.calibration import calibration_set, read_texts
+from engine.verification.gate_figures import measure_figures
 from export.check_set import check_texts
+from export.parity import OutputPair
+from export.variants.calibration import calibration_set, read_texts
 from export.variants.gates import default_gate, gates_with_overrides
 from export.variants.optimize import OptimizeSettings, optimize_artifact
-from export.parity import OutputPair
 from onnx_engine.cli import main
 
 

@@ -20,8 +20,8 @@ from engine.cuda_probe import cuda_unusable_reason
 from engine.timing import TimingPlan
 from onnx_engine.bench import gpu_prereqs
 from onnx_engine.bench.gpu_bench import GpuBenchPlan, run
-from onnx_engine.bench.gpu_report import markdown, write_results
 from onnx_engine.bench.gpu_prereqs import Prerequisite, prerequisites, report
+from onnx_engine.bench.gpu_report import markdown, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

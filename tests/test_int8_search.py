@@ -11,10 +11,10 @@ from engine import Classifier
 from engine.manifest import ArtifactManifest
 from engine.numerics import softmax
 from engine.variants.choice import INT8
-from export.variants.calibration import DEFAULT_SENTENCES
 from export.check_set import check_texts
-from export.variants.int8_sensitivity import matmul_sensitivity
+from export.variants.calibration import DEFAULT_SENTENCES
 from export.variants.int8_search import DYNAMIC, matmul_nodes
+from export.variants.int8_sensitivity import matmul_sensitivity
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from export.variants.quantize import QuantizeSettings, quantize_int8
 

@@ -57,7 +57,8 @@ def test_openvino_runs_the_t5_decode_loop_and_embeddings(t5_factory, tiny_embedd
     lm = Seq2SeqLM.load(t5.artifact, provider="openvino")
     assert lm.providers == [OPENVINO]
     generated = lm.generate(sources, max_new_tokens=12)
-    assert [list(item.token_ids) for item in generated] == [list(item.token_ids) for item in expected]
+    token_ids = [list(item.token_ids) for item in generated]
+    assert token_ids == [list(item.token_ids) for item in expected]
     embedded = tiny_embedder_factory("mean")
     reference = Embedder.load(embedded.artifact, provider="cpu").embed(TEXTS)
     vectors = Embedder.load(embedded.artifact, provider="openvino").embed(TEXTS)
@@ -116,7 +117,7 @@ def test_auto_picks_bf16_exactly_when_its_timing_is_the_fastest(bf16_artifact, c
 def test_on_a_cpu_without_bf16_auto_skips_it_and_asking_is_an_error(bf16_artifact, monkeypatch):
     monkeypatch.setattr(engine.openvino, "current_cpu", lambda: NO_BF16_CPU)
     assert Classifier.load(bf16_artifact).variant == FP32
-    with pytest.raises(ProviderError, match="runs on OpenVINO.*no bf16 instructions"):
+    with pytest.raises(ProviderError, match=r"runs on OpenVINO.*no bf16 instructions"):
         Classifier.load(bf16_artifact, variant="bf16")
 
 
@@ -139,7 +140,8 @@ def test_without_bf16_the_variant_is_recorded_unbuilt_and_all_leaves_it_out(
 def test_t5_bf16_variant_is_gated_on_tokens_and_generates_on_openvino(t5_factory, tmp_path):
     artifact, record = _with_passing_bf16(t5_factory("t5").artifact, tmp_path)
     assert record.figures.agreement >= record.gate.min_agreement
-    assert dict(record.graphs) == dict(variant_records(ArtifactManifest.read(artifact))[FP32].graphs)
+    fp32 = variant_records(ArtifactManifest.read(artifact))[FP32]
+    assert dict(record.graphs) == dict(fp32.graphs)
     lm = Seq2SeqLM.load(artifact, variant="bf16")
     assert lm.variant == BF16 and lm.providers == [OPENVINO]
     generated = lm.generate(["translate English to German: the house is small"], max_new_tokens=8)
@@ -191,7 +193,7 @@ def test_bf16_precision_runs_only_as_the_gated_bf16_variant(bf16_artifact):
     np.testing.assert_allclose(on_openvino.logits(TEXTS), fp32, rtol=1e-4, atol=1e-4)  # f32
     bf16_precision = RuntimeOptions(openvino_precision="bf16", variant=BF16)
     if BF16_UNUSABLE is not None:  # no bf16 here: the variant is not built, and asking fails
-        with pytest.raises(ArtifactError, match="'bf16' variant failed.*could not be built"):
+        with pytest.raises(ArtifactError, match=r"'bf16' variant failed.*could not be built"):
             Classifier.load(bf16_artifact, provider="openvino", options=bf16_precision)
         return
     classifier = Classifier.load(bf16_artifact, provider="openvino", options=bf16_precision)

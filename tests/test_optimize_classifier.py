@@ -1,4 +1,5 @@
-"""`onnx-engine optimize` on the tiny classifiers: variants built, gated, timed, loaded by `auto`."""
+"""`onnx-engine optimize` on the tiny classifiers: variants built, gated, timed, loaded by
+`auto`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import engine
 from engine import Classifier
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, HashMismatchError, InputError
-from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
 from engine.variants.choice import (
     FP16,
@@ -26,10 +26,11 @@ from engine.variants.choice import (
     fastest,
     variant_records,
 )
+from engine.verification.gate_figures import measure_figures
 from export.check_set import check_texts
+from export.parity import OutputPair
 from export.variants.gates import default_gate
 from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
-from export.parity import OutputPair
 from onnx_engine.cli import main
 
 # One single-label model per architecture family and the multi-label (sigmoid) one.
@@ -82,7 +83,7 @@ def test_cpu_variants_are_timed_at_creation_and_fp16_is_not(optimized):
 def test_each_cpu_variant_matches_pytorch_within_its_gate(optimized, variant, gate_of):
     classifier = Classifier.load(optimized.artifact, provider="cpu", variant=variant)
     assert classifier.variant == variant
-    texts = check_texts(classifier.tokenizer.max_length) + ["Another plain sentence.", "ok"]
+    texts = [*check_texts(classifier.tokenizer.max_length), "Another plain sentence.", "ok"]
     ours = classifier.logits(texts, batch_size=len(texts))
     reference = torch_logits(optimized.checkpoint, texts)
     pairs = [OutputPair(str(i), text, reference[i], ours[i]) for i, text in enumerate(texts)]

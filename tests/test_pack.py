@@ -1,4 +1,5 @@
-"""``onnx-engine pack``: a one-variant artifact that opens, hash-checks and computes like the original."""
+"""``onnx-engine pack``: a one-variant artifact that opens, hash-checks and computes like the
+original."""
 
 from __future__ import annotations
 

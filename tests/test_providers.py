@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import pytest
 
@@ -19,7 +20,7 @@ def test_cpu_and_auto_use_the_cpu_provider_here(distilbert):
 
 @pytest.mark.skipif(CUDA in session_module.available_providers(), reason="a GPU build is installed")
 def test_cuda_without_gpu_build_lists_available_providers(distilbert):
-    with pytest.raises(ProviderError, match="not available. Available providers: .*CPUExecution"):
+    with pytest.raises(ProviderError, match=r"not available\. Available providers: .*CPUExecution"):
         Classifier.load(distilbert.artifact, provider="cuda")
 
 
@@ -89,7 +90,7 @@ def test_user_options_are_layered_over_class_defaults():
 class _RecordingSession:
     """Stands in for ``ort.InferenceSession``: records what it is given, opens a CPU session."""
 
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
     real = session_module.ort.InferenceSession
 
     def __new__(cls, model, sess_options=None, providers=None):

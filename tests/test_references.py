@@ -15,20 +15,20 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-import engine.verification.machine
 import engine.variants.regate
+import engine.verification.machine
 import engine.verification.verify_here
 from engine import Classifier
 from engine.artifact import file_record, sha256_of
-from engine.verification.machine import MachineKind, current_machine
 from engine.manifest import ArtifactManifest
-from engine.verification.references import REFERENCES_NAME, TOP_K
 from engine.variants.choice import INT8
+from engine.verification.machine import MachineKind, current_machine
+from engine.verification.references import REFERENCES_NAME, TOP_K
 from engine.verification.verdicts import VERDICTS_NAME
 from export.check_set import check_texts
 from export.tasks.classification import ClassificationExporter
-from export.variants.optimize import OptimizeSettings, optimize_artifact
 from export.tasks.text2text.exporter import GREEDY_TOKENS
+from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

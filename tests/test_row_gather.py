@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from engine.errors import OnnxEngineError
+from engine.options import RuntimeOptions
 from engine.row_gather import (
     IR_VERSION,
     OPSET,
@@ -26,7 +27,6 @@ from engine.row_gather import (
     gather_rows_model,
     take_rows_on_host,
 )
-from engine.options import RuntimeOptions
 from engine.session import EngineSession
 
 SIGNATURES = [

@@ -22,7 +22,8 @@ def test_importing_engine_imports_no_heavy_framework():
         "import sys, engine; from engine import Classifier, Embedder, load; "
         f"print([m for m in {FORBIDDEN!r} if m in sys.modules])"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
     assert result.stdout.strip() == "[]"
 
 
@@ -99,7 +100,9 @@ def test_runtime_only_cli_explains_missing_serve_extra(runtime_venv, distilbert)
         assert "onnx-engine[cpu,serve]" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_runtime_only_install_embeds_and_searches_without_torch(runtime_venv, tiny_embedder_factory):
+def test_runtime_only_install_embeds_and_searches_without_torch(
+    runtime_venv, tiny_embedder_factory
+):
     artifact = tiny_embedder_factory("mean").artifact
     code = f"""
 import json, sys
@@ -108,7 +111,7 @@ embedder = engine.load({str(artifact)!r})
 vectors = embedder.embed(["a cat", "", "stock prices"])
 print(json.dumps({{
     "class": type(embedder).__name__,
-    "loaded": [m for m in {FORBIDDEN + ("sentence_transformers",)!r} if m in sys.modules],
+    "loaded": [m for m in {(*FORBIDDEN, "sentence_transformers")!r} if m in sys.modules],
     "vectors": vectors.tolist(),
     "top": [hit.corpus_id for hit in embedder.search("a kitten", ["stocks", "a cat"], top_k=2)[0]],
 }}))

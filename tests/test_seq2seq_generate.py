@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import SUM_RTOL
 
 from engine import InputError, Seq2SeqLM
-from helpers import SUM_RTOL
-from engine.seq2seq.generation_args import length_penalty_range
 from engine.numerics import log_softmax
+from engine.seq2seq.generation_args import length_penalty_range
 from export.check_set import filler_text
 
 ATOL = 1e-4

@@ -10,7 +10,7 @@ skip is no evidence).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort

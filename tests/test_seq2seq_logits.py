@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import SUM_RTOL
 
 from engine import InputError, Seq2SeqLM
-from helpers import SUM_RTOL
-from onnx_engine.cli import main
 from export.check_set import filler_text
+from onnx_engine.cli import main
 
 ATOL = 1e-4
 SOURCES = [

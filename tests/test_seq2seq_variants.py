@@ -20,11 +20,10 @@ import engine
 from engine import Seq2SeqLM
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, InputError, OnnxEngineError
-from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
 from engine.numerics import softmax
-from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
 from engine.options import RuntimeOptions
+from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
 from engine.variants.choice import (
     FP16,
     FP32,
@@ -35,7 +34,10 @@ from engine.variants.choice import (
     fastest,
     variant_records,
 )
+from engine.verification.gate_figures import measure_figures
 from export.exporter import ExportSettings, export_model
+from export.tasks.text2text.exporter import Seq2SeqExporter
+from export.tasks.text2text.variants import greedy_path_pairs, position_pairs
 from export.variants.fusion import fuse_graph
 from export.variants.gates import default_gate
 from export.variants.optimize import (
@@ -44,8 +46,6 @@ from export.variants.optimize import (
     default_recipes,
     optimize_artifact,
 )
-from export.tasks.text2text.exporter import Seq2SeqExporter
-from export.tasks.text2text.variants import greedy_path_pairs, position_pairs
 from onnx_engine.cli import main
 
 MADE = (FUSED, INT8, FP16)

@@ -76,7 +76,7 @@ def test_bad_input_fails_only_its_request(bad_group_size):
             ("ok2", 5, "a", good_request)]
     if bad_group_size == 2:
         spec.append(("fine-but-same-request", 5, "a", bad_request))
-    calls, outcomes = _run(_serve(spec))
+    _, outcomes = _run(_serve(spec))
     assert outcomes[0] == "OK1" and outcomes[2] == "OK2"
     assert outcomes[1] == "422: payload 'bad' is bad"
     if bad_group_size == 2:  # the whole request with the bad text fails, as a unit

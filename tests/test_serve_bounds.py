@@ -17,15 +17,15 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from serve_support import running_server
 
 import engine
-from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
 from engine.options import RuntimeOptions
+from engine.tasks.feature_extraction import Embedder
 from engine.tokenization import char_cap
 from onnx_engine.serving import body as body_module
 from onnx_engine.serving.config import ServeConfig
-from serve_support import running_server
 
 # What `onnx-engine serve` loads models with (commands/serve.py): no spinning, a shrinking arena.
 SERVER_OPTIONS = RuntimeOptions(spin_wait=False, arena_shrinkage=True)

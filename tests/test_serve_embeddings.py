@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from openai import OpenAI
+from serve_support import running_server
 
 import engine
 from engine.tasks.feature_extraction import Embedder
 from onnx_engine.serving.config import ServeConfig
-from serve_support import running_server
 
 TEXTS = ["A man is eating food.", "", "naïve café 東京", "stock markets fell " * 3]
 

@@ -9,21 +9,27 @@ and time; no assertion is on timing.
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from serve_support import (
+    closed_by_server,
+    held_connection,
+    metric_value,
+    port_of,
+    raw_request,
+    read_response,
+    running_server,
+    wait_until,
+)
 
 import engine
 from onnx_engine.serving.config import ServeConfig
-from serve_support import held_connection, metric_value, running_server
 
 QUICK = 1.0  # --client-timeout-s of the test servers: short, so the tests stay fast
 LONG_BEAMS = {"max_new_tokens": 400, "num_beams": 16, "early_stopping": "never"}
@@ -87,53 +93,6 @@ def http_impl(request, monkeypatch):
     return request.param
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
-
-
-def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout_s} s")
-        time.sleep(0.02)
-
-
-def _request(path: str, body: dict, extra: str = "") -> bytes:
-    data = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{extra}Content-Length: {len(data)}\r\n\r\n").encode() + data
-
-
-def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP response read off ``sock`` (Content-Length framed, as the server sends them)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-    while len(body) < int(headers.get("content-length", 0)):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside the body")
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
-
-
-def _closed_by_server(sock: socket.socket) -> bool:
-    """Whether the server closes ``sock`` (reads what is left; bounded by the socket timeout)."""
-    try:
-        while sock.recv(65536):
-            pass
-    except (ConnectionResetError, socket.timeout):
-        return False
-    return True
-
-
 # --- slow clients (item 6) ---
 
 def test_slow_bodies_take_no_slot_and_get_408(clf, http_impl):
@@ -148,11 +107,11 @@ def test_slow_bodies_take_no_slot_and_get_408(clf, http_impl):
                 assert answer.status_code == 200, answer.text
             assert metric_value(url, "onnx_engine_requests_in_flight") == 0
             for sock in holders:
-                status, headers, body = _response(sock)
+                status, headers, body = read_response(sock)
                 assert status == 408 and headers["connection"] == "close"
                 assert json.loads(body)["error_type"] == "timeout"
                 assert "--client-timeout-s" in json.loads(body)["error"]
-                assert _closed_by_server(sock)
+                assert closed_by_server(sock)
         finally:
             for sock in holders:
                 sock.close()
@@ -161,16 +120,16 @@ def test_slow_bodies_take_no_slot_and_get_408(clf, http_impl):
 def test_partial_headers_and_idle_connections_are_closed(clf, http_impl):
     config = ServeConfig(client_timeout_s=QUICK)
     with running_server(config, {"clf": clf}) as (url, _):
-        silent = socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
-        partial = socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
+        silent = socket.create_connection(("127.0.0.1", port_of(url)), timeout=10)
+        partial = socket.create_connection(("127.0.0.1", port_of(url)), timeout=10)
         partial.sendall(b"POST /models/clf HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
         # After a full answer on a keep-alive connection, half of the next request's headers.
-        kept = socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
-        kept.sendall(_request("/models/clf", {"inputs": "x"}))
-        assert _response(kept)[0] == 200
+        kept = socket.create_connection(("127.0.0.1", port_of(url)), timeout=10)
+        kept.sendall(raw_request("/models/clf", {"inputs": "x"}))
+        assert read_response(kept)[0] == 200
         kept.sendall(b"POST /models/clf HTTP/1.1\r\nHo")
         try:
-            assert all(_closed_by_server(sock) for sock in (silent, partial, kept))
+            assert all(closed_by_server(sock) for sock in (silent, partial, kept))
         finally:
             for sock in (silent, partial, kept):
                 sock.close()
@@ -181,18 +140,18 @@ def test_429_counts_only_requests_whose_body_arrived(clf):
     gate = threading.Event()
     config = ServeConfig(max_concurrent_requests=2, max_batch_size=1, client_timeout_s=QUICK)
     with running_server(config, {"clf": GatedClassifier(clf, gate)}) as (url, _):
-        waiting = [socket.create_connection(("127.0.0.1", _port(url)), timeout=30)
+        waiting = [socket.create_connection(("127.0.0.1", port_of(url)), timeout=30)
                    for _ in range(2)]
         try:
             for sock in waiting:
-                sock.sendall(_request("/models/clf", {"inputs": "x"}))
-            _until(lambda: metric_value(url, "onnx_engine_requests_in_flight") == 2,
+                sock.sendall(raw_request("/models/clf", {"inputs": "x"}))
+            wait_until(lambda: metric_value(url, "onnx_engine_requests_in_flight") == 2,
                    "admitting both requests")
             refused = httpx.post(f"{url}/models/clf", json={"inputs": "x"}, timeout=10)
             assert refused.status_code == 429 and refused.json()["error_type"] == "overloaded"
             assert int(refused.headers["retry-after"]) >= 1
             gate.set()
-            assert [_response(sock)[0] for sock in waiting] == [200, 200]
+            assert [read_response(sock)[0] for sock in waiting] == [200, 200]
         finally:
             gate.set()
             for sock in waiting:
@@ -215,19 +174,20 @@ def test_keep_alive_connection_is_usable_after_500s(clf, http_impl):
 
         handler.encode_hf = encode_or_fail
         want = clf.labels[int(clf.logits(["fine"]).argmax())]
-        with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as sock:
+        with socket.create_connection(("127.0.0.1", port_of(url)), timeout=10) as sock:
             for path, bad, want_status in (("/models/clf", "boom", 500),
                                            ("/models/clf", "fail while encoding", 500),
                                            ("/models/nope", "x", 404),  # answered before its body
                                            ("/models/clf", "boom", 500)):
-                sock.sendall(_request(path, {"inputs": bad}))
-                status, headers, body = _response(sock)
+                sock.sendall(raw_request(path, {"inputs": bad}))
+                status, headers, body = read_response(sock)
                 assert status == want_status, body
                 assert headers.get("connection") != "close"
-                sock.sendall(_request("/models/clf", {"inputs": "fine"}))
-                status, _, body = _response(sock)
+                sock.sendall(raw_request("/models/clf", {"inputs": "fine"}))
+                status, _, body = read_response(sock)
                 best = json.loads(body)[0]  # the Inference API answers [[{label, score}, ...]]
-                assert status == 200 and (best[0] if isinstance(best, list) else best)["label"] == want
+                answer = best[0] if isinstance(best, list) else best
+                assert status == 200 and answer["label"] == want
 
 
 # --- the queue gauge (item 9) ---
@@ -239,25 +199,25 @@ def test_queue_gauge_drops_texts_whose_request_left(clf, leave):
                          request_timeout_s=1.0 if leave == "timeout" else None)
     model = GatedClassifier(clf, gate)
     with running_server(config, {"clf": model}) as (url, _):
-        running = socket.create_connection(("127.0.0.1", _port(url)), timeout=30)
-        queued = [socket.create_connection(("127.0.0.1", _port(url)), timeout=30)
+        running = socket.create_connection(("127.0.0.1", port_of(url)), timeout=30)
+        queued = [socket.create_connection(("127.0.0.1", port_of(url)), timeout=30)
                   for _ in range(3)]
         try:
-            running.sendall(_request("/models/clf", {"inputs": "first"}))
-            _until(lambda: model.calls == 1, "the first batch starting")
+            running.sendall(raw_request("/models/clf", {"inputs": "first"}))
+            wait_until(lambda: model.calls == 1, "the first batch starting")
             for sock in queued:
-                sock.sendall(_request("/models/clf", {"inputs": "queued"}))
+                sock.sendall(raw_request("/models/clf", {"inputs": "queued"}))
             gauge = lambda: metric_value(url, "onnx_engine_queue_size", {"model": "clf"})  # noqa: E731
-            _until(lambda: gauge() == 3, "three texts queued")
+            wait_until(lambda: gauge() == 3, "three texts queued")
             if leave == "disconnect":
                 for sock in queued:
                     sock.close()
-            _until(lambda: gauge() == 0, "the gauge dropping the abandoned texts")
+            wait_until(lambda: gauge() == 0, "the gauge dropping the abandoned texts")
             assert model.calls == 1  # the worker is still on the first batch
             gate.set()
-            assert _response(running)[0] == (200 if leave == "disconnect" else 504)
+            assert read_response(running)[0] == (200 if leave == "disconnect" else 504)
             if leave == "timeout":
-                assert [_response(sock)[0] for sock in queued] == [504] * 3
+                assert [read_response(sock)[0] for sock in queued] == [504] * 3
             assert model.calls == 1 and gauge() == 0  # the dropped texts never ran
         finally:
             gate.set()
@@ -305,9 +265,9 @@ def test_client_leaving_a_long_beam_job_frees_the_model(t5_v1_1):
     lm = engine.load(t5_v1_1.artifact)
     counter = StepCounter(lm, pause_s=0.01)  # 400 steps would take 4 s or more
     with running_server(ServeConfig(), {"t5": lm}) as (url, _):
-        sock = socket.create_connection(("127.0.0.1", _port(url)), timeout=30)
-        sock.sendall(_request("/models/t5", {"inputs": "hello there", "parameters": LONG_BEAMS}))
-        _until(lambda: counter.steps_with(16) >= 3, "the beam job starting")
+        sock = socket.create_connection(("127.0.0.1", port_of(url)), timeout=30)
+        sock.sendall(raw_request("/models/t5", {"inputs": "hello there", "parameters": LONG_BEAMS}))
+        wait_until(lambda: counter.steps_with(16) >= 3, "the beam job starting")
         sock.close()
         answer = httpx.post(f"{url}/models/t5", timeout=60,
                             json={"inputs": "hi", "parameters": {"max_new_tokens": 3}})
@@ -317,121 +277,3 @@ def test_client_leaving_a_long_beam_job_frees_the_model(t5_v1_1):
         assert counter.rows[-1] == 1  # the next request ran after the abandoned job stopped
         assert metric_value(url, "onnx_engine_request_failure_total",
                             {"model": "t5", "error_type": "cancelled"}) == 1
-
-
-# --- SIGTERM drain deadline (item 7) and start-up (item 16), in a real process ---
-
-def _serve(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "onnx_engine", "serve", *args, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    line = process.stdout.readline().strip()
-    assert " ready on http://127.0.0.1:" in line, (line, process.stderr.read())
-    url = line.rsplit(" ", 1)[-1]
-    # Printed once the models are loaded: the first request is served, never 503.
-    assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 200
-    return process, url
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def test_sigterm_exits_by_the_drain_deadline_despite_a_partial_body(distilbert):
-    process, url = _serve(f"clf={distilbert.artifact}", "--client-timeout-s", "60",
-                          "--drain-timeout-s", "1")
-    holder = held_connection(url)
-    try:
-        assert httpx.post(f"{url}/models/clf", json={"inputs": "x"}, timeout=10).status_code == 200
-        process.send_signal(signal.SIGTERM)
-        # The partial body was never accepted work: the drain ends at its deadline, exit 0.
-        assert process.wait(timeout=30) == 0, process.stderr.read()
-    finally:
-        holder.close()
-        _stop(process)
-
-
-def test_drain_deadline_cancels_accepted_work_and_says_so(t5_v1_1):
-    process, url = _serve(f"t5={t5_v1_1.artifact}", "--drain-timeout-s", "1")
-    slow = {"max_new_tokens": 500, "num_beams": 64, "early_stopping": "never"}
-    sock = socket.create_connection(("127.0.0.1", _port(url)), timeout=30)
-    try:
-        sock.sendall(_request("/models/t5", {"inputs": "hello there", "parameters": slow}))
-        _until(lambda: metric_value(url, "onnx_engine_requests_in_flight") == 1, "admission")
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        err = process.stderr.read()
-        assert code == 1, err
-        assert "error: the drain deadline (--drain-timeout-s 1.0) passed with 1 accepted" in err
-        assert "Traceback" not in err
-        status, headers, body = _response(sock)  # told to retry elsewhere, not left hanging
-        assert status == 503 and headers["retry-after"] == "1", body
-    finally:
-        sock.close()
-        _stop(process)
-
-
-def _one_error_line(capsys, argv: list[str], *fragments: str) -> None:
-    from onnx_engine.cli import main
-
-    assert main(["serve", *argv]) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert all(fragment in lines[0] for fragment in fragments), lines[0]
-    assert "ready on" not in captured.out and "loading" not in captured.err
-
-
-def test_serve_start_up_errors_are_one_line(distilbert, tmp_path, capsys):
-    model = f"clf={distilbert.artifact}"
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen(1)
-    try:
-        _one_error_line(capsys, [model, "--port", str(taken.getsockname()[1])],
-                        "--port", "already in use")
-    finally:
-        taken.close()
-    _one_error_line(capsys, [model, "--port", "99999"], "--port", "65535", "99999")
-    _one_error_line(capsys, [model, "--ssl-certfile", str(tmp_path / "no.pem"),
-                             "--ssl-keyfile", str(tmp_path / "no.key")],
-                    "--ssl-certfile", "no such file")
-    (tmp_path / "junk.pem").write_text("not a certificate\n")
-    _one_error_line(capsys, [model, "--ssl-certfile", str(tmp_path / "junk.pem"),
-                             "--ssl-keyfile", str(tmp_path / "junk.pem")],
-                    "--ssl-certfile", "--ssl-keyfile", "cannot load")
-    _one_error_line(capsys, [model, "--drain-timeout-s", "0"], "--drain-timeout-s")
-    _one_error_line(capsys, [model, "--client-timeout-s", "0"], "--client-timeout-s", "positive")
-    # Issue 22 #1 with a raised bound: one T5 text of 100,000 tokens took the memory past 6 GB.
-    _one_error_line(capsys, [model, "--max-input-tokens", "100000"],
-                    "--max-input-tokens must be at most --max-batch-tokens 8192, got 100000")
-    _one_error_line(capsys, [model, "--max-batch-size", "0"], "--max-batch-size must be")
-
-
-def test_unknown_host_is_one_line(distilbert, capsys, monkeypatch):
-    """An unresolvable --host (the resolver's failure is simulated: tests make no DNS queries)."""
-    from onnx_engine.serving import server
-
-    class Unresolvable(socket.socket):
-        def bind(self, address):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(server.socket, "socket", Unresolvable)
-    _one_error_line(capsys, [f"clf={distilbert.artifact}", "--host", "no-such-host"],
-                    "--host no-such-host", "unknown host")
-
-
-def test_serve_help_shows_defaults(capsys):
-    from onnx_engine.cli import main
-
-    with pytest.raises(SystemExit):
-        main(["serve", "--help"])
-    text = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]  # past the usage
-    for flag, default in (("--client-timeout-s", "30.0"), ("--drain-timeout-s", "30.0"),
-                          ("--max-batch-size", "32"), ("--port", "8000"),
-                          ("--host", "127.0.0.1")):
-        after = text.split(f"{flag} {flag.lstrip('-').replace('-', '_').upper()}", 1)[1]
-        assert f"(default: {default})" in after.split(" --", 1)[0], flag

@@ -12,11 +12,11 @@ import time
 import httpx
 import pytest
 import trustme
+from serve_support import metric_value, running_server, wait_ready
 
 import engine
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.server import Listener
-from serve_support import metric_value, running_server, wait_ready
 
 SOURCES = ["summarize: the cat sat on the mat", "hello there", "translate: good morning", "a b c"]
 SLOW = {"max_new_tokens": 160, "num_beams": 6, "early_stopping": "never"}

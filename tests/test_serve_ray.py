@@ -22,14 +22,14 @@ import ray
 import tritonclient.http as triton
 from huggingface_hub import InferenceClient
 from ray import serve
+from serve_support import wait_ready
+from test_serve import SOURCES, TEXTS, _host, _text_input
 
 from engine.errors import InputError
 from engine.options import RuntimeOptions
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.ray_app import application, build
 from onnx_engine.serving.ray_scaling import RayScaling
-from serve_support import wait_ready
-from test_serve import SOURCES, TEXTS, _host, _text_input, serve_models  # noqa: F401 (fixture)
 
 APP = "onnx-engine"
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,8 @@ def test_one_model_is_the_ingress_and_answers_every_route(one_model, serve_model
     np.testing.assert_allclose(result.as_numpy("logits"), clf.logits(TEXTS), rtol=1e-5, atol=1e-6)
     classified = InferenceClient(model=f"{one_model}/models/clf").text_classification(TEXTS[0])
     expected = clf([TEXTS[0]], top_k=None)[0]
-    assert [item.label for item in classified] == [item["label"] for item in expected][:len(classified)]
+    want = [item["label"] for item in expected][:len(classified)]
+    assert [item.label for item in classified] == want
     assert "onnx_engine_requests" in httpx.get(f"{one_model}/metrics", timeout=30).text
 
 
@@ -124,7 +125,8 @@ def test_overload_gets_429_and_admitted_requests_their_answers(one_model, serve_
     texts = ["a long review " * 60] * 32
     responses = asyncio.run(_classify_all(one_model, 40, texts))
     statuses = [response.status_code for response in responses]
-    assert set(statuses) <= {200, 429}, [r.text for r in responses if r.status_code not in (200, 429)]
+    refused = [r.text for r in responses if r.status_code not in (200, 429)]
+    assert set(statuses) <= {200, 429}, refused
     # Serve counts requests it is still assigning to a replica as queued, so of a burst it admits
     # at least max_queued_requests, and more as replicas report room.
     assert statuses.count(429) > 0 and statuses.count(200) >= SCALING.max_queued_requests, \
@@ -211,7 +213,8 @@ def test_tritonclient_classifier_and_t5_match_the_engine(several_models, serve_m
 def test_inference_client_matches_the_engine(several_models, serve_models):
     classified = InferenceClient(model=f"{several_models}/models/clf").text_classification(TEXTS[0])
     expected = serve_models["clf"]([TEXTS[0]], top_k=None)[0]
-    assert [item.label for item in classified] == [item["label"] for item in expected][:len(classified)]
+    want = [item["label"] for item in expected][:len(classified)]
+    assert [item.label for item in classified] == want
     np.testing.assert_allclose([item.score for item in classified],
                                [item["score"] for item in expected][:len(classified)], rtol=1e-5)
     text = InferenceClient(model=f"{several_models}/models/t5").text_generation(

@@ -9,7 +9,8 @@ import transformers
 from engine import Classifier
 from export.check_set import check_texts
 
-CORPUS = check_texts(512) + [
+CORPUS = [
+    *check_texts(512),
     "HELLO World, ÀÉÎÕÜ ßtraße",
     "中文分词测试，日本語のテキスト、한국어 문장",
     "emoji 😀👍🏽 and symbols ∑∫√ and tabs\tand\nnewlines",
@@ -39,7 +40,10 @@ def test_padded_batch_identical_to_autotokenizer(any_classifier, batch):
 
 
 # --- the bounded reader a server uses (TextTokenizer.bounded) ---
-_WORDS = "the quick brown fox jumps over lazy dogs naïve café 東京 ÀÉÎ don't x, y. z! 123".split()
+_WORDS = [
+    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs", "naïve", "café", "東京", "ÀÉÎ",
+    "don't", "x,", "y.", "z!", "123",
+]
 _RNG = np.random.default_rng(0)
 # Long texts: a truncating encode of the cut prefix must give the ids of the whole text.
 READABLE = {
@@ -87,7 +91,7 @@ def test_bounded_cut_keeps_the_ids_truncation_keeps(any_classifier, t5_v1_1, bou
 
 def test_bounded_counts_are_exact_within_the_cap(distilbert):
     tokenizer = Classifier.load(distilbert.artifact).tokenizer
-    texts = CORPUS[:6] + ["word " * 600, ("a premise", "a hypothesis")]
+    texts = [*CORPUS[:6], "word " * 600, ("a premise", "a hypothesis")]
     measured = tokenizer.bounded(texts, 512)
     whole = [int(tokenizer.encode([text], truncation=False).attention_mask.sum()) for text in texts]
     assert [m.tokens for m in measured] == whole

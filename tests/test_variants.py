@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from engine.errors import ArtifactError, CorruptArtifactError, InputError
-from engine.verification.gate_figures import measure_figures
 from engine.manifest import ArtifactManifest, GraphSpec, TokenizerSpec
 from engine.session import CPU, CUDA
 from engine.variants.choice import (
@@ -30,8 +29,9 @@ from engine.variants.choice import (
     variant_file_name,
     variant_records,
 )
-from export.variants.gates import gates_with_overrides, parse_gate_override
+from engine.verification.gate_figures import measure_figures
 from export.parity import OutputPair
+from export.variants.gates import gates_with_overrides, parse_gate_override
 
 ROLES = ("model",)
 SEQ2SEQ_ROLES = ("encoder", "decoder", "decoder_with_past")

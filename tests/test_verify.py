@@ -27,7 +27,8 @@ def test_verify_passes_on_a_fresh_artifact(any_classifier, capsys):
 
 
 def test_verify_with_explicit_reference(distilbert, capsys):
-    assert main(["verify", str(distilbert.artifact), "--reference", str(distilbert.checkpoint)]) == 0
+    code = main(["verify", str(distilbert.artifact), "--reference", str(distilbert.checkpoint)])
+    assert code == 0
 
 
 def test_verify_fails_on_a_tampered_model(distilbert, copy_artifact, capsys):

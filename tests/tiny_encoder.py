@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 
 import transformers
+from tiny_classifiers import build_test_classifier
 
 from onnx_engine.sample_models import TinyClassifierSpec
-from tiny_classifiers import build_test_classifier
 
 
 def build_tiny_encoder(output: Path, spec: TinyClassifierSpec = TinyClassifierSpec("bert")) -> Path:

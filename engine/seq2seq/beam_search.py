@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.seq2seq.decoding import DecodedTokens, StepDecision, room_for
 from engine.errors import InputError
 from engine.numerics import log_softmax
+from engine.seq2seq.decoding import DecodedTokens, StepDecision, room_for
 
 _IMPOSSIBLE = np.float32(-1.0e9)
 

@@ -7,8 +7,9 @@ forced tokens) decides after each step which token each row feeds next and wheth
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def room_for(array: np.ndarray, step: int, limit: int, fill: int) -> np.ndarray:
     width = array.shape[-1]
     if step < width:
         return array
-    grown = np.full(array.shape[:-1] + (min(max(2 * width, 8), limit),), fill, dtype=array.dtype)
+    grown = np.full((*array.shape[:-1], min(max(2 * width, 8), limit)), fill, dtype=array.dtype)
     grown[..., :width] = array
     return grown
 

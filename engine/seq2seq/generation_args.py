@@ -64,8 +64,8 @@ class GenerationArgs:
         check_int("num_beams", self.num_beams, what="a positive integer (1 = greedy)")
         if self.num_beams > MAX_NUM_BEAMS:
             raise InputError(
-                f"num_beams={self.num_beams} is above the engine's limit of {MAX_NUM_BEAMS} (memory "
-                "grows with beams x vocabulary); use at most that many beams."
+                f"num_beams={self.num_beams} is above the engine's limit of {MAX_NUM_BEAMS} "
+                "(memory grows with beams x vocabulary); use at most that many beams."
             )
         check_batch_size(self.batch_size)
         if isinstance(self.length_penalty, bool) or not isinstance(

@@ -17,15 +17,15 @@ costs what ``decoder_model`` does and the artifact keeps its three graphs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
 from engine.errors import CorruptArtifactError
 from engine.io_binding import DeviceValue, graph_call
-from engine.seq2seq.kv_cache import DecoderCache, RowTake, is_present
 from engine.row_gather import DeviceRowGather, take_rows_on_host
+from engine.seq2seq.kv_cache import DecoderCache, RowTake, is_present
 from engine.session import EngineSession
 
 GRAPH_ROLES = ("encoder", "decoder", "decoder_with_past")

@@ -13,8 +13,8 @@ the bound path (:mod:`engine.row_gather`), so a bound cache never leaves the dev
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.seq2seq.decoding import DecodedTokens
 from engine.numerics import log_softmax
+from engine.seq2seq.decoding import DecodedTokens
 
 
 @dataclass(frozen=True)

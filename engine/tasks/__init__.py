@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from engine.errors import TaskMismatchError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.tasks.text2text import Seq2SeqLM
 from engine.tasks.base import ArtifactModel
 from engine.tasks.classification import Classifier
 from engine.tasks.feature_extraction import Embedder
 from engine.tasks.reranking import Reranker
+from engine.tasks.text2text import Seq2SeqLM
 from engine.tasks.token_classification import TokenClassifier
 
 TASK_CLASSES: dict[str, type[ArtifactModel]] = {

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.checks import check_int
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.options import RuntimeOptions
+from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tokenization import TextInput, as_text_list, check_batch_size
 
 _TOP_K_UNSET = object()
-Inputs = Union[str, dict, Sequence[Union[str, dict]]]
+Inputs = str | dict | Sequence[str | dict]
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
 def default_activation(config: dict[str, Any]) -> str:
-    """The score function ``transformers.pipeline`` applies for this config, decided the same way."""
+    """The score function ``transformers.pipeline`` applies for this config, decided the same
+    way."""
     problem_type = config.get("problem_type")
     num_labels = len(config.get("id2label", {})) or 2
     if problem_type == "regression":
@@ -94,7 +96,8 @@ class Classifier(TextGraphModel):
         return result
 
     def predict_proba(self, texts: Inputs, batch_size: int = 32) -> np.ndarray:
-        """Scores ``[batch, num_labels]`` after the model's activation (softmax for single-label)."""
+        """Scores ``[batch, num_labels]`` after the model's activation (softmax for
+        single-label)."""
         return self.scores(self.logits(texts, batch_size=batch_size))
 
     def scores(self, logits: np.ndarray, function_to_apply: str | None = None) -> np.ndarray:
@@ -123,7 +126,7 @@ class Classifier(TextGraphModel):
     def __call__(
         self,
         texts: Inputs,
-        top_k: int | None | object = _TOP_K_UNSET,
+        top_k: int | object | None = _TOP_K_UNSET,
         batch_size: int = 32,
         function_to_apply: str | None = None,
     ) -> Any:

@@ -6,21 +6,21 @@ The graph returns token embeddings; pooling and normalization run here in NumPy
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.errors import CorruptArtifactError, InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
-from engine.pooling import PoolingConfig, l2_normalize, pool
 from engine.options import RuntimeOptions
+from engine.pooling import PoolingConfig, l2_normalize, pool
 from engine.similarity import SearchHit, best_hits, similarity_matrix
+from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tokenization import as_text_list, check_batch_size
 
 TOKEN_EMBEDDINGS = "last_hidden_state"
-Texts = Union[str, Sequence[str]]
-TextsOrEmbeddings = Union[str, Sequence[str], np.ndarray]
+Texts = str | Sequence[str]
+TextsOrEmbeddings = str | Sequence[str] | np.ndarray
 
 
 class Embedder(TextGraphModel):
@@ -54,7 +54,9 @@ class Embedder(TextGraphModel):
         """Tokens per text (special tokens included) beyond which texts are truncated."""
         return self.tokenizer.max_length
 
-    def embed(self, texts: Texts, batch_size: int = 32, normalize: bool | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Texts, batch_size: int = 32, normalize: bool | None = None
+    ) -> np.ndarray:
         """Sentence embeddings ``float32 [len(texts), dimension]``, in the order of ``texts``.
 
         One string gives one row. Texts are grouped by length before batching, so a short text

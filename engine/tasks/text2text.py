@@ -8,27 +8,26 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 from __future__ import annotations
 
 import logging
-
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from engine.checks import check_flag
-from engine.tasks.base import ArtifactModel
-from engine.seq2seq.beam_search import BeamSearch
-from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
-from engine.seq2seq.generation_args import GenerationArgs
 from engine.errors import InputError
 from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
+from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
+from engine.seq2seq.beam_search import BeamSearch
+from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
+from engine.seq2seq.generation_args import GenerationArgs
+from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 from engine.seq2seq.outputs import (
     EncoderOutput,
     GeneratedSequence,
     TargetLogits,
     generated_sequence,
 )
-from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
-from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
+from engine.tasks.base import ArtifactModel
 from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
@@ -105,7 +104,8 @@ class Seq2SeqLM(ArtifactModel):
         """
         source_list, target_list = self._pairs(sources, targets)
         return self._target_logits(
-            source_list, target_list, check_flag("use_cache", use_cache), check_flag("truncation", truncation)
+            source_list, target_list, check_flag("use_cache", use_cache),
+            check_flag("truncation", truncation),
         )
 
     def score(
@@ -181,7 +181,8 @@ class Seq2SeqLM(ArtifactModel):
             for start in range(0, len(items), args.batch_size)
             for sequence in self._generate_batch(
                 items[start : start + args.batch_size], args, max_new_tokens,
-                None if cancelled is None else _flags(cancelled, len(items), start, args.batch_size),
+                None if cancelled is None
+                else _flags(cancelled, len(items), start, args.batch_size),
             )
         ]
 

@@ -1,12 +1,12 @@
 """Optimized variants of an artifact's graphs, their accuracy gates, and which one to run.
 
 ``onnx-engine optimize`` adds variants (``fused``, ``int8``, ``fp16``, ``bf16``) next to the
-exported fp32 graphs and records each in ``manifest.variants``: its files per role, how it was made, the gate it
-had to pass against PyTorch, the figures it measured, and its speed. The engine never uses a variant
-that failed its gate, nor one made for another provider: int8 (MatMulInteger) has no CUDA kernels,
-and fp16 on CPU would only be slower fp32 behind casts. bf16 is the fp32 graphs run by OpenVINO
-in bf16: usable only where OpenVINO is installed and the CPU has bf16 instructions, which the
-caller says (``openvino_unusable``: the reason it is not, or None).
+exported fp32 graphs and records each in ``manifest.variants``: its files per role, how it was
+made, the gate it had to pass against PyTorch, the figures it measured, and its speed. The engine
+never uses a variant that failed its gate, nor one made for another provider: int8 (MatMulInteger)
+has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts. bf16 is the fp32
+graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the CPU has bf16
+instructions, which the caller says (``openvino_unusable``: the reason it is not, or None).
 
 Everything here is role-generic (``model`` for a classifier; ``encoder``, ``decoder``,
 ``decoder_with_past`` for seq2seq), so every task selects its variant through the same function.

@@ -21,9 +21,9 @@ from engine.session import CPU, EngineSession, requested_providers
 from engine.variants.choice import VariantRecord, variant_records
 from engine.variants.regate import regated_for_this_machine
 from engine.variants.retime import retimed_auto
+from engine.variants.sessions import ModelFactory, open_variant
 
 logger = logging.getLogger(__name__)
-from engine.variants.sessions import ModelFactory, open_variant
 
 
 def without_broken_variants(

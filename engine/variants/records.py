@@ -1,14 +1,15 @@
 """The typed records of optimized variants, as ``manifest.json`` stores them.
 
-They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest parser
-can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
+They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest
+parser can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from engine.cpu import CpuInfo
 from engine.errors import CorruptArtifactError

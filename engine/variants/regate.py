@@ -1,25 +1,29 @@
 """``auto`` never trusts an accuracy it has not seen on this kind of machine.
 
 A lossy variant's gate (int8, fp16, bf16) was measured on the machine that ran ``optimize``; its
-kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick one on a
-machine of another architecture or ISA class than that one, and than every machine with a
-recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs
-the artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log
-and the model's ``variant_reason`` say why); asked for by name it still loads, with a warning
-naming the failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
+kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick
+one on a machine of another architecture or ISA class than that one, and than every machine with a
+recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs the
+artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log and the
+model's ``variant_reason`` say why); asked for by name it still loads, with a warning naming the
+failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
 ``onnx-engine verify`` checks them too.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 
 import engine.verification.machine as machine_kind
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo
 from engine.errors import OnnxEngineError
+from engine.options import RuntimeOptions, required
+from engine.variants.choice import AUTO, usable_variants
+from engine.variants.records import TARGET_CPU, VariantRecord
+from engine.variants.sessions import ModelFactory
 from engine.verification.machine import MachineKind
 from engine.verification.reference_check import (
     check_variant,
@@ -27,10 +31,6 @@ from engine.verification.reference_check import (
     has_references,
     is_lossy,
 )
-from engine.options import RuntimeOptions, required
-from engine.variants.choice import AUTO, usable_variants
-from engine.variants.records import TARGET_CPU, VariantRecord
-from engine.variants.sessions import ModelFactory
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
 logger = logging.getLogger(__name__)

@@ -3,16 +3,18 @@
 int8 (and bf16/fp16) kernels differ by instruction set: the same dynamic-int8 encoder gave
 outputs 0.047 apart on x86-64 and aarch64 where fp32 stayed within 3e-6. So an accuracy gate
 measured on one kind of machine says nothing certain about another, and verdicts are keyed by
-this identity (``engine.verification.verdicts``). The ISA class is the sorted list of ``engine.cpu.ISA_FLAGS``
-present (the flags that pick matmul kernels); unknown flags never match anything.
+this identity (``engine.verification.verdicts``). The ISA class is the sorted list of
+``engine.cpu.ISA_FLAGS`` present (the flags that pick matmul kernels); unknown flags never match
+anything.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from engine.cpu import CpuInfo, current_cpu
 

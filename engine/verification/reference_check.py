@@ -15,11 +15,11 @@ from typing import Any
 from engine.artifact import Artifact
 from engine.errors import ArtifactError
 from engine.manifest import TASK_FEATURE_EXTRACTION
-from engine.verification.references import REFERENCES_NAME, read_references
-from engine.verification.reference_figures import TASK_FIGURES
 from engine.options import RuntimeOptions
 from engine.variants.records import VariantGate, VariantRecord
 from engine.variants.sessions import ModelFactory, open_graphs, options_for
+from engine.verification.reference_figures import TASK_FIGURES
+from engine.verification.references import REFERENCES_NAME, read_references
 from engine.verification.verdicts import Verdict, fingerprint
 
 DEFAULT_PARITY_ATOL = 1e-4

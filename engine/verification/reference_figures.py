@@ -1,7 +1,8 @@
 """A variant's gate figures against the PyTorch outputs stored in the artifact (torch-free).
 
-The same figures ``onnx-engine optimize`` measures against live PyTorch (``engine.verification.gate_figures``),
-on the inputs the artifact stores (``engine.verification.references``):
+The same figures ``onnx-engine optimize`` measures against live PyTorch
+(``engine.verification.gate_figures``), on the inputs the artifact stores
+(``engine.verification.references``):
 - classifier: the check set at batch 1 and its short texts in one padded batch (optimize also
   batches the long texts, and adds its calibration texts, which the artifact does not carry);
 - T5: PyTorch's greedy path through the KV cache, one prediction per step, judged on the stored
@@ -11,11 +12,14 @@ on the inputs the artifact stores (``engine.verification.references``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.variants.records import VariantFigures
 from engine.verification.gate_figures import (
     TIE_TOLERANCE,
     OutputPair,
@@ -23,9 +27,7 @@ from engine.verification.gate_figures import (
     figures_from_rows,
     measure_figures,
 )
-from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 from engine.verification.references import logsumexp
-from engine.variants.records import VariantFigures
 
 Arrays = Mapping[str, np.ndarray]
 

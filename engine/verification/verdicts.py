@@ -14,13 +14,14 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.manifest import ArtifactManifest
-from engine.verification.references import REFERENCES_NAME
 from engine.variants.records import VariantFigures, VariantGate, VariantRecord
+from engine.verification.references import REFERENCES_NAME
 
 VERDICTS_NAME = "verdicts.json"
 FORMAT_VERSION = 1

@@ -1,9 +1,10 @@
 """``onnx-engine verify`` without PyTorch: file hashes, then every variant on this machine.
 
-Each variant is re-run against the PyTorch outputs the export stored (``engine.verification.references``) and
-judged by its own gate (``engine.verification.reference_check``). Verdicts are kept per machine kind in
-``verdicts.json`` (``engine.verification.verdicts``), so verifying again on the same kind of machine reports
-the recorded verdict instead of re-running it (``force`` re-runs).
+Each variant is re-run against the PyTorch outputs the export stored
+(``engine.verification.references``) and judged by its own gate
+(``engine.verification.reference_check``). Verdicts are kept per machine kind in ``verdicts.json``
+(``engine.verification.verdicts``), so verifying again on the same kind of machine reports the
+recorded verdict instead of re-running it (``force`` re-runs).
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import engine.verification.machine as machine_kind
 from engine.artifact import Artifact, sha256_of
 from engine.errors import OnnxEngineError
-from engine.tasks import engine_class_for
-import engine.verification.machine as machine_kind
-from engine.verification.machine import MachineKind
 from engine.manifest import ArtifactManifest
+from engine.openvino import openvino_unusable_reason
+from engine.tasks import engine_class_for
+from engine.variants.choice import AUTO, FP32, variant_records
+from engine.variants.records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
+from engine.verification.machine import MachineKind
 from engine.verification.reference_check import (
     check_variant,
     gate_for,
@@ -25,9 +29,6 @@ from engine.verification.reference_check import (
     missing_references_message,
 )
 from engine.verification.references import REFERENCES_NAME
-from engine.variants.records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
-from engine.openvino import openvino_unusable_reason
-from engine.variants.choice import AUTO, FP32, variant_records
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
 logger = logging.getLogger(__name__)

@@ -7,12 +7,13 @@ manifest, check parity, move into place. A ``TaskExporter`` supplies the task-sp
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from engine.artifact import Artifact
-from engine.tasks.base import ArtifactModel
 from engine.options import RuntimeOptions
+from engine.tasks.base import ArtifactModel
 from export.dependencies import require
 from export.errors import ExportError
 from export.parity import DEFAULT_ATOL, ParityReport
@@ -41,7 +42,7 @@ class TaskExporter(ABC):
 
     task: str  # the manifest task name, e.g. "text-classification"
     optimum_task: str  # the task name Optimum's exporter takes
-    graph_files: dict[str, str]  # role in the manifest -> ONNX file Optimum writes
+    graph_files: ClassVar[dict[str, str]]  # role in the manifest -> ONNX file Optimum writes
     default_atol: float = DEFAULT_ATOL  # parity tolerance unless the caller gives one
 
     @classmethod
@@ -75,7 +76,9 @@ class TaskExporter(ABC):
     def save_tokenizer(self, reference: Any, folder: Path) -> None:
         reference.tokenizer.save_pretrained(str(folder))
 
-    def write_task_files(self, reference: Any, folder: Path) -> None:
+    def write_task_files(  # noqa: B027 (an optional hook: most tasks write no extra files)
+        self, reference: Any, folder: Path
+    ) -> None:
         """Write task files the engine reads besides graphs, config and tokenizer (hashed like
         them), e.g. the pooling settings of a sentence-embedding model."""
 
@@ -94,7 +97,9 @@ def load_pretrained(model: str, model_class: str, description: str) -> tuple[Any
     except (OSError, ValueError) as error:
         raise ExportError(f"Cannot load '{model}' as {description}: {error}") from error
     if not tokenizer.is_fast:
-        raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
+        raise ExportError(
+            f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
+        )
     return torch_model.eval(), tokenizer
 
 

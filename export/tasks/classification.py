@@ -6,18 +6,19 @@ and padded, plus the calibration texts) and the variants' default gates.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.classification import Classifier
-from engine.verification.gate_figures import measure_figures
 from engine.manifest import TASK_CLASSIFICATION
-from engine.verification.references import write_references
+from engine.tasks.classification import Classifier
 from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.verification.gate_figures import measure_figures
+from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts, short_check_texts
 from export.parity import OutputPair, ParityReport
 from export.tasks.base import (
@@ -53,7 +54,7 @@ class ClassifierReference:
 class ClassificationExporter(TaskExporter):
     task = TASK_CLASSIFICATION
     optimum_task = "text-classification"
-    graph_files = {"model": "model.onnx"}
+    graph_files: ClassVar[dict[str, str]] = {"model": "model.onnx"}
 
     @classmethod
     def infers(cls, architecture: str, config: Mapping[str, Any]) -> bool:

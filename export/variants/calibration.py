@@ -15,7 +15,9 @@ from pathlib import Path
 from engine.errors import InputError
 from export.check_set import check_texts
 
-DEFAULT_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_sentences.txt"
+DEFAULT_SENTENCES = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_sentences.txt"
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class CalibrationSet:
     source: str
 
     def describe(self) -> dict[str, object]:
-        return {"source": self.source, "texts": len(self.texts), "beyond_check_set": len(self.extra)}
+        return {"source": self.source, "texts": len(self.texts),
+                "beyond_check_set": len(self.extra)}
 
 
 def read_texts(path: Path) -> tuple[str, ...]:
@@ -65,5 +68,7 @@ def calibration_set(path: Path | None, max_length: int) -> CalibrationSet:
         return CalibrationSet(extra, checks + extra, str(path))
     if DEFAULT_SENTENCES.is_file():
         extra = read_texts(DEFAULT_SENTENCES)
-        return CalibrationSet(extra, checks + extra, "check set + benchmarks/data/real_sentences.txt")
+        return CalibrationSet(
+            extra, checks + extra, "check set + benchmarks/data/real_sentences.txt"
+        )
     return CalibrationSet((), checks, "check set only (benchmarks/data/real_sentences.txt absent)")

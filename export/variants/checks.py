@@ -9,18 +9,19 @@ reference on the export's check set, and which calls to time.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.tasks.base import ArtifactModel
 from engine.cpu import current_cpu
 from engine.options import RuntimeOptions
+from engine.tasks.base import ArtifactModel
+from engine.timing import TimingPlan, time_alternating
 from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import check_texts
-from engine.timing import TimingPlan, time_alternating
 from export.variants.int8_search import SearchProbe
 
 # Calibration texts run through the engine in batches of this size, as a user's batch would.
@@ -45,7 +46,9 @@ class VariantChecker(ABC):
 
     engine_class: type[ArtifactModel]
 
-    def __init__(self, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS) -> None:
+    def __init__(
+        self, calibration: Sequence[str] = (), search_timing_runs: int = SEARCH_TIMING_RUNS
+    ) -> None:
         self.calibration = list(calibration)
         self.search_timing_runs = search_timing_runs
 
@@ -130,5 +133,6 @@ def measure_speeds(
             latency[variant][workload] = round(stats.p50_ms, 4)
     cpu = current_cpu().to_dict()  # timings rank variants only on the CPU that took them
     return {
-        name: VariantSpeed(latency_ms=values, runs=runs, cpu=cpu) for name, values in latency.items()
+        name: VariantSpeed(latency_ms=values, runs=runs, cpu=cpu)
+        for name, values in latency.items()
     }

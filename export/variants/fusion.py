@@ -13,8 +13,9 @@ variant is mixed precision, as ONNX Runtime's own T5 tooling makes it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from export.dependencies import require
 from export.variants.quantize import excluded_nodes

@@ -10,8 +10,8 @@ against PyTorch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields, replace
-from typing import Sequence
 
 from engine.errors import InputError
 from engine.variants.choice import VariantFigures, VariantGate

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,8 @@ def matmul_nodes(source: Path, settings: QuantizeSettings) -> dict[str, list[str
     model = onnx.load(str(source), load_external_data=False)
     weights = {initializer.name for initializer in model.graph.initializer}
     kept = set(excluded_nodes(model, settings.keep_fp32))
-    matmuls = [node for node in model.graph.node if node.op_type == "MatMul" and node.name not in kept]
+    matmuls = [node for node in model.graph.node
+               if node.op_type == "MatMul" and node.name not in kept]
     return {
         DYNAMIC: [node.name for node in matmuls if any(name in weights for name in node.input)],
         STATIC: [node.name for node in matmuls],

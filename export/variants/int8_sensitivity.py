@@ -12,8 +12,9 @@ from the quantized graph only by fp32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -138,13 +139,15 @@ def _activation_round_trip(
             helper.make_node("Constant", [], [f"{tag}_zero"],
                              value=numpy_helper.from_array(np.array(zero))),
         ]
-        nodes = constants + [
+        nodes = [
+            *constants,
             helper.make_node("QuantizeLinear", [name, f"{tag}_scale", f"{tag}_zero"], [f"{tag}_q"]),
             helper.make_node(
                 "DequantizeLinear", [f"{tag}_q", f"{tag}_scale", f"{tag}_zero"], [f"{tag}_dq"]
             ),
         ]
-    return nodes + [
+    return [
+        *nodes,
         helper.make_node("Sub", [f"{tag}_dq", name], [f"{tag}_error"]),
         helper.make_node("Mul", [switch, f"{tag}_error"], [f"{tag}_step"]),
         helper.make_node("Add", [name, f"{tag}_step"], [f"{tag}_out"]),

@@ -4,7 +4,8 @@ checked on it."""
 from __future__ import annotations
 
 import pickle
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class MemoizedReference:

@@ -22,7 +22,6 @@ from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.openvino import openvino_variants_unusable
 from engine.options import RuntimeOptions
-from engine.variants.sessions import options_for
 from engine.variants.choice import (
     BF16,
     FP16,
@@ -39,15 +38,12 @@ from engine.variants.choice import (
     variant_file_name,
     variant_records,
 )
-from export.variants.calibration import CalibrationSet, calibration_set
+from engine.variants.sessions import options_for
 from export.errors import ArtifactWriteError
-from export.variants.fusion import fuse_graph, half_precision_graph
-from export.variants.gates import gate_verdict, gates_with_overrides
-from export.variants.int8_search import search_int8
 from export.progress import StageProgress
-from export.variants.quantize import QuantizeSettings, quantize_graph
 from export.staging import flush_to_disk
 from export.tasks import export_task
+from export.variants.calibration import CalibrationSet, calibration_set
 from export.variants.checks import SEARCH_TIMING_RUNS, VariantChecker, measure_speeds
 from export.variants.files import (
     STAGING_PREFIX,
@@ -55,6 +51,10 @@ from export.variants.files import (
     commit_variant_files,
     recover_interrupted_commit,
 )
+from export.variants.fusion import fuse_graph, half_precision_graph
+from export.variants.gates import gate_verdict, gates_with_overrides
+from export.variants.int8_search import search_int8
+from export.variants.quantize import QuantizeSettings, quantize_graph
 
 MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16)
 

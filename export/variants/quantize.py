@@ -16,9 +16,10 @@ embedding lookup instead, leaving the head to dequantize 32k x 512 weights on ev
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine.errors import InputError
 from export.dependencies import require

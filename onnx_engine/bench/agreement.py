@@ -8,8 +8,8 @@ there are expected and real checkpoints should be judged separately (see ONNX-FA
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

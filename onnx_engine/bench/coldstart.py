@@ -4,8 +4,8 @@ The parent notes the wall clock, starts ``python -m onnx_engine.bench.coldstart 
 child reports the wall clock at its first result, so the time includes the interpreter start and
 every import, as a user's script or a serving container pays it. The child also reports its peak
 resident memory (``getrusage``), which for one contender alone is only measurable in its own
-process (see ``peak_rss_bytes``), and which heavy libraries it imported. The page cache is warm (the files were read
-before), as on any machine that has started the model once.
+process (see ``peak_rss_bytes``), and which heavy libraries it imported. The page cache is warm
+(the files were read before), as on any machine that has started the model once.
 
 This module must stay free of imports beyond the standard library: the child imports only it and
 the one contender module it is told to.
@@ -20,9 +20,10 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 _WATCHED_MODULES = ("onnxruntime", "torch", "transformers", "optimum")
 
@@ -37,7 +38,8 @@ class ColdStart:
 
 
 def measure_cold_start(
-    contender: type, settings: Any, texts: Sequence[str], env: dict[str, str], timeout_s: float = 300
+    contender: type, settings: Any, texts: Sequence[str], env: dict[str, str],
+    timeout_s: float = 300,
 ) -> ColdStart:
     """Start a fresh interpreter that loads ``contender`` and runs it once on ``texts``.
 

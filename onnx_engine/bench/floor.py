@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.timing import time_repeated
 from onnx_engine.bench.errors import BenchError
 from onnx_engine.bench.graph_cost import GraphCost
-from engine.timing import time_repeated
 
 _MATMUL_SIZE = 2048  # 17 GFLOP per call: long enough to time, small enough for seconds
 _COPY_BYTES = 256 * 2**20

@@ -1,5 +1,5 @@
-"""The GPU benchmark of ``benchmarks/gpu_check.sh``: engine fp32/fp16 on CUDA vs PyTorch eager fp32/fp16
-on the same GPU, plus the per-step host<->device copies of IO-binding decoding.
+"""The GPU benchmark of ``benchmarks/gpu_check.sh``: engine fp32/fp16 on CUDA vs PyTorch eager
+fp32/fp16 on the same GPU, plus the per-step host<->device copies of IO-binding decoding.
 
 Workloads (the issue's): classifier b1 s8, b1 s128, b32 s128; T5 greedy and 4-beam, 32 new tokens,
 b1 and b8. Every call is strings in, host results out, on both sides (the engine's ``logits`` /
@@ -8,7 +8,7 @@ the GPU), timed with the alternating rounds of :mod:`engine.timing`. ``device="c
 same code on the CPU with fp32 only: that is how the test suite checks it without a GPU.
 
     python -m onnx_engine.bench.gpu_bench prepare --cache-dir artifacts/bench   # prints 2 paths
-    python -m onnx_engine.bench.gpu_bench run CLASSIFIER_ARTIFACT T5_ARTIFACT --out benchmarks/results
+    python -m onnx_engine.bench.gpu_bench run CLF_ARTIFACT T5_ARTIFACT --out benchmarks/results
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.manifest import TASK_CLASSIFICATION, TASK_TEXT2TEXT
 from engine.timing import TimingPlan, time_alternating

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 WHEELS_HINT = "bring it as a wheel (see 'GPU check' in README.md: benchmarks/gpu_wheels.sh)"
 

@@ -26,7 +26,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     by_workload: dict[tuple[str, str], dict[str, float]] = {}
     for row in rows:
-        by_workload.setdefault((row["model"], row["workload"]), {})[row["contender"]] = row["p50_ms"]
+        p50s = by_workload.setdefault((row["model"], row["workload"]), {})
+        p50s[row["contender"]] = row["p50_ms"]
     for (model, workload), p50 in by_workload.items():
         for ours in (name for name in p50 if name.startswith(ENGINE)):
             for peer in (name for name in p50 if name.startswith(TORCH)):
@@ -73,7 +74,8 @@ def markdown(document: dict[str, Any]) -> str:
     """The result tables: latency per workload, the speedups, the targets and the copies."""
     gpu = "; ".join(document["machine"]["gpus"]) or document["machine"]["device"]
     lines = [f"# GPU check: {gpu}", "", f"Command: `{document['command']}`", "",
-             "| model | workload | contender | p50 ms | p90 ms | samples |", "|---|---|---|---:|---:|---:|"]
+             "| model | workload | contender | p50 ms | p90 ms | samples |",
+             "|---|---|---|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['workload']} | {r['contender']} | {r['p50_ms']:.2f} | "
               f"{r['p90_ms']:.2f} | {r['samples']} |" for r in document["latency"]]
     lines += ["", "| model | workload | engine | vs | speedup |", "|---|---|---|---|---:|"]

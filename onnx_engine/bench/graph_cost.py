@@ -9,9 +9,10 @@ every product's input and output added as graph outputs, and the shapes are read
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,9 @@ class _Probe:
             _nbytes(initializers[name])
             for name in {_stored_weight(node, initializers, producers) for node in nodes} - {None}
         ))
-        self.uncounted = tuple(sorted({n.op_type for n in model.graph.node if n.op_type in _OPAQUE_OPS}))
+        self.uncounted = tuple(sorted(
+            {n.op_type for n in model.graph.node if n.op_type in _OPAQUE_OPS}
+        ))
         self.products = [(node.op_type, node.input[0], node.output[0], _gemm_trans_a(node))
                          for node in nodes]
         known = {value.name for value in model.graph.output} | set(initializers)

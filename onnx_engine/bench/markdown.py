@@ -77,7 +77,8 @@ def markdown_table(document: dict[str, Any]) -> str:
         generation = any(row.get("generated_tokens") is not None for row in model["rows"])
         unit = "tokens/s" if generation else "items/s"
         lines += [
-            f"**{model['name']}** ({model['task']}{', random weights' if model['random_weights'] else ''})",
+            f"**{model['name']}** ({model['task']}"
+            f"{', random weights' if model['random_weights'] else ''})",
             "",
             summary_table(model),
             "",
@@ -108,7 +109,8 @@ def markdown_table(document: dict[str, Any]) -> str:
             for check in model["targets"]:
                 lines.append(
                     f"| {check['target']} | {check['workload']} | {check['measured']:.3g} | "
-                    f"{check['comparison']} {check['limit']:g} | {'met' if check['met'] else 'MISSED'} |"
+                    f"{check['comparison']} {check['limit']:g} | "
+                    f"{'met' if check['met'] else 'MISSED'} |"
                 )
         lines += [f"- {note}" for note in model["notes"]]
         lines.append("")

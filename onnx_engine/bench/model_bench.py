@@ -4,12 +4,14 @@ agreement. ``runner`` calls this once per model and adds the machine and the pea
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
+from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.agreement import check_texts_for, compare
 from onnx_engine.bench.coldstart import measure_cold_start
 from onnx_engine.bench.contenders.base import Contender
@@ -19,7 +21,6 @@ from onnx_engine.bench.models import BenchTarget
 from onnx_engine.bench.registry import contender_class, load_contender
 from onnx_engine.bench.report import ModelReport, ResultRow
 from onnx_engine.bench.settings import BenchSettings
-from engine.timing import TimingPlan, time_alternating
 from onnx_engine.bench.variants import FP32
 from onnx_engine.bench.workloads import Workload, WorkloadFactory
 from onnx_engine.tasks import TASKS
@@ -127,14 +128,16 @@ class ModelBench:
                 self._time_decode_step(variant, workload, probe, probes, costs[variant])
         return costs
 
-    def _call_cost(self, costs: dict[str, GraphCost] | None, tokens: float | None) -> GraphCost | None:
+    def _call_cost(
+        self, costs: dict[str, GraphCost] | None, tokens: float | None
+    ) -> GraphCost | None:
         """One call's cost: the classifier graph, or encoder + first step + later steps."""
         if not costs:
             return None
         if not self.generation:
             return costs["model"]
         total = costs["encoder"] + costs["decoder"]
-        later_steps = max(0, int(round(tokens or 1)) - 1)
+        later_steps = max(0, round(float(tokens or 1)) - 1)
         return total + costs["decoder_with_past"].times(later_steps) if later_steps else total
 
     def _time_decode_step(self, variant: str, workload: Workload, probe: Contender,
@@ -185,7 +188,8 @@ class ModelBench:
                 self.report.agreement.append(asdict(result))
 
     def _agreement_reference(self) -> tuple[Contender | None, str]:
-        """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine fp32."""
+        """PyTorch fp32 (loaded for this even when it is not a timed contender), else engine
+        fp32."""
         pytorch = TASKS[self.target.task].torch_reference
         if (pytorch, FP32) in self.contenders:
             return self.contenders[(pytorch, FP32)], "pytorch fp32"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from engine.manifest import (
     MANIFEST_NAME,
@@ -187,7 +188,8 @@ def checkpoint_task(checkpoint: Path) -> str:
 
 def _cached_export(folder: Path, key: str, task: str, build: Callable[[Path], Path],
                    rebuild: bool, log: TextIO | None) -> Path:
-    """``folder/artifact`` exported from ``build(folder/checkpoint)``, reused while ``key`` holds."""
+    """``folder/artifact`` exported from ``build(folder/checkpoint)``, reused while ``key``
+    holds."""
     from export.exporter import ExportSettings, export_model
 
     artifact = folder / "artifact"

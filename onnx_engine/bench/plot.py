@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from onnx_engine.bench.errors import BenchError
 from onnx_engine.bench.report import ModelReport

@@ -9,12 +9,13 @@ variant, so for ``engine`` it is 1 + our overhead.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from onnx_engine.bench.graph_cost import GraphCost
 from engine.timing import LatencyStats
+from onnx_engine.bench.graph_cost import GraphCost
 
 PIPELINE, ORT_RAW = "pipeline", "ort-raw"
 # What users of embedding models run instead of a transformers pipeline: the speed-up baseline

@@ -8,9 +8,10 @@ too low and flatter every measured / floor ratio.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.floor import MachinePeaks, measure_peaks
@@ -117,7 +118,9 @@ def resolve_variants(target: BenchTarget, settings: BenchSettings,
             continue
         chosen.append(variant)
     if not chosen:
-        raise BenchError(f"None of the variants {list(settings.variants)} exists for {target.name}.")
+        raise BenchError(
+            f"None of the variants {list(settings.variants)} exists for {target.name}."
+        )
     return chosen, auto
 
 
@@ -152,6 +155,6 @@ def _finish(report: ModelReport, peaks: MachinePeaks | None) -> None:
         entry["rss_vs_optimum"] = entry["peak_rss_mb"] / optimum["peak_rss_mb"] if optimum else None
     for step in report.decode_steps:
         if peaks:
-            
+
             step["floor_ms"] = peaks.floor_seconds(GraphCost(**step["cost"])) * 1e3
             step["vs_floor"] = step["p50_ms"] / step["floor_ms"]

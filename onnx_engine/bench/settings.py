@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.timing import TimingPlan
 from onnx_engine.bench.errors import BenchError
 from onnx_engine.bench.registry import CONTENDER_NAMES, check_contender_names
-from engine.timing import TimingPlan
 from onnx_engine.bench.variants import FP32, check_variants
 
 DEFAULT_MODELS = ("distilbert-base", "t5-small")

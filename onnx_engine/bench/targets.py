@@ -5,8 +5,9 @@ are not ours). Each check names the figure it used, so a miss can be traced in t
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
 
@@ -27,9 +28,13 @@ class TargetCheck:
     met: bool
 
 
-def _p50(rows: list[dict[str, Any]], contender: str, variant: str, batch: int, seq: int) -> float | None:
+def _p50(
+    rows: list[dict[str, Any]], contender: str, variant: str, batch: int, seq: int
+) -> float | None:
     for row in rows:
-        if (row["contender"], row["variant"], row["batch"], row["seq"]) == (contender, variant, batch, seq):
+        if (row["contender"], row["variant"], row["batch"], row["seq"]) == (
+            contender, variant, batch, seq
+        ):
             return row["p50_ms"]
     return None
 
@@ -104,7 +109,8 @@ def _classifier_targets(checks: _Checks, model: dict[str, Any], workloads: list[
         checks.row_field(f"engine {variant} overhead over ort-raw", "engine", variant,
                          "time_vs_ort_raw", 1.03, keep=lambda row: row["batch"] == 1)
         checks.row_field(f"engine {variant} vs floor (seq >= 128)", "engine", variant, "vs_floor",
-                         1.2, keep=lambda row: row["seq"] >= 128 and variant == "fp32")
+                         1.2,
+                         keep=lambda row, variant=variant: row["seq"] >= 128 and variant == "fp32")
     for agreement in model["agreement"]:
         checks.add(f"{agreement['candidate']} top-1 agreement with {agreement['reference']}",
                    "check set", agreement["agreement"], ">=", 1.0)

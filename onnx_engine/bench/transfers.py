@@ -1,4 +1,5 @@
-"""Count the host<->device copies a piece of engine code makes, by tensor name, at ONNX Runtime's API.
+"""Count the host<->device copies a piece of engine code makes, by tensor name, at ONNX Runtime's
+API.
 
 The engine's claim that the KV cache never leaves the device under IO binding is checked here from
 the outside: while a ``TransferCounter`` is active, every call through which ONNX Runtime's Python
@@ -19,8 +20,9 @@ For tests and ``benchmarks/gpu_check.sh``; never active in the engine itself.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -73,7 +75,8 @@ class TransferCounter:
 
         setattr(owner, name, staticmethod(patched) if static else patched)
         self._undo.append(
-            (lambda: setattr(owner, name, own)) if own is not None else (lambda: delattr(owner, name))
+            (lambda: setattr(owner, name, own)) if own is not None
+            else (lambda: delattr(owner, name))
         )
 
     def _record(self, direction: str, name: str, value: Any) -> None:

@@ -5,7 +5,8 @@ them.
 ``onnx-engine optimize ARTIFACT --fusion --int8`` (``export.variants.optimize``, which the
 benchmark calls itself for its own cached artifacts) and recorded in the manifest; which files a
 variant has, whether it passed its accuracy gate, and what ``auto`` means on this machine are all
-decided by :mod:`engine.variants.choice`, so every contender runs exactly the files the engine would.
+decided by :mod:`engine.variants.choice`, so every contender runs exactly the files the engine
+would.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", "bf16", AUTO)
 def check_variants(variants: tuple[str, ...]) -> tuple[str, ...]:
     unknown = [name for name in variants if name not in VARIANT_CHOICES]
     if unknown:
-        raise BenchError(f"Unknown variant(s) {unknown}. Choose from: {', '.join(VARIANT_CHOICES)}.")
+        raise BenchError(
+            f"Unknown variant(s) {unknown}. Choose from: {', '.join(VARIANT_CHOICES)}."
+        )
     return variants
 
 

@@ -16,10 +16,10 @@ from tokenizers import Tokenizer
 from onnx_engine.bench.errors import BenchError
 
 # Plain English words; most are one token for real vocabularies, several for small trained ones.
-_WORDS = tuple(
-    "the quick brown fox jumps over a lazy dog while it rains in spring and the cat sat on "
-    "mat near house with green garden where children play every day after school until dinner"
-    .split()
+_WORDS = (
+    "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "it", "rains",
+    "in", "spring", "and", "the", "cat", "sat", "on", "mat", "near", "house", "with", "green",
+    "garden", "where", "children", "play", "every", "day", "after", "school", "until", "dinner",
 )
 _FILLERS = tuple("abcdefghijklmnopqrstuvwxyz0123456789.,")  # short pieces to hit a length exactly
 

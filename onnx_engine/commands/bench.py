@@ -13,8 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from onnx_engine.bench.settings import DEFAULT_MODELS, BenchSettings
 from engine.timing import TimingPlan
+from onnx_engine.bench.settings import DEFAULT_MODELS, BenchSettings
 from onnx_engine.bench.variants import VARIANT_CHOICES
 
 # torch's OpenMP threads otherwise spin after each op and fight ONNX Runtime's threads when the
@@ -28,8 +28,10 @@ _RECORDED_ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from error
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
@@ -47,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark the engine against bare ORT, PyTorch, the pipeline and Optimum"
     )
-    parser.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help="artifact folders to bench")
+    parser.add_argument("artifacts", nargs="*", metavar="ARTIFACT",
+                        help="artifact folders to bench")
     parser.add_argument("--model", action="append", default=[], metavar="NAME|CHECKPOINT",
                         help=f"built-in model ({', '.join(DEFAULT_MODELS)}) or a checkpoint "
                              "folder to export and bench; repeatable (default without ARTIFACT: "
@@ -56,13 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=_int_list, default=defaults.batches,
                         help=f"default {_joined(defaults.batches)}")
     parser.add_argument("--seq", type=_int_list, default=defaults.seqs,
-                        help=f"input tokens incl. special tokens (default {_joined(defaults.seqs)})")
+                        help="input tokens incl. special tokens "
+                        f"(default {_joined(defaults.seqs)})")
     parser.add_argument("--new-tokens", type=int, default=defaults.new_tokens,
                         help="generated tokens (seq2seq)")
     parser.add_argument("--contenders", type=_name_list, default=defaults.contenders,
                         help=f"default {_joined(defaults.contenders)}")
     parser.add_argument("--variants", type=_name_list, default=defaults.variants,
-                        help=f"any of {_joined(VARIANT_CHOICES)} (default {_joined(defaults.variants)})")
+                        help=f"any of {_joined(VARIANT_CHOICES)} "
+                        f"(default {_joined(defaults.variants)})")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for every contender (default: physical cores)")
     parser.add_argument("--warmup", type=int, default=defaults.timing.warmup,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.tasks.classification import Classifier
 from engine.manifest import TASK_CLASSIFICATION
+from engine.tasks.classification import Classifier
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
-    check_artifact_folder,
     add_text_arguments,
+    check_artifact_folder,
     read_texts,
     runtime_options,
 )

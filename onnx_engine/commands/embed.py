@@ -1,4 +1,5 @@
-"""``onnx-engine embed ARTIFACT TEXT...``: sentence embeddings as JSON lines or one ``.npy`` file."""
+"""``onnx-engine embed ARTIFACT TEXT...``: sentence embeddings as JSON lines or one ``.npy``
+file."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
+from engine.tasks.feature_extraction import Embedder
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
-    check_artifact_folder,
     add_text_arguments,
+    check_artifact_folder,
     read_texts,
     runtime_options,
     save_npy,

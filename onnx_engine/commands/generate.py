@@ -7,13 +7,13 @@ import json
 from typing import Any
 
 from engine.manifest import TASK_TEXT2TEXT
-from engine.tasks.text2text import Seq2SeqLM
 from engine.seq2seq.outputs import GeneratedSequence
+from engine.tasks.text2text import Seq2SeqLM
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
-    check_artifact_folder,
     add_text_arguments,
+    check_artifact_folder,
     read_texts,
     runtime_options,
 )

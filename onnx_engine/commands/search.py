@@ -6,14 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.tasks.feature_extraction import Embedder
 from engine.errors import InputError
 from engine.manifest import TASK_FEATURE_EXTRACTION
+from engine.tasks.feature_extraction import Embedder
 from onnx_engine.commands.embed import add_embedding_arguments, embed_texts
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
-    check_artifact_folder,
     add_text_arguments,
+    check_artifact_folder,
     read_text_lines,
     read_texts,
     runtime_options,

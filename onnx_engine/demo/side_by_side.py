@@ -13,11 +13,11 @@ from typing import TextIO
 
 import numpy as np
 
-from engine.tasks.classification import Classifier
 from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
-from engine.tasks.text2text import Seq2SeqLM
 from engine.options import RuntimeOptions
+from engine.tasks.classification import Classifier
+from engine.tasks.text2text import Seq2SeqLM
 from export.exporter import ExportSettings, export_model
 from onnx_engine.sample_models import (
     TinyClassifierSpec,
@@ -60,7 +60,8 @@ def run_classifier_demo(settings: DemoSettings, out: TextIO) -> float:
     title = model or f"tiny DistilBERT classifier, {RANDOM_WEIGHTS_NOTE}"
     out.write(f"\n=== Classifier: {title} ===\n")
     if model is None:
-        model = str(build_tiny_classifier(settings.workdir / "tiny-distilbert", TinyClassifierSpec()))
+        tiny = build_tiny_classifier(settings.workdir / "tiny-distilbert", TinyClassifierSpec())
+        model = str(tiny)
     artifact = settings.workdir / "classifier-onnx"
     export_model(ExportSettings(model=model, output=artifact, force=True, quiet=settings.quiet))
     verification = verify_artifact(artifact)

@@ -25,7 +25,8 @@ def markdown(runs: Runs, meta: dict[str, Any]) -> str:
         f"closed-loop clients, {first['duration_s']} s per level.",
         f"Machine: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, ISA flags "
         f"{' '.join(meta.get('cpu_isa_flags') or []) or 'unknown'}, load average before/after "
-        f"{meta.get('load_before')} / {meta.get('load_after')}. Command: `{meta.get('command', '')}`",
+        f"{meta.get('load_before')} / {meta.get('load_after')}. "
+        f"Command: `{meta.get('command', '')}`",
         "",
         "| server | clients | req/s | vs first | p50 ms | p90 ms | p99 ms | mean batch | "
         "statuses | mixed-up | lost |",
@@ -42,10 +43,11 @@ def markdown(runs: Runs, meta: dict[str, Any]) -> str:
                 f"{_num(level['p99_ms'])} | {_num(level['mean_batch_size'])} | {statuses} | "
                 f"{level['mixed_up']} | {level['lost']} |"
             )
-    lines += ["", "One client, an in-process engine call and a request alternated (same texts, same "
-              "load):", ""]
+    lines += ["", "One client, an in-process engine call and a request alternated "
+              "(same texts, same load):", ""]
     lines += [f"- {label}: in-process p50 {run['overhead']['in_process_p50_ms']} ms, server p50 "
-              f"{run['overhead']['server_p50_ms']} ms, overhead {run['overhead']['overhead_p50_ms']} "
+              f"{run['overhead']['server_p50_ms']} ms, "
+              f"overhead {run['overhead']['overhead_p50_ms']} "
               f"ms ({run['overhead']['pairs']} pairs)" for label, run in runs.items()]
     return "\n".join(lines) + "\n"
 

@@ -12,8 +12,9 @@ import asyncio
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np

@@ -8,7 +8,8 @@ checks included, for that long. Small answers are built inline: a thread hop cos
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

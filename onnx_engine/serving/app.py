@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Callable, Mapping, Union
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 # Each module has routes(state) -> list[Route]: these serve every task; a task's own protocols
 # (OpenAI embeddings, say) are the routes modules of its onnx_engine.tasks entry.
 ROUTE_MODULES = (v2_routes, hf_routes)
-Models = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
+Models = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 
 
 def build_app(config: ServeConfig, models: Models) -> Starlette:

@@ -19,9 +19,10 @@ import functools
 import inspect
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from engine.errors import InputError
 from onnx_engine.serving.errors import BackendError, ValidationError
@@ -94,7 +95,9 @@ class Batcher:
         self.arriving = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._loop(), name=f"batcher-{self.model}"
+        )
 
     async def close(self) -> None:
         """Run every text already queued, then stop the loop and the worker thread."""
@@ -165,7 +168,8 @@ class Batcher:
             )
             can_grow_down = low > 0 and window[high].cost * count <= self._max_batch_tokens
             if can_grow_up and (not can_grow_down or (
-                window[high + 1].cost - window[high].cost <= window[high].cost - window[low - 1].cost
+                window[high + 1].cost - window[high].cost
+                <= window[high].cost - window[low - 1].cost
             )):
                 high += 1
             elif can_grow_down:

@@ -94,7 +94,9 @@ async def read_json_object(request: Request, config: ServeConfig) -> dict[str, A
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ValidationError(f"The request body is not valid JSON: {error}.") from None
     if not isinstance(value, dict):
-        raise ValidationError(f"The request body must be a JSON object, got {type(value).__name__}.")
+        raise ValidationError(
+            f"The request body must be a JSON object, got {type(value).__name__}."
+        )
     return value
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 
@@ -79,7 +80,9 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
         state.metrics.in_flight.set(state.in_flight)
 
 
-async def run_job(state: ServerState, admission: Admission, job: Job, request: Request) -> JobResult:
+async def run_job(
+    state: ServerState, admission: Admission, job: Job, request: Request
+) -> JobResult:
     """Run a parsed job through the model's batcher and wait for every text's result.
 
     Raises:

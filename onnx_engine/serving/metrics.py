@@ -25,7 +25,8 @@ class ServerMetrics:
         model = ("model",)
 
         def histogram(name: str, doc: str, buckets: tuple) -> Histogram:
-            return Histogram(f"{PREFIX}_{name}", doc, model, buckets=buckets, registry=self.registry)
+            return Histogram(f"{PREFIX}_{name}", doc, model, buckets=buckets,
+                             registry=self.registry)
 
         self.request_duration = histogram(
             "request_duration_seconds", "Time from admission to answer.", _SECONDS)

@@ -20,7 +20,7 @@ The pieces: ``ray_scaling`` (:class:`RayScaling`), ``ray_replica`` (a model's re
 
 ``build(args)`` is the application builder for Ray's own CLI and config files::
 
-    serve run onnx_engine.serving.ray_app:build models=clf=/artifacts/clf,t5=/artifacts/t5 replicas=2
+    serve run onnx_engine.serving.ray_app:build models=clf=/srv/clf,t5=/srv/t5 replicas=2
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ import asyncio
 import errno
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -46,7 +47,8 @@ class Listener:
             raise InputError(
                 f"--drain-timeout-s must be a positive number, got {self.drain_timeout_s!r}."
             )
-        for flag, path in (("--ssl-certfile", self.ssl_certfile), ("--ssl-keyfile", self.ssl_keyfile)):
+        for flag, path in (("--ssl-certfile", self.ssl_certfile),
+                           ("--ssl-keyfile", self.ssl_keyfile)):
             if path is not None and not Path(path).is_file():
                 raise InputError(f"{flag} {path}: no such file.")
 

@@ -86,7 +86,7 @@ def encode_response(
         ValidationError: the request asked for an output the model does not have.
     """
     by_name = {output.name: output for output in outputs}
-    wanted = request.requested or {name: request.binary_default for name in by_name}
+    wanted = request.requested or dict.fromkeys(by_name, request.binary_default)
     unknown = sorted(set(wanted) - set(by_name))
     if unknown:
         raise ValidationError(
@@ -206,7 +206,9 @@ def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:
             f"UTF-8 bytes, per element): {error}."
         ) from None
     if len(values) != count:
-        raise ValidationError(f"Input '{name}' has {len(values)} strings but its shape says {count}.")
+        raise ValidationError(
+            f"Input '{name}' has {len(values)} strings but its shape says {count}."
+        )
     return values
 
 

@@ -10,15 +10,16 @@ sentence-transformers get, pooling and normalization included.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import EMBEDDING_CONFIG_NAME, POOLING_MODES, PoolingConfig
+from engine.tasks.feature_extraction import Embedder
 from engine.verification.references import write_references
 from export.check_set import check_texts
 from export.dependencies import require
@@ -75,7 +76,9 @@ class EmbeddingReference:
             modules.append(normalize_module())
         return sentence_transformer(modules=modules, device="cpu")
 
-    def encode(self, texts: Sequence[str], pooling: PoolingConfig, batch_size: int = 32) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], pooling: PoolingConfig, batch_size: int = 32
+    ) -> np.ndarray:
         """``SentenceTransformer.encode`` as float32 ``[len(texts), dimension]``."""
         with torch_no_grad():
             vectors = self.sentence_transformer(pooling).encode(
@@ -89,7 +92,7 @@ class FeatureExtractionExporter(TaskExporter):
 
     task = TASK_FEATURE_EXTRACTION
     optimum_task = "feature-extraction"
-    graph_files = {"model": "model.onnx"}
+    graph_files: ClassVar[dict[str, str]] = {"model": "model.onnx"}
     default_atol = EMBEDDING_ATOL
 
     @classmethod
@@ -99,7 +102,9 @@ class FeatureExtractionExporter(TaskExporter):
 
     def __init__(self, pooling: str | None = None, normalize: bool | None = None) -> None:
         if pooling is not None and pooling not in POOLING_MODES:
-            raise ExportError(f"Unknown pooling {pooling!r}. Choose one of: {', '.join(POOLING_MODES)}.")
+            raise ExportError(
+                f"Unknown pooling {pooling!r}. Choose one of: {', '.join(POOLING_MODES)}."
+            )
         self.pooling = pooling
         self.normalize = normalize
 
@@ -116,7 +121,8 @@ class FeatureExtractionExporter(TaskExporter):
         if folder and (self.pooling is not None or self.normalize is not None):
             raise ExportError(
                 f"'{model}' is a sentence-transformers folder: its modules.json and "
-                "1_Pooling/config.json decide pooling and normalization. Drop --pooling/--normalize."
+                "1_Pooling/config.json decide pooling and normalization. "
+                "Drop --pooling/--normalize."
             )
         configured_length = None
         try:
@@ -132,7 +138,9 @@ class FeatureExtractionExporter(TaskExporter):
         except (OSError, ValueError) as error:
             raise ExportError(f"Cannot load '{model}' as a sentence encoder: {error}") from error
         if not transformer.tokenizer.is_fast:
-            raise ExportError(f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one.")
+            raise ExportError(
+                f"'{model}' has no fast tokenizer (tokenizer.json); the engine needs one."
+            )
         transformer.auto_model.eval()
         # sentence_bert_config.json's max_seq_length (else the tokenizer's limit) where it is
         # below what the position table allows; the reference is set to cut at the same length.
@@ -225,10 +233,14 @@ def local_model_folder(model: str) -> str:
     try:
         return hub.snapshot_download(model)
     except Exception as error:  # network, authentication and unknown-id errors alike
-        raise ExportError(f"'{model}' is not a local folder and cannot be downloaded: {error}") from error
+        raise ExportError(
+            f"'{model}' is not a local folder and cannot be downloaded: {error}"
+        ) from error
 
 
-def compare_embedder(embedder: Embedder, reference: EmbeddingReference, atol: float) -> ParityReport:
+def compare_embedder(
+    embedder: Embedder, reference: EmbeddingReference, atol: float
+) -> ParityReport:
     """Parity report of a loaded engine embedder (any variant) against sentence-transformers."""
     report = ParityReport(atol=atol, min_cosine=PARITY_MIN_COSINE)
     for pair in check_set_embeddings(embedder, reference):

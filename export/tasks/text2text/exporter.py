@@ -9,15 +9,16 @@ does not descend into, so optimized variants could never be built from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from engine.manifest import TASK_TEXT2TEXT
-from engine.verification.references import logsumexp, topk_rows, write_references
 from engine.tasks.text2text import Seq2SeqLM
+from engine.verification.references import logsumexp, topk_rows, write_references
 from export.check_set import check_texts
 from export.dependencies import require
 from export.errors import ExportError
@@ -91,7 +92,8 @@ class Seq2SeqReference:
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         with torch_no_grad():
             output = self.model.generate(
-                **self._tokenize(sources, truncation=truncation), do_sample=False, output_scores=True,
+                **self._tokenize(sources, truncation=truncation),
+                do_sample=False, output_scores=True,
                 return_dict_in_generate=True, **options,
             )
         token_ids = []
@@ -113,7 +115,7 @@ class ReferenceGeneration:
 class Seq2SeqExporter(TaskExporter):
     task = TASK_TEXT2TEXT
     optimum_task = "text2text-generation-with-past"
-    graph_files = {
+    graph_files: ClassVar[dict[str, str]] = {
         "encoder": "encoder_model.onnx",
         "decoder": "decoder_model.onnx",
         "decoder_with_past": "decoder_with_past_model.onnx",
@@ -168,8 +170,9 @@ class Seq2SeqExporter(TaskExporter):
         }
 
     def write_task_files(self, reference: Seq2SeqReference, folder: Path) -> None:
-        """Write ``references.npz`` (``engine.verification.references``): PyTorch's greedy output of the check
-        set and, teacher-forced along it, each step's top-k logits and log-probabilities."""
+        """Write ``references.npz`` (``engine.verification.references``): PyTorch's greedy output
+        of the check set and, teacher-forced along it, each step's top-k logits and
+        log-probabilities."""
         settings = self.generation_settings(reference)
         sources = check_texts(reference.max_length, include_empty=False)
         generated = reference.generate(sources, max_new_tokens=GREEDY_TOKENS).token_ids

@@ -123,7 +123,9 @@ class TorchModelContender(Contender):
         self.model = model_class.from_pretrained(self.settings.reference).eval()
 
     def prepare(self, texts: Sequence[str]) -> None:
-        self._batch = self._tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+        self._batch = self._tokenizer(
+            list(texts), padding=True, truncation=True, return_tensors="pt"
+        )
 
 
 class Bf16Autocast:

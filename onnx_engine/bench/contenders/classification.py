@@ -31,8 +31,8 @@ class EngineClassifier(Contender):
     name = "engine"
 
     def load(self) -> None:
-        from engine.tasks.classification import Classifier
         from engine.options import RuntimeOptions
+        from engine.tasks.classification import Classifier
         from onnx_engine.bench.variants import load_engine
 
         self.model = load_engine(Classifier, RuntimeOptions(), self.settings)

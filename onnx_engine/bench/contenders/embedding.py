@@ -34,8 +34,8 @@ class EngineEmbedder(Contender):
     predictions_are_vectors = True
 
     def load(self) -> None:
-        from engine.tasks.feature_extraction import Embedder
         from engine.options import RuntimeOptions
+        from engine.tasks.feature_extraction import Embedder
         from onnx_engine.bench.variants import load_engine
 
         self.model = load_engine(Embedder, RuntimeOptions(), self.settings)
@@ -48,7 +48,8 @@ class EngineEmbedder(Contender):
 
 
 class OrtRawEmbedder(OrtRawClassifier):
-    """A bare ``InferenceSession.run`` on pre-tokenized inputs (token embeddings out, no pooling)."""
+    """A bare ``InferenceSession.run`` on pre-tokenized inputs (token embeddings out, no
+    pooling)."""
 
     def predictions(self, output: Any) -> np.ndarray:
         """The artifact's pooling of the token embeddings, for comparisons."""
@@ -164,7 +165,8 @@ class FastEmbedEmbedder(Contender):
         name = f"onnx-engine/{self.settings.artifact.resolve().name}-{graph.name}"
         if not any(model["model"] == name for model in TextEmbedding.list_supported_models()):
             TextEmbedding.add_custom_model(
-                model=name, pooling=PoolingType.MEAN if pooling["modes"] == ["mean"] else PoolingType.CLS,
+                model=name,
+                pooling=PoolingType.MEAN if pooling["modes"] == ["mean"] else PoolingType.CLS,
                 normalization=pooling["normalize"], sources=ModelSource(hf=name),
                 dim=pooling["dimension"], model_file=graph.name,
             )

@@ -65,7 +65,9 @@ class OrtRawSeq2Seq(Contender):
         from engine.manifest import ArtifactManifest
 
         graphs, threads = self.settings.graphs, self.settings.threads
-        self.sessions = {role: ort_session(graphs[role], threads, spinning=False) for role in graphs}
+        self.sessions = {
+            role: ort_session(graphs[role], threads, spinning=False) for role in graphs
+        }
         generation = ArtifactManifest.read(self.settings.artifact).generation
         eos = generation["eos_token_id"]
         self._eos = np.array(eos if isinstance(eos, list) else [eos], dtype=np.int64)

@@ -6,14 +6,15 @@ The engine call runs only the logits, one row per text; activation and ranking a
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
-from engine.tasks.classification import Classifier, check_top_k
 from engine.checks import check_flag
 from engine.manifest import TASK_CLASSIFICATION
+from engine.tasks.classification import Classifier, check_top_k
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers

@@ -9,15 +9,16 @@ comes back with the tokens the model saw for that text, which OpenAI answers bil
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Hashable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.tasks.feature_extraction import Embedder
 from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import l2_normalize
 from engine.similarity import similarity_matrix
+from engine.tasks.feature_extraction import Embedder
 from engine.tokenization import as_text_list
 from onnx_engine.embedding_protocols import EmbeddingRequest, decode_base64
 from onnx_engine.serving.errors import ValidationError

@@ -7,12 +7,13 @@ message transformers uses, which ``huggingface_hub`` parses to retry without the
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from engine.seq2seq.generation_args import GenerationArgs
 from engine.manifest import TASK_TEXT2TEXT
+from engine.seq2seq.generation_args import GenerationArgs
 from engine.tasks.text2text import Seq2SeqLM
 from engine.tokenization import TextInput, as_text_list
 from onnx_engine.serving.errors import UnusedModelKwargsError, ValidationError
