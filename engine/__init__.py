@@ -28,6 +28,7 @@ from engine.version import __version__
 _LAZY = {
     "Classifier": "engine.tasks.classification",
     "Embedder": "engine.tasks.feature_extraction",
+    "Reranker": "engine.tasks.reranking",
     "Seq2SeqLM": "engine.tasks.text2text",
     "TokenClassifier": "engine.tasks.token_classification",
     "RuntimeOptions": "engine.options",
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does th
     from engine.options import RuntimeOptions
     from engine.tasks.classification import Classifier
     from engine.tasks.feature_extraction import Embedder
+    from engine.tasks.reranking import Reranker
     from engine.tasks.text2text import Seq2SeqLM
     from engine.tasks.token_classification import TokenClassifier
 
@@ -68,6 +70,7 @@ __all__ = [
     "OnnxEngineError",
     "ParityError",
     "ProviderError",
+    "Reranker",
     "RuntimeOptions",
     "Seq2SeqLM",
     "TaskMismatchError",

@@ -86,7 +86,9 @@ def _probe_hub(model: str) -> None:
 def infer_task(model: str) -> str:
     """The export task a model's files say, as ``optimum-cli`` infers it.
 
-    A sentence-transformers folder (``modules.json``) is ``feature-extraction``; otherwise the
+    The first task whose exporter claims the model's files (``TaskExporter.claims``: a saved
+    ``CrossEncoder`` folder is ``text-ranking``); else a sentence-transformers folder
+    (``modules.json``) is ``feature-extraction``; otherwise the
     first task whose exporter claims an architecture of the config (``TaskExporter.infers``:
     ``*ForSequenceClassification`` is ``text-classification``, an encoder-decoder
     ``*ForConditionalGeneration`` (T5) ``text2text-generation``, a bare encoder (``BertModel``)
@@ -96,6 +98,9 @@ def infer_task(model: str) -> str:
         ExportError: the config cannot be read, or names no task this exporter makes (the
             message names ``--task``).
     """
+    for spec in EXPORT_TASKS.values():
+        if spec.exporter.claims(model):
+            return spec.task
     if _has_file(model, MODULES_FILE):
         return TASK_FEATURE_EXTRACTION
     config = _config(model)

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.tokenization import as_text_list
+from onnx_engine.json_fields import check_keys, flag
 
 ENCODING_FORMATS = ("float", "base64")
 _TEI_KEYS = ("inputs", "normalize", "truncate", "truncation_direction", "prompt_name",
@@ -58,7 +59,7 @@ def parse_tei(body: Mapping[str, Any]) -> EmbeddingRequest:
         InputError: unknown keys, missing or malformed ``inputs``, non-boolean flags, or an option
             the engine does not implement (left truncation, prompts, other dimensions).
     """
-    _check_keys(body, _TEI_KEYS, '{"inputs": "text" or ["text", ...]}')
+    check_keys(body, _TEI_KEYS, '{"inputs": "text" or ["text", ...]}')
     texts = _texts(body.get("inputs"), "inputs")
     if body.get("truncation_direction", "Right") not in ("Right", "right"):
         raise InputError(
@@ -69,8 +70,8 @@ def parse_tei(body: Mapping[str, Any]) -> EmbeddingRequest:
     _no_dimensions(body.get("dimensions"))
     return EmbeddingRequest(
         texts,
-        normalize=_flag(body, "normalize", True),
-        truncate=_flag(body, "truncate", False),
+        normalize=flag(body, "normalize", True),
+        truncate=flag(body, "truncate", False),
     )
 
 
@@ -81,7 +82,7 @@ def parse_openai(body: Mapping[str, Any]) -> EmbeddingRequest:
         InputError: unknown keys, missing ``model`` or ``input``, token-id input, an unknown
             ``encoding_format`` or a ``dimensions`` other than the model's.
     """
-    _check_keys(body, _OPENAI_KEYS, '{"model": "NAME", "input": "text" or ["text", ...]}')
+    check_keys(body, _OPENAI_KEYS, '{"model": "NAME", "input": "text" or ["text", ...]}')
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InputError('The body needs "model": the name of a served model.')
@@ -144,25 +145,8 @@ def _texts(value: Any, key: str) -> list[str]:
     return as_text_list(value, what=key)[0]
 
 
-def _flag(body: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InputError(f'"{key}" must be true or false, got {value!r}.')
-    return value
-
-
 def _no_dimensions(value: Any) -> None:
     if value is not None:
         raise InputError(
             '"dimensions" is not supported: the model returns its full embedding width.'
         )
-
-
-def _check_keys(body: Mapping[str, Any], known: Sequence[str], example: str) -> None:
-    if not isinstance(body, Mapping):
-        raise InputError(f"The body must be a JSON object like {example}.")
-    unknown = sorted(set(body) - set(known))
-    if unknown:
-        raise InputError(f"Unknown key(s) {unknown}; send {example}.")

@@ -88,6 +88,11 @@ TASKS: dict[str, AppTask] = {
         f"{_SERVING}.tasks.token_classification:TokenClassificationHandler",
         f"{_SERVING}.tasks.token_classification:TokenClassificationAnswers",
         f"{_CONTENDERS}.token_classification:TOKEN_CLASSIFICATION_CONTENDERS", ("ner",)),
+    "text-ranking": AppTask(
+        f"{_SERVING}.tasks.reranking:RerankingHandler",
+        f"{_SERVING}.tasks.reranking:RerankingAnswers",
+        f"{_CONTENDERS}.reranking:RERANKING_CONTENDERS", ("rerank",),
+        routes=(f"{_SERVING}.rerank_routes",), torch_reference="sentence-transformers"),
 }
 
 

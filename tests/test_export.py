@@ -259,7 +259,8 @@ def test_the_task_is_inferred_from_the_config(distilbert, t5_v1_1, tiny_encoder_
     assert str(error.value) == (
         f"Cannot tell the task of '{masked}' from its config (architectures: "
         "['BertForMaskedLM'], model_type: 'bert'). Pass --task with one of: "
-        "text-classification, text2text-generation, feature-extraction, token-classification."
+        "text-classification, text2text-generation, feature-extraction, token-classification, "
+        "text-ranking."
     )
 
 

@@ -12,6 +12,7 @@ from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_T
 from engine.tasks.base import ArtifactModel
 from engine.tasks.classification import Classifier
 from engine.tasks.feature_extraction import Embedder
+from engine.tasks.reranking import Reranker
 from engine.tasks.text2text import Seq2SeqLM
 from engine.tasks.token_classification import TokenClassifier
 
@@ -20,6 +21,7 @@ TASK_CLASSES: dict[str, type[ArtifactModel]] = {
     TASK_TEXT2TEXT: Seq2SeqLM,
     TASK_FEATURE_EXTRACTION: Embedder,
     TokenClassifier.task: TokenClassifier,
+    Reranker.task: Reranker,
 }
 
 

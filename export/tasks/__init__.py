@@ -10,6 +10,7 @@ from __future__ import annotations
 from export.errors import ExportError
 from export.tasks.classification import CLASSIFICATION_EXPORT
 from export.tasks.feature_extraction import FEATURE_EXTRACTION_EXPORT
+from export.tasks.reranking import RANKING_EXPORT
 from export.tasks.spec import ExportTask
 from export.tasks.text2text import TEXT2TEXT_EXPORT
 from export.tasks.token_classification import TOKEN_CLASSIFICATION_EXPORT
@@ -21,6 +22,7 @@ EXPORT_TASKS: dict[str, ExportTask] = {
         TEXT2TEXT_EXPORT,
         FEATURE_EXTRACTION_EXPORT,
         TOKEN_CLASSIFICATION_EXPORT,
+        RANKING_EXPORT,
     )
 }
 

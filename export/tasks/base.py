@@ -51,6 +51,12 @@ class TaskExporter(ABC):
         user gives no ``--task`` (``export.model_source.infer_task``); by default never."""
         return False
 
+    @classmethod
+    def claims(cls, model: str) -> bool:
+        """Whether the model's own files name this task (a saved sentence-transformers
+        ``CrossEncoder``, say), asked before any config is read; by default never."""
+        return False
+
     @abstractmethod
     def load_reference(self, model: str) -> Any:
         """Load the PyTorch model (and tokenizer) that the export is checked against."""

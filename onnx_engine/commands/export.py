@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="what to export the model for (default: inferred from its config, "
                         "as optimum-cli does: *ForSequenceClassification -> text-classification, "
                         "*ForTokenClassification -> token-classification, "
-                        "T5 -> text2text-generation, sentence-transformers or a bare encoder -> "
-                        "feature-extraction)")
+                        "T5 -> text2text-generation, a saved CrossEncoder -> text-ranking, "
+                        "sentence-transformers or a bare encoder -> feature-extraction)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--atol", type=float, default=None,

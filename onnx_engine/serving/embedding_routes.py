@@ -20,14 +20,14 @@ from onnx_engine.embedding_protocols import (
 )
 from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
-from onnx_engine.serving.errors import NotFoundError, ValidationError
 from onnx_engine.serving.inference import admitted, run_job
-from onnx_engine.serving.state import ServedModel, ServerState
+from onnx_engine.serving.state import ServerState
+from onnx_engine.serving.task_models import named_task_model, only_task_model
 
 
 def routes(state: ServerState) -> list[Route]:
     async def embed(request: Request) -> Response:  # text-embeddings-inference
-        served = _only_embedding_model(state)
+        served = only_task_model(state, TASK_FEATURE_EXTRACTION, "/embed", "/v1/embeddings")
         body = await read_json_object(request, state.config)  # before admission (slow clients)
         async with admitted(state, served) as admission:
             job = served.handler.job(parse_tei(body))
@@ -40,7 +40,8 @@ def routes(state: ServerState) -> list[Route]:
     async def openai_embeddings(request: Request) -> Response:
         body = await read_json_object(request, state.config)
         parsed = parse_openai(body)
-        served = _embedding_model(state, parsed.model)
+        served = named_task_model(state, parsed.model, TASK_FEATURE_EXTRACTION,
+                                  "/v1/embeddings")
         async with admitted(state, served) as admission:
             job = served.handler.job(parsed, openai=True)
             result = await run_job(state, admission, job, request)
@@ -59,31 +60,3 @@ def routes(state: ServerState) -> list[Route]:
         Route("/embed", embed, methods=["POST"]),
         Route("/v1/embeddings", openai_embeddings, methods=["POST"]),
     ]
-
-
-def _embedding_model(state: ServerState, name: str) -> ServedModel:
-    served = state.model(name)
-    if served.handler.task != TASK_FEATURE_EXTRACTION:
-        raise NotFoundError(
-            f"Model '{name}' is a {served.handler.task} model; /v1/embeddings serves "
-            f"feature-extraction models ({', '.join(_embedding_names(state)) or 'none here'})."
-        )
-    return served
-
-
-def _only_embedding_model(state: ServerState) -> ServedModel:
-    state.check_serving()
-    names = _embedding_names(state)
-    if not names:
-        raise NotFoundError("This server has no feature-extraction model to serve /embed.")
-    if len(names) > 1:
-        raise ValidationError(
-            f"This server has several embedding models ({', '.join(names)}) and /embed names "
-            "none; use /v1/embeddings with \"model\", or /v2/models/NAME/infer."
-        )
-    return state.models[names[0]]
-
-
-def _embedding_names(state: ServerState) -> list[str]:
-    return sorted(name for name, served in state.models.items()
-                  if served.handler.task == TASK_FEATURE_EXTRACTION)
