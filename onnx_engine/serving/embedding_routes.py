@@ -18,43 +18,36 @@ from onnx_engine.embedding_protocols import (
     parse_tei,
     tei_response,
 )
-from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
-from onnx_engine.serving.inference import admitted, run_job
+from onnx_engine.serving.inference import JobResult, answered
 from onnx_engine.serving.state import ServerState
 from onnx_engine.serving.task_models import named_task_model, only_task_model
+from onnx_engine.serving.tasks.base import Job
 
 
 def routes(state: ServerState) -> list[Route]:
     async def embed(request: Request) -> Response:  # text-embeddings-inference
         served = only_task_model(state, TASK_FEATURE_EXTRACTION, "/embed", "/v1/embeddings")
         body = await read_json_object(request, state.config)  # before admission (slow clients)
-        async with admitted(state, served) as admission:
-            job = served.handler.job(parse_tei(body))
-            result = await run_job(state, admission, job, request)
-            response = await built(served.handler.answer_values(job), lambda: JSONResponse(
+        return await answered(
+            state, served, request, lambda: served.handler.job(parse_tei(body)),
+            lambda job, result: JSONResponse(
                 tei_response(served.handler.vectors(job, result.values)), headers=result.headers))
-        state.metrics.successes.labels(served.name).inc()
-        return response
 
     async def openai_embeddings(request: Request) -> Response:
         body = await read_json_object(request, state.config)
         parsed = parse_openai(body)
         served = named_task_model(state, parsed.model, TASK_FEATURE_EXTRACTION,
                                   "/v1/embeddings")
-        async with admitted(state, served) as admission:
-            job = served.handler.job(parsed, openai=True)
-            result = await run_job(state, admission, job, request)
 
-            def answer() -> Response:
-                vectors = served.handler.vectors(job, result.values)
-                tokens = [value.tokens for value in result.values]
-                return JSONResponse(openai_response(vectors, tokens, parsed.model,
-                                                    parsed.encoding_format), headers=result.headers)
+        def answer(job: Job, result: JobResult) -> Response:
+            vectors = served.handler.vectors(job, result.values)
+            tokens = [value.tokens for value in result.values]
+            return JSONResponse(openai_response(vectors, tokens, parsed.model,
+                                                parsed.encoding_format), headers=result.headers)
 
-            response = await built(served.handler.answer_values(job), answer)
-        state.metrics.successes.labels(served.name).inc()
-        return response
+        return await answered(
+            state, served, request, lambda: served.handler.job(parsed, openai=True), answer)
 
     return [
         Route("/embed", embed, methods=["POST"]),

@@ -13,10 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
 from onnx_engine.serving.errors import ValidationError
-from onnx_engine.serving.inference import admitted, run_job
+from onnx_engine.serving.inference import answered
 from onnx_engine.serving.state import ServerState
 
 # Body keys besides inputs/parameters that the HF clients send and that change nothing here:
@@ -28,14 +27,11 @@ def routes(state: ServerState) -> list[Route]:
     async def run(request: Request, route: str) -> Response:
         served = state.model(request.path_params["name"])
         body = await read_json_object(request, state.config)  # before admission (slow clients)
-        async with admitted(state, served) as admission:
-            inputs, parameters = _inputs_and_parameters(body, route)
-            job = served.handler.parse_hf(inputs, parameters, route)
-            result = await run_job(state, admission, job, request)
-            response = await built(served.handler.answer_values(job), lambda: JSONResponse(
+        return await answered(
+            state, served, request,
+            lambda: served.handler.parse_hf(*_inputs_and_parameters(body, route), route),
+            lambda job, result: JSONResponse(
                 served.handler.encode_hf(job, result.values, route), headers=result.headers))
-        state.metrics.successes.labels(served.name).inc()
-        return response
 
     async def task(request: Request) -> Response:
         return await run(request, "task")

@@ -1,7 +1,7 @@
 """A request's life, top to bottom: admit -> tokenize -> queue -> batch -> scatter -> answer.
 
-The protocol routes parse their body into a :class:`~onnx_engine.serving.tasks.base.Job` and
-call :func:`run_job`; everything between parsing and encoding happens here.
+The protocol routes read their body and hand :func:`answered` how to make the job and how to
+answer it; everything between parsing and encoding happens here.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
+from onnx_engine.serving.answer import built
 from onnx_engine.serving.batcher import ItemResult, WorkItem
 from onnx_engine.serving.errors import (
     ClientDisconnectedError,
@@ -78,6 +80,28 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
         if not admission.queued:
             served.batcher.arriving -= 1
         state.metrics.in_flight.set(state.in_flight)
+
+
+async def answered(
+    state: ServerState,
+    served: ServedModel,
+    request: Request,
+    make_job: Callable[[], Job],
+    answer: Callable[[Job, JobResult], Response],
+) -> Response:
+    """The request path every route shares once its body is read (before admission, so a slow
+    client holds no slot): admitted, the job made (parsing errors answer under the slot they
+    took), run, answered (in a thread when the answer is large), and counted as a success.
+
+    Raises:
+        ServeError: whatever admission, parsing or the run refused (see :func:`run_job`).
+    """
+    async with admitted(state, served) as admission:
+        job = make_job()
+        result = await run_job(state, admission, job, request)
+        response = await built(served.handler.answer_values(job), lambda: answer(job, result))
+    state.metrics.successes.labels(served.name).inc()
+    return response
 
 
 async def run_job(

@@ -27,11 +27,11 @@ from engine.errors import InputError
 from engine.tasks.classification import check_top_k
 from engine.tasks.reranking import TASK_RANKING
 from onnx_engine.json_fields import check_keys, flag
-from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_json_object
-from onnx_engine.serving.inference import admitted, run_job
+from onnx_engine.serving.inference import JobResult, answered
 from onnx_engine.serving.state import ServerState
 from onnx_engine.serving.task_models import named_task_model, only_task_model
+from onnx_engine.serving.tasks.base import Job
 from onnx_engine.serving.tasks.reranking import RerankRequest
 
 _TEI_KEYS = ("query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction")
@@ -44,32 +44,24 @@ def routes(state: ServerState) -> list[Route]:
     async def tei_rerank(request: Request) -> Response:
         served = only_task_model(state, TASK_RANKING, "/rerank", "/v1/rerank")
         body = await read_json_object(request, state.config)  # before admission (slow clients)
-        async with admitted(state, served) as admission:
-            job = served.handler.job(parse_tei_rerank(body))
-            result = await run_job(state, admission, job, request)
-            response = await built(served.handler.answer_values(job), lambda: JSONResponse(
+        return await answered(
+            state, served, request, lambda: served.handler.job(parse_tei_rerank(body)),
+            lambda job, result: JSONResponse(
                 tei_answer(served.handler.ranking(job, result.values)), headers=result.headers))
-        state.metrics.successes.labels(served.name).inc()
-        return response
 
     async def cohere_rerank(request: Request) -> Response:
         body = await read_json_object(request, state.config)
         parsed, name = parse_cohere_rerank(body)
         served = (named_task_model(state, name, TASK_RANKING, "/v1/rerank") if name is not None
                   else only_task_model(state, TASK_RANKING, "/v1/rerank", "/v1/rerank"))
-        async with admitted(state, served) as admission:
-            job = served.handler.job(parsed)
-            result = await run_job(state, admission, job, request)
 
-            def answer() -> Response:
-                tokens = int(sum(served.handler.token_counts(job.texts)))
-                ranking = served.handler.ranking(job, result.values)
-                return JSONResponse(cohere_answer(ranking, served.name, tokens),
-                                    headers=result.headers)
+        def answer(job: Job, result: JobResult) -> Response:
+            tokens = int(sum(served.handler.token_counts(job.texts)))
+            ranking = served.handler.ranking(job, result.values)
+            return JSONResponse(cohere_answer(ranking, served.name, tokens),
+                                headers=result.headers)
 
-            response = await built(served.handler.answer_values(job), answer)
-        state.metrics.successes.labels(served.name).inc()
-        return response
+        return await answered(state, served, request, lambda: served.handler.job(parsed), answer)
 
     return [
         Route("/rerank", tei_rerank, methods=["POST"]),

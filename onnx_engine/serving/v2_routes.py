@@ -7,11 +7,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.version import __version__
-from onnx_engine.serving.answer import built
 from onnx_engine.serving.body import read_body
-from onnx_engine.serving.inference import admitted, run_job
+from onnx_engine.serving.inference import JobResult, answered
 from onnx_engine.serving.state import ServerState
-from onnx_engine.serving.v2_codec import HEADER_LENGTH, encode_response, parse_request
+from onnx_engine.serving.tasks.base import Job
+from onnx_engine.serving.v2_codec import HEADER_LENGTH, V2Request, encode_response, parse_request
 
 # The V2 protocol extensions this server implements (reported by GET /v2).
 EXTENSIONS = ["binary_tensor_data"]
@@ -40,14 +40,18 @@ def routes(state: ServerState) -> list[Route]:
     async def infer(request: Request) -> Response:
         served = state.model(request.path_params["name"])
         body = await read_body(request, state.config)  # before admission (slow clients)
-        async with admitted(state, served) as admission:
-            v2 = parse_request(body, request.headers.get(HEADER_LENGTH))
-            job = served.handler.parse_v2(v2.inputs, v2.parameters)
-            result = await run_job(state, admission, job, request)
-            payload, headers = await built(served.handler.answer_values(job), lambda: (
-                encode_response(served.name, v2, served.handler.encode_v2(job, result.values))))
-        state.metrics.successes.labels(served.name).inc()
-        return Response(payload, headers={**headers, **result.headers})
+        parsed: list[V2Request] = []  # the parsed request, which the answer echoes (ids, outputs)
+
+        def make_job() -> Job:
+            parsed.append(parse_request(body, request.headers.get(HEADER_LENGTH)))
+            return served.handler.parse_v2(parsed[0].inputs, parsed[0].parameters)
+
+        def answer(job: Job, result: JobResult) -> Response:
+            payload, headers = encode_response(
+                served.name, parsed[0], served.handler.encode_v2(job, result.values))
+            return Response(payload, headers={**headers, **result.headers})
+
+        return await answered(state, served, request, make_job, answer)
 
     return [
         Route("/v2/health/live", live, methods=["GET"]),
