@@ -15,15 +15,14 @@ from dataclasses import dataclass, replace
 
 from engine.artifact import Artifact
 from engine.errors import ArtifactError
-from engine.openvino import openvino_unusable_reason
 from engine.options import RuntimeOptions, required
 from engine.session import CPU, EngineSession, requested_providers
-from engine.variants.choice import VariantRecord, variant_records
+from engine.variants.choice import offer_for
 from engine.variants.regate import regated_for_this_machine
 from engine.variants.retime import retimed_auto
+from engine.variants.sessions import ModelFactory, open_variant
 
 logger = logging.getLogger(__name__)
-from engine.variants.sessions import ModelFactory, open_variant
 
 
 def without_broken_variants(
@@ -86,14 +85,13 @@ def open_for_load(
     """
     variant = required(options.variant, "variant")
     artifact, skipped = without_broken_variants(artifact, variant)
-    records: Mapping[str, VariantRecord] = variant_records(artifact.manifest)
+    on_cpu = requested_providers(required(options.provider, "provider")) == [CPU]
+    offer = offer_for(artifact.manifest, variant, on_cpu)
     reason = ""
     chosen = None
-    if requested_providers(required(options.provider, "provider")) == [CPU]:
-        openvino_unusable = openvino_unusable_reason(records, variant)
-        records, reason = regated_for_this_machine(
-            build, artifact, records, options, openvino_unusable)
-        chosen = retimed_auto(build, artifact, records, options, openvino_unusable)
+    if on_cpu:
+        offer, reason = regated_for_this_machine(build, artifact, offer, options)
+        chosen = retimed_auto(build, artifact, offer, options)
     if chosen is None:
-        chosen = open_variant(artifact, variant, options, records)
+        chosen = open_variant(artifact, variant, options, offer)
     return OpenedVariant(chosen.name, chosen.sessions, skipped, reason)

@@ -1,17 +1,29 @@
 """The typed records of optimized variants, as ``manifest.json`` stores them.
 
-They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest parser
-can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
+They live apart from :mod:`engine.variants.choice` (which selects a variant) so that the manifest
+parser can build them: one typed parse of the manifest, used everywhere, instead of raw dicts.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from engine.cpu import CpuInfo
 from engine.errors import CorruptArtifactError
+
+# The variants' names (what ``variant=`` accepts: these and ``auto``). They live here, with the
+# records, so that ``RuntimeOptions`` can check a name without importing the choice.
+AUTO = "auto"
+FP32 = "fp32"  # the export's own graphs; its manifest entry holds only their speeds
+FUSED = "fused"
+INT8 = "int8"
+FP16 = "fp16"
+BF16 = "bf16"
+VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16)
+VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
 
 TARGET_ANY = "any"
 TARGET_CPU = "cpu"

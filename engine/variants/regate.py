@@ -28,7 +28,7 @@ from engine.verification.reference_check import (
     is_lossy,
 )
 from engine.options import RuntimeOptions, required
-from engine.variants.choice import AUTO, usable_variants
+from engine.variants.choice import AUTO, Offer
 from engine.variants.records import TARGET_CPU, VariantRecord
 from engine.variants.sessions import ModelFactory
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
@@ -47,26 +47,25 @@ def gated_at_optimize_here(record: VariantRecord, machine: MachineKind) -> bool:
 def regated_for_this_machine(
     build: ModelFactory,
     artifact: Artifact,
-    records: Mapping[str, VariantRecord],
+    offer: Offer,
     options: RuntimeOptions,
-    openvino_unusable: str | None,
-) -> tuple[Mapping[str, VariantRecord], str]:
-    """``records`` with the lossy variants that fail their gate on this machine marked failed
+) -> tuple[Offer, str]:
+    """``offer`` with the lossy variants that fail their gate on this machine marked failed
     (for ``auto``), and what was skipped or warned about ("" when nothing).
 
     Only for ONNX Runtime's CPU provider (the caller's check): on CUDA the CPU kernels' accuracy
     says nothing. A variant that cannot be run here (a graph or the references unreadable) is
     skipped like one that fails. ``build`` makes the model a candidate is checked with.
     """
-    if options.variant != AUTO:
-        requested = required(options.variant, "variant")
-        return records, _warn_if_failed_here(artifact, records, requested)
+    records = offer.records
+    if offer.requested != AUTO:
+        return offer, _warn_if_failed_here(artifact, records, offer.requested)
     lossy = [
-        record for record in usable_variants(records, TARGET_CPU, openvino_unusable)
+        record for record in offer.usable_on_cpu
         if record.gate is not None and is_lossy(record.gate)
     ]
     if not lossy:  # nothing to re-check: no need to read this machine's identity
-        return records, ""
+        return offer, ""
     machine = machine_kind.current_machine()
     candidates = [record for record in lossy if not gated_at_optimize_here(record, machine)]
     failed: dict[str, str] = {}
@@ -99,14 +98,16 @@ def regated_for_this_machine(
     if fresh:
         record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
     if not failed:
-        return records, ""
+        return offer, ""
     for name, reason in failed.items():
         logger.warning("variant='auto' skips '%s': %s", name, reason)
     regated = {
         name: replace(record, passed=False, reason=failed[name]) if name in failed else record
         for name, record in records.items()
     }
-    return regated, "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items())
+    usable = tuple(record for record in offer.usable_on_cpu if record.name not in failed)
+    return (replace(offer, records=regated, usable_on_cpu=usable),
+            "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items()))
 
 
 def _warn_if_failed_here(

@@ -21,9 +21,9 @@ from engine.timing import TimingPlan, time_alternating
 from engine.variants.choice import (
     AUTO,
     TARGET_CPU,
+    Offer,
     VariantRecord,
     VariantSpeed,
-    usable_variants,
 )
 from engine.variants.sessions import ModelFactory, VariantSessions, open_graphs, options_for
 
@@ -45,9 +45,8 @@ def timed_elsewhere(candidates: list[VariantRecord], cpu: CpuInfo) -> list[Varia
 def retimed_auto(
     build: ModelFactory,
     artifact: Artifact,
-    records: Mapping[str, VariantRecord],
+    offer: Offer,
     options: RuntimeOptions,
-    openvino_unusable: str | None,
     cpu: CpuInfo | None = None,
 ) -> VariantSessions | None:
     """The sessions of the fastest passing CPU variant as timed here, or None where the manifest
@@ -60,9 +59,9 @@ def retimed_auto(
     Raises:
         ArtifactError: a variant file is missing or changed (with ``verify_hashes``).
     """
-    if options.variant != AUTO:
+    if offer.requested != AUTO:
         return None
-    candidates = usable_variants(records, TARGET_CPU, openvino_unusable)
+    candidates = list(offer.usable_on_cpu)
     cpu = cpu or current_cpu()
     foreign = timed_elsewhere(candidates, cpu)
     if len(candidates) < 2 or not foreign:

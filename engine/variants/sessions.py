@@ -16,17 +16,18 @@ from typing import Protocol
 
 from engine.artifact import Artifact
 from engine.errors import InputError
-from engine.openvino import OpenVinoSession, openvino_unusable_reason
+from engine.openvino import OpenVinoSession
 from engine.options import RuntimeOptions, required
-from engine.session import CUDA, OPENVINO, EngineSession, requested_providers
+from engine.session import CPU, CUDA, OPENVINO, EngineSession, requested_providers
 from engine.variants.choice import (
     AUTO,
     BF16,
     FP32,
     RUNTIME_OPENVINO,
+    Offer,
     VariantRecord,
     choose_variant,
-    variant_records,
+    offer_for,
 )
 
 
@@ -104,23 +105,23 @@ def open_variant(
     artifact: Artifact,
     requested: str,
     options: RuntimeOptions,
-    records: Mapping[str, VariantRecord] | None = None,
+    offer: Offer | None = None,
 ) -> VariantSessions:
-    """Select the variant ``requested`` (``auto`` or a name) among ``records`` (default: the
-    manifest's) and open its sessions.
+    """Select the variant ``requested`` (``auto`` or a name) in ``offer`` (default: the
+    manifest's variants) and open its sessions: the last stage of a load.
 
     Raises:
         InputError: unknown variant, or one that does not suit the provider in use.
         ArtifactError: the variant was not made, or failed its gate (the reason is in the message).
         ProviderError: CUDA was requested explicitly but is not usable.
     """
-    records = variant_records(artifact.manifest) if records is None else records
     providers = requested_providers(required(options.resolved().provider, "provider"))
+    offer = offer or offer_for(artifact.manifest, requested, on_cpu=providers == [CPU])
+    records = offer.records
     if providers == [OPENVINO]:
         return _open_on_openvino(artifact, requested, options, records)
     expect_cuda = CUDA in providers
-    openvino_unusable = None if expect_cuda else openvino_unusable_reason(records, requested)
-    record = choose_variant(records, requested, expect_cuda, openvino_unusable)
+    record = choose_variant(records, requested, expect_cuda, offer.openvino_unusable)
     if record.runtime == RUNTIME_OPENVINO:
         return VariantSessions(record.name, open_graphs(artifact, record.graphs,
                                                         options_for(record, options)))

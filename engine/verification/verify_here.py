@@ -26,8 +26,7 @@ from engine.verification.reference_check import (
 )
 from engine.verification.references import REFERENCES_NAME
 from engine.variants.records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
-from engine.openvino import openvino_unusable_reason
-from engine.variants.choice import AUTO, FP32, variant_records
+from engine.variants.choice import AUTO, FP32, openvino_unusable_reason, variant_records
 from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
 
 logger = logging.getLogger(__name__)
