@@ -2,11 +2,12 @@
 
 ``onnx-engine optimize`` adds variants (``fused``, ``int8``, ``fp16``, ``bf16``) next to the
 exported fp32 graphs and records each in ``manifest.variants``: its files per role, how it was
-made, the gate it had to pass against PyTorch, the figures it measured, and its speed. The engine never uses a variant
-that failed its gate, nor one made for another provider: int8 (MatMulInteger) has no CUDA kernels,
-and fp16 on CPU would only be slower fp32 behind casts. bf16 is the fp32 graphs run by OpenVINO
-in bf16: usable only where OpenVINO is installed and the CPU has bf16 instructions
-(``openvino_unusable``: the reason it is not, or None). A load asks that once, in
+made, the gate it had to pass against PyTorch, the figures it measured, and its speed. The engine
+never uses a variant that failed its gate, nor one made for another provider: int8
+(MatMulInteger) has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts.
+bf16 is the fp32 graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the
+CPU has bf16 instructions (``openvino_unusable``: the reason it is not, or None). A load asks
+that once, in
 :func:`offer_for`, and hands the :class:`Offer` on to re-gating, re-timing and the choice.
 
 Everything here is role-generic (``model`` for a classifier; ``encoder``, ``decoder``,
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from engine.errors import ArtifactError, InputError, ProviderError
+from engine.errors import ArtifactError, InputError, OnnxEngineError, ProviderError
 from engine.manifest import ArtifactManifest
 from engine.openvino import bf16_unusable_reason
 from engine.variants.records import (  # noqa: F401  (the names and record types are this API)
@@ -192,6 +193,58 @@ def choose_variant(
             f"{openvino_unusable}. Use variant='auto' or 'fp32'."
         )
     return record
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The variant a load opens, and the one it opens instead if CUDA falls back to the CPU.
+
+    Whether CUDA really works is only known once a session exists (``provider='auto'`` falls
+    back silently), so where CUDA is asked for the CPU's choice is made too: ``on_cpu`` is that
+    record, or the error that says why there is none (raised only if the fallback happens).
+    Off CUDA ``on_cpu`` is ``record``.
+    """
+
+    record: VariantRecord
+    on_cpu: VariantRecord | OnnxEngineError
+
+
+def choose_for_load(offer: Offer, on_cuda: bool, on_openvino: bool) -> Choice:
+    """The variant of ``offer`` to open on the provider in use: ONNX Runtime with or without
+    CUDA, or OpenVINO (``provider='openvino'``, see :func:`choose_on_openvino`).
+
+    Raises:
+        InputError, ArtifactError, ProviderError: as :func:`choose_variant`.
+    """
+    if on_openvino:
+        record = choose_on_openvino(offer.records, offer.requested)
+        return Choice(record, record)
+    record = choose_variant(offer.records, offer.requested, on_cuda, offer.openvino_unusable)
+    if not on_cuda:
+        return Choice(record, record)
+    try:
+        return Choice(record, choose_variant(offer.records, offer.requested, on_cuda=False))
+    except OnnxEngineError as error:
+        return Choice(record, error)
+
+
+def choose_on_openvino(records: Mapping[str, VariantRecord], requested: str) -> VariantRecord:
+    """``provider='openvino'``: the exported graphs (run in f32: for ``auto`` and ``fp32``,
+    options cannot ask for bf16), or the gated bf16 variant. The other variants hold ONNX
+    Runtime's own operators (fused attention, int8 ops).
+
+    Raises:
+        InputError: a variant that only ONNX Runtime runs.
+        ArtifactError: bf16 asked for but not made, or failed its gate.
+    """
+    if requested in (AUTO, FP32):
+        return records[FP32]
+    if requested != BF16:
+        raise InputError(
+            f"The '{requested}' variant runs on ONNX Runtime, not OpenVINO. Load it with "
+            "provider='cpu', or use variant='auto', 'fp32' or 'bf16' with provider='openvino'."
+        )
+    return choose_variant(records, BF16, on_cuda=False, openvino_unusable=None)
 
 
 def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:
