@@ -7,8 +7,8 @@ never uses a variant that failed its gate, nor one made for another provider: in
 (MatMulInteger) has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts.
 bf16 is the fp32 graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the
 CPU has bf16 instructions (``openvino_unusable``: the reason it is not, or None). A load asks
-that once, in
-:func:`offer_for`, and hands the :class:`Offer` on to re-gating, re-timing and the choice.
+that once, in :func:`offer_for`, and hands the :class:`Offer` on to re-gating, re-timing and
+the choice.
 
 Everything here is role-generic (``model`` for a classifier; ``encoder``, ``decoder``,
 ``decoder_with_past`` for seq2seq), so every task selects its variant through the same function.
