@@ -16,8 +16,8 @@ from __future__ import annotations
 import gc
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -98,6 +98,20 @@ def time_alternating(
         if on_round is not None:
             on_round()
     return {name: LatencyStats.of(values) for name, values in samples.items()}
+
+
+def time_workloads(
+    calls: Mapping[str, Mapping[str, Callable[[], object]]], plan: TimingPlan
+) -> dict[str, dict[str, LatencyStats]]:
+    """Each contender's named workloads (every contender has the same names), the contenders
+    alternating (:func:`time_alternating`) workload by workload: contender -> workload -> stats.
+    """
+    workloads = list(next(iter(calls.values()), {}))
+    stats = {
+        workload: time_alternating({name: named[workload] for name, named in calls.items()}, plan)
+        for workload in workloads
+    }
+    return {name: {workload: stats[workload][name] for workload in workloads} for name in calls}
 
 
 def _turn(call: Callable[[], object], timed: int) -> list[float]:

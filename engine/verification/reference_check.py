@@ -14,20 +14,17 @@ from datetime import datetime, timezone
 from engine.artifact import Artifact
 from engine.errors import ArtifactError
 from engine.manifest import TASK_FEATURE_EXTRACTION
-from engine.verification.references import REFERENCES_NAME, read_references
-from engine.verification.reference_figures import TASK_FIGURES
 from engine.options import RuntimeOptions
 from engine.variants.records import VariantGate, VariantRecord
 from engine.variants.sessions import ModelFactory, open_graphs, options_for
+from engine.verification.reference_figures import TASK_FIGURES
+from engine.verification.references import REFERENCES_NAME, read_references
 from engine.verification.verdicts import Verdict, fingerprint
 
 DEFAULT_PARITY_ATOL = 1e-4
 # fp32 against the references it was exported with: the export's parity tolerance and no changed
 # prediction; embeddings also keep the export's per-input cosine bar.
 FP32_MIN_COSINE = 0.99999
-# A gate that bounds raw |Δ| this tightly and allows no changed prediction holds a variant to
-# fp32 arithmetic (fusion only regroups it): such a variant is exact, any other is lossy.
-EXACT_ABS_DIFF = 1e-3
 
 
 def has_references(artifact: Artifact) -> bool:
@@ -53,13 +50,6 @@ def gate_for(artifact: Artifact, record: VariantRecord) -> VariantGate:
     return VariantGate(max_abs_diff=atol, min_agreement=1.0, min_cosine=cosine)
 
 
-def is_lossy(gate: VariantGate) -> bool:
-    """Whether the gate lets the variant's numbers move beyond fp32 noise (int8, fp16, bf16):
-    fused is held to ``max_abs_diff`` 1e-4 with full agreement, so it counts as exact."""
-    exact = gate.max_abs_diff is not None and gate.max_abs_diff <= EXACT_ABS_DIFF
-    return not (exact and gate.min_agreement >= 1.0)
-
-
 def check_variant(
     build: ModelFactory,
     artifact: Artifact,
@@ -75,6 +65,7 @@ def check_variant(
     """
     if not has_references(artifact):
         raise ArtifactError(missing_references_message(artifact))
+    gate = gate_for(artifact, record)
     start = time.perf_counter()
     stored = read_references(artifact.path_of(REFERENCES_NAME), artifact.manifest.task)
     options = options_for(record, replace(options or RuntimeOptions(), provider="cpu",
@@ -82,7 +73,6 @@ def check_variant(
     sessions = open_graphs(artifact, record.graphs, options, listed=False)
     model = build(artifact, sessions, options, record.name, False)
     figures = TASK_FIGURES[artifact.manifest.task](model, stored)
-    gate = gate_for(artifact, record)
     problems = gate.violations(figures)
     return Verdict(
         passed=not problems,
