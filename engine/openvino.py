@@ -15,9 +15,9 @@ which must be an error, not an fp32 run under a bf16 name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,8 @@ class OpenVinoSession(EngineSession):
         if compiled_precision != getattr(openvino.Type, precision):
             raise ProviderError(
                 f"OpenVINO was asked for {precision} but compiled '{self.path.name}' for "
-                f"{compiled_precision.get_type_name()} on this CPU ({current_cpu().describe()}). Use "
-                "openvino_precision='f32' or provider='cpu'."
+                f"{compiled_precision.get_type_name()} on this CPU ({current_cpu().describe()}). "
+                "Use openvino_precision='f32' or provider='cpu'."
             )
         self.providers = [OPENVINO]
         self.input_names = tuple(port.get_any_name() for port in self._compiled.inputs)

@@ -132,7 +132,8 @@ def _turn(call: Callable[[], object], timed: int) -> list[float]:
 
 
 def time_repeated(call: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Best time of ``repeats`` calls after ``warmup``: for hardware peaks, where min is the point."""
+    """Best time of ``repeats`` calls after ``warmup``: for hardware peaks, where min is the
+    point."""
     for _ in range(warmup):
         call()
     best = float("inf")
