@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.checks import check_int
 from engine.errors import ArtifactNotFoundError, CorruptArtifactError
-from engine.variants.records import VariantRecord
+from engine.variants.records import FP32, VariantRecord
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 TASK_CLASSIFICATION = "text-classification"
 TASK_TEXT2TEXT = "text2text-generation"
 TASK_FEATURE_EXTRACTION = "feature-extraction"
-FP32_VARIANT = "fp32"  # the export's own graphs; its manifest entry holds only their speeds
+FP32_VARIANT = FP32  # the export's own graphs; its manifest entry holds only their speeds
 
 
 @dataclass(frozen=True)

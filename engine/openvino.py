@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from engine.cpu import current_cpu
 from engine.errors import CorruptArtifactError, ProviderError
 from engine.options import RuntimeOptions, required
 from engine.session import OPENVINO, EngineSession, first_line, openvino_runtime
-from engine.variants.choice import AUTO, RUNTIME_OPENVINO, VariantRecord
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +47,6 @@ def bf16_unusable_reason() -> str | None:
     if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return f"OpenVINO's CPU device does not offer BF16 on {cpu.model}"
     return None
-
-
-def openvino_variants_unusable(records: Iterable[VariantRecord]) -> str | None:
-    """Why the passing OpenVINO variants among ``records`` cannot run here, or None where they
-    can. OpenVINO is imported (~0.2 s) only when there is such a variant to run."""
-    if not any(record.runtime == RUNTIME_OPENVINO and record.passed for record in records):
-        return "no OpenVINO variant passed its gate"
-    return bf16_unusable_reason()
-
-
-def openvino_unusable_reason(records: Mapping[str, VariantRecord], requested: str) -> str | None:
-    """Why the OpenVINO variants among ``records`` that ``requested`` (``auto`` or a name) may
-    choose cannot run here (None: they can)."""
-    return openvino_variants_unusable(
-        record for record in records.values() if requested in (AUTO, record.name)
-    )
 
 
 def compiled_model_cache(setting: str | None) -> Path | None:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from engine.checks import check_choice, check_flag, check_int
 from engine.errors import InputError, OnnxEngineError
-from engine.variants.choice import BF16, VARIANT_CHOICES
+from engine.variants.records import BF16, VARIANT_CHOICES
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "openvino")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")

@@ -100,6 +100,20 @@ def time_alternating(
     return {name: LatencyStats.of(values) for name, values in samples.items()}
 
 
+def time_workloads(
+    calls: Mapping[str, Mapping[str, Callable[[], object]]], plan: TimingPlan
+) -> dict[str, dict[str, LatencyStats]]:
+    """Each contender's named workloads (every contender has the same names), the contenders
+    alternating (:func:`time_alternating`) workload by workload: contender -> workload -> stats.
+    """
+    workloads = list(next(iter(calls.values()), {}))
+    stats = {
+        workload: time_alternating({name: named[workload] for name, named in calls.items()}, plan)
+        for workload in workloads
+    }
+    return {name: {workload: stats[workload][name] for workload in workloads} for name in calls}
+
+
 def _turn(call: Callable[[], object], timed: int) -> list[float]:
     call()  # settle: let the previous contender's threads go idle on this contender's time
     gc_was_enabled = gc.isenabled()

@@ -3,10 +3,12 @@
 ``onnx-engine optimize`` adds variants (``fused``, ``int8``, ``fp16``, ``bf16``) next to the
 exported fp32 graphs and records each in ``manifest.variants``: its files per role, how it was
 made, the gate it had to pass against PyTorch, the figures it measured, and its speed. The engine
-never uses a variant that failed its gate, nor one made for another provider: int8 (MatMulInteger)
-has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts. bf16 is the fp32
-graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the CPU has bf16
-instructions, which the caller says (``openvino_unusable``: the reason it is not, or None).
+never uses a variant that failed its gate, nor one made for another provider: int8
+(MatMulInteger) has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts.
+bf16 is the fp32 graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the
+CPU has bf16 instructions (``openvino_unusable``: the reason it is not, or None). A load asks
+that once, in :func:`offer_for`, and hands the :class:`Offer` on to re-gating, re-timing and
+the choice.
 
 Everything here is role-generic (``model`` for a classifier; ``encoder``, ``decoder``,
 ``decoder_with_past`` for seq2seq), so every task selects its variant through the same function.
@@ -14,16 +16,26 @@ Everything here is role-generic (``model`` for a classifier; ``encoder``, ``deco
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from engine.errors import ArtifactError, InputError, ProviderError
-from engine.manifest import FP32_VARIANT, ArtifactManifest
-from engine.variants.records import (  # noqa: F401  (the record types are part of this API)
+from engine.errors import ArtifactError, InputError, OnnxEngineError, ProviderError
+from engine.manifest import ArtifactManifest
+from engine.openvino import bf16_unusable_reason
+from engine.variants.records import (  # noqa: F401  (the names and record types are this API)
+    AUTO,
+    BF16,
+    FP16,
+    FP32,
+    FUSED,
+    INT8,
     RUNTIME_ONNXRUNTIME,
     RUNTIME_OPENVINO,
     TARGET_ANY,
     TARGET_CPU,
     TARGET_CUDA,
+    VARIANT_CHOICES,
+    VARIANT_NAMES,
     Flip,
     VariantFigures,
     VariantGate,
@@ -32,16 +44,8 @@ from engine.variants.records import (  # noqa: F401  (the record types are part 
     optimize_flag,
 )
 
-AUTO = "auto"
-FP32 = FP32_VARIANT
-FUSED = "fused"
-INT8 = "int8"
-FP16 = "fp16"
-BF16 = "bf16"
-VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16)
 # What a caller passes when it has not checked OpenVINO: runtime-bound variants stay out of use.
 OPENVINO_NOT_CHECKED = "OpenVINO was not checked on this machine"
-VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
 
 # Used when speeds were not measured on the provider in use. CPU: int8 ran 2.5-3x faster than fp32
 # here, and the offline fusion was equal to 10% slower than ORT's own load-time fusion. CUDA: fp16
@@ -70,6 +74,50 @@ def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
     records = {} if packed_without_fp32 else {FP32: exported}
     records.update({name: record for name, record in manifest.variants.items() if name != FP32})
     return records
+
+
+def openvino_variants_unusable(records: Iterable[VariantRecord]) -> str | None:
+    """Why the passing OpenVINO variants among ``records`` cannot run here, or None where they
+    can. OpenVINO is imported (~0.2 s) only when there is such a variant to run."""
+    if not any(record.runtime == RUNTIME_OPENVINO and record.passed for record in records):
+        return "no OpenVINO variant passed its gate"
+    return bf16_unusable_reason()
+
+
+def openvino_unusable_reason(records: Mapping[str, VariantRecord], requested: str) -> str | None:
+    """Why the OpenVINO variants among ``records`` that ``requested`` (``auto`` or a name) may
+    choose cannot run here (None: they can)."""
+    return openvino_variants_unusable(
+        record for record in records.values() if requested in (AUTO, record.name)
+    )
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one load may choose from, worked out once and handed on stage by stage.
+
+    ``records`` are the artifact's variants (after re-gating: those that failed on this machine
+    marked failed), ``requested`` is ``auto`` or a name. ``openvino_unusable`` is why OpenVINO's
+    variants cannot run here (None: they can; None too off ONNX Runtime's CPU provider, where no
+    OpenVINO variant suits). ``usable_on_cpu`` are the records ``auto`` may choose from on the
+    CPU provider (empty on another provider: re-gating and re-timing are for the CPU only).
+    """
+
+    records: Mapping[str, VariantRecord]
+    requested: str
+    openvino_unusable: str | None
+    usable_on_cpu: tuple[VariantRecord, ...]
+
+
+def offer_for(manifest: ArtifactManifest, requested: str, on_cpu: bool) -> Offer:
+    """The manifest's variants and, on ONNX Runtime's CPU provider (``on_cpu``), which of them
+    can run here: OpenVINO's usability is asked once per load, here."""
+    records = variant_records(manifest)
+    if not on_cpu:
+        return Offer(records, requested, None, ())
+    openvino_unusable = openvino_unusable_reason(records, requested)
+    usable = usable_variants(records, TARGET_CPU, openvino_unusable)
+    return Offer(records, requested, openvino_unusable, tuple(usable))
 
 
 def select_variant(
@@ -145,6 +193,58 @@ def choose_variant(
             f"{openvino_unusable}. Use variant='auto' or 'fp32'."
         )
     return record
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The variant a load opens, and the one it opens instead if CUDA falls back to the CPU.
+
+    Whether CUDA really works is only known once a session exists (``provider='auto'`` falls
+    back silently), so where CUDA is asked for the CPU's choice is made too: ``on_cpu`` is that
+    record, or the error that says why there is none (raised only if the fallback happens).
+    Off CUDA ``on_cpu`` is ``record``.
+    """
+
+    record: VariantRecord
+    on_cpu: VariantRecord | OnnxEngineError
+
+
+def choose_for_load(offer: Offer, on_cuda: bool, on_openvino: bool) -> Choice:
+    """The variant of ``offer`` to open on the provider in use: ONNX Runtime with or without
+    CUDA, or OpenVINO (``provider='openvino'``, see :func:`choose_on_openvino`).
+
+    Raises:
+        InputError, ArtifactError, ProviderError: as :func:`choose_variant`.
+    """
+    if on_openvino:
+        record = choose_on_openvino(offer.records, offer.requested)
+        return Choice(record, record)
+    record = choose_variant(offer.records, offer.requested, on_cuda, offer.openvino_unusable)
+    if not on_cuda:
+        return Choice(record, record)
+    try:
+        return Choice(record, choose_variant(offer.records, offer.requested, on_cuda=False))
+    except OnnxEngineError as error:
+        return Choice(record, error)
+
+
+def choose_on_openvino(records: Mapping[str, VariantRecord], requested: str) -> VariantRecord:
+    """``provider='openvino'``: the exported graphs (run in f32: for ``auto`` and ``fp32``,
+    options cannot ask for bf16), or the gated bf16 variant. The other variants hold ONNX
+    Runtime's own operators (fused attention, int8 ops).
+
+    Raises:
+        InputError: a variant that only ONNX Runtime runs.
+        ArtifactError: bf16 asked for but not made, or failed its gate.
+    """
+    if requested in (AUTO, FP32):
+        return records[FP32]
+    if requested != BF16:
+        raise InputError(
+            f"The '{requested}' variant runs on ONNX Runtime, not OpenVINO. Load it with "
+            "provider='cpu', or use variant='auto', 'fp32' or 'bf16' with provider='openvino'."
+        )
+    return choose_variant(records, BF16, on_cuda=False, openvino_unusable=None)
 
 
 def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:

@@ -1,10 +1,21 @@
 """Which variant a load opens, and its sessions: the variant choice of every engine class.
 
-A load drops the variants with broken files, re-gates lossy variants gated on another kind of
-machine (:mod:`engine.variants.regate`), re-times them where their timings come from another CPU
-(:mod:`engine.variants.retime`), and opens the chosen variant's sessions. The variant records are
-built once per load, and what comes back is sessions: the engine class assembles itself from
-them (``build`` only makes the candidates that re-gating and re-timing run).
+A load is a pipeline; each stage takes what the one before returned, and the files are entered
+in this order:
+
+1. :func:`engine.variants.choice.offer_for`: the variant records, and which of them can run
+   here (OpenVINO's usability asked once): an :class:`~engine.variants.choice.Offer`;
+2. :mod:`engine.variants.regate`: the lossy variants gated on another kind of machine re-gated
+   here (the verdicts cache read once, the checks still needed run, the fresh verdicts recorded);
+3. :mod:`engine.variants.retime`: where the timings come from another CPU, the candidates timed
+   here, and the fastest kept open;
+4. and 5. :func:`engine.variants.sessions.open_variant`: otherwise the choice for the provider in
+   use (:func:`engine.variants.choice.choose_for_load`) and its sessions, CUDA's fallback to the
+   CPU included.
+
+Stages 2 and 3 run on ONNX Runtime's CPU provider only. What comes back is sessions: the engine
+class assembles itself from them (``build`` only makes the candidates that re-gating and
+re-timing run).
 """
 
 from __future__ import annotations
@@ -15,10 +26,9 @@ from dataclasses import dataclass, replace
 
 from engine.artifact import Artifact
 from engine.errors import ArtifactError
-from engine.openvino import openvino_unusable_reason
 from engine.options import RuntimeOptions, required
 from engine.session import CPU, EngineSession, requested_providers
-from engine.variants.choice import VariantRecord, variant_records
+from engine.variants.choice import offer_for
 from engine.variants.regate import regated_for_this_machine
 from engine.variants.retime import retimed_auto
 from engine.variants.sessions import ModelFactory, open_variant
@@ -86,14 +96,13 @@ def open_for_load(
     """
     variant = required(options.variant, "variant")
     artifact, skipped = without_broken_variants(artifact, variant)
-    records: Mapping[str, VariantRecord] = variant_records(artifact.manifest)
+    on_cpu = requested_providers(required(options.provider, "provider")) == [CPU]
+    offer = offer_for(artifact.manifest, variant, on_cpu)
     reason = ""
     chosen = None
-    if requested_providers(required(options.provider, "provider")) == [CPU]:
-        openvino_unusable = openvino_unusable_reason(records, variant)
-        records, reason = regated_for_this_machine(
-            build, artifact, records, options, openvino_unusable)
-        chosen = retimed_auto(build, artifact, records, options, openvino_unusable)
+    if on_cpu:
+        offer, reason = regated_for_this_machine(build, artifact, offer, options)
+        chosen = retimed_auto(build, artifact, offer, options)
     if chosen is None:
-        chosen = open_variant(artifact, variant, options, records)
+        chosen = open_variant(artifact, variant, options, offer)
     return OpenedVariant(chosen.name, chosen.sessions, skipped, reason)

@@ -14,6 +14,17 @@ from typing import Any
 from engine.cpu import CpuInfo
 from engine.errors import CorruptArtifactError
 
+# The variants' names (what ``variant=`` accepts: these and ``auto``). They live here, with the
+# records, so that ``RuntimeOptions`` can check a name without importing the choice.
+AUTO = "auto"
+FP32 = "fp32"  # the export's own graphs; its manifest entry holds only their speeds
+FUSED = "fused"
+INT8 = "int8"
+FP16 = "fp16"
+BF16 = "bf16"
+VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16)
+VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
+
 TARGET_ANY = "any"
 TARGET_CPU = "cpu"
 TARGET_CUDA = "cuda"
@@ -22,6 +33,9 @@ TARGET_CUDA = "cuda"
 RUNTIME_ONNXRUNTIME = "onnxruntime"
 RUNTIME_OPENVINO = "openvino"
 RUNTIMES = (RUNTIME_ONNXRUNTIME, RUNTIME_OPENVINO)
+# A gate that bounds raw |Δ| this tightly and allows no changed prediction holds a variant to
+# fp32 arithmetic (fusion only regroups it): such a variant is exact, any other is lossy.
+EXACT_ABS_DIFF = 1e-3
 
 
 def optimize_flag(variant: str) -> str:
@@ -58,6 +72,13 @@ class VariantGate:
     flip_margin: float | None = None
     min_cosine: float | None = None
     min_retrieval_agreement: float | None = None
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the gate lets the variant's numbers move beyond fp32 noise (int8, fp16,
+        bf16): fused is held to ``max_abs_diff`` 1e-4 with full agreement, so it is exact."""
+        exact = self.max_abs_diff is not None and self.max_abs_diff <= EXACT_ABS_DIFF
+        return not (exact and self.min_agreement >= 1.0)
 
     def violations(self, figures: VariantFigures) -> list[str]:
         """Each limit the figures break, as a readable phrase (empty when the gate passes)."""

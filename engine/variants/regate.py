@@ -3,10 +3,10 @@
 A lossy variant's gate (int8, fp16, bf16) was measured on the machine that ran ``optimize``; its
 kernels differ by instruction set (``engine.verification.machine``). So before ``auto`` may pick
 one on a machine of another architecture or ISA class than that one, and than every machine with a
-recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs the
-artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log and the
-model's ``variant_reason`` say why); asked for by name it still loads, with a warning naming the
-failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
+recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs
+the artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log
+and the model's ``variant_reason`` say why); asked for by name it still loads, with a warning
+naming the failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
 ``onnx-engine verify`` checks them too.
 """
 
@@ -20,18 +20,13 @@ import engine.verification.machine as machine_kind
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo
 from engine.errors import OnnxEngineError
-from engine.options import RuntimeOptions, required
-from engine.variants.choice import AUTO, usable_variants
+from engine.options import RuntimeOptions
+from engine.variants.choice import AUTO, Offer
 from engine.variants.records import TARGET_CPU, VariantRecord
 from engine.variants.sessions import ModelFactory
 from engine.verification.machine import MachineKind
-from engine.verification.reference_check import (
-    check_variant,
-    gate_for,
-    has_references,
-    is_lossy,
-)
-from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
+from engine.verification.reference_check import check_variant, has_references
+from engine.verification.verdicts import Verdict, VerdictCache
 
 logger = logging.getLogger(__name__)
 
@@ -47,33 +42,35 @@ def gated_at_optimize_here(record: VariantRecord, machine: MachineKind) -> bool:
 def regated_for_this_machine(
     build: ModelFactory,
     artifact: Artifact,
-    records: Mapping[str, VariantRecord],
+    offer: Offer,
     options: RuntimeOptions,
-    openvino_unusable: str | None,
-) -> tuple[Mapping[str, VariantRecord], str]:
-    """``records`` with the lossy variants that fail their gate on this machine marked failed
+) -> tuple[Offer, str]:
+    """``offer`` with the lossy variants that fail their gate on this machine marked failed
     (for ``auto``), and what was skipped or warned about ("" when nothing).
 
     Only for ONNX Runtime's CPU provider (the caller's check): on CUDA the CPU kernels' accuracy
     says nothing. A variant that cannot be run here (a graph or the references unreadable) is
     skipped like one that fails. ``build`` makes the model a candidate is checked with.
     """
-    if options.variant != AUTO:
-        requested = required(options.variant, "variant")
-        return records, _warn_if_failed_here(artifact, records, requested)
+    records = offer.records
+    if offer.requested != AUTO:
+        return offer, _warn_if_failed_here(artifact, records, offer.requested)
     lossy = [
-        record for record in usable_variants(records, TARGET_CPU, openvino_unusable)
-        if record.gate is not None and is_lossy(record.gate)
+        record for record in offer.usable_on_cpu if record.gate is not None and record.gate.lossy
     ]
     if not lossy:  # nothing to re-check: no need to read this machine's identity
-        return records, ""
+        return offer, ""
     machine = machine_kind.current_machine()
     candidates = [record for record in lossy if not gated_at_optimize_here(record, machine)]
+    if not candidates:
+        return offer, ""
+    cache = VerdictCache.read(artifact.path, artifact.manifest, machine)
+    known = {record.name: cache.verdict(record, record.gate) for record in candidates
+             if record.gate is not None}
     failed: dict[str, str] = {}
     fresh: dict[str, Verdict] = {}
     for record in candidates:
-        expected = fingerprint(artifact.manifest, record, gate_for(artifact, record))
-        verdict = cached_verdict(artifact.path, machine.key, record.name, expected)
+        verdict = known[record.name]
         if verdict is None:
             if not has_references(artifact):
                 logger.warning(
@@ -96,17 +93,18 @@ def regated_for_this_machine(
         if not verdict.passed:
             failed[record.name] = (f"failed its gate on this machine ({machine.describe()}): "
                                    f"{verdict.reason}")
-    if fresh:
-        record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
+    cache.record(fresh)
     if not failed:
-        return records, ""
+        return offer, ""
     for name, reason in failed.items():
         logger.warning("variant='auto' skips '%s': %s", name, reason)
     regated = {
         name: replace(record, passed=False, reason=failed[name]) if name in failed else record
         for name, record in records.items()
     }
-    return regated, "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items())
+    usable = tuple(record for record in offer.usable_on_cpu if record.name not in failed)
+    return (replace(offer, records=regated, usable_on_cpu=usable),
+            "; ".join(f"'{name}' skipped: {reason}" for name, reason in failed.items()))
 
 
 def _warn_if_failed_here(
@@ -118,9 +116,9 @@ def _warn_if_failed_here(
     if record is None or record.gate is None or not has_references(artifact):
         return ""
     machine = machine_kind.current_machine()
-    expected = fingerprint(artifact.manifest, record, record.gate)
-    verdict = cached_verdict(artifact.path, machine.key, requested, expected)
-    if verdict is None and is_lossy(record.gate) and not gated_at_optimize_here(record, machine):
+    verdict = VerdictCache.read(artifact.path, artifact.manifest, machine).verdict(
+        record, record.gate)
+    if verdict is None and record.gate.lossy and not gated_at_optimize_here(record, machine):
         logger.info("'%s' was asked for by name; its accuracy was not checked on this kind of "
                     "machine (%s): 'onnx-engine verify %s' checks it.", requested,
                     machine.describe(), artifact.path)

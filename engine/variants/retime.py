@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
 
 from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
 from engine.options import RuntimeOptions
-from engine.timing import TimingPlan, time_alternating
+from engine.timing import TimingPlan, time_workloads
 from engine.variants.choice import (
     AUTO,
     TARGET_CPU,
+    Offer,
     VariantRecord,
     VariantSpeed,
-    usable_variants,
 )
 from engine.variants.sessions import ModelFactory, VariantSessions, open_graphs, options_for
 
@@ -32,6 +31,8 @@ logger = logging.getLogger(__name__)
 # Rounds of every variant's calls, alternating, after one warm-up: a load must stay short, and
 # the gap that decides a choice (int8 vs fp32: 2-9x) is far wider than the noise of 3 rounds.
 RETIME_ROUNDS = 3
+RETIME_PLAN = TimingPlan(warmup=1, rounds=RETIME_ROUNDS, min_rounds=RETIME_ROUNDS, timed_per_turn=1,
+                         budget_s=math.inf)
 
 
 def timed_elsewhere(candidates: list[VariantRecord], cpu: CpuInfo) -> list[VariantRecord]:
@@ -45,9 +46,8 @@ def timed_elsewhere(candidates: list[VariantRecord], cpu: CpuInfo) -> list[Varia
 def retimed_auto(
     build: ModelFactory,
     artifact: Artifact,
-    records: Mapping[str, VariantRecord],
+    offer: Offer,
     options: RuntimeOptions,
-    openvino_unusable: str | None,
     cpu: CpuInfo | None = None,
 ) -> VariantSessions | None:
     """The sessions of the fastest passing CPU variant as timed here, or None where the manifest
@@ -60,9 +60,9 @@ def retimed_auto(
     Raises:
         ArtifactError: a variant file is missing or changed (with ``verify_hashes``).
     """
-    if options.variant != AUTO:
+    if offer.requested != AUTO:
         return None
-    candidates = usable_variants(records, TARGET_CPU, openvino_unusable)
+    candidates = list(offer.usable_on_cpu)
     cpu = cpu or current_cpu()
     foreign = timed_elsewhere(candidates, cpu)
     if len(candidates) < 2 or not foreign:
@@ -71,10 +71,15 @@ def retimed_auto(
         record.name: open_graphs(artifact, record.graphs, options_for(record, options))
         for record in candidates
     }
-    speeds = time_calls({
+    stats = time_workloads({
         name: build(artifact, sessions, options, name, True).timing_calls()
         for name, sessions in opened.items()
-    }, cpu)
+    }, RETIME_PLAN)
+    speeds = {
+        name: VariantSpeed({workload: round(figures.p50_ms, 4) for workload, figures in
+                            named.items()}, RETIME_PLAN.rounds, cpu.to_dict())
+        for name, named in stats.items()
+    }
     best = min(speeds, key=lambda name: speeds[name].score_ms)
     logger.warning(
         "variant='auto': the manifest's CPU timings of %s were taken on %s, not on this CPU, %s. "
@@ -88,30 +93,6 @@ def retimed_auto(
         artifact.path,
     )
     return VariantSessions(best, opened[best])
-
-
-def time_calls(
-    calls: Mapping[str, Mapping[str, Callable[[], object]]], cpu: CpuInfo,
-    rounds: int = RETIME_ROUNDS,
-) -> dict[str, VariantSpeed]:
-    """Median latency of each variant's named calls (every variant has the same names), the
-    variants alternating round by round after one warm-up (:func:`engine.timing.time_alternating`).
-    """
-    plan = TimingPlan(warmup=1, rounds=rounds, min_rounds=rounds, timed_per_turn=1,
-                      budget_s=math.inf)
-    workloads = next(iter(calls.values()), {})
-    stats = {
-        workload: time_alternating({name: named[workload] for name, named in calls.items()}, plan)
-        for workload in workloads
-    }
-    return {
-        name: VariantSpeed(
-            {workload: round(stats[workload][name].p50_ms, 4) for workload in workloads},
-            rounds,
-            cpu.to_dict(),
-        )
-        for name in calls
-    }
 
 
 def _recorded_cpus(records: list[VariantRecord]) -> str:

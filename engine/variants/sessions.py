@@ -15,18 +15,17 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from engine.artifact import Artifact
-from engine.errors import InputError
-from engine.openvino import OpenVinoSession, openvino_unusable_reason
+from engine.errors import OnnxEngineError
+from engine.openvino import OpenVinoSession
 from engine.options import RuntimeOptions, required
-from engine.session import CUDA, OPENVINO, EngineSession, requested_providers
+from engine.session import CPU, CUDA, OPENVINO, EngineSession, requested_providers
 from engine.variants.choice import (
-    AUTO,
     BF16,
-    FP32,
     RUNTIME_OPENVINO,
+    Offer,
     VariantRecord,
-    choose_variant,
-    variant_records,
+    choose_for_load,
+    offer_for,
 )
 
 
@@ -104,58 +103,31 @@ def open_variant(
     artifact: Artifact,
     requested: str,
     options: RuntimeOptions,
-    records: Mapping[str, VariantRecord] | None = None,
+    offer: Offer | None = None,
 ) -> VariantSessions:
-    """Select the variant ``requested`` (``auto`` or a name) among ``records`` (default: the
-    manifest's) and open its sessions.
+    """Choose the variant ``requested`` (``auto`` or a name) in ``offer`` (default: the
+    manifest's variants) for the provider in use and open its sessions: a load's last stage.
 
     Raises:
         InputError: unknown variant, or one that does not suit the provider in use.
         ArtifactError: the variant was not made, or failed its gate (the reason is in the message).
         ProviderError: CUDA was requested explicitly but is not usable.
     """
-    records = variant_records(artifact.manifest) if records is None else records
     providers = requested_providers(required(options.resolved().provider, "provider"))
-    if providers == [OPENVINO]:
-        return _open_on_openvino(artifact, requested, options, records)
+    offer = offer or offer_for(artifact.manifest, requested, on_cpu=providers == [CPU])
     expect_cuda = CUDA in providers
-    openvino_unusable = None if expect_cuda else openvino_unusable_reason(records, requested)
-    record = choose_variant(records, requested, expect_cuda, openvino_unusable)
+    choice = choose_for_load(offer, expect_cuda, providers == [OPENVINO])
+    record = choice.record
     if record.runtime == RUNTIME_OPENVINO:
         return VariantSessions(record.name, open_graphs(artifact, record.graphs,
                                                         options_for(record, options)))
     sessions = open_graphs(artifact, record.graphs, options, providers=providers)
     if expect_cuda and not all(session.on_cuda for session in sessions.values()):
-        # provider='auto' fell back to CPU (an explicit 'cuda' raised above): choose for CPU.
-        on_cpu = choose_variant(records, requested, on_cuda=False)
+        # provider='auto' fell back to CPU (an explicit 'cuda' raised above): the CPU's choice.
+        on_cpu = choice.on_cpu
+        if isinstance(on_cpu, OnnxEngineError):  # no variant of the artifact can run on the CPU
+            raise on_cpu
         if on_cpu.graphs != record.graphs:
             sessions = open_graphs(artifact, on_cpu.graphs, replace(options, provider="cpu"))
         record = on_cpu
     return VariantSessions(record.name, sessions)
-
-
-def _open_on_openvino(
-    artifact: Artifact,
-    requested: str,
-    options: RuntimeOptions,
-    records: Mapping[str, VariantRecord],
-) -> VariantSessions:
-    """``provider='openvino'``: the exported graphs in f32 (for ``auto`` and ``fp32``: options
-    cannot ask for bf16 with them), or the gated bf16 variant. The other variants hold ONNX
-    Runtime's own operators (fused attention, int8 ops).
-
-    Raises:
-        InputError: a variant that only ONNX Runtime runs.
-        ArtifactError: bf16 asked for but not made, or failed its gate.
-    """
-    if requested in (AUTO, FP32):
-        graphs = records[FP32].graphs
-        return VariantSessions(FP32, open_graphs(artifact, graphs, options, providers=[OPENVINO]))
-    if requested != BF16:
-        raise InputError(
-            f"The '{requested}' variant runs on ONNX Runtime, not OpenVINO. Load it with "
-            "provider='cpu', or use variant='auto', 'fp32' or 'bf16' with provider='openvino'."
-        )
-    record = choose_variant(records, BF16, on_cuda=False, openvino_unusable=None)
-    return VariantSessions(record.name, open_graphs(artifact, record.graphs,
-                                                    options_for(record, options)))

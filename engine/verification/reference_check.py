@@ -26,9 +26,6 @@ DEFAULT_PARITY_ATOL = 1e-4
 # fp32 against the references it was exported with: the export's parity tolerance and no changed
 # prediction; embeddings also keep the export's per-input cosine bar.
 FP32_MIN_COSINE = 0.99999
-# A gate that bounds raw |Δ| this tightly and allows no changed prediction holds a variant to
-# fp32 arithmetic (fusion only regroups it): such a variant is exact, any other is lossy.
-EXACT_ABS_DIFF = 1e-3
 
 
 def has_references(artifact: Artifact) -> bool:
@@ -54,13 +51,6 @@ def gate_for(artifact: Artifact, record: VariantRecord) -> VariantGate:
     return VariantGate(max_abs_diff=atol, min_agreement=1.0, min_cosine=cosine)
 
 
-def is_lossy(gate: VariantGate) -> bool:
-    """Whether the gate lets the variant's numbers move beyond fp32 noise (int8, fp16, bf16):
-    fused is held to ``max_abs_diff`` 1e-4 with full agreement, so it counts as exact."""
-    exact = gate.max_abs_diff is not None and gate.max_abs_diff <= EXACT_ABS_DIFF
-    return not (exact and gate.min_agreement >= 1.0)
-
-
 def check_variant(
     build: ModelFactory,
     artifact: Artifact,
@@ -76,6 +66,7 @@ def check_variant(
     """
     if not has_references(artifact):
         raise ArtifactError(missing_references_message(artifact))
+    gate = gate_for(artifact, record)
     start = time.perf_counter()
     stored = read_references(artifact.path_of(REFERENCES_NAME), artifact.manifest.task)
     options = options_for(record, replace(options or RuntimeOptions(), provider="cpu",
@@ -85,7 +76,6 @@ def check_variant(
     # A task outside TASK_FIGURES measures its own figures (its engine class's hook).
     task_figures = TASK_FIGURES.get(artifact.manifest.task)
     figures = task_figures(model, stored) if task_figures else model.reference_figures(stored)
-    gate = gate_for(artifact, record)
     problems = gate.violations(figures)
     return Verdict(
         passed=not problems,

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.manifest import ArtifactManifest
 from engine.variants.records import VariantFigures, VariantGate, VariantRecord
+from engine.verification.machine import MachineKind
 from engine.verification.references import REFERENCES_NAME
 
 VERDICTS_NAME = "verdicts.json"
@@ -85,7 +86,44 @@ def read_verdicts(folder: Path) -> dict[str, Any]:
 def cached_verdict(folder: Path, machine_key: str, variant: str, expected: str) -> Verdict | None:
     """The verdict of ``variant`` recorded for ``machine_key``, if its fingerprint is
     ``expected``."""
-    entry = read_verdicts(folder)["machines"].get(machine_key, {}).get("variants", {}).get(variant)
+    return _matching(_recorded(read_verdicts(folder), machine_key).get(variant), expected)
+
+
+@dataclass(frozen=True)
+class VerdictCache:
+    """One artifact's verdicts for this machine kind, read once per load: the re-gate asks it
+    for the verdicts it holds and hands it the fresh ones to record."""
+
+    manifest: ArtifactManifest
+    folder: Path
+    machine: MachineKind
+    recorded: Mapping[str, Any]
+
+    @classmethod
+    def read(cls, folder: Path, manifest: ArtifactManifest, machine: MachineKind) -> VerdictCache:
+        return cls(manifest, folder, machine, _recorded(read_verdicts(folder), machine.key))
+
+    def verdict(self, record: VariantRecord, gate: VariantGate) -> Verdict | None:
+        """The recorded verdict of ``record`` held to ``gate``, if it still holds (the files and
+        the gate are the ones it was measured with)."""
+        return _matching(self.recorded.get(record.name),
+                         fingerprint(self.manifest, record, gate))
+
+    def record(self, fresh: Mapping[str, Verdict]) -> bool:
+        """Record ``fresh`` verdicts (see :func:`record_verdicts`); nothing to do when empty."""
+        if not fresh:
+            return True
+        return record_verdicts(self.folder, self.machine.to_dict(), self.machine.key, fresh)
+
+
+def _recorded(data: Mapping[str, Any], machine_key: str) -> Mapping[str, Any]:
+    """The verdicts per variant recorded for ``machine_key`` in a verdicts file's ``data``."""
+    variants: Mapping[str, Any] = data["machines"].get(machine_key, {}).get("variants", {})
+    return variants
+
+
+def _matching(entry: Any, expected: str) -> Verdict | None:
+    """The verdict a file ``entry`` holds, if it parses and its fingerprint is ``expected``."""
     try:
         verdict = Verdict.from_dict(entry) if entry is not None else None
     except (KeyError, TypeError, ValueError):

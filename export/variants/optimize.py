@@ -20,7 +20,6 @@ from engine.artifact import Artifact, file_record
 from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
-from engine.openvino import openvino_variants_unusable
 from engine.options import RuntimeOptions
 from engine.variants.choice import (
     BF16,
@@ -35,6 +34,7 @@ from engine.variants.choice import (
     TARGET_CUDA,
     VariantGate,
     VariantRecord,
+    openvino_variants_unusable,
     variant_file_name,
     variant_records,
 )

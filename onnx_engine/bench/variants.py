@@ -110,7 +110,6 @@ def build_missing_variant(artifact: Path, variant: str) -> None:
 
 
 def _openvino_unusable(manifest: Any) -> str | None:
-    from engine.openvino import openvino_variants_unusable
-    from engine.variants.choice import variant_records
+    from engine.variants.choice import openvino_variants_unusable, variant_records
 
     return openvino_variants_unusable(variant_records(manifest).values())

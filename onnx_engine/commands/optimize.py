@@ -161,8 +161,12 @@ def variant_table(manifest: Any) -> str:
 
 def auto_choice_line(manifest: Any) -> str:
     from engine.cpu import current_cpu
-    from engine.openvino import openvino_variants_unusable
-    from engine.variants.choice import AUTO, select_variant, variant_records
+    from engine.variants.choice import (
+        AUTO,
+        openvino_variants_unusable,
+        select_variant,
+        variant_records,
+    )
 
     unusable = openvino_variants_unusable(variant_records(manifest).values())
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)
