@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.manifest import TASK_CLASSIFICATION
 from engine.tasks.classification import Classifier
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
     add_text_arguments,
-    check_artifact_folder,
+    load_for_command,
     read_texts,
-    runtime_options,
 )
 from onnx_engine.progress_bar import chunks_with_progress
 
@@ -34,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
-    check_artifact_folder(args.artifact, TASK_CLASSIFICATION, "classify")
-    classifier = Classifier.load(args.artifact, options=runtime_options(args))
+    classifier = load_for_command(args, Classifier, "classify")
     ranked = args.all_labels or args.top_k is not None
     top_k = None if args.all_labels else args.top_k
     for chunk in chunks_with_progress(texts, "classifying", args.quiet):

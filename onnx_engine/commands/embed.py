@@ -11,15 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
-from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.tasks.feature_extraction import Embedder
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
     add_text_arguments,
-    check_artifact_folder,
+    load_for_command,
     read_texts,
-    runtime_options,
     save_npy,
 )
 from onnx_engine.progress_bar import chunks_with_progress
@@ -64,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
     if args.save is not None and not args.save.parent.is_dir():
         raise InputError(f"--save: the folder '{args.save.parent}' does not exist.")
-    check_artifact_folder(args.artifact, TASK_FEATURE_EXTRACTION, "embed")
-    embedder = Embedder.load(args.artifact, options=runtime_options(args))
+    embedder = load_for_command(args, Embedder, "embed")
     embeddings = embed_texts(embedder, texts, args)
     if args.save is not None:
         save_npy(args.save, embeddings, "--save")

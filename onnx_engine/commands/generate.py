@@ -6,16 +6,14 @@ import argparse
 import json
 from typing import Any
 
-from engine.manifest import TASK_TEXT2TEXT
 from engine.seq2seq.outputs import GeneratedSequence
 from engine.tasks.text2text import Seq2SeqLM
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
     add_text_arguments,
-    check_artifact_folder,
+    load_for_command,
     read_texts,
-    runtime_options,
 )
 
 
@@ -47,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
-    check_artifact_folder(args.artifact, TASK_TEXT2TEXT, "generate")
-    model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
+    model = load_for_command(args, Seq2SeqLM, "generate")
     early_stopping = {"true": True, "false": False, "never": "never"}[args.early_stopping]
     results = model.generate(
         texts,

@@ -15,14 +15,12 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
-from engine.manifest import TASK_TEXT2TEXT
 from engine.numerics import softmax
 from engine.tasks.text2text import Seq2SeqLM
 from engine.tokenization import TextTokenizer
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
-    check_artifact_folder,
-    runtime_options,
+    load_for_command,
     save_npy,
     writable_file,
 )
@@ -50,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top-k must be a positive integer, got {args.top_k}.")
     if args.save is not None:
         writable_file(args.save, "--save")
-    check_artifact_folder(args.artifact, TASK_TEXT2TEXT, "logits")
-    model = Seq2SeqLM.load(args.artifact, options=runtime_options(args))
+    model = load_for_command(args, Seq2SeqLM, "logits")
     forced = model.logits([args.source], [args.target], truncation=args.truncate)
     length = int(forced.mask[0].sum())
     logits = forced.logits[0, :length]

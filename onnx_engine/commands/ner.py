@@ -8,16 +8,14 @@ import json
 
 from engine.tasks.token_classification import (
     AGGREGATION_STRATEGIES,
-    TASK_TOKEN_CLASSIFICATION,
     TokenClassifier,
 )
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
     add_text_arguments,
-    check_artifact_folder,
+    load_for_command,
     read_texts,
-    runtime_options,
 )
 from onnx_engine.progress_bar import chunks_with_progress
 
@@ -47,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     texts = read_texts(args)
-    check_artifact_folder(args.artifact, TASK_TOKEN_CLASSIFICATION, "ner")
-    ner = TokenClassifier.load(args.artifact, options=runtime_options(args))
+    ner = load_for_command(args, TokenClassifier, "ner")
     ignored = [] if args.all_labels else args.ignore_label
     for chunk in chunks_with_progress(texts, "tagging", args.quiet):
         found = ner(chunk, aggregation_strategy=args.aggregation_strategy,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.tasks.reranking import TASK_RANKING, Reranker
+from engine.tasks.reranking import Reranker
 from onnx_engine.commands.runtime_args import (
     add_batch_size_argument,
     add_runtime_arguments,
     add_text_arguments,
-    check_artifact_folder,
+    load_for_command,
     read_texts,
-    runtime_options,
 )
 
 
@@ -34,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     documents = read_texts(args)
-    check_artifact_folder(args.artifact, TASK_RANKING, "rerank")
-    reranker = Reranker.load(args.artifact, options=runtime_options(args))
+    reranker = load_for_command(args, Reranker, "rerank")
     ranking = reranker.rank(args.query, documents, top_k=args.top_k, return_documents=True,
                             batch_size=args.batch_size)
     if args.json:

@@ -6,13 +6,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.options import PROVIDER_CHOICES, RuntimeOptions
+from engine.tasks.base import ArtifactModel
 from engine.variants.choice import VARIANT_CHOICES
 from onnx_engine.tasks import TASKS
+
+Model = TypeVar("Model", bound=ArtifactModel)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,3 +186,16 @@ def check_artifact_folder(path: str | Path, task: str | None, command: str) -> N
             f"'{folder}' holds a '{held}' model; 'onnx-engine {command}' runs '{task}' "
             f"artifacts. {fix}"
         )
+
+
+def load_for_command(args: argparse.Namespace, engine_class: type[Model], command: str) -> Model:
+    """``engine_class`` loaded from ``args.artifact`` with the runtime flags, after the folder is
+    checked in the CLI's words (:func:`check_artifact_folder`) for that class's task.
+
+    Raises:
+        InputError: the path is a file, a checkpoint folder or another task's artifact, or a
+            runtime flag is invalid.
+        ArtifactError, ProviderError: as the engine's ``load`` raises them.
+    """
+    check_artifact_folder(args.artifact, engine_class.task, command)
+    return engine_class.load(args.artifact, options=runtime_options(args))

@@ -7,16 +7,14 @@ import json
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.tasks.feature_extraction import Embedder
 from onnx_engine.commands.embed import add_embedding_arguments, embed_texts
 from onnx_engine.commands.runtime_args import (
     add_runtime_arguments,
     add_text_arguments,
-    check_artifact_folder,
+    load_for_command,
     read_text_lines,
     read_texts,
-    runtime_options,
 )
 
 
@@ -52,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     documents, line_numbers = read_corpus(args.corpus)
     if isinstance(args.top_k, bool) or args.top_k < 1:
         raise InputError(f"--top-k must be a positive integer, got {args.top_k}.")
-    check_artifact_folder(args.artifact, TASK_FEATURE_EXTRACTION, "search")
-    embedder = Embedder.load(args.artifact, options=runtime_options(args))
+    embedder = load_for_command(args, Embedder, "search")
     corpus = embed_texts(embedder, documents, args, label="embedding corpus")
     hits = embedder.search(embed_texts(embedder, queries, args, label="embedding queries"),
                            corpus, top_k=args.top_k)
