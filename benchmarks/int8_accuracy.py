@@ -37,7 +37,7 @@ from engine.numerics import softmax
 from engine.openvino import bf16_unusable_reason
 from engine.options import RuntimeOptions
 from engine.tasks.classification import Classifier
-from engine.variants.choice import BF16, FP32, INT8, VariantRecord
+from engine.variants.records import BF16, FP32, INT8, VariantRecord
 from engine.variants.sessions import options_for
 from export.exporter import ExportSettings, export_model
 from export.tasks.classification import ClassificationExporter, ClassifierReference

@@ -28,7 +28,8 @@ from pathlib import Path
 from engine.artifact import Artifact, file_record
 from engine.errors import ArtifactError, InputError, MissingDependencyError
 from engine.manifest import ArtifactManifest
-from engine.variants.choice import RUNTIME_ONNXRUNTIME, variant_records
+from engine.variants.choice import variant_records
+from engine.variants.records import RUNTIME_ONNXRUNTIME
 
 ORT_OPERATORS_CONFIG = "required_operators.config"
 

@@ -321,7 +321,7 @@ def test_the_optimize_table_of_an_embedding_artifact_speaks_of_embeddings(tiny_e
     from dataclasses import replace
 
     from engine.manifest import ArtifactManifest
-    from engine.variants.choice import FUSED, VariantFigures, VariantRecord
+    from engine.variants.records import FUSED, VariantFigures, VariantRecord
     from export.tasks.feature_extraction.variants import EMBEDDING_GATES
     from onnx_engine.commands.optimize import variant_table
 

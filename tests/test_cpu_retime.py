@@ -13,7 +13,8 @@ import engine.cpu
 from engine import Classifier
 from engine.cpu import CpuInfo, current_cpu, parse_cpuinfo
 from engine.manifest import ArtifactManifest
-from engine.variants.choice import FP32, INT8, TARGET_CPU, variant_records
+from engine.variants.choice import variant_records
+from engine.variants.records import FP32, INT8, TARGET_CPU
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import Classifier, Seq2SeqLM
-from engine.variants.choice import FP16, TARGET_CPU, TARGET_CUDA
+from engine.variants.records import FP16, TARGET_CPU, TARGET_CUDA
 from export.variants import optimize as optimize_module
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.bench.transfers import TransferCounter

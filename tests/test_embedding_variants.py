@@ -11,7 +11,8 @@ from helpers import corrupting_recipe, timed_elsewhere
 
 from engine.errors import ArtifactError
 from engine.tasks.feature_extraction import Embedder
-from engine.variants.choice import AUTO, FP32, FUSED, INT8, variant_records
+from engine.variants.choice import variant_records
+from engine.variants.records import AUTO, FP32, FUSED, INT8
 from export.retrieval_set import DOCUMENTS, QUERIES
 from export.tasks.feature_extraction.variants import (
     EMBEDDING_GATES,

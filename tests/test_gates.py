@@ -8,7 +8,7 @@ import pytest
 from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
 from engine.numerics import sigmoid, softmax
-from engine.variants.choice import FP16, INT8, Flip, VariantFigures
+from engine.variants.records import FP16, INT8, Flip, VariantFigures
 from engine.verification.gate_figures import measure_figures
 from export.check_set import check_texts
 from export.parity import OutputPair

@@ -10,7 +10,7 @@ import pytest
 from engine import Classifier
 from engine.manifest import ArtifactManifest
 from engine.numerics import softmax
-from engine.variants.choice import INT8
+from engine.variants.records import INT8
 from export.check_set import check_texts
 from export.variants.calibration import DEFAULT_SENTENCES
 from export.variants.int8_search import DYNAMIC, matmul_nodes

@@ -19,7 +19,8 @@ from engine.manifest import ArtifactManifest
 from engine.openvino import bf16_unusable_reason
 from engine.options import PROVIDER_CHOICES, RuntimeOptions
 from engine.session import OPENVINO, available_providers
-from engine.variants.choice import BF16, FP32, RUNTIME_OPENVINO, TARGET_CPU, variant_records
+from engine.variants.choice import variant_records
+from engine.variants.records import BF16, FP32, RUNTIME_OPENVINO, TARGET_CPU
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.commands.optimize import requested_variants
 

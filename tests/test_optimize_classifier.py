@@ -17,15 +17,8 @@ from engine import Classifier
 from engine.artifact import Artifact, sha256_of
 from engine.errors import ArtifactError, HashMismatchError, InputError
 from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
-from engine.variants.choice import (
-    FP16,
-    FP32,
-    FUSED,
-    INT8,
-    TARGET_CPU,
-    fastest,
-    variant_records,
-)
+from engine.variants.choice import fastest, variant_records
+from engine.variants.records import FP16, FP32, FUSED, INT8, TARGET_CPU
 from engine.verification.gate_figures import measure_figures
 from export.check_set import check_texts
 from export.parity import OutputPair

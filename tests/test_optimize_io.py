@@ -15,7 +15,7 @@ import pytest
 import export.variants.optimize
 from engine.artifact import Artifact
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
-from engine.variants.choice import FUSED
+from engine.variants.records import FUSED
 from export.tasks.classification import ClassifierChecker
 from export.variants.files import PREVIOUS_PREFIX, STAGING_PREFIX, recover_interrupted_commit
 from onnx_engine.cli import main

@@ -14,7 +14,7 @@ from engine.artifact import sha256_of
 from engine.errors import ArtifactError, HashMismatchError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.packing import ORT_OPERATORS_CONFIG, packed_files
-from engine.variants.choice import FP32, INT8
+from engine.variants.records import FP32, INT8
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.cli import main
 

@@ -21,7 +21,7 @@ import engine.verification.verify_here
 from engine import Classifier
 from engine.artifact import file_record, sha256_of
 from engine.manifest import ArtifactManifest
-from engine.variants.choice import INT8
+from engine.variants.records import INT8
 from engine.verification.machine import MachineKind, current_machine
 from engine.verification.references import REFERENCES_NAME, TOP_K
 from engine.verification.verdicts import VERDICTS_NAME

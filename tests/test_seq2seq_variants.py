@@ -24,16 +24,8 @@ from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
 from engine.numerics import softmax
 from engine.options import RuntimeOptions
 from engine.seq2seq.graphs import GRAPH_ROLES, Seq2SeqGraphs
-from engine.variants.choice import (
-    FP16,
-    FP32,
-    FUSED,
-    INT8,
-    TARGET_CPU,
-    VariantRecord,
-    fastest,
-    variant_records,
-)
+from engine.variants.choice import fastest, variant_records
+from engine.variants.records import FP16, FP32, FUSED, INT8, TARGET_CPU, VariantRecord
 from engine.verification.gate_figures import measure_figures
 from export.exporter import ExportSettings, export_model
 from export.tasks.text2text.exporter import Seq2SeqExporter

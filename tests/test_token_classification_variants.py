@@ -11,7 +11,8 @@ from tiny_token_classifiers import NER_TEXTS
 
 import engine
 from engine.manifest import ArtifactManifest
-from engine.variants.choice import INT8, variant_records
+from engine.variants.choice import variant_records
+from engine.variants.records import INT8
 from export.check_set import SENTENCES
 from onnx_engine.cli import main
 

@@ -12,7 +12,8 @@ import pytest
 from engine.errors import ArtifactError, CorruptArtifactError, InputError
 from engine.manifest import ArtifactManifest, GraphSpec, TokenizerSpec
 from engine.session import CPU, CUDA
-from engine.variants.choice import (
+from engine.variants.choice import select_variant, variant_file_name, variant_records
+from engine.variants.records import (
     AUTO,
     FP16,
     FP32,
@@ -25,9 +26,6 @@ from engine.variants.choice import (
     VariantGate,
     VariantRecord,
     VariantSpeed,
-    select_variant,
-    variant_file_name,
-    variant_records,
 )
 from engine.verification.gate_figures import measure_figures
 from export.parity import OutputPair

@@ -22,18 +22,15 @@ from onnx_engine.sample_models import (
     wordpiece_vocab_file,
 )
 
+CONFIG_CLASSES = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig}
+
 
 def build_test_classifier(output: Path, spec: TinyClassifierSpec) -> Path:
     """A seeded tiny ``*ForSequenceClassification`` of ``spec.architecture``."""
     if spec.architecture == "distilbert":
         return build_tiny_classifier(output, spec)
-    with tempfile.TemporaryDirectory() as scratch:
-        if spec.architecture == "roberta":
-            tokenizer = _roberta_tokenizer(Path(scratch))
-        else:
-            tokenizer = transformers.BertTokenizerFast(vocab_file=str(wordpiece_vocab_file()))
-    config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig}
-    config = config_class[spec.architecture](
+    tokenizer = fast_tokenizer(spec.architecture)
+    config = CONFIG_CLASSES[spec.architecture](
         hidden_size=spec.hidden_size,
         num_hidden_layers=spec.layers,
         num_attention_heads=spec.heads,
@@ -45,17 +42,27 @@ def build_test_classifier(output: Path, spec: TinyClassifierSpec) -> Path:
     return save_seeded_classifier(output, config, tokenizer, spec.seed)
 
 
-def _roberta_tokenizer(folder: Path) -> transformers.RobertaTokenizerFast:
+def fast_tokenizer(
+    architecture: str, last_line: str = "Hello world! Numbers 12345 and symbols #@%&*.",
+    vocab_size: int = 600,
+) -> transformers.PreTrainedTokenizerFast:
+    """The tokenizer of a tiny ``bert`` or ``roberta`` test model: the real bert-base-uncased
+    WordPiece vocabulary, or a byte-level BPE trained here on the check set (for offsets on
+    non-ASCII text), its corpus ending with ``last_line``."""
+    if architecture != "roberta":
+        return transformers.BertTokenizerFast(vocab_file=str(wordpiece_vocab_file()))
     trainer = tokenizers.ByteLevelBPETokenizer()
-    corpus = [*SENTENCES, filler_text(200), "Hello world! Numbers 12345 and symbols #@%&*."]
+    corpus = [*SENTENCES, filler_text(200), last_line]
     trainer.train_from_iterator(
         corpus * 4,
-        vocab_size=600,
+        vocab_size=vocab_size,
         min_frequency=1,
         special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
         show_progress=False,
     )
-    trainer.save_model(str(folder))
-    return transformers.RobertaTokenizerFast(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer.save_model(scratch)
+        return transformers.RobertaTokenizerFast(
+            vocab_file=str(Path(scratch) / "vocab.json"),
+            merges_file=str(Path(scratch) / "merges.txt"),
+        )

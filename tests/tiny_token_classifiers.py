@@ -10,16 +10,12 @@ of several tokens appear.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import tokenizers
 import torch
 import transformers
-
-from export.check_set import SENTENCES, filler_text
-from onnx_engine.sample_models import wordpiece_vocab_file
+from tiny_classifiers import CONFIG_CLASSES, fast_tokenizer
 
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 # Names with accents and a macron, split into several subwords by both tokenizers.
@@ -44,13 +40,9 @@ class TinyTokenClassifierSpec:
 def build_token_classifier(output: Path, spec: TinyTokenClassifierSpec) -> Path:
     """Write a seeded ``*ForTokenClassification`` checkpoint and its fast tokenizer."""
     output = Path(output)
-    with tempfile.TemporaryDirectory() as scratch:
-        if spec.architecture == "roberta":
-            tokenizer = _byte_level_bpe(Path(scratch))
-        else:
-            tokenizer = transformers.BertTokenizerFast(vocab_file=str(wordpiece_vocab_file()))
-    config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig}
-    config = config_class[spec.architecture](
+    # The names of NER_TEXTS are left out of the BPE corpus, so they split into several pieces.
+    tokenizer = fast_tokenizer(spec.architecture, "Hello world! Numbers 12345 and #@%&*.", 700)
+    config = CONFIG_CLASSES[spec.architecture](
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
         num_hidden_layers=spec.layers,
@@ -74,17 +66,3 @@ def build_token_classifier(output: Path, spec: TinyTokenClassifierSpec) -> Path:
     model.save_pretrained(str(output))
     tokenizer.save_pretrained(str(output))
     return output
-
-
-def _byte_level_bpe(folder: Path) -> transformers.RobertaTokenizerFast:
-    trainer = tokenizers.ByteLevelBPETokenizer()
-    # The names of NER_TEXTS are left out, so the tokenizer splits them into several pieces.
-    corpus = [*SENTENCES, filler_text(200), "Hello world! Numbers 12345 and #@%&*."]
-    trainer.train_from_iterator(
-        corpus * 4, vocab_size=700, min_frequency=1, show_progress=False,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-    )
-    trainer.save_model(str(folder))
-    return transformers.RobertaTokenizerFast(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-    )

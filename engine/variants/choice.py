@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from engine.errors import ArtifactError, InputError, OnnxEngineError, ProviderError
 from engine.manifest import ArtifactManifest
 from engine.openvino import bf16_unusable_reason
-from engine.variants.records import (  # noqa: F401  (the names and record types are this API)
+from engine.variants.records import (
     AUTO,
     BF16,
     FP16,
@@ -31,16 +31,10 @@ from engine.variants.records import (  # noqa: F401  (the names and record types
     INT8,
     RUNTIME_ONNXRUNTIME,
     RUNTIME_OPENVINO,
-    TARGET_ANY,
     TARGET_CPU,
     TARGET_CUDA,
     VARIANT_CHOICES,
-    VARIANT_NAMES,
-    Flip,
-    VariantFigures,
-    VariantGate,
     VariantRecord,
-    VariantSpeed,
     optimize_flag,
 )
 

@@ -21,8 +21,8 @@ from engine.artifact import Artifact
 from engine.cpu import CpuInfo
 from engine.errors import OnnxEngineError
 from engine.options import RuntimeOptions
-from engine.variants.choice import AUTO, Offer
-from engine.variants.records import TARGET_CPU, VariantRecord
+from engine.variants.choice import Offer
+from engine.variants.records import AUTO, TARGET_CPU, VariantRecord
 from engine.variants.sessions import ModelFactory
 from engine.verification.machine import MachineKind
 from engine.verification.reference_check import check_variant, has_references

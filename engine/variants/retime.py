@@ -17,13 +17,8 @@ from engine.artifact import Artifact
 from engine.cpu import CpuInfo, current_cpu
 from engine.options import RuntimeOptions
 from engine.timing import TimingPlan, time_workloads
-from engine.variants.choice import (
-    AUTO,
-    TARGET_CPU,
-    Offer,
-    VariantRecord,
-    VariantSpeed,
-)
+from engine.variants.choice import Offer
+from engine.variants.records import AUTO, TARGET_CPU, VariantRecord, VariantSpeed
 from engine.variants.sessions import ModelFactory, VariantSessions, open_graphs, options_for
 
 logger = logging.getLogger(__name__)

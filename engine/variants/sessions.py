@@ -19,14 +19,8 @@ from engine.errors import OnnxEngineError
 from engine.openvino import OpenVinoSession
 from engine.options import RuntimeOptions, required
 from engine.session import CPU, CUDA, OPENVINO, EngineSession, requested_providers
-from engine.variants.choice import (
-    BF16,
-    RUNTIME_OPENVINO,
-    Offer,
-    VariantRecord,
-    choose_for_load,
-    offer_for,
-)
+from engine.variants.choice import Offer, choose_for_load, offer_for
+from engine.variants.records import BF16, RUNTIME_OPENVINO, VariantRecord
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from engine.artifact import Artifact, sha256_of
 from engine.errors import OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.tasks import engine_class_for
-from engine.variants.choice import AUTO, FP32, openvino_unusable_reason, variant_records
-from engine.variants.records import RUNTIME_OPENVINO, TARGET_CPU, VariantGate
+from engine.variants.choice import openvino_unusable_reason, variant_records
+from engine.variants.records import AUTO, FP32, RUNTIME_OPENVINO, TARGET_CPU, VariantGate
 from engine.verification.machine import MachineKind
 from engine.verification.reference_check import (
     check_variant,

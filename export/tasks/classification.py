@@ -16,7 +16,7 @@ import numpy as np
 from engine.artifact import Artifact
 from engine.manifest import TASK_CLASSIFICATION
 from engine.tasks.classification import Classifier
-from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from engine.verification.gate_figures import measure_figures
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts, short_check_texts

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from engine.tasks.reranking import ACTIVATION_KEY, TASK_RANKING, Reranker, ranking_figures
-from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts
 from export.dependencies import require

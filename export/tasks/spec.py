@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from engine.variants.choice import VariantGate
+from engine.variants.records import VariantGate
 from export.tasks.base import TaskExporter
 from export.variants.checks import VariantChecker
 

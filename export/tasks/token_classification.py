@@ -23,7 +23,7 @@ from engine.tasks.token_classification import (
     TokenClassifier,
     token_pairs,
 )
-from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from engine.verification.gate_figures import OutputPair, measure_figures
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts

@@ -20,7 +20,7 @@ from engine.cpu import current_cpu
 from engine.options import RuntimeOptions
 from engine.tasks.base import ArtifactModel
 from engine.timing import TimingPlan, time_alternating
-from engine.variants.choice import FP32, INT8, VariantFigures, VariantSpeed
+from engine.variants.records import FP32, INT8, VariantFigures, VariantSpeed
 from export.check_set import check_texts
 from export.variants.int8_search import SearchProbe
 

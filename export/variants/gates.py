@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import fields, replace
 
 from engine.errors import InputError
-from engine.variants.choice import VariantFigures, VariantGate
+from engine.variants.records import VariantFigures, VariantGate
 from export.tasks import export_task
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.variants.choice import VariantFigures, VariantGate
+from engine.variants.records import VariantFigures, VariantGate
 from export.dependencies import require
 from export.variants.int8_sensitivity import matmul_sensitivity
 from export.variants.quantize import (

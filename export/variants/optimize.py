@@ -21,7 +21,8 @@ from engine.cuda_probe import cuda_unusable_reason
 from engine.errors import InputError, OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.options import RuntimeOptions
-from engine.variants.choice import (
+from engine.variants.choice import openvino_variants_unusable, variant_file_name, variant_records
+from engine.variants.records import (
     BF16,
     FP16,
     FP32,
@@ -34,9 +35,6 @@ from engine.variants.choice import (
     TARGET_CUDA,
     VariantGate,
     VariantRecord,
-    openvino_variants_unusable,
-    variant_file_name,
-    variant_records,
 )
 from engine.variants.sessions import options_for
 from export.errors import ArtifactWriteError

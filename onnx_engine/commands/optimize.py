@@ -129,12 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
 def variant_table(manifest: Any) -> str:
     """One line per variant: target, gate, measured figures, CPU latency (ms per workload)."""
-    from engine.variants.choice import (
-        FP32,
-        RUNTIME_ONNXRUNTIME,
-        VARIANT_NAMES,
-        variant_records,
-    )
+    from engine.variants.choice import variant_records
+    from engine.variants.records import FP32, RUNTIME_ONNXRUNTIME, VARIANT_NAMES
 
     names = _figure_names(manifest.task)
     header = f"{'variant':<8} {'target':<6} {'gate':<30} {'measured vs PyTorch':<44} {'cpu ms':<16}"
@@ -161,12 +157,8 @@ def variant_table(manifest: Any) -> str:
 
 def auto_choice_line(manifest: Any) -> str:
     from engine.cpu import current_cpu
-    from engine.variants.choice import (
-        AUTO,
-        openvino_variants_unusable,
-        select_variant,
-        variant_records,
-    )
+    from engine.variants.choice import openvino_variants_unusable, select_variant, variant_records
+    from engine.variants.records import AUTO
 
     unusable = openvino_variants_unusable(variant_records(manifest).values())
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)

@@ -12,7 +12,7 @@ from engine.errors import InputError, OnnxEngineError
 from engine.manifest import MANIFEST_NAME, ArtifactManifest
 from engine.options import PROVIDER_CHOICES, RuntimeOptions
 from engine.tasks.base import ArtifactModel
-from engine.variants.choice import VARIANT_CHOICES
+from engine.variants.records import VARIANT_CHOICES
 from onnx_engine.tasks import TASKS
 
 Model = TypeVar("Model", bound=ArtifactModel)

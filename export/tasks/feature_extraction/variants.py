@@ -16,7 +16,7 @@ import numpy as np
 from engine.artifact import Artifact
 from engine.pooling import l2_normalize
 from engine.tasks.feature_extraction import Embedder
-from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from engine.verification.gate_figures import compare_embeddings as engine_compare_embeddings
 from export.check_set import SENTENCES, check_texts
 from export.retrieval_set import DOCUMENTS, QUERIES

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.numerics import softmax
 from engine.tasks.text2text import Seq2SeqLM
-from engine.variants.choice import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
 from engine.verification.gate_figures import TIE_TOLERANCE, measure_figures
 from export.check_set import SENTENCES, check_texts
 from export.parity import OutputPair, argmax_agrees
