@@ -33,7 +33,7 @@ def default_activation(config: dict[str, Any]) -> str:
     return "softmax"
 
 
-def _labels(config: dict[str, Any], artifact: Artifact) -> dict[int, str]:
+def checked_id2label(config: dict[str, Any], artifact: Artifact) -> dict[int, str]:
     """``id2label`` of the config, checked to name every class of the graph once.
 
     Raises:
@@ -67,7 +67,7 @@ class Classifier(TextGraphModel):
     def _assemble(self, options: RuntimeOptions) -> None:
         super()._assemble(options)
         config = self.artifact.config()
-        self.id2label = _labels(config, self.artifact)
+        self.id2label = checked_id2label(config, self.artifact)
         self.activation = default_activation(config)
 
     def timing_calls(self) -> dict[str, Callable[[], object]]:

@@ -24,7 +24,7 @@ from engine.errors import InputError
 from engine.numerics import softmax
 from engine.options import RuntimeOptions
 from engine.tasks.base import TextGraphModel, text_timing_calls
-from engine.tasks.classification import _labels
+from engine.tasks.classification import checked_id2label
 from engine.tokenization import as_text_list, check_batch_size
 from engine.variants.records import VariantFigures
 from engine.verification.gate_figures import OutputPair, measure_figures
@@ -75,7 +75,7 @@ class TokenClassifier(TextGraphModel):
 
     def _assemble(self, options: RuntimeOptions) -> None:
         super()._assemble(options)
-        self.id2label = _labels(self.artifact.config(), self.artifact)
+        self.id2label = checked_id2label(self.artifact.config(), self.artifact)
         backend = self.tokenizer.backend
         # What the pipeline reads off its tokenizer: whether subwords carry a prefix ("##"),
         # and which id is the unknown token (reported as the text it covers).
