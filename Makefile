@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench clean grpc-stubs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ lint: install
 
 bench: install
 	$(BIN)/onnx-engine bench --json benchmarks/results/latest.json
+
+# The gRPC stubs of the Open Inference Protocol, committed beside their .proto (the test
+# tests/test_serve_grpc.py::test_committed_stubs_are_what_grpc_tools_generates keeps them equal).
+GRPC_PROTO := onnx_engine/serving/grpc_proto/grpc_predict_v2.proto
+grpc-stubs: install
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. $(GRPC_PROTO)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
