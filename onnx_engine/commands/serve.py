@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
     listener = server_module.Listener(args.host, args.port, args.ssl_certfile, args.ssl_keyfile,
                                       access_log=args.log_requests,
                                       drain_timeout_s=args.drain_timeout_s)
-    app = serving["app"].build_app(config, load)
+    grpc = _grpc_listener(server_module, listener, config.grpc_port)
+    app = serving["app"].build_app(config, load, alongside=grpc.serving if grpc else None)
     sock = server_module.bind(listener)
     address = f"{listener.scheme}://{args.host}:{sock.getsockname()[1]}"
 
     def announce() -> None:  # stdout's first line; scripts read the address at its end
-        print(f"onnx-engine serve: {', '.join(specs)} ready on {address}", flush=True)
+        also = f" (gRPC on {grpc.address})" if grpc else ""
+        print(f"onnx-engine serve: {', '.join(specs)} ready{also} on {address}", flush=True)
 
     try:
         server = server_module.make_server(app, listener, on_ready=announce)
@@ -107,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"onnx-engine serve: loading {', '.join(specs)} (listening on {address})",
           file=sys.stderr, flush=True)
     server.run(sockets=[sock])
+    if not server.started:  # the app's startup failed (uvicorn logged why)
+        print("error: the server did not start (see above).", file=sys.stderr)
+        return 2
     state = app.state.serving
     if state.load_error is not None:
         print(f"error: loading the models failed: {state.load_error}", file=sys.stderr)
@@ -117,6 +123,17 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_WORK_LOST
     return 0
+
+
+def _grpc_listener(server_module: Any, listener: Any, port: int | None) -> Any:
+    """The gRPC listener ``--grpc-port`` asks for (None without it); grpc is imported only
+    then. A port given is tried now, so a taken one fails before serving, in one line."""
+    if port is None:
+        return None
+    grpc_service = require_modules("serve", "onnx_engine.serving", ("grpc_service",))
+    if port:
+        server_module.bind(replace(listener, port=port), flag="--grpc-port").close()
+    return grpc_service["grpc_service"].GrpcListener(listener, port)
 
 
 def _run_on_ray(args: argparse.Namespace, specs: dict[str, Path], config: Any, options: Any) -> int:

@@ -36,16 +36,20 @@ logger = logging.getLogger(__name__)
 # (OpenAI embeddings, say) are the routes modules of its onnx_engine.tasks entry.
 ROUTE_MODULES = (v2_routes, hf_routes)
 Models = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+# Another listener over the same state, run for the app's lifetime (e.g. grpc_service.GrpcListener
+# .serving): it starts with the app and drains before the batchers close.
+Alongside = Callable[[ServerState], contextlib.AbstractAsyncContextManager[None]]
 
 
-def build_app(config: ServeConfig, models: Models) -> Starlette:
+def build_app(config: ServeConfig, models: Models, alongside: Alongside | None = None) -> Starlette:
     """The server app for ``models``: name -> loaded engine model, or a function that loads them.
 
     With a function, loading runs in a worker thread after startup, and readiness answers 503
     until it is done (liveness answers at once). The batchers start in the app's lifespan, so
     the host must run it (uvicorn and Ray Serve's ingress do; a parent app that mounts this
     one does not). ``app.state.serving`` is the :class:`ServerState` (the SIGTERM hook sets
-    its ``draining``).
+    its ``draining``). ``alongside`` serves the same state on another listener (gRPC) while
+    the app runs.
     """
     metrics = ServerMetrics()
     state = ServerState(config, metrics)
@@ -57,8 +61,9 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
             loading = asyncio.get_running_loop().create_task(_load(state, models))
         else:
             state.install(models)
-        yield
-        state.draining = True
+        async with alongside(state) if alongside else contextlib.nullcontext():
+            yield
+            state.begin_drain()
         if loading is not None:
             loading.cancel()
         await state.close()
@@ -76,12 +81,8 @@ def build_app(config: ServeConfig, models: Models) -> Starlette:
         routes += module.routes(state)
 
     def error_response(error: Exception, scope: Any) -> Response:
-        serve_error = as_serve_error(error)
         model = (scope.get("path_params") or {}).get("name", "")
-        # Only served names become label values: clients must not grow the metric series.
-        metrics.failures.labels(model if model in state.models else "",
-                                serve_error.error_type).inc()
-        return error_json_response(serve_error)
+        return error_json_response(counted_failure(state, model, error))
 
     async def handle(request: Request, error: Exception) -> Response:
         return error_response(error, request.scope)
@@ -158,9 +159,22 @@ def error_json_response(error: ServeError) -> JSONResponse:
     A message may quote what the client sent (a model name, say); a lone surrogate in it would
     make the answer itself fail to encode, so it is written as its escape.
     """
-    message = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
-    return JSONResponse({"error": message, "error_type": error.error_type},
+    return JSONResponse({"error": printable_message(error), "error_type": error.error_type},
                         status_code=error.status, headers=error.headers)
+
+
+def printable_message(error: ServeError) -> str:
+    """The error's message, a lone surrogate in it (from what the client sent) as its escape."""
+    return str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def counted_failure(state: ServerState, model: str, error: Exception) -> ServeError:
+    """``error`` as a ServeError, counted in the failures metric under ``model``."""
+    serve_error = as_serve_error(error)
+    # Only served names become label values: clients must not grow the metric series.
+    state.metrics.failures.labels(model if model in state.models else "",
+                                  serve_error.error_type).inc()
+    return serve_error
 
 
 def as_serve_error(error: Exception) -> ServeError:

@@ -49,6 +49,8 @@ class ServeConfig:
         api_key: when set, every route but health needs ``Authorization: Bearer <api_key>``.
         cors_origins: origins allowed by CORS; empty: no CORS headers at all.
         log_requests: one INFO log line per request.
+        grpc_port: also serve the Open Inference Protocol over gRPC on this port (0: any free
+            one), on the HTTP host; ``None``: no gRPC listener.
     """
 
     max_batch_size: int = setting(32, POSITIVE_INT, "texts per engine call", group=LIMITS)
@@ -84,9 +86,15 @@ class ServeConfig:
         (), Texts(), "allow this browser origin (repeatable; default: no CORS)",
         flag="--cors-origin", group=ACCESS, metavar="ORIGIN")
     log_requests: bool = setting(False, Switch(), "one INFO log line per request", group=ACCESS)
+    grpc_port: int | None = setting(
+        None, Number(int, 0, optional=True, phrase="0 (any free port) to 65535"),
+        "also serve the Open Inference Protocol over gRPC (tritonclient.grpc) on this port, "
+        "0: any free one (default: no gRPC)", group=ACCESS, metavar="PORT")
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.grpc_port is not None and self.grpc_port > 65535:
+            raise InputError(f"grpc_port must be 0 (any free port) to 65535, got {self.grpc_port}.")
         if self.max_input_tokens is not None and self.max_input_tokens > self.max_batch_tokens:
             # One text may cost no more than a whole engine call: memory per call follows
             # max_batch_tokens (and T5's encoder attention the square of one text's tokens).

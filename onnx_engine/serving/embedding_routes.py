@@ -19,7 +19,7 @@ from onnx_engine.embedding_protocols import (
     tei_response,
 )
 from onnx_engine.serving.body import read_json_object
-from onnx_engine.serving.inference import JobResult, answered
+from onnx_engine.serving.inference import JobResult, answered, client_gone
 from onnx_engine.serving.state import ServerState
 from onnx_engine.serving.task_models import named_task_model, only_task_model
 from onnx_engine.serving.tasks.base import Job
@@ -30,7 +30,7 @@ def routes(state: ServerState) -> list[Route]:
         served = only_task_model(state, TASK_FEATURE_EXTRACTION, "/embed", "/v1/embeddings")
         body = await read_json_object(request, state.config)  # before admission (slow clients)
         return await answered(
-            state, served, request, lambda: served.handler.job(parse_tei(body)),
+            state, served, client_gone(request), lambda: served.handler.job(parse_tei(body)),
             lambda job, result: JSONResponse(
                 tei_response(served.handler.vectors(job, result.values)), headers=result.headers))
 
@@ -47,7 +47,8 @@ def routes(state: ServerState) -> list[Route]:
                                                 parsed.encoding_format), headers=result.headers)
 
         return await answered(
-            state, served, request, lambda: served.handler.job(parsed, openai=True), answer)
+            state, served, client_gone(request), lambda: served.handler.job(parsed, openai=True),
+            answer)
 
     return [
         Route("/embed", embed, methods=["POST"]),

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from onnx_engine.serving.body import read_json_object
 from onnx_engine.serving.errors import ValidationError
-from onnx_engine.serving.inference import answered
+from onnx_engine.serving.inference import answered, client_gone
 from onnx_engine.serving.state import ServerState
 
 # Body keys besides inputs/parameters that the HF clients send and that change nothing here:
@@ -28,7 +28,7 @@ def routes(state: ServerState) -> list[Route]:
         served = state.model(request.path_params["name"])
         body = await read_json_object(request, state.config)  # before admission (slow clients)
         return await answered(
-            state, served, request,
+            state, served, client_gone(request),
             lambda: served.handler.parse_hf(*_inputs_and_parameters(body, route), route),
             lambda job, result: JSONResponse(
                 served.handler.encode_hf(job, result.values, route), headers=result.headers))

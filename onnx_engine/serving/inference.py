@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from onnx_engine.serving.answer import built
 from onnx_engine.serving.batcher import ItemResult, WorkItem
@@ -29,6 +28,10 @@ from onnx_engine.serving.tasks.base import Job, text_chars
 # Tokenizing more characters than this on the event loop would stall other requests' answers:
 # hand it to a thread instead (a short request tokenizes in microseconds, cheaper than the hop).
 _INLINE_TOKENIZE_CHARS = 4096
+T = TypeVar("T")
+# Returns when the request's client has gone away: its texts are then dropped (HTTP: a
+# disconnect message, see client_gone; gRPC: the call ended, see grpc_service).
+ClientGone = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,9 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
     state.metrics.in_flight.set(state.in_flight)
     try:
         yield admission
-    except asyncio.CancelledError:  # the host gave up on it (drain deadline): say so at exit
-        state.abandoned += 1
+    except asyncio.CancelledError:
+        if state.draining:  # the host gave up on it (drain deadline): say so at exit
+            state.abandoned += 1
         raise
     finally:
         state.in_flight -= 1
@@ -85,10 +89,10 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
 async def answered(
     state: ServerState,
     served: ServedModel,
-    request: Request,
+    gone: ClientGone,
     make_job: Callable[[], Job],
-    answer: Callable[[Job, JobResult], Response],
-) -> Response:
+    answer: Callable[[Job, JobResult], T],
+) -> T:
     """The request path every route shares once its body is read (before admission, so a slow
     client holds no slot): admitted, the job made (parsing errors answer under the slot they
     took), run, answered (in a thread when the answer is large), and counted as a success.
@@ -98,14 +102,14 @@ async def answered(
     """
     async with admitted(state, served) as admission:
         job = make_job()
-        result = await run_job(state, admission, job, request)
+        result = await run_job(state, admission, job, gone)
         response = await built(served.handler.answer_values(job), lambda: answer(job, result))
     state.metrics.successes.labels(served.name).inc()
     return response
 
 
 async def run_job(
-    state: ServerState, admission: Admission, job: Job, request: Request
+    state: ServerState, admission: Admission, job: Job, gone: ClientGone
 ) -> JobResult:
     """Run a parsed job through the model's batcher and wait for every text's result.
 
@@ -128,7 +132,7 @@ async def run_job(
     ]
     admission.queue(items)
     try:
-        results: list[ItemResult] = await _wait(items, request, state.config.request_timeout_s)
+        results: list[ItemResult] = await _wait(items, gone, state.config.request_timeout_s)
     finally:
         for item in items:  # whatever ended the wait, texts nobody waits for must not run
             item.future.cancel()
@@ -151,10 +155,10 @@ async def _bounded(served: ServedModel, job: Job) -> tuple[Job, list[int]]:
     return await asyncio.to_thread(served.handler.bounded, job)
 
 
-async def _wait(items: list[WorkItem], request: Request, timeout: float | None) -> list[ItemResult]:
+async def _wait(items: list[WorkItem], gone: ClientGone, timeout: float | None) -> list[ItemResult]:
     gathered = asyncio.gather(*(item.future for item in items))
     gathered.add_done_callback(_consume)  # however the wait ends (even cancelled), never "lost"
-    disconnect = asyncio.ensure_future(_disconnected(request))
+    disconnect = asyncio.ensure_future(gone())
     try:
         done, _ = await asyncio.wait(
             {gathered, disconnect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -169,6 +173,11 @@ async def _wait(items: list[WorkItem], request: Request, timeout: float | None) 
     raise RequestTimeoutError(
         f"The request was not answered within the server's {timeout} s request timeout."
     )
+
+
+def client_gone(request: Request) -> ClientGone:
+    """An HTTP request's :data:`ClientGone`: its disconnect message."""
+    return lambda: _disconnected(request)
 
 
 async def _disconnected(request: Request) -> None:

@@ -77,6 +77,11 @@ def application(
     ``replicas`` overrides ``scaling.replicas`` for the models it names (e.g. more replicas of
     a busy classifier than of a rarely used generator).
     """
+    if config.grpc_port is not None:
+        raise InputError(
+            "grpc_port is not served on Ray (Serve's proxies speak HTTP here); serve gRPC "
+            "without Ray: onnx-engine serve ... --grpc-port PORT."
+        )
     serve = _serve()
     replica_options = scaling.runtime_options(options)
     # Serve allows one ingress per application: a lone model is it; several sit behind the router.

@@ -28,7 +28,7 @@ from engine.tasks.classification import check_top_k
 from engine.tasks.reranking import TASK_RANKING
 from onnx_engine.json_fields import check_keys, flag
 from onnx_engine.serving.body import read_json_object
-from onnx_engine.serving.inference import JobResult, answered
+from onnx_engine.serving.inference import JobResult, answered, client_gone
 from onnx_engine.serving.state import ServerState
 from onnx_engine.serving.task_models import named_task_model, only_task_model
 from onnx_engine.serving.tasks.base import Job
@@ -45,7 +45,7 @@ def routes(state: ServerState) -> list[Route]:
         served = only_task_model(state, TASK_RANKING, "/rerank", "/v1/rerank")
         body = await read_json_object(request, state.config)  # before admission (slow clients)
         return await answered(
-            state, served, request, lambda: served.handler.job(parse_tei_rerank(body)),
+            state, served, client_gone(request), lambda: served.handler.job(parse_tei_rerank(body)),
             lambda job, result: JSONResponse(
                 tei_answer(served.handler.ranking(job, result.values)), headers=result.headers))
 
@@ -61,7 +61,8 @@ def routes(state: ServerState) -> list[Route]:
             return JSONResponse(cohere_answer(ranking, served.name, tokens),
                                 headers=result.headers)
 
-        return await answered(state, served, request, lambda: served.handler.job(parsed), answer)
+        return await answered(state, served, client_gone(request),
+                              lambda: served.handler.job(parsed), answer)
 
     return [
         Route("/rerank", tei_rerank, methods=["POST"]),

@@ -75,7 +75,7 @@ class DrainingServer(uvicorn.Server):
         self._on_ready = on_ready
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.serving.draining = True
+        self.serving.begin_drain()
         super().handle_exit(sig, frame)
         # uvicorn re-raises captured signals after its shutdown, which would end a clean drain
         # with "killed by SIGTERM"; a drained server exits 0 instead.
@@ -132,8 +132,9 @@ def client_timeout_protocol(timeout_s: float) -> type[asyncio.Protocol]:
     return ClientTimeoutProtocol
 
 
-def bind(listener: Listener) -> socket.socket:
-    """A listening socket on the listener's address (so port 0 is known before serving).
+def bind(listener: Listener, flag: str = "--port") -> socket.socket:
+    """A listening socket on the listener's address (so port 0 is known before serving);
+    ``flag`` names the port's flag in messages.
 
     Raises:
         InputError: the host is unknown or not this machine's, or the port is taken.
@@ -156,11 +157,11 @@ def bind(listener: Listener) -> socket.socket:
         sock.close()
         if error.errno == errno.EADDRINUSE:
             raise InputError(
-                f"--port {listener.port}: already in use on {listener.host}; stop the other "
+                f"{flag} {listener.port}: already in use on {listener.host}; stop the other "
                 "server or pick another port (0: any free one)."
             ) from None
         raise InputError(
-            f"--host {listener.host} --port {listener.port}: cannot listen there "
+            f"--host {listener.host} {flag} {listener.port}: cannot listen there "
             f"({error.strerror}); give an address of this machine."
         ) from None
     sock.set_inheritable(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,8 @@ class ServerState:
     ``ready`` turns true when every model is loaded and its batcher runs; ``draining`` when
     shutdown starts (SIGTERM): from then on readiness is 503 and new inference requests get 503
     while accepted ones finish. ``abandoned`` counts admitted requests cancelled before their
-    answer (the drain deadline passed).
+    answer (the drain deadline passed); ``drain_started`` is when draining began
+    (``time.monotonic()``), from which every listener's drain deadline runs.
     """
 
     def __init__(self, config: ServeConfig, metrics: ServerMetrics) -> None:
@@ -38,6 +40,7 @@ class ServerState:
         self.models: dict[str, ServedModel] = {}
         self.ready = False
         self.draining = False
+        self.drain_started: float | None = None
         self.in_flight = 0
         self.abandoned = 0
         self.load_error: str | None = None
@@ -53,6 +56,12 @@ class ServerState:
             batcher.start()
             self.models[name] = ServedModel(name, handler, batcher)
         self.ready = True
+
+    def begin_drain(self) -> None:
+        """Stop taking new requests (readiness and inference answer 503) from now on."""
+        if not self.draining:
+            self.draining = True
+            self.drain_started = time.monotonic()
 
     async def close(self) -> None:
         for served in self.models.values():

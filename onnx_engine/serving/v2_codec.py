@@ -5,6 +5,11 @@ bytes followed by the raw tensors of the inputs whose ``parameters.binary_data_s
 input order. A BYTES tensor is its elements, each a 4-byte little-endian length and the bytes.
 Outputs go binary when the request asks (``outputs[i].parameters.binary_data``, or the request's
 ``parameters.binary_data_output``), which ``tritonclient.http`` does by default.
+
+The gRPC listener (``grpc_codec``) decodes its messages with the same checks: an input's header
+(:func:`input_count`), a BYTES tensor's bytes (:func:`bytes_elements`), the parameters the model
+sees (:func:`model_parameters`), and the outputs to send (:func:`selected_outputs`,
+:func:`tensor_bytes`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 # Request parameters that steer the protocol or the scheduler, not the model.
 _PROTOCOL_PARAMETERS = ("binary_data_output", "priority", "timeout")
 _LENGTH = struct.Struct("<I")
+NO_INPUTS = 'The request needs "inputs": a non-empty list of tensors.'
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
     inputs: dict[str, list[str]] = {}
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise ValidationError('The request needs "inputs": a non-empty list of tensors.')
+        raise ValidationError(NO_INPUTS)
     for tensor in raw_inputs:
         name, count, binary_size = _input_header(tensor)
         if binary_size is None:
@@ -63,7 +69,7 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
                     f"Input '{name}' declares {binary_size} binary bytes but the body has only "
                     f"{len(binary) - offset} left."
                 )
-            values = _binary_strings(name, binary[offset : offset + binary_size], count)
+            values = bytes_elements(name, binary[offset : offset + binary_size], count)
             offset += binary_size
         inputs[name] = values
     if offset != len(binary):
@@ -72,9 +78,13 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
         )
     parameters = _object(header.get("parameters"), "parameters")
     binary_default = bool(parameters.get("binary_data_output", False))
-    model_parameters = {k: v for k, v in parameters.items() if k not in _PROTOCOL_PARAMETERS}
-    return V2Request(_request_id(header.get("id")), inputs, model_parameters,
+    return V2Request(request_id(header.get("id")), inputs, model_parameters(parameters),
                      _requested_outputs(header.get("outputs"), binary_default), binary_default)
+
+
+def model_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The request parameters the model's handler sees: all but the protocol's own."""
+    return {k: v for k, v in parameters.items() if k not in _PROTOCOL_PARAMETERS}
 
 
 def encode_response(
@@ -85,20 +95,12 @@ def encode_response(
     Raises:
         ValidationError: the request asked for an output the model does not have.
     """
-    by_name = {output.name: output for output in outputs}
-    wanted = request.requested or dict.fromkeys(by_name, request.binary_default)
-    unknown = sorted(set(wanted) - set(by_name))
-    if unknown:
-        raise ValidationError(
-            f"Unknown output(s) {unknown}; this model has {', '.join(by_name)}."
-        )
     entries, blobs = [], []
-    for name, as_binary in wanted.items():
-        output = by_name[name]
-        entry: dict[str, Any] = {"name": name, "datatype": output.datatype,
+    for output, as_binary in selected_outputs(request, outputs):
+        entry: dict[str, Any] = {"name": output.name, "datatype": output.datatype,
                                  "shape": list(output.data.shape)}
         if as_binary:
-            blob = _binary_tensor(output)
+            blob = tensor_bytes(output)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -114,6 +116,25 @@ def encode_response(
         "content-type": "application/octet-stream",
         HEADER_LENGTH: str(len(header)),
     }
+
+
+def selected_outputs(
+    request: V2Request, outputs: list[OutputTensor]
+) -> list[tuple[OutputTensor, bool]]:
+    """The outputs the request asked for (all when it named none), each with whether to send
+    it binary, in the order asked.
+
+    Raises:
+        ValidationError: the request asked for an output the model does not have.
+    """
+    by_name = {output.name: output for output in outputs}
+    wanted = request.requested or dict.fromkeys(by_name, request.binary_default)
+    unknown = sorted(set(wanted) - set(by_name))
+    if unknown:
+        raise ValidationError(
+            f"Unknown output(s) {unknown}; this model has {', '.join(by_name)}."
+        )
+    return [(by_name[name], as_binary) for name, as_binary in wanted.items()]
 
 
 def _header_size(header_length: str | None, body_size: int) -> int:
@@ -152,6 +173,21 @@ def _input_header(tensor: Any) -> tuple[str, int, int | None]:
     name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
     if not isinstance(name, str):
         raise ValidationError('Each input needs a "name" string.')
+    count = input_count(name, datatype, shape)
+    binary_size = _object(tensor.get("parameters"), f"input '{name}' parameters").get(
+        "binary_data_size"
+    )
+    if binary_size is not None and (not isinstance(binary_size, int) or binary_size < 0):
+        raise ValidationError(f"Input '{name}' has a bad binary_data_size {binary_size!r}.")
+    return name, count, binary_size
+
+
+def input_count(name: str, datatype: Any, shape: Any) -> int:
+    """The elements of input ``name``, after checking its datatype (BYTES) and shape.
+
+    Raises:
+        ValidationError: another datatype, or a shape that is not non-negative integers.
+    """
     if datatype != "BYTES":
         raise ValidationError(
             f"Input '{name}' has datatype {datatype!r}; this server's models take text as BYTES."
@@ -160,12 +196,7 @@ def _input_header(tensor: Any) -> tuple[str, int, int | None]:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ValidationError(f"Input '{name}' needs a shape: a list of non-negative integers.")
-    binary_size = _object(tensor.get("parameters"), f"input '{name}' parameters").get(
-        "binary_data_size"
-    )
-    if binary_size is not None and (not isinstance(binary_size, int) or binary_size < 0):
-        raise ValidationError(f"Input '{name}' has a bad binary_data_size {binary_size!r}.")
-    return name, math.prod(shape), binary_size
+    return math.prod(shape)
 
 
 def _json_strings(name: str, data: Any, count: int) -> list[str]:
@@ -190,7 +221,12 @@ def _flatten(data: list) -> Any:
             stack.pop()
 
 
-def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:
+def bytes_elements(name: str, raw: memoryview | bytes, count: int) -> list[str]:
+    """The strings of a binary BYTES tensor (each a 4-byte little-endian length, then UTF-8).
+
+    Raises:
+        ValidationError: malformed data, or not ``count`` elements.
+    """
     values, offset = [], 0
     try:
         while offset < len(raw):
@@ -212,7 +248,7 @@ def _binary_strings(name: str, raw: memoryview, count: int) -> list[str]:
     return values
 
 
-def _request_id(value: Any) -> str | None:
+def request_id(value: Any) -> str | None:
     """The request's ``id``, echoed in the answer: so it must be valid Unicode (422 if not)."""
     if value is None:
         return value
@@ -236,7 +272,8 @@ def _requested_outputs(value: Any, binary_default: bool) -> dict[str, bool] | No
     return requested
 
 
-def _binary_tensor(output: OutputTensor) -> bytes:
+def tensor_bytes(output: OutputTensor) -> bytes:
+    """The tensor as the binary extension and gRPC's ``raw_output_contents`` carry it."""
     if output.datatype == "BYTES":
         return b"".join(_LENGTH.pack(len(item)) + item for item in output.data.reshape(-1))
     return np.ascontiguousarray(output.data, dtype="<f4").tobytes()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.version import __version__
 from onnx_engine.serving.body import read_body
-from onnx_engine.serving.inference import JobResult, answered
+from onnx_engine.serving.inference import JobResult, answered, client_gone
 from onnx_engine.serving.state import ServerState
 from onnx_engine.serving.tasks.base import Job
 from onnx_engine.serving.v2_codec import HEADER_LENGTH, V2Request, encode_response, parse_request
 
 # The V2 protocol extensions this server implements (reported by GET /v2).
 EXTENSIONS = ["binary_tensor_data"]
+
+
+def server_metadata() -> dict[str, Any]:
+    """What ``GET /v2`` (and gRPC's ServerMetadata) answers."""
+    return {"name": "onnx-engine", "version": __version__, "extensions": EXTENSIONS}
 
 
 def routes(state: ServerState) -> list[Route]:
@@ -25,9 +32,8 @@ def routes(state: ServerState) -> list[Route]:
         state.check_serving()
         return Response(status_code=200)
 
-    async def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": "onnx-engine", "version": __version__,
-                             "extensions": EXTENSIONS})
+    async def metadata(request: Request) -> Response:
+        return JSONResponse(server_metadata())
 
     async def model_metadata(request: Request) -> Response:
         name = request.path_params["name"]
@@ -51,12 +57,12 @@ def routes(state: ServerState) -> list[Route]:
                 served.name, parsed[0], served.handler.encode_v2(job, result.values))
             return Response(payload, headers={**headers, **result.headers})
 
-        return await answered(state, served, request, make_job, answer)
+        return await answered(state, served, client_gone(request), make_job, answer)
 
     return [
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2", metadata, methods=["GET"]),
         Route("/v2/models/{name}", model_metadata, methods=["GET"]),
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
