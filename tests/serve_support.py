@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -39,6 +43,37 @@ def running_server(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@dataclass(frozen=True)
+class ServeProcess:
+    """A running ``onnx-engine serve`` process, its HTTP base URL, and its gRPC address
+    (``host:port``, as tritonclient.grpc takes it; None without ``--grpc-port``)."""
+
+    process: subprocess.Popen
+    url: str
+    grpc: str | None
+
+
+def serve_process(*args: str) -> ServeProcess:
+    """``onnx-engine serve ARGS --port 0``, once it printed that it is ready (models loaded)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnx_engine", "serve", *args, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = process.stdout.readline().strip()
+    if " ready" not in line or " on http" not in line:
+        process.kill()
+        raise RuntimeError(f"the server did not start: {line!r} {process.stderr.read()}")
+    grpc = re.search(r"\(gRPC on (\S+)\)", line)
+    return ServeProcess(process, line.rsplit(" ", 1)[-1], grpc.group(1) if grpc else None)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Kill ``process`` unless it has ended (bounded wait)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def wait_ready(url: str, timeout_s: float = 60, **client_args: Any) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 
 import httpx
 import pytest
@@ -16,28 +15,19 @@ from serve_support import (
     port_of,
     raw_request,
     read_response,
+    serve_process,
+    stop_process,
     wait_until,
 )
 
 # --- SIGTERM drain deadline (item 7) and start-up (item 16), in a real process ---
 
 def _serve(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "onnx_engine", "serve", *args, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    line = process.stdout.readline().strip()
-    assert " ready on http://127.0.0.1:" in line, (line, process.stderr.read())
-    url = line.rsplit(" ", 1)[-1]
+    served = serve_process(*args)
+    assert served.url.startswith("http://127.0.0.1:"), served.url
     # Printed once the models are loaded: the first request is served, never 503.
-    assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 200
-    return process, url
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+    assert httpx.get(f"{served.url}/v2/health/ready", timeout=10).status_code == 200
+    return served.process, served.url
 
 
 def test_sigterm_exits_by_the_drain_deadline_despite_a_partial_body(distilbert):
@@ -51,7 +41,7 @@ def test_sigterm_exits_by_the_drain_deadline_despite_a_partial_body(distilbert):
         assert process.wait(timeout=30) == 0, process.stderr.read()
     finally:
         holder.close()
-        _stop(process)
+        stop_process(process)
 
 
 def test_drain_deadline_cancels_accepted_work_and_says_so(t5_v1_1):
@@ -71,7 +61,7 @@ def test_drain_deadline_cancels_accepted_work_and_says_so(t5_v1_1):
         assert status == 503 and headers["retry-after"] == "1", body
     finally:
         sock.close()
-        _stop(process)
+        stop_process(process)
 
 
 def _one_error_line(capsys, argv: list[str], *fragments: str) -> None:

@@ -1,0 +1,354 @@
+"""The Open Inference Protocol over gRPC (`onnx-engine serve --grpc-port`), through
+tritonclient.grpc unmodified, against real `onnx-engine serve` processes on 127.0.0.1.
+
+Each answer is compared with what the same server answers over HTTP (tritonclient.http), and for
+the classifier, T5 and embeddings with the engine called in-process. The servers are processes
+of their own: the server's protobuf messages and tritonclient.grpc's share the names
+``inference.*``, which protobuf refuses in one process (see onnx_engine/serving/grpc_proto), so
+this process never imports the server's gRPC modules. Every wait is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import filecmp
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import tiny_rerankers
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from google.protobuf import descriptor_pb2
+from serve_support import ServeProcess, metric_value, serve_process, stop_process, wait_until
+from tiny_token_classifiers import NER_TEXTS
+from tritonclient.grpc import service_pb2 as triton_messages
+from tritonclient.utils import InferenceServerException
+
+import engine
+
+reranker_factory = tiny_rerankers.reranker_factory  # the session fixture, shared
+ROOT = Path(__file__).resolve().parent.parent
+PROTO = Path("onnx_engine/serving/grpc_proto/grpc_predict_v2.proto")
+API_KEY = "grpc-key-3f9a"
+AUTH = {"authorization": f"Bearer {API_KEY}"}
+TEXTS = ["a great movie", "the plot was dull and far too long", "ok", "héllo wörld 🙂", "x " * 40]
+SOURCES = ["translate English to German: hello", "summarize: the cat sat on the mat", "hi"]
+QUERY = "How do I bake bread at home?"
+DOCUMENTS = ["Knead the dough and let it rise.", "The striker scored twice.", ""]
+# Slow enough generation to hold a request in progress while the test acts on the server.
+SLOW = {"max_new_tokens": 160, "num_beams": 6, "early_stopping": "never"}
+HOLD = {"max_new_tokens": 500, "num_beams": 64, "early_stopping": "never"}
+# Every task a tiny model serves: (model, BYTES inputs, request parameters).
+CASES = {
+    "classifier": ("clf", {"text": TEXTS}, {}),
+    "classifier top_k pairs": ("clf", {"text": TEXTS[:2], "text_pair": TEXTS[2:4]},
+                               {"top_k": 2, "function_to_apply": "sigmoid"}),
+    "t5": ("t5", {"text": SOURCES}, {"max_new_tokens": 6, "num_beams": 2}),
+    "embeddings": ("emb", {"text": TEXTS}, {}),
+    "token classification": ("ner", {"text": list(NER_TEXTS)}, {}),
+    "reranking": ("ce", {"query": [QUERY], "text": DOCUMENTS}, {}),
+}
+
+
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[ServeProcess]:
+    served = serve_process(*args, "--grpc-port", "0")
+    try:
+        yield served
+    finally:
+        stop_process(served.process)
+
+
+@pytest.fixture(scope="module")
+def artifacts(distilbert, t5_v1_1, tiny_embedder_factory, token_classifier_factory,
+              reranker_factory) -> dict[str, Path]:
+    return {"clf": distilbert.artifact, "t5": t5_v1_1.artifact,
+            "emb": tiny_embedder_factory("mean").artifact,
+            "ner": token_classifier_factory("bert-ner").artifact,
+            "ce": reranker_factory("ce-bert").artifact}
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    """Every task, default limits, no key."""
+    with serving(*(f"{name}={path}" for name, path in artifacts.items())) as served:
+        yield served
+
+
+def _grpc(served: ServeProcess) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(served.grpc)
+
+
+def _inputs(module, tensors: dict[str, list[str]]) -> list:
+    inputs = []
+    for name, values in tensors.items():
+        tensor = module.InferInput(name, [len(values)], "BYTES")
+        tensor.set_data_from_numpy(np.array(values, dtype=object))
+        inputs.append(tensor)
+    return inputs
+
+
+def _code(error: InferenceServerException) -> str:
+    return error.status()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_infer_answers_what_http_answers(server, case):
+    model, tensors, parameters = CASES[case]
+    http = httpclient.InferenceServerClient(server.url.split("//", 1)[1])
+    names = [output["name"] for output in http.get_model_metadata(model)["outputs"]]
+    ours = _grpc(server).infer(model, _inputs(grpcclient, tensors), parameters=parameters,
+                               request_id="rq-7")
+    theirs = http.infer(model, _inputs(httpclient, tensors), parameters=parameters,
+                        outputs=[httpclient.InferRequestedOutput(n) for n in names])
+    assert ours.get_response().id == "rq-7"
+    assert [output.name for output in ours.get_response().outputs] == names
+    for name in names:
+        got, want = ours.as_numpy(name), theirs.as_numpy(name)
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        if got.dtype == object:
+            assert got.tolist() == want.tolist(), name
+        else:  # the same server, the same batch: the same numbers
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_classifier_t5_and_embeddings_equal_the_engine(server, artifacts):
+    client = _grpc(server)
+    clf, t5, emb = (engine.load(artifacts[name]) for name in ("clf", "t5", "emb"))
+    logits = client.infer("clf", _inputs(grpcclient, {"text": TEXTS}),
+                          outputs=[grpcclient.InferRequestedOutput("logits")])
+    assert [output.name for output in logits.get_response().outputs] == ["logits"]
+    np.testing.assert_allclose(logits.as_numpy("logits"), clf.logits(TEXTS), rtol=1e-5,
+                               atol=1e-6)
+    settings = {"max_new_tokens": 6, "num_beams": 2}
+    generated = client.infer("t5", _inputs(grpcclient, {"text": SOURCES}), parameters=settings)
+    assert [text.decode() for text in generated.as_numpy("generated_text")] == [
+        sequence.text for sequence in t5.generate(SOURCES, **settings)]
+    vectors = client.infer("emb", _inputs(grpcclient, {"text": TEXTS})).as_numpy("embedding")
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, emb.embed(TEXTS), rtol=1e-5, atol=1e-6)
+
+
+def test_health_and_metadata_answer_what_http_answers(server, artifacts):
+    client = _grpc(server)
+    assert client.is_server_live() and client.is_server_ready()
+    assert all(client.is_model_ready(name) for name in artifacts)
+    http = httpx.get(f"{server.url}/v2", timeout=10).json()
+    metadata = client.get_server_metadata()
+    assert (metadata.name, metadata.version, list(metadata.extensions)) == (
+        http["name"], http["version"], http["extensions"])
+    for name in artifacts:
+        want = httpx.get(f"{server.url}/v2/models/{name}", timeout=10).json()
+        got = client.get_model_metadata(name)
+        assert (got.name, list(got.versions), got.platform) == (
+            want["name"], want["versions"], want["platform"])
+        for side in ("inputs", "outputs"):
+            assert [(t.name, t.datatype, list(t.shape)) for t in getattr(got, side)] == [
+                (t["name"], t["datatype"], t["shape"]) for t in want[side]]
+
+
+def _fp32_input(module) -> list:
+    tensor = module.InferInput("text", [1], "FP32")
+    tensor.set_data_from_numpy(np.array([1.0], dtype=np.float32))
+    return [tensor]
+
+
+@pytest.mark.parametrize("model, inputs, options, code, fragment", [
+    ("nope", {"text": ["a"]}, {}, grpc.StatusCode.NOT_FOUND, "No model named 'nope'"),
+    ("clf", None, {}, grpc.StatusCode.INVALID_ARGUMENT, "datatype 'FP32'"),
+    ("clf", {"txt": ["a"]}, {}, grpc.StatusCode.INVALID_ARGUMENT, "Unknown input(s) ['txt']"),
+    ("clf", {"text": ["a"]}, {"outputs": ["nope"]}, grpc.StatusCode.INVALID_ARGUMENT,
+     "Unknown output(s) ['nope']"),
+    ("clf", {"text": ["a"]}, {"parameters": {"top_k": 0}}, grpc.StatusCode.INVALID_ARGUMENT,
+     "top_k"),
+    ("t5", {"text": ["a"]}, {"parameters": {"num_beams": "many"}},
+     grpc.StatusCode.INVALID_ARGUMENT, "num_beams"),
+], ids=["unknown model", "fp32 input", "unknown input", "unknown output", "bad top_k",
+        "bad num_beams"])
+def test_refusals_are_http_refusals_as_status_codes(server, model, inputs, options, code,
+                                                    fragment):
+    """The gRPC status of each refusal, with the very message HTTP answers."""
+    http = httpclient.InferenceServerClient(server.url.split("//", 1)[1])
+    outputs = options.get("outputs")
+    with pytest.raises(InferenceServerException) as ours:
+        _grpc(server).infer(
+            model, _inputs(grpcclient, inputs) if inputs else _fp32_input(grpcclient),
+            parameters=options.get("parameters"),
+            outputs=[grpcclient.InferRequestedOutput(n) for n in outputs] if outputs else None)
+    assert _code(ours.value) == str(code) and fragment in ours.value.message()
+    http_inputs = _inputs(httpclient, inputs) if inputs else _fp32_input(httpclient)
+    with pytest.raises(InferenceServerException) as theirs:
+        http.infer(model, http_inputs, parameters=options.get("parameters"),
+                   outputs=[httpclient.InferRequestedOutput(n) for n in outputs]
+                   if outputs else None)
+    assert theirs.value.message() == ours.value.message()
+
+
+def test_unknown_model_readiness_and_metadata_are_not_found(server):
+    client = _grpc(server)
+    for call in (client.is_model_ready, client.get_model_metadata):
+        with pytest.raises(InferenceServerException) as error:
+            call("nope")
+        assert _code(error.value) == str(grpc.StatusCode.NOT_FOUND)
+
+
+def test_api_key_overload_and_a_cancelled_call(artifacts):
+    """The key as `authorization` metadata; over the concurrency limit RESOURCE_EXHAUSTED; a
+    call the client cancels frees its slot and is not work lost at SIGTERM (exit 0)."""
+    with serving(f"clf={artifacts['clf']}", f"t5={artifacts['t5']}", "--api-key", API_KEY,
+                 "--max-concurrent-requests", "1") as served:
+        client = _grpc(served)
+        assert client.is_server_live() and client.is_server_ready()  # probes need no key
+        texts = _inputs(grpcclient, {"text": TEXTS[:2]})
+        for headers in (None, {"authorization": "Bearer wrong"}, {"authorization": API_KEY}):
+            with pytest.raises(InferenceServerException) as refused:
+                client.infer("clf", texts, headers=headers)
+            assert _code(refused.value) == str(grpc.StatusCode.UNAUTHENTICATED)
+            assert API_KEY not in refused.value.message()
+        with pytest.raises(InferenceServerException) as refused:
+            client.get_model_metadata("clf")
+        assert _code(refused.value) == str(grpc.StatusCode.UNAUTHENTICATED)
+        labels = client.infer("clf", texts, headers=AUTH).as_numpy("label").tolist()
+
+        held: list = []
+        call = client.async_infer("t5", _inputs(grpcclient, {"text": SOURCES[:1]}),
+                                  lambda result, error: held.append(error),
+                                  parameters=HOLD, headers=AUTH)
+        in_flight = lambda: metric_value(served.url, "onnx_engine_requests_in_flight",  # noqa: E731
+                                         headers=AUTH)
+        wait_until(lambda: in_flight() == 1, "admission of the held call")
+        with pytest.raises(InferenceServerException) as overloaded:
+            client.infer("clf", texts, headers=AUTH)
+        assert _code(overloaded.value) == str(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert "limit of 1 concurrent requests" in overloaded.value.message()
+        call.cancel()
+        wait_until(lambda: in_flight() == 0, "the cancelled call's slot freed")
+        wait_until(lambda: bool(held), "the cancelled call's callback")
+        assert client.infer("clf", texts, headers=AUTH).as_numpy("label").tolist() == labels
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0, served.process.stderr.read()
+
+
+def test_request_timeout_is_deadline_exceeded(artifacts):
+    with serving(f"t5={artifacts['t5']}", "--request-timeout-s", "0.1") as served:
+        with pytest.raises(InferenceServerException) as late:
+            _grpc(served).infer("t5", _inputs(grpcclient, {"text": SOURCES}), parameters=SLOW)
+        assert _code(late.value) == str(grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert "0.1 s request timeout" in late.value.message()
+
+
+def test_sigterm_drains_both_listeners(artifacts):
+    """SIGTERM while calls run on both listeners: new calls get UNAVAILABLE, every accepted one
+    is answered (exactly the engine's text), then the process exits 0."""
+    want = [s.text for s in engine.load(artifacts["t5"]).generate(SOURCES[:2] * 2, **SLOW)]
+    with serving(f"clf={artifacts['clf']}", f"t5={artifacts['t5']}",
+                 "--max-batch-size", "1") as served:
+        answers: dict[int, str] = {}
+
+        def over_http(index: int) -> None:
+            answer = httpx.post(f"{served.url}/models/t5", timeout=120,
+                                json={"inputs": SOURCES[index % 2], "parameters": SLOW})
+            answers[index] = answer.json()[0]["generated_text"]
+
+        def over_grpc(index: int) -> None:
+            result = _grpc(served).infer("t5", _inputs(grpcclient, {"text": [SOURCES[index % 2]]}),
+                                         parameters=SLOW)
+            answers[index] = result.as_numpy("generated_text")[0].decode()
+
+        threads = [threading.Thread(target=over_http if i < 2 else over_grpc, args=(i,))
+                   for i in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: metric_value(served.url, "onnx_engine_requests_in_flight") == 4,
+                   "admission of all four calls", timeout_s=60)
+        served.process.send_signal(signal.SIGTERM)
+        client = _grpc(served)
+        wait_until(lambda: not _ready(client), "readiness false while draining")
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("clf", _inputs(grpcclient, {"text": ["a"]}))
+        assert _code(refused.value) == str(grpc.StatusCode.UNAVAILABLE)
+        for thread in threads:
+            thread.join(timeout=120)
+        assert served.process.wait(timeout=60) == 0, served.process.stderr.read()
+    assert [answers.get(i) for i in range(4)] == [want[0], want[1], want[0], want[1]]
+
+
+def _ready(client: grpcclient.InferenceServerClient) -> bool:
+    """Readiness; a listener already closed (every call drained) is not ready either."""
+    try:
+        return client.is_server_ready()
+    except InferenceServerException:
+        return False
+
+
+def test_grpc_port_in_use_is_one_line(distilbert):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "onnx_engine", "serve", f"clf={distilbert.artifact}",
+             "--port", "0", "--grpc-port", str(port)],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"error: --grpc-port {port}: already in use on 127.0.0.1; stop the other "
+                     "server or pick another port (0: any free one)."], done.stderr
+
+
+def test_grpc_port_is_refused_on_ray(distilbert, capsys):
+    from onnx_engine.cli import main
+
+    assert main(["serve", f"clf={distilbert.artifact}", "--ray", "--grpc-port", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "--grpc-port" in error and "Ray" in error, error
+
+
+def test_committed_stubs_are_what_grpc_tools_generates(tmp_path):
+    """`make grpc-stubs` would write exactly the committed files (no hand edits, no drift)."""
+    (tmp_path / PROTO).parent.mkdir(parents=True)
+    (tmp_path / PROTO).write_bytes((ROOT / PROTO).read_bytes())
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".", "--python_out=.",
+                    "--grpc_python_out=.", str(PROTO)], cwd=tmp_path, check=True, timeout=120)
+    for stub in ("grpc_predict_v2_pb2.py", "grpc_predict_v2_pb2_grpc.py"):
+        generated, committed = tmp_path / PROTO.parent / stub, ROOT / PROTO.parent / stub
+        assert filecmp.cmp(generated, committed, shallow=False), f"{stub}: run make grpc-stubs"
+
+
+def test_messages_are_on_the_wire_what_tritonclient_sends_and_reads(tmp_path):
+    """Every message of our .proto has tritonclient's field numbers, types and names."""
+    described = tmp_path / "proto.desc"
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT),
+                    f"--descriptor_set_out={described}", str(ROOT / PROTO)], check=True,
+                   timeout=120)
+    files = descriptor_pb2.FileDescriptorSet.FromString(described.read_bytes())
+    theirs = triton_messages.DESCRIPTOR.message_types_by_name
+
+    def fields(message) -> dict:
+        return {field.number: (field.name, field.type, field.label) for field in message.field}
+
+    def compare(ours, their_descriptor) -> None:
+        their_proto = descriptor_pb2.DescriptorProto()
+        their_descriptor.CopyToProto(their_proto)
+        assert fields(ours) == fields(their_proto), ours.name
+        nested = {message.name: message for message in their_descriptor.nested_types}
+        for inner in ours.nested_type:
+            compare(inner, nested[inner.name])
+
+    # Triton's repository RPCs differ from KServe's; this server implements neither.
+    shared = [m for m in files.file[0].message_type if not m.name.startswith("Repository")]
+    assert len(shared) == 14
+    for message in shared:
+        compare(message, theirs[message.name])
