@@ -107,7 +107,8 @@ def contest(target: BenchTarget, model: str,
 def started(command: list[str], env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """A ready server subprocess as ``{"url", "rss_mb", "exit_code"}``, stopped with SIGTERM.
 
-    The server prints its URL as the last word of its first stdout line. ``rss_mb`` gets the
+    The server prints its URL as the last word of its first stdout line (kept as
+    ``announced``: ``serve --grpc-port`` names its gRPC address there too). ``rss_mb`` gets the
     resident memory when ready and when the load is over; ``exit_code`` is filled in when the
     block ends (the same dict is kept in the results). ``env`` adds environment variables.
     """
@@ -115,10 +116,12 @@ def started(command: list[str], env: dict[str, str] | None = None) -> Iterator[d
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        announced = process.stdout.readline().strip()
+        url = announced.rsplit(" ", 1)[-1]
         _wait_ready(url, process)
         memory = psutil.Process(process.pid)
-        server = {"url": url, "pid": process.pid, "rss_mb": [_rss_mb(memory)], "exit_code": None}
+        server = {"url": url, "announced": announced, "pid": process.pid,
+                  "rss_mb": [_rss_mb(memory)], "exit_code": None}
         yield server
         server["rss_mb"].append(_rss_mb(memory))
         process.send_signal(signal.SIGTERM)
