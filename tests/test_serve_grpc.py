@@ -27,6 +27,7 @@ import pytest
 import tiny_rerankers
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+import trustme
 from google.protobuf import descriptor_pb2
 from serve_support import ServeProcess, metric_value, serve_process, stop_process, wait_until
 from tiny_token_classifiers import NER_TEXTS
@@ -280,6 +281,41 @@ def test_sigterm_drains_both_listeners(artifacts):
             thread.join(timeout=120)
         assert served.process.wait(timeout=60) == 0, served.process.stderr.read()
     assert [answers.get(i) for i in range(4)] == [want[0], want[1], want[0], want[1]]
+
+
+def test_drain_deadline_cancels_accepted_calls_and_says_so(artifacts):
+    with serving(f"t5={artifacts['t5']}", "--drain-timeout-s", "1") as served:
+        ended: list = []
+        _grpc(served).async_infer("t5", _inputs(grpcclient, {"text": SOURCES[:1]}),
+                                  lambda result, error: ended.append(error), parameters=HOLD)
+        wait_until(lambda: metric_value(served.url, "onnx_engine_requests_in_flight") == 1,
+                   "admission of the held call")
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 1
+        err = served.process.stderr.read()
+        assert "error: the drain deadline (--drain-timeout-s 1.0) passed with 1 accepted" in err
+        assert "Traceback" not in err
+        wait_until(lambda: bool(ended), "the cut call's end")
+        assert _code(ended[0]) == str(grpc.StatusCode.UNAVAILABLE), ended[0]
+
+
+def test_tls_covers_the_grpc_listener_too(artifacts, tmp_path):
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certificate.cert_chain_pems[0].write_to_path(cert)
+    certificate.private_key_pem.write_to_path(key)
+    authority.cert_pem.write_to_path(ca)
+    with serving(f"clf={artifacts['clf']}", "--ssl-certfile", str(cert),
+                 "--ssl-keyfile", str(key)) as served:
+        client = grpcclient.InferenceServerClient(served.grpc, ssl=True,
+                                                  root_certificates=str(ca))
+        assert client.is_server_ready()
+        labels = client.infer("clf", _inputs(grpcclient, {"text": TEXTS})).as_numpy("label")
+        assert len(labels) == len(TEXTS)
+        plain = grpcclient.InferenceServerClient(served.grpc)  # no TLS: no answer
+        with pytest.raises(InferenceServerException):
+            plain.is_server_live(client_timeout=10)
 
 
 def _ready(client: grpcclient.InferenceServerClient) -> bool:
