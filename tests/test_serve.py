@@ -345,7 +345,8 @@ def test_engine_and_cli_import_no_server_dependency():
     import sys
 
     code = ("import sys, engine, onnx_engine.cli as cli; cli.build_parser(); "
-            "print([m for m in ('starlette', 'uvicorn', 'prometheus_client', 'httpx') "
+            "print([m for m in ('starlette', 'uvicorn', 'prometheus_client', 'httpx', 'grpc', "
+            "'google.protobuf') "
             "if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
