@@ -119,13 +119,18 @@ def _labels(result: Any) -> list[str]:
     return [label.decode() for label in result.as_numpy("label")]
 
 
+def _rounded(load: list[float] | None) -> list[float] | None:
+    return None if load is None else [round(value, 2) for value in load]
+
+
 def _markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
         "# gRPC and HTTP overhead over the in-process call, one client",
         "",
         f"`{meta['command']}` on {meta['cpu']} ({meta['cores']} cores), load average "
-        f"{meta['load_before']} before, {meta['load_after']} after; {result['rounds']} rounds.",
+        f"{_rounded(meta['load_before'])} before, {_rounded(meta['load_after'])} after; "
+        f"{result['rounds']} rounds.",
         "",
         "| path | p50 ms | overhead p50 ms |",
         "|---|---|---|",
