@@ -235,7 +235,7 @@ def test_unknown_model_and_bad_input_answer_like_the_native_server(several_model
     ({"models": "clf=/x", "autoscale": "4"}, "MIN:MAX"),
     ({"models": "clf=/x", "autoscale": "3:1"}, "MIN <= MAX"),
     ({"models": "clf=/x", "max_batch_size": "many"}, "max_batch_size must be int"),
-    ({"models": "clf=/x", "grpc_port": "8001"}, "grpc_port is not served on Ray"),
+    ({"models": "clf=/x", "grpc_port": "8001"}, "(grpc_port) is not served on Ray"),
 ])
 def test_builder_rejects_bad_arguments(args, message):
     with pytest.raises(InputError, match=None) as error:

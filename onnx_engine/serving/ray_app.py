@@ -79,8 +79,8 @@ def application(
     """
     if config.grpc_port is not None:
         raise InputError(
-            "grpc_port is not served on Ray (Serve's proxies speak HTTP here); serve gRPC "
-            "without Ray: onnx-engine serve ... --grpc-port PORT."
+            "--grpc-port (grpc_port) is not served on Ray (Serve's proxies speak HTTP here); "
+            "serve gRPC without Ray: onnx-engine serve ... --grpc-port PORT."
         )
     serve = _serve()
     replica_options = scaling.runtime_options(options)
