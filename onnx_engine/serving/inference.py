@@ -1,4 +1,4 @@
-"""A request's life, top to bottom: admit -> tokenize -> queue -> batch -> scatter -> answer.
+"""A request's life, top to bottom: admit -> tokenize (once) -> queue -> batch -> scatter -> answer.
 
 The protocol routes read their body and hand :func:`answered` how to make the job and how to
 answer it; everything between parsing and encoding happens here.
@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.tokenization import EncodedRow
 from onnx_engine.serving.answer import built
 from onnx_engine.serving.batcher import ItemResult, WorkItem
 from onnx_engine.serving.errors import (
@@ -33,9 +34,11 @@ _INLINE_TOKENIZE_CHARS = 4096
 
 @dataclass(frozen=True)
 class JobResult:
-    """The engine's results for a job's texts, in order, and the timing headers to send."""
+    """The engine's results for a job's texts, in order, the tokens the model read for each
+    (usage), and the timing headers to send."""
 
     values: list[Any]
+    tokens: list[int]
     headers: dict[str, str]
 
 
@@ -118,13 +121,14 @@ async def run_job(
     served = admission.served
     metrics, model = state.metrics, served.name
     started = time.perf_counter()
-    job, counts = await _bounded(served, job)
+    rows = await _encoded(served, job)
+    tokens = [row.tokens for row in rows]
     tokenized = time.perf_counter()
     metrics.tokenization_duration.labels(model).observe(tokenized - started)
     loop = asyncio.get_running_loop()
     items = [
-        WorkItem(text, cost, job.key, job, loop.create_future())
-        for text, cost in zip(job.texts, served.handler.costs(job, counts))
+        WorkItem(row, cost, job.key, job, loop.create_future())
+        for row, cost in zip(rows, served.handler.costs(job, tokens))
     ]
     admission.queue(items)
     try:
@@ -140,11 +144,11 @@ async def run_job(
         "x-inference-time": _ms(max(result.inference_s for result in results)),
         "x-total-time": _ms(total),
     }
-    return JobResult([result.value for result in results], headers)
+    return JobResult([result.value for result in results], tokens, headers)
 
 
-async def _bounded(served: ServedModel, job: Job) -> tuple[Job, list[int]]:
-    """The job within its model's input bound, and its texts' token counts (may raise 413)."""
+async def _encoded(served: ServedModel, job: Job) -> list[EncodedRow]:
+    """The job's texts encoded within its model's input bound (may raise 413)."""
     size = sum(map(text_chars, job.texts))
     if size <= _INLINE_TOKENIZE_CHARS:
         return served.handler.bounded(job)

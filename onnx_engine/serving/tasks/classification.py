@@ -15,7 +15,7 @@ import numpy as np
 from engine.checks import check_flag
 from engine.manifest import TASK_CLASSIFICATION
 from engine.tasks.classification import Classifier, check_top_k
-from engine.tokenization import TextInput, as_text_list
+from engine.tokenization import EncodedRow, as_text_list
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
@@ -101,10 +101,8 @@ class ClassificationHandler(TaskHandler):
     def truncates(self, job: Job) -> bool:
         return job.options.truncation
 
-    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[np.ndarray]:
-        # Jobs hold pairs as the tokenizer's (text, pair) tuples; the engine takes them as dicts.
-        inputs = [{"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else t for t in texts]
-        return list(self.model.logits(inputs, batch_size=len(inputs)))
+    def run_batch(self, key: Hashable, rows: list[EncodedRow]) -> Sequence[np.ndarray]:
+        return list(self.model.logits_encoded(rows, batch_size=len(rows)))
 
     def answer_values(self, job: Job) -> int:
         return len(job.texts) * len(self.model.labels) * 2  # label + score (V2: logits, probs)
