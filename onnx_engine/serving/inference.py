@@ -72,7 +72,6 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
     admission = Admission(served)
     state.in_flight += 1
     served.batcher.arriving += 1
-    state.metrics.in_flight.set(state.in_flight)
     try:
         yield admission
     except asyncio.CancelledError:  # the host gave up on it (drain deadline): say so at exit
@@ -82,7 +81,6 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
         state.in_flight -= 1
         if not admission.queued:
             served.batcher.arriving -= 1
-        state.metrics.in_flight.set(state.in_flight)
 
 
 async def answered(
@@ -103,7 +101,7 @@ async def answered(
         job = make_job()
         result = await run_job(state, admission, job, request)
         response = await built(served.handler.answer_values(job), lambda: answer(job, result))
-    state.metrics.successes.labels(served.name).inc()
+    served.batcher.metrics.successes.inc()
     return response
 
 
@@ -119,12 +117,12 @@ async def run_job(
         ClientDisconnectedError: the client went away (its texts are dropped).
     """
     served = admission.served
-    metrics, model = state.metrics, served.name
+    metrics = served.batcher.metrics
     started = time.perf_counter()
     rows = await _encoded(served, job)
     tokens = [row.tokens for row in rows]
     tokenized = time.perf_counter()
-    metrics.tokenization_duration.labels(model).observe(tokenized - started)
+    metrics.tokenization_duration.observe(tokenized - started)
     loop = asyncio.get_running_loop()
     items = [
         WorkItem(row, cost, job.key, job, loop.create_future())
@@ -137,7 +135,7 @@ async def run_job(
         for item in items:  # whatever ended the wait, texts nobody waits for must not run
             item.future.cancel()
     total = time.perf_counter() - started
-    metrics.request_duration.labels(model).observe(total)
+    metrics.request_duration.observe(total)
     headers = {
         "x-tokenization-time": _ms(tokenized - started),
         "x-queue-time": _ms(max(result.queue_s for result in results)),

@@ -39,6 +39,7 @@ class ServerState:
         self.ready = False
         self.draining = False
         self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)  # read when scraped
         self.abandoned = 0
         self.load_error: str | None = None
 
