@@ -19,6 +19,8 @@ to 10x its concurrency limit. Writes ``benchmarks/results/serve-<model>.{json,md
 ``--engine-only`` loads only the batching server (no peers, no overload): the serving overhead
 at one client (server p50 minus the in-process call's, paired) and throughput per level, e.g.
 of a tiny model, whose engine call is so short that what remains is the request path.
+``--baseline CHECKOUT`` adds the same server run from another checkout's code (its root on
+PYTHONPATH), taking turns with this one round by round: a before/after under the same load.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ MODULES = {"protocols": protocols, "reference": reference, "runner": runner, "re
 RESULTS = Path(__file__).resolve().parent / "results"
 ENGINE = "onnx-engine"
 ENGINE_BATCH_1 = "onnx-engine batch 1"
+BASELINE = "onnx-engine baseline"
 
 
 def main() -> None:
@@ -60,6 +63,8 @@ def main() -> None:
                         help="clients against a server limited to a tenth of them (0: skip)")
     parser.add_argument("--engine-only", action="store_true",
                         help="only the batching server: no peers, no overload run")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="also serve from this checkout's code (before/after, same load)")
     parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/bench"))
     args = parser.parse_args()
     target = resolve_target(args.model, args.cache_dir, log=sys.stderr)
@@ -71,8 +76,12 @@ def main() -> None:
     protocol, servers = contest(target, name, serve)
     if args.engine_only:
         servers, args.overload_clients = {ENGINE: serve}, 0
+    envs: dict[str, dict[str, str]] = {}
+    if args.baseline is not None:
+        servers[BASELINE] = serve
+        envs[BASELINE] = {"PYTHONPATH": str(args.baseline.resolve())}
     with contextlib.ExitStack() as stack:
-        running = {label: stack.enter_context(started(command))
+        running = {label: stack.enter_context(started(command, envs.get(label)))
                    for label, command in servers.items()}
         runs = _load(running, target.artifact, name, protocol, texts, levels,
                      args.duration, args.rounds)
