@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.serve_bench import RESULTS
+from engine.tokenization import EncodedRow
 from onnx_engine.bench.machine import load_average
 from onnx_engine.bench.models import resolve_target
 from onnx_engine.commands.loadtest import DEFAULT_TEXTS, run_meta
@@ -35,7 +36,7 @@ from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.metrics import ServerMetrics
 from onnx_engine.serving.tasks import handler_for
 
-Submit = Callable[[str, int], Awaitable[Any]]
+Submit = Callable[[EncodedRow], Awaitable[Any]]
 
 
 def main() -> None:
@@ -55,14 +56,14 @@ def main() -> None:
     handler = handler_for(engine.load(target.artifact), config)
     texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
     load_before = load_average()
-    counts = dict(zip(texts, handler.token_counts(texts)))
+    rows = dict(zip(texts, handler.model.tokenizer.encode_rows(texts)))  # encoded once, as served
     latencies: dict[str, list[float]] = {"onnx-engine batcher": [], "@serve.batch": []}
     batches: dict[str, list[int]] = {label: [] for label in latencies}
     elapsed = dict.fromkeys(latencies, 0.0)
     for _ in range(args.rounds):
         for label in latencies:
             runner = _ours if label.startswith("onnx") else _serve_batch
-            took = asyncio.run(runner(handler, config, texts, counts, args.clients,
+            took = asyncio.run(runner(handler, config, texts, rows, args.clients,
                                       args.duration, latencies[label], batches[label]))
             elapsed[label] += took
     results = {
@@ -88,7 +89,7 @@ def main() -> None:
     print("\n".join(lines))
 
 
-async def _closed_loop(submit: Submit, texts: list[str], counts: dict[str, int], clients: int,
+async def _closed_loop(submit: Submit, texts: list[str], rows: dict[str, EncodedRow], clients: int,
                        duration: float, latencies: list[float]) -> float:
     deadline = time.perf_counter() + duration
 
@@ -98,7 +99,7 @@ async def _closed_loop(submit: Submit, texts: list[str], counts: dict[str, int],
             text = texts[index % len(texts)]
             index += clients
             started = time.perf_counter()
-            await submit(text, counts[text])
+            await submit(rows[text])
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -106,7 +107,7 @@ async def _closed_loop(submit: Submit, texts: list[str], counts: dict[str, int],
     return time.perf_counter() - started
 
 
-async def _ours(handler: Any, config: ServeConfig, texts: list[str], counts: dict[str, int],
+async def _ours(handler: Any, config: ServeConfig, texts: list[str], rows: dict[str, EncodedRow],
                 clients: int, duration: float, latencies: list[float], sizes: list[int]) -> float:
     def run_batch(key: Any, payloads: list[Any]) -> Any:
         sizes.append(len(payloads))
@@ -117,19 +118,19 @@ async def _ours(handler: Any, config: ServeConfig, texts: list[str], counts: dic
     batcher.start()
     loop = asyncio.get_running_loop()
 
-    async def submit(text: str, cost: int) -> Any:
-        item = WorkItem(text, cost, None, object(), loop.create_future())
+    async def submit(row: EncodedRow) -> Any:
+        item = WorkItem(row, row.tokens, None, object(), loop.create_future())
         batcher.submit([item])
         return await item.future
 
     try:
-        return await _closed_loop(submit, texts, counts, clients, duration, latencies)
+        return await _closed_loop(submit, texts, rows, clients, duration, latencies)
     finally:
         await batcher.close()
 
 
 async def _serve_batch(handler: Any, config: ServeConfig, texts: list[str],
-                       counts: dict[str, int], clients: int, duration: float,
+                       rows: dict[str, EncodedRow], clients: int, duration: float,
                        latencies: list[float], sizes: list[int]) -> float:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -143,23 +144,19 @@ async def _serve_batch(handler: Any, config: ServeConfig, texts: list[str],
     per_text = config.max_batch_tokens / config.max_batch_size
     executor = ThreadPoolExecutor(max_workers=1)
 
-    def size(items: list[tuple[str, int]]) -> int:
+    def size(items: list[EncodedRow]) -> int:
         # One number for both limits: texts, and padded tokens (longest x count) in text units.
-        return max(len(items), math.ceil(max(c for _, c in items) * len(items) / per_text))
+        return max(len(items), math.ceil(max(row.tokens for row in items) * len(items) / per_text))
 
     @serve.batch(max_batch_size=config.max_batch_size,
                  batch_wait_timeout_s=config.max_queue_delay_ms / 1000, batch_size_fn=size)
-    async def batched(items: list[tuple[str, int]]) -> list[Any]:
+    async def batched(items: list[EncodedRow]) -> list[Any]:
         sizes.append(len(items))
-        payloads = [text for text, _ in items]
         return list(await asyncio.get_running_loop().run_in_executor(
-            executor, handler.run_batch, None, payloads))
-
-    async def submit(text: str, cost: int) -> Any:
-        return await batched((text, cost))
+            executor, handler.run_batch, None, items))
 
     try:
-        return await _closed_loop(submit, texts, counts, clients, duration, latencies)
+        return await _closed_loop(batched, texts, rows, clients, duration, latencies)
     finally:
         executor.shutdown(wait=True)
 

@@ -14,6 +14,13 @@ to 10x its concurrency limit. Writes ``benchmarks/results/serve-<model>.{json,md
     python benchmarks/serve_bench.py [--model distilbert-base] [--concurrency 1,8,32]
                                      [--duration 5] [--overload-clients 320]
     python benchmarks/serve_bench.py --model all-minilm-l6-v2 --concurrency 1,32
+    python benchmarks/serve_bench.py --model ARTIFACT --engine-only --concurrency 1,32
+
+``--engine-only`` loads only the batching server (no peers, no overload): the serving overhead
+at one client (server p50 minus the in-process call's, paired) and throughput per level, e.g.
+of a tiny model, whose engine call is so short that what remains is the request path.
+``--baseline CHECKOUT`` adds the same server run from another checkout's code (its root on
+PYTHONPATH), taking turns with this one round by round: a before/after under the same load.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ MODULES = {"protocols": protocols, "reference": reference, "runner": runner, "re
 RESULTS = Path(__file__).resolve().parent / "results"
 ENGINE = "onnx-engine"
 ENGINE_BATCH_1 = "onnx-engine batch 1"
+BASELINE = "onnx-engine baseline"
 
 
 def main() -> None:
@@ -53,29 +61,40 @@ def main() -> None:
                         help="each level runs in this many rounds, the servers taking turns")
     parser.add_argument("--overload-clients", type=int, default=320,
                         help="clients against a server limited to a tenth of them (0: skip)")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="only the batching server: no peers, no overload run")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="also serve from this checkout's code (before/after, same load)")
     parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/bench"))
     args = parser.parse_args()
     target = resolve_target(args.model, args.cache_dir, log=sys.stderr)
+    name = target.name  # the built-in's name, or an artifact's folder name
     levels = [int(level) for level in args.concurrency.split(",")]
     texts = [line for line in DEFAULT_TEXTS.read_text().splitlines() if line.strip()]
-    serve = [sys.executable, "-m", "onnx_engine", "serve", f"{args.model}={target.artifact}",
+    serve = [sys.executable, "-m", "onnx_engine", "serve", f"{name}={target.artifact}",
              "--port", "0"]
-    protocol, servers = contest(target, args.model, serve)
+    protocol, servers = contest(target, name, serve)
+    if args.engine_only:
+        servers, args.overload_clients = {ENGINE: serve}, 0
+    envs: dict[str, dict[str, str]] = {}
+    if args.baseline is not None:
+        servers[BASELINE] = serve
+        envs[BASELINE] = {"PYTHONPATH": str(args.baseline.resolve())}
     with contextlib.ExitStack() as stack:
-        running = {label: stack.enter_context(started(command))
+        running = {label: stack.enter_context(started(command, envs.get(label)))
                    for label, command in servers.items()}
-        runs = _load(running, target.artifact, args.model, protocol, texts, levels,
+        runs = _load(running, target.artifact, name, protocol, texts, levels,
                      args.duration, args.rounds)
     if args.overload_clients:
         limit = max(1, args.overload_clients // 10)
         label = f"onnx-engine limit {limit}"
         with started([*serve, "--max-concurrent-requests", str(limit)]) as server:
-            runs.update(_load({label: server}, target.artifact, args.model, protocol, texts,
+            runs.update(_load({label: server}, target.artifact, name, protocol, texts,
                               [limit, args.overload_clients], args.duration, 1))
     meta = run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
                     runs[ENGINE]["load_before"])
     meta["targets"] = targets(runs, levels)
-    stem = RESULTS / f"serve-{args.model}"
+    stem = RESULTS / f"serve-{name}"
     report.write_json(runs, stem.with_suffix(".json"), meta)
     table = report.markdown(runs, meta) + "\n" + target_lines(meta["targets"], runs)
     stem.with_suffix(".md").write_text(table, encoding="utf-8")

@@ -30,30 +30,70 @@ CHARS_PER_TOKEN = 32
 # the cut falls in, and the one before it, for a pre-tokenizer that looks one character ahead
 # (ByteLevel's whitespace rule) or a normalizer that composes across the cut (NFC).
 _UNSAFE_TAIL_WORDS = 2
+# A text, or a (text, pair) of two segments (sentence-pair models: NLI, cross-encoders).
+TextInput = str | tuple[str, str]
+
+
+@dataclass(frozen=True)
+class EncodedRow:
+    """One input as the model reads it: its tokens (special tokens included, no padding).
+
+    What a server queues in place of the text, so that the text is tokenized once: its token
+    count is the batcher's cost, and a batch is these rows padded (:meth:`EncodedBatch.from_rows`).
+    ``cut`` says truncation dropped tokens; ``text`` is the input the ``encoding`` (offsets,
+    special-token mask) describes.
+    """
+
+    ids: np.ndarray
+    attention_mask: np.ndarray
+    type_ids: np.ndarray
+    text: TextInput = field(compare=False, repr=False)
+    encoding: Encoding = field(compare=False, repr=False)
+    cut: bool = False
+
+    @classmethod
+    def from_encoding(cls, text: TextInput, encoding: Encoding) -> EncodedRow:
+        return cls(
+            ids=np.array(encoding.ids, dtype=np.int64),
+            attention_mask=np.array(encoding.attention_mask, dtype=np.int64),
+            type_ids=np.array(encoding.type_ids, dtype=np.int64),
+            text=text,
+            encoding=encoding,
+            cut=bool(encoding.overflowing),
+        )
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the model reads for this input (after truncation, special tokens included)."""
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
 class EncodedBatch:
     """Token ids of a batch as the int64 arrays ONNX graphs take; padded positions have mask 0.
 
-    ``encodings`` are the ``tokenizers`` encodings the arrays came from, for callers that read
-    more of a token than its id (offsets, special-token masks); empty where none were kept.
+    ``rows`` are the unpadded rows the arrays were made of, for callers that read more of a
+    token than its id (offsets, special-token masks: ``row.encoding``).
     """
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     token_type_ids: np.ndarray
-    encodings: tuple[Encoding, ...] = field(default=(), compare=False, repr=False)
+    rows: tuple[EncodedRow, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def from_encodings(cls, encodings: Sequence[Encoding]) -> EncodedBatch:
-        """The arrays of a batch the tokenizer padded to one length."""
-        return cls(
-            input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
-            attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
-            encodings=tuple(encodings),
-        )
+    def from_rows(cls, rows: Sequence[EncodedRow], pad_id: int) -> EncodedBatch:
+        """The rows padded on the right to the longest: ``pad_id``, mask 0 and type id 0, as
+        the tokenizer of ``transformers`` pads (``padding=True``)."""
+        width = max(row.tokens for row in rows)
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+        token_type_ids = np.zeros((len(rows), width), dtype=np.int64)
+        for index, row in enumerate(rows):
+            input_ids[index, : row.tokens] = row.ids
+            attention_mask[index, : row.tokens] = row.attention_mask
+            token_type_ids[index, : row.tokens] = row.type_ids
+        return cls(input_ids, attention_mask, token_type_ids, tuple(rows))
 
     def feeds(self) -> dict[str, np.ndarray]:
         return {
@@ -64,11 +104,12 @@ class EncodedBatch:
 
 
 class TextTokenizer:
-    """Turns texts into padded id arrays and ids back into text.
+    """Turns texts into rows of ids (:meth:`encode_rows`), padded batches, and ids back into text.
 
     Two configured copies of the tokenizer are kept, one cutting at ``max_length`` and one not,
     because ``tokenizers`` holds truncation as state: switching it per call would race between
-    threads that share a model (a server's batches).
+    threads that share a model (a server's batches). Neither pads: rows are padded when they
+    are batched (:meth:`EncodedBatch.from_rows`), so a row encoded once can join any batch.
     """
 
     def __init__(
@@ -77,7 +118,6 @@ class TextTokenizer:
     ) -> None:
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
         self._whole = Tokenizer.from_str(tokenizer.to_str())
         self.truncation_length = truncation_length or max_length
         tokenizer.enable_truncation(max_length=self.truncation_length)
@@ -132,23 +172,37 @@ class TextTokenizer:
     def encode(
         self, texts: Sequence[TextInput], truncation: bool = True, what: str = "text"
     ) -> EncodedBatch:
-        """Tokenize a batch of texts or ``(text, pair)`` tuples, padded to the longest.
+        """Tokenize a batch of texts or ``(text, pair)`` tuples, padded to the longest (see
+        :meth:`encode_rows`)."""
+        return EncodedBatch.from_rows(self.encode_rows(texts, truncation, what), self.pad_id)
 
-        With ``truncation`` sequences are cut at ``max_length`` (longest-first for pairs, as
-        ``AutoTokenizer(truncation=True)``). Without it they are kept whole, and a text longer
+    def encode_rows(
+        self, texts: Sequence[TextInput], truncation: bool = True, what: str = "text"
+    ) -> list[EncodedRow]:
+        """Each text or ``(text, pair)`` tuple as the row of ids the model reads.
+
+        With ``truncation`` sequences are cut at ``truncation_length`` (longest-first for pairs,
+        as ``AutoTokenizer(truncation=True)``). Without it they are kept whole, and a text longer
         than ``max_length`` is logged as the tokenizer of ``transformers`` warns about it.
         """
         tokenizer = self._tokenizer if truncation else self._whole
-        encodings = tokenizer.encode_batch(list(texts))
+        rows = [EncodedRow.from_encoding(text, encoding)
+                for text, encoding in zip(texts, tokenizer.encode_batch(list(texts)))]
         if not truncation:
-            for index, encoding in enumerate(encodings):
-                if len(encoding.ids) > self.max_length:
+            for index, row in enumerate(rows):
+                if row.tokens > self.max_length:
                     logger.warning(
                         "%s #%d has %d tokens, more than the model's max length %d: it is used "
                         "whole, as transformers does; pass truncation=True to cut it.",
-                        what, index, len(encoding.ids), self.max_length,
+                        what, index, row.tokens, self.max_length,
                     )
-        return EncodedBatch.from_encodings(encodings)
+        return rows
+
+    def count(self, text: TextInput) -> int:
+        """Tokens of the whole ``text`` (special tokens included), with no truncation."""
+        encoding = (self._whole.encode(text) if isinstance(text, str)
+                    else self._whole.encode(*text))
+        return len(encoding.ids)
 
     @property
     def backend(self) -> Tokenizer:
@@ -156,23 +210,26 @@ class TextTokenizer:
         callers that read more of an encoding than its ids: offsets, special-token masks."""
         return self._tokenizer
 
-    def bounded(self, texts: Sequence[TextInput], max_tokens: int) -> list[BoundedInput]:
-        """Measure each input against ``max_tokens`` reading at most :func:`char_cap` characters
-        of each text (each half of a pair), so the cost follows the bound, never the input.
+    def bounded(self, texts: Sequence[TextInput]) -> list[BoundedInput]:
+        """Measure each input against the bound ``truncation_length`` reading at most
+        :func:`char_cap` characters of each text (each half of a pair), so the cost follows the
+        bound, never the input.
 
-        An input within the cap is tokenized whole: its count is exact. Of a longer one only the
-        first ``char_cap`` characters are tokenized; it is ``cut`` to them when they prove that
-        the cut changes none of the tokens that truncation at ``max_tokens`` keeps: tokens
-        depend only on their own pre-token (word), so the tokens of every word before the last
-        two of the prefix are the whole text's, and if those are ``max_tokens`` or more, the
-        kept ones are among them. Otherwise (a long run without word boundaries, mostly
-        whitespace, or a pair whose halves are both over the cap) it is not ``readable``.
+        An input within the cap is tokenized once, truncating at the bound: its ``row`` is what
+        the model reads, and whether truncation cut it says whether it is over the bound. Of a
+        longer one only the first ``char_cap`` characters are tokenized; it is ``cut`` to them
+        when they prove that the cut changes none of the tokens that truncation at the bound
+        keeps: tokens depend only on their own pre-token (word), so the tokens of every word
+        before the last two of the prefix are the whole text's, and if those are the bound or
+        more, the kept ones are among them. Otherwise (a long run without word boundaries,
+        mostly whitespace, or a pair whose halves are both over the cap) it is not ``readable``.
         """
+        max_tokens = self.truncation_length
         cap = char_cap(max_tokens)
         short = [i for i, text in enumerate(texts) if max(_half_chars(text)) <= cap]
         measured = {
-            index: BoundedInput(texts[index], int(sum(encoding.attention_mask)))
-            for index, encoding in zip(short, self._whole.encode_batch([texts[i] for i in short]))
+            index: BoundedInput(row.text, row.tokens, over=row.cut, row=row)
+            for index, row in zip(short, self.encode_rows([texts[i] for i in short]))
         }
         return [
             measured[index] if index in measured else self._bounded_long(text, max_tokens, cap)
@@ -191,7 +248,7 @@ class TextTokenizer:
         tokens = sum(half.tokens for half in halves)
         tokens += self._whole.num_special_tokens_to_add(len(halves) == 2)
         read: TextInput = halves[0].text if len(halves) == 1 else (halves[0].text, halves[1].text)
-        return BoundedInput(read, tokens, cut=True, readable=readable)
+        return BoundedInput(read, tokens, over=readable, readable=readable)
 
     def _read_half(self, text: str, cap: int) -> _ReadHalf:
         """One text (or half of a pair) read up to ``cap`` characters, without special tokens."""
@@ -214,8 +271,6 @@ class TextTokenizer:
         return self._tokenizer.id_to_token(int(token_id)) or f"<{token_id}>"
 
 
-TextInput = str | tuple[str, str]
-
 
 def char_cap(max_tokens: int) -> int:
     """Characters of a text a bounded reader tokenizes for a ``max_tokens`` bound."""
@@ -227,22 +282,27 @@ class BoundedInput:
     """One input as :meth:`TextTokenizer.bounded` measured it.
 
     Attributes:
-        text: what to tokenize: the input, or when ``cut`` its first ``char_cap`` characters
+        text: what was read: the input, or when ``cut`` its first ``char_cap`` characters
             (per half), which truncation at the bound turns into the same ids as the input.
-        tokens: tokens (special tokens included) of the input; when ``cut``, of the prefix
-            read (a lower bound: the input has more).
-        cut: the input is over the character cap, so ``text`` is a prefix of it.
+        tokens: tokens (special tokens included) of ``row``; when ``cut``, of the prefix read
+            without truncation (a lower bound: the input has more).
+        over: the input has more tokens than the bound (a readable cut one always has; of
+            an unreadable one it is unknown, and False).
+        row: the input encoded as the model reads it, truncated at the bound; ``None`` when
+            ``cut`` (encode ``text`` to get it).
         readable: a cut that provably keeps the truncated ids (always true when not cut).
     """
 
     text: TextInput
     tokens: int
-    cut: bool = False
+    over: bool
+    row: EncodedRow | None = None
     readable: bool = True
 
-    def over(self, max_tokens: int) -> bool:
-        """The input has more than ``max_tokens`` tokens (a readable cut one always has)."""
-        return self.tokens > max_tokens or (self.cut and self.readable)
+    @property
+    def cut(self) -> bool:
+        """The input is over the character cap, so ``text`` is a prefix of it."""
+        return self.row is None
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,13 @@ class GatedClassifier:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
-    def logits(self, inputs, batch_size):
+    def logits_encoded(self, rows, batch_size):
         self.calls += 1
         if self.gate is not None:
             assert self.gate.wait(timeout=30), "the test never opened the gate"
-        if any("boom" in text for text in inputs):
+        if any("boom" in row.text for row in rows):
             raise RuntimeError("kernel exploded")
-        return self._model.logits(inputs, batch_size=batch_size)
+        return self._model.logits_encoded(rows, batch_size=batch_size)
 
 
 class StepCounter:

@@ -192,8 +192,8 @@ def test_pairs_of_a_tei_and_a_cohere_request_share_one_batch(reranker_factory):
         batcher = Batcher("ce", run_batch, 32, 16384, 0.0, ServerMetrics())
         batcher.start()
         loop = asyncio.get_running_loop()
-        items = [[WorkItem(pair, 1, job.key, job, loop.create_future()) for pair in job.texts]
-                 for job in (tei, cohere)]
+        items = [[WorkItem(row, row.tokens, job.key, job, loop.create_future())
+                  for row in handler.bounded(job)] for job in (tei, cohere)]
         batcher.submit([item for job_items in items for item in job_items])
         results = [[(await item.future).value for item in job_items] for job_items in items]
         await batcher.close()

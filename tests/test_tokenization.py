@@ -71,29 +71,33 @@ def test_bounded_cut_keeps_the_ids_truncation_keeps(any_classifier, t5_v1_1, bou
     for tokenizer in _tokenizers(any_classifier, t5_v1_1):
         truncating = tokenizer.truncating_at(bound)
         for name, text in READABLE.items():
-            (measured,) = tokenizer.bounded([text], bound)
-            assert measured.cut and measured.readable and measured.over(bound), name
+            (measured,) = truncating.bounded([text])
+            assert measured.cut and measured.readable and measured.over, name
             assert len(measured.text) == char_cap(bound) < len(text)
             np.testing.assert_array_equal(truncating.encode([measured.text]).input_ids,
                                           truncating.encode([text]).input_ids, err_msg=name)
             # A pair whose first half is cut keeps its longest-first truncation too.
             pair = (text, "a short second text")
-            (measured,) = tokenizer.bounded([pair], bound)
+            (measured,) = truncating.bounded([pair])
             assert measured.readable and measured.text[1] == pair[1]
             np.testing.assert_array_equal(truncating.encode([measured.text]).input_ids,
                                           truncating.encode([pair]).input_ids, err_msg=name)
         for name, text in UNREADABLE.items():
-            (measured,) = tokenizer.bounded([text], bound)
+            (measured,) = truncating.bounded([text])
             assert measured.cut and not measured.readable, name
-        (both,) = tokenizer.bounded([(READABLE["prose"], READABLE["prose"])], bound)
+        (both,) = truncating.bounded([(READABLE["prose"], READABLE["prose"])])
         assert not both.readable  # which half is longer (gets the odd token) is unknown
 
 
-def test_bounded_counts_are_exact_within_the_cap(distilbert):
+def test_bounded_rows_are_what_truncation_gives_and_say_which_were_cut(distilbert):
+    """Within the character cap each input is tokenized once, truncating at the bound: its row
+    is the engine's encoding, and the count of one within the bound is exact."""
     tokenizer = Classifier.load(distilbert.artifact).tokenizer
-    texts = [*CORPUS[:6], "word " * 600, ("a premise", "a hypothesis")]
-    measured = tokenizer.bounded(texts, 512)
-    whole = [int(tokenizer.encode([text], truncation=False).attention_mask.sum()) for text in texts]
-    assert [m.tokens for m in measured] == whole
+    texts = [*CORPUS[:6], "word " * 600, ("a premise", "a hypothesis"), ("word " * 600, "b")]
+    measured = tokenizer.bounded(texts)
+    whole = [tokenizer.count(text) for text in texts]
+    assert [m.over for m in measured] == [count > 512 for count in whole]
+    assert [m.tokens for m in measured] == [min(count, 512) for count in whole]
     assert [m.text for m in measured] == texts and not any(m.cut for m in measured)
-    assert [m.over(512) for m in measured] == [count > 512 for count in whole]
+    for text, bounded in zip(texts, measured):
+        np.testing.assert_array_equal(bounded.row.ids, tokenizer.encode([text]).input_ids[0])

@@ -8,7 +8,7 @@ each class only assembles itself from sessions in ``_assemble``. ``engine.load``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,7 @@ from engine.artifact import Artifact
 from engine.batching import length_sorted_chunks
 from engine.options import ENGINE_DEFAULTS, RuntimeOptions, options_or_default
 from engine.session import EngineSession
-from engine.tokenization import EncodedBatch, TextInput, TextTokenizer
+from engine.tokenization import EncodedBatch, EncodedRow, TextInput, TextTokenizer
 from engine.variants.opening import open_for_load
 from engine.variants.sessions import open_graphs
 
@@ -209,14 +209,34 @@ class TextGraphModel(ArtifactModel):
         """The graph's ``output`` for ``items``, batch by batch: ``(indices, encoded, values)``.
 
         Texts are grouped by length so short texts are not padded to long ones; ``indices``
-        say where each row goes in input order. With ``guard_finite`` NaN/inf raise.
+        say where each row goes in input order. Each batch's texts are tokenized when it runs,
+        so a long list is never held tokenized whole. With ``guard_finite`` NaN/inf raise.
 
         Raises:
             OnnxEngineError: the graph failed, or returned NaN/inf with ``guard_finite``.
         """
         for chunk in length_sorted_chunks(items, batch_size):
-            encoded = self.tokenizer.encode([items[index] for index in chunk])
-            (values,) = self.session.run(encoded.feeds(), [output])
-            if self.guard_finite:
-                self.session.check_finite(values)
-            yield chunk, encoded, values
+            rows = self.tokenizer.encode_rows([items[index] for index in chunk])
+            yield (chunk, *self.run_rows(rows, output))
+
+    def run_encoded(
+        self, rows: Sequence[EncodedRow], batch_size: int, output: str
+    ) -> Iterator[tuple[list[int], EncodedBatch, np.ndarray]]:
+        """:meth:`run_batches` on rows already encoded (``tokenizer.encode_rows``, a server's
+        queue): grouped by token count, nothing tokenized again."""
+        order = sorted(range(len(rows)), key=lambda index: rows[index].tokens)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            yield (chunk, *self.run_rows([rows[index] for index in chunk], output))
+
+    def run_rows(self, rows: Sequence[EncodedRow], output: str) -> tuple[EncodedBatch, np.ndarray]:
+        """The graph's ``output`` for one batch of rows, padded to the longest.
+
+        Raises:
+            OnnxEngineError: the graph failed, or returned NaN/inf with ``guard_finite``.
+        """
+        encoded = EncodedBatch.from_rows(rows, self.tokenizer.pad_id)
+        (values,) = self.session.run(encoded.feeds(), [output])
+        if self.guard_finite:
+            self.session.check_finite(values)
+        return encoded, values

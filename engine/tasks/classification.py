@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from engine.manifest import TASK_CLASSIFICATION
 from engine.numerics import sigmoid, softmax
 from engine.options import RuntimeOptions
 from engine.tasks.base import TextGraphModel, text_timing_calls
-from engine.tokenization import TextInput, as_text_list, check_batch_size
+from engine.tokenization import EncodedRow, TextInput, as_text_list, check_batch_size
 
 _TOP_K_UNSET = object()
 Inputs = str | dict | Sequence[str | dict]
@@ -89,9 +89,19 @@ class Classifier(TextGraphModel):
         items, _ = as_text_list(texts, allow_pairs=True)
         return self._logits(items, check_batch_size(batch_size))
 
+    def logits_encoded(self, rows: Sequence[EncodedRow], batch_size: int = 32) -> np.ndarray:
+        """:meth:`logits` of inputs already encoded (``tokenizer.encode_rows``, or a server's
+        queue, which tokenizes each text once): nothing is tokenized or checked again."""
+        return self._gathered(self.run_encoded(rows, check_batch_size(batch_size), "logits"),
+                              len(rows))
+
     def _logits(self, items: list[TextInput], batch_size: int) -> np.ndarray:
-        result = np.empty((len(items), len(self.id2label)), dtype=np.float32)
-        for chunk, _, logits in self.run_batches(items, batch_size, "logits"):
+        return self._gathered(self.run_batches(items, batch_size, "logits"), len(items))
+
+    def _gathered(self, batches: Iterable[tuple[list[int], Any, np.ndarray]],
+                  count: int) -> np.ndarray:
+        result = np.empty((count, len(self.id2label)), dtype=np.float32)
+        for chunk, _, logits in batches:
             result[chunk] = logits
         return result
 

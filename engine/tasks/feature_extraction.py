@@ -6,7 +6,7 @@ The graph returns token embeddings; pooling and normalization run here in NumPy
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from engine.options import RuntimeOptions
 from engine.pooling import PoolingConfig, l2_normalize, pool
 from engine.similarity import SearchHit, best_hits, similarity_matrix
 from engine.tasks.base import TextGraphModel, text_timing_calls
-from engine.tokenization import as_text_list, check_batch_size
+from engine.tokenization import EncodedBatch, EncodedRow, as_text_list, check_batch_size
 
 TOKEN_EMBEDDINGS = "last_hidden_state"
 Texts = str | Sequence[str]
@@ -81,11 +81,24 @@ class Embedder(TextGraphModel):
         special tokens included): what embedding APIs bill as usage."""
         items, _ = as_text_list(texts)
         batch_size = check_batch_size(batch_size)
-        if normalize is not None and not isinstance(normalize, bool):
-            raise InputError(f"normalize must be True, False or None, got {normalize!r}.")
-        embeddings = np.empty((len(items), self.dimension), dtype=np.float32)
-        counts = np.empty(len(items), dtype=np.int64)
-        for chunk, encoded, hidden in self.run_batches(items, batch_size, TOKEN_EMBEDDINGS):
+        return self._pooled(self.run_batches(items, batch_size, TOKEN_EMBEDDINGS), len(items),
+                            check_normalize(normalize))
+
+    def embed_encoded(
+        self, rows: Sequence[EncodedRow], batch_size: int = 32, normalize: bool | None = None
+    ) -> np.ndarray:
+        """:meth:`embed` of texts already encoded (``tokenizer.encode_rows``, or a server's
+        queue, which tokenizes each text once; each row's ``tokens`` is its usage count)."""
+        batches = self.run_encoded(rows, check_batch_size(batch_size), TOKEN_EMBEDDINGS)
+        return self._pooled(batches, len(rows), check_normalize(normalize))[0]
+
+    def _pooled(
+        self, batches: Iterable[tuple[list[int], EncodedBatch, np.ndarray]], count: int,
+        normalize: bool | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        embeddings = np.empty((count, self.dimension), dtype=np.float32)
+        counts = np.empty(count, dtype=np.int64)
+        for chunk, encoded, hidden in batches:
             embeddings[chunk] = pool(hidden, encoded.attention_mask, self.pooling.modes)
             counts[chunk] = encoded.attention_mask.sum(axis=1)
         if self.pooling.normalize if normalize is None else normalize:
@@ -130,3 +143,14 @@ class Embedder(TextGraphModel):
             return texts_or_embeddings
         return self.embed(texts_or_embeddings, batch_size=batch_size)
 
+
+
+def check_normalize(normalize: object) -> bool | None:
+    """``normalize`` if it is True, False or None (the model's own setting).
+
+    Raises:
+        InputError: anything else.
+    """
+    if normalize is not None and not isinstance(normalize, bool):
+        raise InputError(f"normalize must be True, False or None, got {normalize!r}.")
+    return normalize

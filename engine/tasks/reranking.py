@@ -12,7 +12,7 @@ and scores per query) are here too, torch-free, so ``optimize`` (against live Py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from engine.numerics import sigmoid
 from engine.options import RuntimeOptions
 from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tasks.classification import check_top_k
-from engine.tokenization import TextInput, check_batch_size, checked_unicode
+from engine.tokenization import EncodedRow, TextInput, check_batch_size, checked_unicode
 from engine.variants.records import VariantFigures
 from engine.verification.gate_figures import TIE_TOLERANCE, figures_from_rows, top_k_overlap
 
@@ -77,10 +77,14 @@ class Reranker(TextGraphModel):
     def pair_logits(self, pairs: Sequence[Pair], batch_size: int = 32) -> np.ndarray:
         """Raw logits ``[len(pairs)]`` of checked ``(query, document)`` tuples, in their order."""
         items: list[TextInput] = list(pairs)
-        result = np.empty(len(items), dtype=np.float32)
-        for chunk, _, logits in self.run_batches(items, check_batch_size(batch_size), "logits"):
-            result[chunk] = logits[:, 0]
-        return result
+        return _first_logits(self.run_batches(items, check_batch_size(batch_size), "logits"),
+                             len(items))
+
+    def pair_logits_encoded(self, rows: Sequence[EncodedRow], batch_size: int = 32) -> np.ndarray:
+        """:meth:`pair_logits` of pairs already encoded (``tokenizer.encode_rows``, or a
+        server's queue, which tokenizes each pair once)."""
+        return _first_logits(self.run_encoded(rows, check_batch_size(batch_size), "logits"),
+                             len(rows))
 
     def scores(self, logits: np.ndarray, activation: str | None = None) -> np.ndarray:
         """``activation`` (default: the model's) applied to ``logits``.
@@ -154,6 +158,14 @@ class Reranker(TextGraphModel):
             self.pair_logits([(query, document) for document in documents], len(documents))
             for query in queries
         ])
+
+
+def _first_logits(batches: Iterable[tuple[list[int], Any, np.ndarray]], count: int) -> np.ndarray:
+    """The one logit of each pair, in input order, from the batches of a run."""
+    result = np.empty(count, dtype=np.float32)
+    for chunk, _, logits in batches:
+        result[chunk] = logits[:, 0]
+    return result
 
 
 def _activated(logits: np.ndarray, activation: str) -> np.ndarray:

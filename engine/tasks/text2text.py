@@ -8,7 +8,7 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,13 @@ from engine.seq2seq.outputs import (
     generated_sequence,
 )
 from engine.tasks.base import ArtifactModel
-from engine.tokenization import TextTokenizer, as_text_list, check_batch_size
+from engine.tokenization import (
+    EncodedBatch,
+    EncodedRow,
+    TextTokenizer,
+    as_text_list,
+    check_batch_size,
+)
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
 # ran would compete with the next one, so seq2seq loads its sessions without spinning. Measured on
@@ -172,19 +178,40 @@ class Seq2SeqLM(ArtifactModel):
         items = self._texts(texts, "source")
         args = GenerationArgs(max_new_tokens, num_beams, length_penalty, early_stopping,
                               output_scores, output_logits, batch_size, truncation)
+        batches = (self.tokenizer.encode_rows(items[start : start + args.batch_size],
+                                              args.truncation, "source")
+                   for start in range(0, len(items), args.batch_size))
+        return self._generated(batches, len(items), args, cancelled)
+
+    def generate_encoded(
+        self, rows: Sequence[EncodedRow], args: GenerationArgs,
+        cancelled: Callable[[], Sequence[bool]] | None = None,
+    ) -> list[GeneratedSequence]:
+        """:meth:`generate` of sources already encoded (``tokenizer.encode_rows``, or a server's
+        queue, which tokenizes each text once) with checked arguments; ``args.truncation`` is
+        not applied again (the rows are what the encoder reads).
+
+        Raises:
+            InputError: ``max_new_tokens`` over the output limit, or a bad ``cancelled``.
+        """
+        batches = (rows[start : start + args.batch_size]
+                   for start in range(0, len(rows), args.batch_size))
+        return self._generated(batches, len(rows), args, cancelled)
+
+    def _generated(
+        self, batches: Iterable[Sequence[EncodedRow]], total: int, args: GenerationArgs,
+        cancelled: Callable[[], Sequence[bool]] | None,
+    ) -> list[GeneratedSequence]:
         max_new_tokens = args.new_tokens(self.settings.default_max_new_tokens, self.output_limit)
         if cancelled is not None and not callable(cancelled):
             raise InputError(f"cancelled must be a function returning one flag per text, got "
                              f"{type(cancelled).__name__}.")
-        return [
-            sequence
-            for start in range(0, len(items), args.batch_size)
-            for sequence in self._generate_batch(
-                items[start : start + args.batch_size], args, max_new_tokens,
-                None if cancelled is None
-                else _flags(cancelled, len(items), start, args.batch_size),
-            )
-        ]
+        results: list[GeneratedSequence] = []
+        for chunk in batches:
+            flags = (None if cancelled is None
+                     else _flags(cancelled, total, len(results), args.batch_size))
+            results += self._generate_batch(chunk, args, max_new_tokens, flags)
+        return results
 
     @property
     def output_limit(self) -> int:
@@ -192,7 +219,7 @@ class Seq2SeqLM(ArtifactModel):
         return self.tokenizer.max_length
 
     def _generate_batch(
-        self, chunk: list[str], args: GenerationArgs, max_new_tokens: int,
+        self, chunk: Sequence[EncodedRow], args: GenerationArgs, max_new_tokens: int,
         cancelled: Callable[[], np.ndarray] | None = None,
     ) -> list[GeneratedSequence]:
         if cancelled is not None and cancelled().all():
@@ -208,8 +235,7 @@ class Seq2SeqLM(ArtifactModel):
                                   args.length_penalty, args.early_stopping, keep_logits)
         start_ids = np.full(len(chunk), self.settings.decoder_start_token_id, np.int64)
         should_stop = None if cancelled is None else (lambda: strategy.retire(cancelled()))
-        run_decoder(self.graphs, self._encode(chunk, args.truncation), start_ids, strategy,
-                    should_stop)
+        run_decoder(self.graphs, self._encode_rows(chunk), start_ids, strategy, should_stop)
         decoded = strategy.result()
         texts_out = self.tokenizer.decode(decoded.token_rows())
         gone = np.zeros(len(chunk), bool) if cancelled is None else cancelled()
@@ -274,7 +300,10 @@ class Seq2SeqLM(ArtifactModel):
         return TargetLogits(logits, target.input_ids, target.attention_mask)
 
     def _encode(self, sources: list[str], truncation: bool = False) -> EncoderState:
-        batch = self.tokenizer.encode(sources, truncation, "source")
+        return self._encode_rows(self.tokenizer.encode_rows(sources, truncation, "source"))
+
+    def _encode_rows(self, rows: Sequence[EncodedRow]) -> EncoderState:
+        batch = EncodedBatch.from_rows(rows, self.tokenizer.pad_id)
         return self.graphs.encode(batch.input_ids, batch.attention_mask)
 
     def _pairs(

@@ -13,7 +13,7 @@ does), since the contract is equality with the pipeline, not a better NER.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from engine.numerics import softmax
 from engine.options import RuntimeOptions
 from engine.tasks.base import TextGraphModel, text_timing_calls
 from engine.tasks.classification import checked_id2label
-from engine.tokenization import as_text_list, check_batch_size
+from engine.tokenization import EncodedBatch, EncodedRow, as_text_list, check_batch_size
 from engine.variants.records import VariantFigures
 from engine.verification.gate_figures import OutputPair, measure_figures
 
@@ -109,19 +109,16 @@ class TokenClassifier(TextGraphModel):
             InputError: not a string or a non-empty list of strings, or a bad ``batch_size``.
         """
         items, _ = as_text_list(texts)
-        results: list[TokenLogits | None] = [None] * len(items)
         batches = self.run_batches(items, check_batch_size(batch_size), "logits")
-        for chunk, encoded, logits in batches:
-            for row, (index, encoding) in enumerate(zip(chunk, encoded.encodings)):
-                length = sum(encoding.attention_mask)
-                results[index] = TokenLogits(
-                    text=str(items[index]),
-                    ids=np.array(encoding.ids[:length], dtype=np.int64),
-                    offsets=np.array(encoding.offsets[:length], dtype=np.int64).reshape(-1, 2),
-                    special=np.array(encoding.special_tokens_mask[:length], dtype=bool),
-                    logits=logits[row, :length],
-                )
-        return results  # type: ignore[return-value]
+        return _token_logits(batches, len(items))
+
+    def token_logits_encoded(
+        self, rows: Sequence[EncodedRow], batch_size: int = 32
+    ) -> list[TokenLogits]:
+        """:meth:`token_logits` of texts already encoded (``tokenizer.encode_rows``, or a
+        server's queue, which tokenizes each text once)."""
+        return _token_logits(self.run_encoded(rows, check_batch_size(batch_size), "logits"),
+                             len(rows))
 
     def __call__(
         self,
@@ -244,6 +241,25 @@ class TokenClassifier(TextGraphModel):
         """Tokens joined as transformers' fast tokenizers join them (their decoder)."""
         decoder = self.tokenizer.backend.decoder
         return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
+
+
+def _token_logits(
+    batches: Iterable[tuple[list[int], EncodedBatch, np.ndarray]], count: int
+) -> list[TokenLogits]:
+    """Each text's tokens and logits, in input order, from the batches of a run (padding cut
+    off again per text)."""
+    results: list[TokenLogits | None] = [None] * count
+    for chunk, encoded, logits in batches:
+        for row, (index, source) in enumerate(zip(chunk, encoded.rows)):
+            encoding = source.encoding
+            results[index] = TokenLogits(
+                text=str(source.text),
+                ids=source.ids,
+                offsets=np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2),
+                special=np.array(encoding.special_tokens_mask, dtype=bool),
+                logits=logits[row, : source.tokens],
+            )
+    return results  # type: ignore[return-value]
 
 
 def token_pairs(

@@ -89,12 +89,9 @@ def load_test(modules: dict[str, Any], urls: dict[str, str], model_name: str, ar
     wire = modules["protocols"].Protocol(protocol, model.task, model_name, parameters)
     reference = modules["reference"].build_reference(model, texts, parameters)
     load_before = load_average()
-    overheads = {
-        label: asyncio.run(runner.paired_overhead(
-            url, wire, lambda text: modules["reference"].answer(model, text, parameters), texts,
-            min(duration, 10.0), 1000, headers))
-        for label, url in urls.items()
-    }
+    overheads = asyncio.run(runner.paired_overhead(
+        urls, wire, lambda text: modules["reference"].answer(model, text, parameters), texts,
+        min(duration, 10.0), 1000, headers))
     tallies = {label: {level: runner.Tally(level) for level in levels} for label in urls}
     for level in levels:
         for _ in range(rounds):

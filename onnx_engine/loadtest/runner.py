@@ -9,6 +9,7 @@ comes from the server's ``/metrics`` (sum and count of the batch-size histogram,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections import Counter
@@ -151,18 +152,22 @@ async def _client_loop(
 
 
 async def paired_overhead(
-    url: str, protocol: Protocol, call: Callable[[str], Any], texts: list[str],
+    urls: dict[str, str], protocol: Protocol, call: Callable[[str], Any], texts: list[str],
     duration_s: float, max_pairs: int, headers: dict[str, str],
-) -> dict[str, float]:
-    """p50 of one in-process call and of one request for the same text, alternated.
+) -> dict[str, dict[str, float]]:
+    """p50 of one in-process call and of one request for the same text to each server (label
+    -> URL), alternated, per server.
 
-    Alternating pair by pair puts both under the same machine load (on a shared machine the
-    load drifts between separate runs), so their difference is the serving overhead.
+    Alternating call by call puts all of them under the same machine load (on a shared machine
+    the load drifts between separate runs), so each difference is that server's overhead.
     """
-    local, remote = [], []
+    local: list[float] = []
+    remote: dict[str, list[float]] = {label: [] for label in urls}
     transport = httpx.AsyncHTTPTransport(socket_options=NO_DELAY)
-    async with httpx.AsyncClient(base_url=url, headers=headers, transport=transport,
-                                 timeout=60) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {label: await stack.enter_async_context(httpx.AsyncClient(
+            base_url=url, headers=headers, transport=transport, timeout=60))
+            for label, url in urls.items()}
         deadline = time.perf_counter() + duration_s
         for index in range(max_pairs):
             if time.perf_counter() > deadline:
@@ -171,14 +176,18 @@ async def paired_overhead(
             started = time.perf_counter()
             call(text)
             local.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            response = await client.post(protocol.path, json=protocol.body(text))
-            remote.append(time.perf_counter() - started)
-            response.raise_for_status()
-    in_process, served = _percentile(np.array(local[1:]) * 1000, 50), _percentile(
-        np.array(remote[1:]) * 1000, 50)  # the first pair warms both up
-    return {"pairs": len(local) - 1, "in_process_p50_ms": in_process, "server_p50_ms": served,
-            "overhead_p50_ms": round(served - in_process, 3)}
+            for label, client in clients.items():
+                started = time.perf_counter()
+                response = await client.post(protocol.path, json=protocol.body(text))
+                remote[label].append(time.perf_counter() - started)
+                response.raise_for_status()
+    in_process = _percentile(np.array(local[1:]) * 1000, 50)  # the first round warms up
+    found = {}
+    for label, times in remote.items():
+        served = _percentile(np.array(times[1:]) * 1000, 50)
+        found[label] = {"pairs": len(local) - 1, "in_process_p50_ms": in_process,
+                        "server_p50_ms": served, "overhead_p50_ms": round(served - in_process, 3)}
+    return found
 
 
 async def _batch_totals(client: httpx.AsyncClient, model: str) -> tuple[float, float] | None:

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from engine.errors import InputError, OnnxEngineError
+from engine.errors import InputError
 from onnx_engine.serving import hf_routes, v2_routes
 from onnx_engine.serving.auth import ApiKeyMiddleware
 from onnx_engine.serving.config import ServeConfig
@@ -84,9 +84,6 @@ def build_app(config: ServeConfig, models: Models, alongside: Alongside | None =
         model = (scope.get("path_params") or {}).get("name", "")
         return error_json_response(counted_failure(state, model, error))
 
-    async def handle(request: Request, error: Exception) -> Response:
-        return error_response(error, request.scope)
-
     middleware = []
     if config.cors_origins:
         middleware.append(Middleware(
@@ -101,22 +98,36 @@ def build_app(config: ServeConfig, models: Models, alongside: Alongside | None =
     # Innermost, so its answers still get CORS headers.
     middleware.append(Middleware(ErrorAnswerMiddleware, on_error=error_response,
                                  draining=lambda: state.draining))
-    app = Starlette(
-        routes=routes, middleware=middleware, lifespan=lifespan,
-        exception_handlers={OnnxEngineError: handle, HTTPException: handle},
-    )
+    app = ServingApp(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.serving = state
     return app
 
 
-class ErrorAnswerMiddleware:
-    """Answers an unexpected exception with our JSON 500 and keeps the connection usable.
+class ServingApp(Starlette):
+    """Starlette with only the server's own middleware around its router.
 
-    Starlette hands an ``Exception`` handler to its outermost ``ServerErrorMiddleware``, which
-    sends the answer and then re-raises; uvicorn, seeing an exception after a response started,
-    drops the keep-alive connection without ``Connection: close``, so a client's next request on
-    it fails. Here the exception ends with the answer. One raised after the answer started
-    cannot be answered any more and goes on up (uvicorn closes the connection).
+    Starlette wraps the user's middleware in its ``ServerErrorMiddleware`` and
+    ``ExceptionMiddleware``; here :class:`ErrorAnswerMiddleware` answers every exception itself
+    (ours, ``InputError``, and the router's ``HTTPException`` for 404/405), so those two layers
+    would only add their calls and wrapped ``send`` to every request.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+class ErrorAnswerMiddleware:
+    """Answers every exception with our JSON error (an unexpected one: 500) and keeps the
+    connection usable.
+
+    Starlette's own ``ServerErrorMiddleware`` (left out: :class:`ServingApp`) sends its answer
+    and then re-raises; uvicorn, seeing an exception after a response started, drops the
+    keep-alive connection without ``Connection: close``, so a client's next request on it fails.
+    Here the exception ends with the answer. One raised after the answer started cannot be
+    answered any more and goes on up (uvicorn closes the connection).
 
     A request cancelled while the server drains (the host's drain deadline passed) is answered
     503 with ``Retry-After``, so its client knows to retry elsewhere, and ends there.

@@ -80,7 +80,7 @@ class Batcher:
         self._max_batch_size = max_batch_size
         self._max_batch_tokens = max_batch_tokens
         self._delay_s = max_queue_delay_s
-        self._metrics = metrics
+        self.metrics = metrics.for_model(model)
         self._pending: deque[WorkItem] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -184,7 +184,7 @@ class Batcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
         started = time.perf_counter()
         for item in batch:
-            self._metrics.queue_duration.labels(self.model).observe(started - item.enqueued)
+            self.metrics.queue_duration.observe(started - item.enqueued)
         call = functools.partial(self._run_batch, batch[0].key, [item.payload for item in batch])
         if self._cancellable:
             call = functools.partial(call, cancelled=lambda: [item.future.done() for item in batch])
@@ -201,8 +201,7 @@ class Batcher:
                 f"The model returned {len(results)} results for {len(batch)} texts."))
             return
         elapsed = time.perf_counter() - started
-        self._metrics.observe_batch(self.model, len(batch), max(i.cost for i in batch) * len(batch),
-                                    elapsed)
+        self.metrics.observe_batch(len(batch), max(i.cost for i in batch) * len(batch), elapsed)
         for item, value in zip(batch, results):
             if not item.future.done():
                 item.future.set_result(ItemResult(value, started - item.enqueued, elapsed))

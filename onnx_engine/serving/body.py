@@ -57,8 +57,10 @@ async def read_body(request: Request, config: ServeConfig) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     try:
-        return await asyncio.wait_for(_stream(request, limit), config.client_timeout_s)
-    except asyncio.TimeoutError:
+        # A deadline on this task, not wait_for's task per request (a hop of the event loop).
+        async with asyncio.timeout(config.client_timeout_s):
+            return await _stream(request, limit)
+    except TimeoutError:
         raise ClientTimeoutError(
             f"The request body did not arrive within {config.client_timeout_s} s "
             "(--client-timeout-s); send it whole, or at a faster rate."

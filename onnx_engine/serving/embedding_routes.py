@@ -42,8 +42,7 @@ def routes(state: ServerState) -> list[Route]:
 
         def answer(job: Job, result: JobResult) -> Response:
             vectors = served.handler.vectors(job, result.values)
-            tokens = [value.tokens for value in result.values]
-            return JSONResponse(openai_response(vectors, tokens, parsed.model,
+            return JSONResponse(openai_response(vectors, result.tokens, parsed.model,
                                                 parsed.encoding_format), headers=result.headers)
 
         return await answered(

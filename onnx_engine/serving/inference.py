@@ -1,4 +1,4 @@
-"""A request's life, top to bottom: admit -> tokenize -> queue -> batch -> scatter -> answer.
+"""A request's life, top to bottom: admit -> tokenize (once) -> queue -> batch -> scatter -> answer.
 
 The protocol routes read their body and hand :func:`answered` how to make the job and how to
 answer it; everything between parsing and encoding happens here.
@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from engine.tokenization import EncodedRow
 from onnx_engine.serving.answer import built
 from onnx_engine.serving.batcher import ItemResult, WorkItem
 from onnx_engine.serving.errors import (
@@ -36,9 +37,11 @@ ClientGone = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class JobResult:
-    """The engine's results for a job's texts, in order, and the timing headers to send."""
+    """The engine's results for a job's texts, in order, the tokens the model read for each
+    (usage), and the timing headers to send."""
 
     values: list[Any]
+    tokens: list[int]
     headers: dict[str, str]
 
 
@@ -72,7 +75,6 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
     admission = Admission(served)
     state.in_flight += 1
     served.batcher.arriving += 1
-    state.metrics.in_flight.set(state.in_flight)
     try:
         yield admission
     except asyncio.CancelledError:
@@ -83,7 +85,6 @@ async def admitted(state: ServerState, served: ServedModel) -> AsyncIterator[Adm
         state.in_flight -= 1
         if not admission.queued:
             served.batcher.arriving -= 1
-        state.metrics.in_flight.set(state.in_flight)
 
 
 async def answered(
@@ -104,7 +105,7 @@ async def answered(
         job = make_job()
         result = await run_job(state, admission, job, gone)
         response = await built(served.handler.answer_values(job), lambda: answer(job, result))
-    state.metrics.successes.labels(served.name).inc()
+    served.batcher.metrics.successes.inc()
     return response
 
 
@@ -120,15 +121,16 @@ async def run_job(
         ClientDisconnectedError: the client went away (its texts are dropped).
     """
     served = admission.served
-    metrics, model = state.metrics, served.name
+    metrics = served.batcher.metrics
     started = time.perf_counter()
-    job, counts = await _bounded(served, job)
+    rows = await _encoded(served, job)
+    tokens = [row.tokens for row in rows]
     tokenized = time.perf_counter()
-    metrics.tokenization_duration.labels(model).observe(tokenized - started)
+    metrics.tokenization_duration.observe(tokenized - started)
     loop = asyncio.get_running_loop()
     items = [
-        WorkItem(text, cost, job.key, job, loop.create_future())
-        for text, cost in zip(job.texts, served.handler.costs(job, counts))
+        WorkItem(row, cost, job.key, job, loop.create_future())
+        for row, cost in zip(rows, served.handler.costs(job, tokens))
     ]
     admission.queue(items)
     try:
@@ -137,18 +139,18 @@ async def run_job(
         for item in items:  # whatever ended the wait, texts nobody waits for must not run
             item.future.cancel()
     total = time.perf_counter() - started
-    metrics.request_duration.labels(model).observe(total)
+    metrics.request_duration.observe(total)
     headers = {
         "x-tokenization-time": _ms(tokenized - started),
         "x-queue-time": _ms(max(result.queue_s for result in results)),
         "x-inference-time": _ms(max(result.inference_s for result in results)),
         "x-total-time": _ms(total),
     }
-    return JobResult([result.value for result in results], headers)
+    return JobResult([result.value for result in results], tokens, headers)
 
 
-async def _bounded(served: ServedModel, job: Job) -> tuple[Job, list[int]]:
-    """The job within its model's input bound, and its texts' token counts (may raise 413)."""
+async def _encoded(served: ServedModel, job: Job) -> list[EncodedRow]:
+    """The job's texts encoded within its model's input bound (may raise 413)."""
     size = sum(map(text_chars, job.texts))
     if size <= _INLINE_TOKENIZE_CHARS:
         return served.handler.bounded(job)

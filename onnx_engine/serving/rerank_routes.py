@@ -56,9 +56,8 @@ def routes(state: ServerState) -> list[Route]:
                   else only_task_model(state, TASK_RANKING, "/v1/rerank", "/v1/rerank"))
 
         def answer(job: Job, result: JobResult) -> Response:
-            tokens = int(sum(served.handler.token_counts(job.texts)))
             ranking = served.handler.ranking(job, result.values)
-            return JSONResponse(cohere_answer(ranking, served.name, tokens),
+            return JSONResponse(cohere_answer(ranking, served.name, sum(result.tokens)),
                                 headers=result.headers)
 
         return await answered(state, served, client_gone(request),

@@ -42,6 +42,7 @@ class ServerState:
         self.draining = False
         self.drain_started: float | None = None
         self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)  # read when scraped
         self.abandoned = 0
         self.load_error: str | None = None
 

@@ -50,9 +50,10 @@ class OrtRawTokenClassifier(OrtRawClassifier):
 
     def prepare(self, texts: Sequence[str]) -> None:
         super().prepare(texts)
-        encodings = self._tokenizer.backend.encode_batch(list(texts))
-        self._special = np.array([e.special_tokens_mask for e in encodings], dtype=bool)
-        self._special |= ~np.array([e.attention_mask for e in encodings], dtype=bool)
+        encoded = self._tokenizer.encode(list(texts))
+        self._special = ~encoded.attention_mask.astype(bool)  # padding
+        for index, row in enumerate(encoded.rows):
+            self._special[index, : row.tokens] = row.encoding.special_tokens_mask
 
     def predictions(self, output: Any) -> np.ndarray:
         return np.where(self._special, -1, np.argmax(output[0], axis=-1))

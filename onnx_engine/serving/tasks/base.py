@@ -10,12 +10,19 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.tokenization import CHARS_PER_TOKEN, BoundedInput, TextInput, as_text_list, char_cap
+from engine.tokenization import (
+    CHARS_PER_TOKEN,
+    BoundedInput,
+    EncodedRow,
+    TextInput,
+    as_text_list,
+    char_cap,
+)
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import NotFoundError, PayloadTooLargeError, ValidationError
 
@@ -120,31 +127,35 @@ class TaskHandler(ABC):
         """Whether the job asked to cut texts over the bound (default: refuse them)."""
         return False
 
-    # -- bounding (event loop for small jobs, a thread for large ones) --
-    def bounded(self, job: Job) -> tuple[Job, list[int]]:
-        """The job with each text within the input bound, and each text's tokens (its cost).
+    # -- encoding (event loop for small jobs, a thread for large ones) --
+    def bounded(self, job: Job) -> list[EncodedRow]:
+        """Each text of the job encoded as the model reads it, within the input bound: the
+        rows the batcher queues (each row's token count is its cost), so that every text is
+        tokenized once, here, and the engine runs on the rows.
 
         Each text is read only up to its character cap (:func:`engine.tokenization.char_cap`),
         so a 5 MB text costs what the bound needs. A text over the bound is cut when the job
-        truncates (the engine then keeps exactly the tokens it would keep of the whole text).
+        truncates (to exactly the tokens the engine keeps of the whole text).
 
         Raises:
             PayloadTooLargeError: a text over the bound in a job that does not truncate, or a
                 text over the character cap whose read part cannot show where to cut it.
         """
-        bound = self.max_input_tokens
-        measured = self.model.tokenizer.bounded(job.texts, bound)
+        tokenizer = self.model.tokenizer
+        measured = tokenizer.bounded(job.texts)
         truncate = self.truncates(job)
         for index, text in enumerate(measured):
             if not text.readable:
                 raise PayloadTooLargeError(self._unreadable(index, job.texts[index], text))
-            if text.over(bound) and not truncate:
-                raise PayloadTooLargeError(self._over_bound(index, text, job))
-        counts = [min(text.tokens, bound) for text in measured]
-        return replace(job, texts=[text.text for text in measured]), counts
+            if text.over and not truncate:
+                raise PayloadTooLargeError(self._over_bound(index, job.texts[index], text, job))
+        # A text over the character cap was read as its prefix; its row is the prefix encoded.
+        return [text.row or tokenizer.encode_rows([text.text])[0] for text in measured]
 
-    def _over_bound(self, index: int, text: BoundedInput, job: Job) -> str:
-        count = f"more than {text.tokens}" if text.cut else str(text.tokens)
+    def _over_bound(self, index: int, original: TextInput, text: BoundedInput, job: Job) -> str:
+        # The row stops at the bound: the whole text is counted again for the message only.
+        count = (f"more than {text.tokens}" if text.cut
+                 else str(self.model.tokenizer.count(original)))
         return (
             f"Text #{index} has {count} tokens; this model takes at most "
             f"{self.max_input_tokens} (--max-input-tokens). {self.truncate_fix(job)}"
@@ -166,18 +177,13 @@ class TaskHandler(ABC):
                 "shorten it.")
 
     # -- batching (worker thread) --
-    def token_counts(self, texts: Sequence[TextInput]) -> list[int]:
-        """Tokens of each text after truncation: the batcher's cost of the text."""
-        encoded = self.model.tokenizer.encode(list(texts))
-        return encoded.attention_mask.sum(axis=1).tolist()
-
     def costs(self, job: Job, token_counts: list[int]) -> list[int]:
         """Padded-token cost of each text in a batch; tasks with more work per token scale it."""
         return token_counts
 
     @abstractmethod
-    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[Any]:
-        """One engine call over texts from many requests; one result per text."""
+    def run_batch(self, key: Hashable, rows: list[EncodedRow]) -> Sequence[Any]:
+        """One engine call over encoded texts from many requests; one result per row."""
 
     # -- answering (event loop) --
     @abstractmethod

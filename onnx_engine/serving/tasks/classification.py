@@ -15,7 +15,8 @@ import numpy as np
 from engine.checks import check_flag
 from engine.manifest import TASK_CLASSIFICATION
 from engine.tasks.classification import Classifier, check_top_k
-from engine.tokenization import TextInput, as_text_list
+from engine.tokenization import EncodedRow, as_text_list
+from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
@@ -60,6 +61,11 @@ class ClassificationHandler(TaskHandler):
         TensorSpec("probabilities", "FP32", (-1, -1)),
     )
 
+    def __init__(self, model: Classifier, config: ServeConfig) -> None:
+        super().__init__(model, config)
+        # The labels in class order, built once (``Classifier.labels`` sorts them per call).
+        self._labels = np.array(model.labels, dtype=object)
+
     def parse_v2(self, inputs: dict[str, list[str]], parameters: dict[str, Any]) -> Job:
         texts = required_v2_input(inputs, "text", ("text", "text_pair"))
         if "text_pair" in inputs:
@@ -81,7 +87,7 @@ class ClassificationHandler(TaskHandler):
         self.check_texts(texts)
         options = self._options(parameters)
         if options.top_k is None:  # the Inference API answers every label, best first
-            options = replace(options, top_k=len(self.model.labels))
+            options = replace(options, top_k=len(self._labels))
         return Job(texts, options=options, single=single)
 
     def _options(self, parameters: dict[str, Any]) -> ClassifyOptions:
@@ -101,19 +107,17 @@ class ClassificationHandler(TaskHandler):
     def truncates(self, job: Job) -> bool:
         return job.options.truncation
 
-    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[np.ndarray]:
-        # Jobs hold pairs as the tokenizer's (text, pair) tuples; the engine takes them as dicts.
-        inputs = [{"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else t for t in texts]
-        return list(self.model.logits(inputs, batch_size=len(inputs)))
+    def run_batch(self, key: Hashable, rows: list[EncodedRow]) -> Sequence[np.ndarray]:
+        return list(self.model.logits_encoded(rows, batch_size=len(rows)))
 
     def answer_values(self, job: Job) -> int:
-        return len(job.texts) * len(self.model.labels) * 2  # label + score (V2: logits, probs)
+        return len(job.texts) * len(self._labels) * 2  # label + score (V2: logits, probs)
 
     def encode_v2(self, job: Job, results: list[np.ndarray]) -> list[OutputTensor]:
         logits = np.stack(results).astype(np.float32)
         probabilities = self.model.scores(logits, job.options.activation).astype(np.float32)
         top_k = job.options.top_k
-        labels = np.array(self.model.labels, dtype=object)
+        labels = self._labels
         if top_k is None:
             best = probabilities.argmax(axis=1)
             label = labels[best]

@@ -3,8 +3,9 @@ feature-extraction shape, and (through ``embedding_routes``) TEI ``/embed`` and 
 ``/v1/embeddings``.
 
 The engine call pools but does not normalize, one row per text, so requests that want normalized
-and raw vectors share every batch; each job normalizes its own rows when it is answered. Each row
-comes back with the tokens the model saw for that text, which OpenAI answers bill as usage.
+and raw vectors share every batch; each job normalizes its own rows when it is answered. The
+tokens the model saw for each text (its encoded row's, ``JobResult.tokens``) are what OpenAI
+answers bill as usage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from engine.manifest import TASK_FEATURE_EXTRACTION
 from engine.pooling import l2_normalize
 from engine.similarity import similarity_matrix
 from engine.tasks.feature_extraction import Embedder
-from engine.tokenization import as_text_list
+from engine.tokenization import EncodedRow, as_text_list
 from onnx_engine.embedding_protocols import EmbeddingRequest, decode_base64
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers, Wire
@@ -49,14 +50,6 @@ class EmbedOptions:
     normalize: bool
     truncate: bool = False
     openai: bool = False
-
-
-@dataclass(frozen=True)
-class EmbeddedText:
-    """One text's pooled, unnormalized vector and the tokens the model saw for it."""
-
-    vector: np.ndarray
-    tokens: int
 
 
 class EmbeddingHandler(TaskHandler):
@@ -114,24 +107,22 @@ class EmbeddingHandler(TaskHandler):
                 options[name] = value
         return options
 
-    def run_batch(self, key: Hashable, texts: list[str]) -> Sequence[EmbeddedText]:
-        vectors, counts = self.model.embed_with_token_counts(
-            texts, batch_size=len(texts), normalize=False
-        )
-        return [EmbeddedText(vector, int(count)) for vector, count in zip(vectors, counts)]
+    def run_batch(self, key: Hashable, rows: list[EncodedRow]) -> Sequence[np.ndarray]:
+        """Each row's pooled, unnormalized vector."""
+        return list(self.model.embed_encoded(rows, batch_size=len(rows), normalize=False))
 
     def answer_values(self, job: Job) -> int:
         return len(job.texts) * self.model.dimension
 
-    def vectors(self, job: Job, results: list[EmbeddedText]) -> np.ndarray:
+    def vectors(self, job: Job, results: list[np.ndarray]) -> np.ndarray:
         """The job's rows as float32 [N, D], normalized as the job asked."""
-        vectors = np.stack([result.vector for result in results]).astype(np.float32)
+        vectors = np.stack(results).astype(np.float32)
         return l2_normalize(vectors) if job.options.normalize else vectors
 
-    def encode_v2(self, job: Job, results: list[EmbeddedText]) -> list[OutputTensor]:
+    def encode_v2(self, job: Job, results: list[np.ndarray]) -> list[OutputTensor]:
         return [OutputTensor("embedding", "FP32", self.vectors(job, results))]
 
-    def encode_hf(self, job: Job, results: list[EmbeddedText], route: str) -> Any:
+    def encode_hf(self, job: Job, results: list[np.ndarray], route: str) -> Any:
         vectors = self.vectors(job, results).tolist()
         return vectors[0] if job.single else vectors
 

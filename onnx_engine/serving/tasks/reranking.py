@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.numerics import sigmoid
 from engine.tasks.reranking import TASK_RANKING, Reranker, query_pairs, ranked
-from engine.tokenization import TextInput
+from engine.tokenization import EncodedRow
 from onnx_engine.json_fields import flag
 from onnx_engine.serving.errors import NotFoundError, ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers, Wire
@@ -106,9 +106,8 @@ class RerankingHandler(TaskHandler):
         return ('Send "truncate": true (on /rerank beside "texts", on V2 in the parameters) to '
                 "cut it there, or shorten it.")
 
-    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[float]:
-        pairs = [(text[0], text[1]) for text in texts]  # a rerank job holds only pairs
-        return self.model.pair_logits(pairs, batch_size=len(pairs)).tolist()
+    def run_batch(self, key: Hashable, rows: list[EncodedRow]) -> Sequence[float]:
+        return self.model.pair_logits_encoded(rows, batch_size=len(rows)).tolist()
 
     def answer_values(self, job: Job) -> int:
         return len(job.texts) * (3 if job.options.return_documents else 2)

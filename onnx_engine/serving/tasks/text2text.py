@@ -8,6 +8,7 @@ message transformers uses, which ``huggingface_hub`` parses to retry without the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from engine.manifest import TASK_TEXT2TEXT
 from engine.seq2seq.generation_args import GenerationArgs
 from engine.tasks.text2text import Seq2SeqLM
-from engine.tokenization import TextInput, as_text_list
+from engine.tokenization import EncodedRow, TextInput, as_text_list
 from onnx_engine.serving.errors import UnusedModelKwargsError, ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
@@ -111,22 +112,13 @@ class Text2TextHandler(TaskHandler):
         return [count * job.key.num_beams for count in token_counts]
 
     def run_batch(
-        self, key: GenerationArgs, texts: list[TextInput],
+        self, key: GenerationArgs, rows: list[EncodedRow],
         cancelled: Callable[[], Sequence[bool]] | None = None,
     ) -> Sequence[tuple[str, float | None] | None]:
         # ``cancelled`` (from the batcher) says whose requests went away: the decoder stops their
         # rows between steps, and their results (None here) are dropped.
-        generated = self.model.generate(
-            texts,
-            max_new_tokens=key.max_new_tokens,
-            num_beams=key.num_beams,
-            length_penalty=key.length_penalty,
-            early_stopping=key.early_stopping,
-            truncation=key.truncation,
-            output_scores=key.output_scores,
-            batch_size=len(texts),
-            cancelled=cancelled,
-        )
+        generated = self.model.generate_encoded(rows, replace(key, batch_size=len(rows)),
+                                                cancelled=cancelled)
         return [None if sequence.cancelled else (sequence.text, sequence.score)
                 for sequence in generated]
 

@@ -26,7 +26,7 @@ from engine.tasks.token_classification import (
     check_ignore_labels,
     check_strategy,
 )
-from engine.tokenization import TextInput, as_text_list
+from engine.tokenization import EncodedRow, as_text_list
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.tasks.answers import TaskAnswers
 from onnx_engine.serving.tasks.base import (
@@ -99,8 +99,8 @@ class TokenClassificationHandler(TaskHandler):
     def truncates(self, job: Job) -> bool:
         return job.options.truncation
 
-    def run_batch(self, key: Hashable, texts: list[TextInput]) -> Sequence[TokenLogits]:
-        return self.model.token_logits([str(text) for text in texts], batch_size=len(texts))
+    def run_batch(self, key: Hashable, rows: list[EncodedRow]) -> Sequence[TokenLogits]:
+        return self.model.token_logits_encoded(rows, batch_size=len(rows))
 
     def answer_values(self, job: Job) -> int:
         # Post-processing walks every token of every text: an upper bound, so that long texts'
