@@ -18,7 +18,13 @@ from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
 from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
 from engine.seq2seq.beam_search import BeamSearch
-from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
+from engine.seq2seq.decoding import (
+    ForcedDecoding,
+    GenerationSettings,
+    GreedySearch,
+    OnStep,
+    run_decoder,
+)
 from engine.seq2seq.generation_args import GenerationArgs
 from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 from engine.seq2seq.outputs import (
@@ -150,6 +156,7 @@ class Seq2SeqLM(ArtifactModel):
         batch_size: int = 16,
         truncation: bool = False,
         cancelled: Callable[[], Sequence[bool]] | None = None,
+        on_step: OnStep | None = None,
     ) -> list[GeneratedSequence]:
         """Generate from each text with greedy (``num_beams=1``) or beam search, KV-cached.
 
@@ -166,6 +173,11 @@ class Seq2SeqLM(ArtifactModel):
         calling thread. A cancelled text is retired as a finished one is, a batch whose texts are
         all cancelled stops decoding there, and its result is marked ``cancelled`` (no output).
 
+        ``on_step``, when given (greedy only), is called from the calling thread after every
+        decoder step with the tokens it chose (:class:`engine.seq2seq.decoding.StepTokens`, rows
+        numbered as ``texts``), before the next step runs: tokens can be streamed as they come.
+        Beam search has no such tokens: a later step may replace every earlier one.
+
         Raises:
             InputError: bad texts or a bad argument (see :class:`GenerationArgs`).
         """
@@ -176,6 +188,7 @@ class Seq2SeqLM(ArtifactModel):
         if cancelled is not None and not callable(cancelled):
             raise InputError(f"cancelled must be a function returning one flag per text, got "
                              f"{type(cancelled).__name__}.")
+        _check_on_step(on_step, args.num_beams)
         return [
             sequence
             for start in range(0, len(items), args.batch_size)
@@ -183,6 +196,7 @@ class Seq2SeqLM(ArtifactModel):
                 items[start : start + args.batch_size], args, max_new_tokens,
                 None if cancelled is None
                 else _flags(cancelled, len(items), start, args.batch_size),
+                None if on_step is None else _rows_from(on_step, start),
             )
         ]
 
@@ -193,7 +207,7 @@ class Seq2SeqLM(ArtifactModel):
 
     def _generate_batch(
         self, chunk: list[str], args: GenerationArgs, max_new_tokens: int,
-        cancelled: Callable[[], np.ndarray] | None = None,
+        cancelled: Callable[[], np.ndarray] | None = None, on_step: OnStep | None = None,
     ) -> list[GeneratedSequence]:
         if cancelled is not None and cancelled().all():
             return [_cancelled_result() for _ in chunk]
@@ -201,7 +215,7 @@ class Seq2SeqLM(ArtifactModel):
         eos, pad = self.settings.eos_token_ids, self.settings.pad_token_id
         if args.num_beams == 1:
             strategy: GreedySearch | BeamSearch = GreedySearch(
-                len(chunk), max_new_tokens, eos, pad, keep_logits
+                len(chunk), max_new_tokens, eos, pad, keep_logits, on_step
             )
         else:
             strategy = BeamSearch(len(chunk), args.num_beams, max_new_tokens, eos,
@@ -297,6 +311,26 @@ class Seq2SeqLM(ArtifactModel):
 
 def _cancelled_result() -> GeneratedSequence:
     return GeneratedSequence("", np.zeros(0, dtype=np.int64), cancelled=True)
+
+
+def _check_on_step(on_step: OnStep | None, num_beams: int) -> None:
+    if on_step is None:
+        return
+    if not callable(on_step):
+        raise InputError(f"on_step must be a function taking each step's tokens, got "
+                         f"{type(on_step).__name__}.")
+    if num_beams != 1:
+        raise InputError(
+            f"on_step streams greedy decoding only, got num_beams={num_beams}: a beam search "
+            "step may replace every token chosen before it. Use num_beams=1, or no on_step."
+        )
+
+
+def _rows_from(on_step: OnStep, start: int) -> OnStep:
+    """``on_step`` for the batch of texts from ``start``: its rows numbered as in the call."""
+    if start == 0:
+        return on_step
+    return lambda tokens: on_step(tokens.shifted(start))
 
 
 def _flags(
