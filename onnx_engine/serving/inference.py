@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,32 +115,60 @@ async def run_job(
         ValidationError, BackendError: set by the batcher for this job's texts.
         ClientDisconnectedError: the client went away (its texts are dropped).
     """
-    served = admission.served
-    metrics, model = state.metrics, served.name
-    started = time.perf_counter()
-    job, counts = await _bounded(served, job)
-    tokenized = time.perf_counter()
-    metrics.tokenization_duration.labels(model).observe(tokenized - started)
-    loop = asyncio.get_running_loop()
-    items = [
-        WorkItem(text, cost, job.key, job, loop.create_future())
-        for text, cost in zip(job.texts, served.handler.costs(job, counts))
-    ]
-    admission.queue(items)
+    queued = await queue_job(state, admission, job)
+    items, started = queued.items, queued.started
     try:
         results: list[ItemResult] = await _wait(items, request, state.config.request_timeout_s)
     finally:
-        for item in items:  # whatever ended the wait, texts nobody waits for must not run
-            item.future.cancel()
+        queued.cancel()  # whatever ended the wait, texts nobody waits for must not run
     total = time.perf_counter() - started
-    metrics.request_duration.labels(model).observe(total)
+    state.metrics.request_duration.labels(admission.served.name).observe(total)
     headers = {
-        "x-tokenization-time": _ms(tokenized - started),
+        "x-tokenization-time": _ms(queued.tokenized - started),
         "x-queue-time": _ms(max(result.queue_s for result in results)),
         "x-inference-time": _ms(max(result.inference_s for result in results)),
         "x-total-time": _ms(total),
     }
     return JobResult([result.value for result in results], headers)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job's texts in the batcher's queue: their work items, token counts and timestamps."""
+
+    items: list[WorkItem]
+    counts: list[int]
+    started: float
+    tokenized: float
+
+    def cancel(self) -> None:
+        """Nobody waits for these texts any more: the batcher drops or stops them."""
+        for item in self.items:
+            item.future.cancel()
+
+
+async def queue_job(
+    state: ServerState, admission: Admission, job: Job,
+    sinks: Sequence[Callable[..., None] | None] | None = None,
+) -> QueuedJob:
+    """Bound a job's texts and hand them to the batcher; ``sinks`` (one per text) stream.
+
+    Raises:
+        PayloadTooLargeError: a text over its model's input bound (``TaskHandler.bounded``).
+    """
+    served = admission.served
+    started = time.perf_counter()
+    job, counts = await _bounded(served, job)
+    tokenized = time.perf_counter()
+    state.metrics.tokenization_duration.labels(served.name).observe(tokenized - started)
+    loop = asyncio.get_running_loop()
+    items = [
+        WorkItem(text, cost, job.key, job, loop.create_future(),
+                 sink=None if sinks is None else sinks[index])
+        for index, (text, cost) in enumerate(zip(job.texts, served.handler.costs(job, counts)))
+    ]
+    admission.queue(items)
+    return QueuedJob(items, counts, started, tokenized)
 
 
 async def _bounded(served: ServedModel, job: Job) -> tuple[Job, list[int]]:
@@ -154,7 +182,7 @@ async def _bounded(served: ServedModel, job: Job) -> tuple[Job, list[int]]:
 async def _wait(items: list[WorkItem], request: Request, timeout: float | None) -> list[ItemResult]:
     gathered = asyncio.gather(*(item.future for item in items))
     gathered.add_done_callback(_consume)  # however the wait ends (even cancelled), never "lost"
-    disconnect = asyncio.ensure_future(_disconnected(request))
+    disconnect = asyncio.ensure_future(disconnected(request))
     try:
         done, _ = await asyncio.wait(
             {gathered, disconnect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -171,7 +199,7 @@ async def _wait(items: list[WorkItem], request: Request, timeout: float | None) 
     )
 
 
-async def _disconnected(request: Request) -> None:
+async def disconnected(request: Request) -> None:
     """Return when the client goes away (the body has been read, so only that can arrive)."""
     while True:
         message = await request.receive()
