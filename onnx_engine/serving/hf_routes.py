@@ -58,7 +58,7 @@ def routes(state: ServerState) -> list[Route]:
 
 def _streams(body: dict[str, Any], route: str) -> bool:
     stream = body.get("stream")
-    if stream not in (None, True, False):
+    if stream is not None and not isinstance(stream, bool):
         raise ValidationError(f'"stream" must be true or false, got {stream!r}.')
     return route == "generate_stream" or stream is True
 

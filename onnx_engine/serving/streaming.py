@@ -102,28 +102,44 @@ class TokenStream:
             watcher = asyncio.ensure_future(row.watch(self._request))
             try:
                 events = _events(self._served, job, queued, row, greedy)
-                await _send_events(events, send, state.config.request_timeout_s)
+                whole = await _send_events(events, send, state.config.request_timeout_s)
             finally:
                 watcher.cancel()
                 queued.cancel()
             state.metrics.request_duration.labels(served.name).observe(
                 time.perf_counter() - queued.started)
-        state.metrics.successes.labels(served.name).inc()
+        if whole:
+            state.metrics.successes.labels(served.name).inc()
+        else:
+            state.metrics.failures.labels(served.name, ClientDisconnectedError.error_type).inc()
 
 
-async def _send_events(events: AsyncIterator[bytes], send: Send, timeout: float | None) -> None:
-    """Send the stream; the first event (and the response's start) within ``timeout``."""
+async def _send_events(events: AsyncIterator[bytes], send: Send, timeout: float | None) -> bool:
+    """Send the stream; the first event (and the response's start) within ``timeout``.
+
+    Returns whether the stream was sent whole (False: the client left after it started).
+
+    Raises:
+        RequestTimeoutError: no first event within ``timeout``.
+        ServeError: the request failed before its first event (it has no answer yet).
+    """
     try:
         first = await asyncio.wait_for(anext(events), timeout)
     except TimeoutError:
         raise RequestTimeoutError(
             f"No token was ready within the server's {timeout} s request timeout.") from None
-    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-    chunk: bytes | None = first
-    while chunk is not None:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        chunk = await anext(events, None)
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        chunk: bytes | None = first
+        while chunk is not None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = await anext(events, None)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except (ClientDisconnectedError, OSError):  # OSError: the server's send to a closed socket
+        return False
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return True
 
 
 async def _events(served: ServedModel, job: Job, queued: QueuedJob, row: RowStream,

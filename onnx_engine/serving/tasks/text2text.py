@@ -108,7 +108,7 @@ class Text2TextHandler(TaskHandler):
                 settings["truncation"] = settings["truncation"] != _NO_TRUNCATION
             settings = {**nested, **settings}
         details = settings.pop("details", None)
-        if details not in (None, True, False):
+        if details is not None and not isinstance(details, bool):
             raise ValidationError(f'"details" must be true or false, got {details!r}.')
         unused = [
             name for name, value in settings.items()
