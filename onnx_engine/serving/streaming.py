@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 from starlette.requests import Request
@@ -95,13 +95,14 @@ class TokenStream:
         state, served = self._state, self._served
         async with admitted(state, served) as admission:
             job = self._make_job()
+            handler = cast(Text2TextHandler, served.handler)  # the one whose parse_stream works
             row = RowStream(asyncio.get_running_loop())
-            greedy = job.key.num_beams == 1
+            greedy = handler.streams_tokens(job)
             queued = await queue_job(state, admission, job, [row.push] if greedy else None)
             queued.items[0].future.add_done_callback(row.wake)
             watcher = asyncio.ensure_future(row.watch(self._request))
             try:
-                events = _events(self._served, job, queued, row, greedy)
+                events = _events(handler.vocabulary, job, queued, row, greedy)
                 whole = await _send_events(events, send, state.config.request_timeout_s)
             finally:
                 watcher.cancel()
@@ -114,7 +115,9 @@ class TokenStream:
             state.metrics.failures.labels(served.name, ClientDisconnectedError.error_type).inc()
 
 
-async def _send_events(events: AsyncIterator[bytes], send: Send, timeout: float | None) -> bool:
+async def _send_events(
+    events: AsyncGenerator[bytes, None], send: Send, timeout: float | None
+) -> bool:
     """Send the stream; the first event (and the response's start) within ``timeout``.
 
     Returns whether the stream was sent whole (False: the client left after it started).
@@ -138,16 +141,15 @@ async def _send_events(events: AsyncIterator[bytes], send: Send, timeout: float 
     except (ClientDisconnectedError, OSError):  # OSError: the server's send to a closed socket
         return False
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     return True
 
 
-async def _events(served: ServedModel, job: Job, queued: QueuedJob, row: RowStream,
-                  greedy: bool) -> AsyncIterator[bytes]:
+async def _events(vocabulary: TokenVocabulary, job: Job, queued: QueuedJob, row: RowStream,
+                  greedy: bool) -> AsyncGenerator[bytes, None]:
     """The stream's events as SSE bytes; raises before the first one, sends an error after."""
     item = queued.items[0]
-    handler = cast(Text2TextHandler, served.handler)  # the one whose parse_stream makes jobs
-    speller = TokenSpeller(handler.vocabulary)
+    speller = TokenSpeller(vocabulary)
     details = job.options.details
     ids: list[int] = []
     sent = 0
@@ -161,7 +163,7 @@ async def _events(served: ServedModel, job: Job, queued: QueuedJob, row: RowStre
                 if not last:
                     yield _sse(stream_event(sent, token))
                     continue
-                yield _sse(_last_event(handler.vocabulary, sent, token, ids, queued, details))
+                yield _sse(_last_event(vocabulary, sent, token, ids, queued, details))
                 return
             if row.gone:
                 raise ClientDisconnectedError("The client disconnected during its stream.")
@@ -169,7 +171,7 @@ async def _events(served: ServedModel, job: Job, queued: QueuedJob, row: RowStre
                 result = item.future.result().value  # raises the batcher's error for this text
                 if greedy or result is None:
                     raise ServeError("The stream ended before its last token.")
-                yield _sse(_whole_sequence_event(handler.vocabulary, result, queued, details))
+                yield _sse(_whole_sequence_event(vocabulary, result, queued, details))
                 return
             row.changed.clear()
             await row.changed.wait()
@@ -196,7 +198,8 @@ def _whole_sequence_event(vocabulary: TokenVocabulary, result: GeneratedSequence
                           queued: QueuedJob, details: bool) -> dict[str, Any]:
     """The one event of a beam search stream: its last token, the text, the details."""
     ids = result.token_ids.tolist()
-    logprobs = [0.0] * len(ids) if result.token_logprobs is None else result.token_logprobs
+    logprobs = ([0.0] * len(ids) if result.token_logprobs is None
+                else result.token_logprobs.tolist())
     last = spelled(vocabulary, ids, logprobs)[-1]
     return stream_event(1, last, result.text,
                         stream_details(vocabulary, ids, queued.counts[0]) if details else None)

@@ -144,6 +144,10 @@ class Text2TextHandler(TaskHandler):
             )
         return Job(list(texts), key=key, options=options, single=single)
 
+    def streams_tokens(self, job: Job) -> bool:
+        """Whether a streamed job streams token by token (greedy) or only its final text."""
+        return job.key.num_beams == 1
+
     def truncates(self, job: Job) -> bool:
         return job.key.truncation
 
