@@ -11,7 +11,7 @@ warm-up, the timings taking turns within each round; the server runs as a subpro
 127.0.0.1 (ephemeral port), stopped with SIGTERM.
 Writes ``benchmarks/results/stream-ttft.{json,md}``.
 
-    python benchmarks/stream_bench.py --model ARTIFACT [--model ARTIFACT ...] [--runs 40]
+    python benchmarks/stream_bench.py --model ARTIFACT [--model t5-small ...] [--runs 40]
                                       [--new-tokens 32]
 """
 
@@ -31,6 +31,7 @@ import httpx
 import engine
 from benchmarks.serve_bench import RESULTS, started
 from onnx_engine.bench.machine import load_average
+from onnx_engine.bench.models import resolve_target
 from onnx_engine.commands.loadtest import run_meta
 
 SOURCE = "translate English to German: The weather is nice today and we walk outside."
@@ -40,15 +41,20 @@ WARMUP = 5
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", required=True, type=Path,
-                        help="a text2text-generation artifact (repeat for several)")
+    parser.add_argument("--model", action="append", required=True,
+                        help="a text2text-generation artifact, or the built-in t5-small (random "
+                             "weights, built and exported on first use); repeat for several")
+    parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/bench"))
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--new-tokens", type=int, default=32,
                         help="max_new_tokens of each request (the whole answer's length)")
     args = parser.parse_args()
     load_before = load_average()
-    results = {artifact.name: measure(artifact, args.runs, args.new_tokens)
-               for artifact in args.model}
+    targets = [resolve_target(model, args.cache_dir, log=sys.stderr) for model in args.model]
+    results = {target.name: {**measure(target.artifact, args.runs, args.new_tokens),
+                             "source_model": target.manifest.source_model,
+                             "random_weights": target.random_weights}
+               for target in targets}
     meta = run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]), load_before)
     stem = RESULTS / "stream-ttft"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "models": results}, indent=2))
@@ -132,7 +138,9 @@ def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{row['streamed_whole_ms']} | {row['whole_answer_ms']} | "
             f"{row['in_process_whole_ms']} |")
     lines.append("")
-    lines.append(f"Each request asks for {next(iter(results.values()))['new_tokens']} new tokens.")
+    lines.append(f"Each request asks for {next(iter(results.values()))['new_tokens']} new tokens. "
+                 "Models (exported from): " + "; ".join(
+                     f"{name}: `{row['source_model']}`" for name, row in results.items()) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -225,3 +225,27 @@ def test_errors_before_the_stream_are_plain_http_errors(server, path, body, stat
 def test_inference_client_raises_the_servers_refusal(server):
     with pytest.raises(HubValidationError, match="at most"):
         list(_client(server).text_generation("x", max_new_tokens=10**6, stream=True))
+
+
+def test_overload_and_timeout_before_the_first_token_are_plain_http_errors(
+    serve_models, monkeypatch
+):
+    """With the worker held: a stream past --request-timeout-s before its first token is 504,
+    and one over --max-concurrent-requests is 429, both JSON, as for whole answers."""
+    gate = Gate(monkeypatch, serve_models["t5"].graphs)
+    config = ServeConfig(max_concurrent_requests=2, request_timeout_s=1.0)
+    with running_server(config, serve_models) as (url, _):
+        blocker = _hold_the_worker(url, gate)
+        body = {"inputs": LONG[0], "parameters": {"max_new_tokens": 4}}
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(httpx.post, f"{url}/models/t5/generate_stream", json=body,
+                                  timeout=TIMEOUT_S)
+            wait_until(lambda: metric_value(url, "onnx_engine_queue_size", {"model": "t5"}) == 1,
+                       "the stream queued")
+            refused = httpx.post(f"{url}/models/t5/generate_stream", json=body, timeout=TIMEOUT_S)
+            timed_out = waiting.result(TIMEOUT_S)
+        gate.released.set()
+        blocker.join(TIMEOUT_S)
+        assert (refused.status_code, refused.json()["error_type"]) == (429, "overloaded")
+        assert (timed_out.status_code, timed_out.json()["error_type"]) == (504, "timeout")
+        assert timed_out.headers["content-type"] == "application/json"
