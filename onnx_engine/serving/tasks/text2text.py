@@ -50,10 +50,9 @@ TokenSink = Callable[[int, float, bool], None]
 
 @dataclass(frozen=True)
 class TgiOptions:
-    """How a Hugging Face request wants its answer: TGI's ``details``, and whether it streams."""
+    """How a Hugging Face request wants its answer: with TGI's ``details`` or without."""
 
     details: bool = False
-    stream: bool = False
 
 
 class Text2TextHandler(TaskHandler):
@@ -118,7 +117,7 @@ class Text2TextHandler(TaskHandler):
         if unused:
             raise UnusedModelKwargsError(unused)
         known = {name: value for name, value in settings.items() if name not in _NO_OP_VALUES}
-        options = TgiOptions(details=bool(details), stream=stream)
+        options = TgiOptions(details=bool(details))
         # Per-token log-probabilities: a greedy stream gets them step by step; whole answers with
         # details, and a beam stream's one event, from the finished sequence.
         beams = known.get("num_beams") not in (None, 1)
@@ -163,7 +162,7 @@ class Text2TextHandler(TaskHandler):
         # ``cancelled`` (from the batcher) says whose requests went away: the decoder stops their
         # rows between steps, and their results (None here) are dropped. ``sinks`` (one per text,
         # None where it does not stream) get a greedy row's tokens as each step chooses them.
-        streaming = sinks is not None and key.num_beams == 1 and any(sinks)
+        streams = sinks is not None and key.num_beams == 1 and any(sinks)
         generated = self.model.generate(
             texts,
             max_new_tokens=key.max_new_tokens,
@@ -174,7 +173,7 @@ class Text2TextHandler(TaskHandler):
             output_scores=key.output_scores,
             batch_size=len(texts),
             cancelled=cancelled,
-            on_step=_to_sinks(sinks) if streaming and sinks is not None else None,
+            on_step=_to_sinks(sinks) if streams and sinks is not None else None,
         )
         return [None if sequence.cancelled else sequence for sequence in generated]
 
