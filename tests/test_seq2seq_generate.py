@@ -216,3 +216,54 @@ def test_a_strong_negative_penalty_matches_transformers_where_short_outputs_keep
     assert _ids(ours) == theirs.token_ids
     np.testing.assert_allclose([s.score for s in ours], theirs.sequence_scores, atol=ATOL,
                                rtol=SUM_RTOL)
+
+
+@pytest.mark.parametrize("batch_size", [16, 2], ids=["one-batch", "chunked"])
+def test_on_step_reports_each_greedy_token_as_generate_returns_it(t5_v1_1, batch_size):
+    """The streamed tokens (what a server sends) are the returned ids, row by row, in order,
+    with output_scores' log-probabilities; the last one of each row is flagged finished."""
+    lm = Seq2SeqLM.load(t5_v1_1.artifact)
+    steps = []
+    returned = lm.generate(SOURCES, max_new_tokens=NEW_TOKENS, output_scores=True,
+                           batch_size=batch_size, on_step=steps.append)
+    streamed: dict[int, list[tuple[int, float, bool]]] = {i: [] for i in range(len(SOURCES))}
+    for step in steps:
+        for row, token, logprob, finished in zip(step.rows, step.token_ids, step.logprobs,
+                                                 step.finished):
+            streamed[int(row)].append((int(token), float(logprob), bool(finished)))
+    for index, sequence in enumerate(returned):
+        tokens, logprobs, finished = zip(*streamed[index])
+        assert list(tokens) == sequence.token_ids.tolist()
+        np.testing.assert_allclose(logprobs, sequence.token_logprobs, rtol=1e-6, atol=1e-7)
+        assert finished == (False,) * (len(tokens) - 1) + (True,)
+    assert _ids(lm.generate(SOURCES, max_new_tokens=NEW_TOKENS)) == _ids(returned)
+
+
+def test_on_step_with_a_cancelled_row_leaves_the_other_rows_token_identical(t5_v1_1):
+    """A row cancelled after two steps stops reporting; every other row streams and returns
+    exactly what it does with nobody cancelled."""
+    lm = Seq2SeqLM.load(t5_v1_1.artifact)
+    want = _ids(lm.generate(SOURCES, max_new_tokens=NEW_TOKENS))
+    steps = []
+    gone = [False] * len(SOURCES)
+
+    def on_step(tokens):
+        steps.append(tokens)
+        if len(steps) == 2:
+            gone[3] = True
+
+    got = lm.generate(SOURCES, max_new_tokens=NEW_TOKENS, cancelled=lambda: gone,
+                      on_step=on_step)
+    assert got[3].cancelled
+    assert [ids for i, ids in enumerate(_ids(got)) if i != 3] == want[:3] + want[4:]
+    assert sum(3 in step.rows for step in steps) == 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"num_beams": 2}, "greedy decoding only"),
+    ({"on_step": "print"}, "on_step must be a function"),
+])
+def test_on_step_is_refused_where_it_cannot_stream(t5_v1_1, options, message):
+    lm = Seq2SeqLM.load(t5_v1_1.artifact)
+    with pytest.raises(InputError, match=message):
+        lm.generate("fine", **{"on_step": print, **options})

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.errors import CorruptArtifactError
+from engine.numerics import log_softmax
 from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 
 
@@ -141,12 +142,40 @@ def room_for(array: np.ndarray, step: int, limit: int, fill: int) -> np.ndarray:
     return grown
 
 
+@dataclass(frozen=True)
+class StepTokens:
+    """The tokens one greedy step produced, for the rows that were still decoding.
+
+    ``rows[j]`` (a row of the batch, i.e. a text of the call) produced ``token_ids[j]`` with
+    log-probability ``logprobs[j]`` (log-softmax of that step's logits, as ``output_scores``
+    gives it); ``finished[j]``: that token is the row's last (EOS, or ``max_new_tokens``).
+    Rows that had finished, or were retired (cancelled), are absent.
+    """
+
+    rows: np.ndarray
+    token_ids: np.ndarray
+    logprobs: np.ndarray
+    finished: np.ndarray
+
+    def shifted(self, first: int) -> StepTokens:
+        """The same tokens with rows counted from ``first`` (a chunk's place in its call)."""
+        return StepTokens(self.rows + first, self.token_ids, self.logprobs, self.finished)
+
+
+OnStep = Callable[[StepTokens], None]
+
+
 class GreedySearch:
-    """Greedy decoding as ``transformers`` does it: argmax, then pad once a row has hit EOS."""
+    """Greedy decoding as ``transformers`` does it: argmax, then pad once a row has hit EOS.
+
+    ``on_step``, when given, receives each step's new tokens (:class:`StepTokens`) as soon as
+    they are chosen, before the next decoder step runs: what a server streams. Without it a
+    step costs nothing more.
+    """
 
     def __init__(
         self, batch: int, max_new_tokens: int, eos_ids: tuple[int, ...], pad_id: int,
-        keep_logits: bool = False,
+        keep_logits: bool = False, on_step: OnStep | None = None,
     ) -> None:
         self.max_new_tokens = max_new_tokens
         self.tokens = np.full((batch, 0), pad_id, dtype=np.int64)
@@ -155,20 +184,34 @@ class GreedySearch:
         self.eos_ids = np.array(eos_ids, dtype=np.int64)
         self.pad_id = pad_id
         self.step_logits: list[np.ndarray] | None = [] if keep_logits else None
+        self.on_step = on_step
         self._step = 0
 
     def advance(self, logits: np.ndarray) -> StepDecision:
-        chosen = np.where(self.unfinished, np.argmax(logits, axis=-1), self.pad_id)
+        live = self.unfinished.copy()
+        chosen = np.where(live, np.argmax(logits, axis=-1), self.pad_id)
         self.tokens = room_for(self.tokens, self._step, self.max_new_tokens, self.pad_id)
         self.tokens[:, self._step] = chosen
-        self.lengths += self.unfinished
+        self.lengths += live
         if self.step_logits is not None:
             self.step_logits.append(logits)
         self.unfinished &= ~np.isin(chosen, self.eos_ids)
         self._step += 1
-        if not self.unfinished.any() or self._step == self.max_new_tokens:
+        last = self._step == self.max_new_tokens
+        if self.on_step is not None and live.any():
+            self.on_step(self._step_tokens(logits, chosen, live, last))
+        if not self.unfinished.any() or last:
             return StepDecision(None)
         return StepDecision(chosen)
+
+    def _step_tokens(
+        self, logits: np.ndarray, chosen: np.ndarray, live: np.ndarray, last: bool
+    ) -> StepTokens:
+        rows = np.flatnonzero(live)
+        tokens = chosen[rows]
+        logprobs = log_softmax(logits[rows])[np.arange(len(rows)), tokens]
+        finished = np.ones(len(rows), bool) if last else ~self.unfinished[rows]
+        return StepTokens(rows, tokens, logprobs, finished)
 
     def retire(self, inputs: np.ndarray) -> bool:
         """End the rows of ``inputs`` (a bool per input) as if they hit EOS; True: none is left."""

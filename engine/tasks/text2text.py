@@ -18,7 +18,13 @@ from engine.io_binding import host_array
 from engine.manifest import TASK_TEXT2TEXT
 from engine.options import ENGINE_DEFAULTS, RuntimeOptions, required
 from engine.seq2seq.beam_search import BeamSearch
-from engine.seq2seq.decoding import ForcedDecoding, GenerationSettings, GreedySearch, run_decoder
+from engine.seq2seq.decoding import (
+    ForcedDecoding,
+    GenerationSettings,
+    GreedySearch,
+    OnStep,
+    run_decoder,
+)
 from engine.seq2seq.generation_args import GenerationArgs
 from engine.seq2seq.graphs import EncoderState, Seq2SeqGraphs
 from engine.seq2seq.outputs import (
@@ -156,6 +162,7 @@ class Seq2SeqLM(ArtifactModel):
         batch_size: int = 16,
         truncation: bool = False,
         cancelled: Callable[[], Sequence[bool]] | None = None,
+        on_step: OnStep | None = None,
     ) -> list[GeneratedSequence]:
         """Generate from each text with greedy (``num_beams=1``) or beam search, KV-cached.
 
@@ -172,6 +179,11 @@ class Seq2SeqLM(ArtifactModel):
         calling thread. A cancelled text is retired as a finished one is, a batch whose texts are
         all cancelled stops decoding there, and its result is marked ``cancelled`` (no output).
 
+        ``on_step``, when given (greedy only), is called from the calling thread after every
+        decoder step with the tokens it chose (:class:`engine.seq2seq.decoding.StepTokens`, rows
+        numbered as ``texts``), before the next step runs: tokens can be streamed as they come.
+        Beam search has no such tokens: a later step may replace every earlier one.
+
         Raises:
             InputError: bad texts or a bad argument (see :class:`GenerationArgs`).
         """
@@ -181,36 +193,39 @@ class Seq2SeqLM(ArtifactModel):
         batches = (self.tokenizer.encode_rows(items[start : start + args.batch_size],
                                               args.truncation, "source")
                    for start in range(0, len(items), args.batch_size))
-        return self._generated(batches, len(items), args, cancelled)
+        return self._generated(batches, len(items), args, cancelled, on_step)
 
     def generate_encoded(
         self, rows: Sequence[EncodedRow], args: GenerationArgs,
-        cancelled: Callable[[], Sequence[bool]] | None = None,
+        cancelled: Callable[[], Sequence[bool]] | None = None, on_step: OnStep | None = None,
     ) -> list[GeneratedSequence]:
         """:meth:`generate` of sources already encoded (``tokenizer.encode_rows``, or a server's
         queue, which tokenizes each text once) with checked arguments; ``args.truncation`` is
-        not applied again (the rows are what the encoder reads).
+        not applied again (the rows are what the encoder reads). ``on_step`` as in :meth:`generate`.
 
         Raises:
-            InputError: ``max_new_tokens`` over the output limit, or a bad ``cancelled``.
+            InputError: ``max_new_tokens`` over the output limit, a bad ``cancelled``
+                or ``on_step``.
         """
         batches = (rows[start : start + args.batch_size]
                    for start in range(0, len(rows), args.batch_size))
-        return self._generated(batches, len(rows), args, cancelled)
+        return self._generated(batches, len(rows), args, cancelled, on_step)
 
     def _generated(
         self, batches: Iterable[Sequence[EncodedRow]], total: int, args: GenerationArgs,
-        cancelled: Callable[[], Sequence[bool]] | None,
+        cancelled: Callable[[], Sequence[bool]] | None, on_step: OnStep | None,
     ) -> list[GeneratedSequence]:
         max_new_tokens = args.new_tokens(self.settings.default_max_new_tokens, self.output_limit)
         if cancelled is not None and not callable(cancelled):
             raise InputError(f"cancelled must be a function returning one flag per text, got "
                              f"{type(cancelled).__name__}.")
+        _check_on_step(on_step, args.num_beams)
         results: list[GeneratedSequence] = []
         for chunk in batches:
-            flags = (None if cancelled is None
-                     else _flags(cancelled, total, len(results), args.batch_size))
-            results += self._generate_batch(chunk, args, max_new_tokens, flags)
+            start = len(results)
+            flags = None if cancelled is None else _flags(cancelled, total, start, args.batch_size)
+            rows_hook = None if on_step is None else _rows_from(on_step, start)
+            results += self._generate_batch(chunk, args, max_new_tokens, flags, rows_hook)
         return results
 
     @property
@@ -220,7 +235,7 @@ class Seq2SeqLM(ArtifactModel):
 
     def _generate_batch(
         self, chunk: Sequence[EncodedRow], args: GenerationArgs, max_new_tokens: int,
-        cancelled: Callable[[], np.ndarray] | None = None,
+        cancelled: Callable[[], np.ndarray] | None = None, on_step: OnStep | None = None,
     ) -> list[GeneratedSequence]:
         if cancelled is not None and cancelled().all():
             return [_cancelled_result() for _ in chunk]
@@ -228,7 +243,7 @@ class Seq2SeqLM(ArtifactModel):
         eos, pad = self.settings.eos_token_ids, self.settings.pad_token_id
         if args.num_beams == 1:
             strategy: GreedySearch | BeamSearch = GreedySearch(
-                len(chunk), max_new_tokens, eos, pad, keep_logits
+                len(chunk), max_new_tokens, eos, pad, keep_logits, on_step
             )
         else:
             strategy = BeamSearch(len(chunk), args.num_beams, max_new_tokens, eos,
@@ -326,6 +341,26 @@ class Seq2SeqLM(ArtifactModel):
 
 def _cancelled_result() -> GeneratedSequence:
     return GeneratedSequence("", np.zeros(0, dtype=np.int64), cancelled=True)
+
+
+def _check_on_step(on_step: OnStep | None, num_beams: int) -> None:
+    if on_step is None:
+        return
+    if not callable(on_step):
+        raise InputError(f"on_step must be a function taking each step's tokens, got "
+                         f"{type(on_step).__name__}.")
+    if num_beams != 1:
+        raise InputError(
+            f"on_step streams greedy decoding only, got num_beams={num_beams}: a beam search "
+            "step may replace every token chosen before it. Use num_beams=1, or no on_step."
+        )
+
+
+def _rows_from(on_step: OnStep, start: int) -> OnStep:
+    """``on_step`` for the batch of texts from ``start``: its rows numbered as in the call."""
+    if start == 0:
+        return on_step
+    return lambda tokens: on_step(tokens.shifted(start))
 
 
 def _flags(

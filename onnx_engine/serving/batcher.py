@@ -8,8 +8,10 @@ waiting text, so nothing starves: from a window of waiting texts with the same b
 text while the batch stays within ``max_batch_size`` texts and ``max_batch_tokens`` padded tokens
 (longest x count). Texts whose request is gone (client disconnected, timed out) are dropped before
 they run, and a handler whose ``run_batch`` takes ``cancelled`` (T5) is told which ones went away
-while their batch runs, so it can stop their work early. The queue needs no bound of its own:
-admission (``max_concurrent_requests``) bounds it.
+while their batch runs, so it can stop their work early. A streamed text carries a sink for its
+row's partial results (T5's tokens as they are chosen), which a handler whose ``run_batch`` takes
+``sinks`` feeds from the worker thread; streamed and whole answers share batches. The queue
+needs no bound of its own: admission (``max_concurrent_requests``) bounds it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
 
 @dataclass(eq=False)
 class WorkItem:
-    """One text waiting for the model; ``group`` is the request it belongs to."""
+    """One text waiting for the model; ``group`` is the request it belongs to; ``sink``, when
+    the request streams, takes the row's partial results (called from the worker thread)."""
 
     payload: Any
     cost: int
@@ -44,6 +47,7 @@ class WorkItem:
     group: object
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    sink: Callable[..., None] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,9 @@ class Batcher:
         run_batch: ``run_batch(key, payloads) -> results``, one result per payload, called in the
             worker thread; it may raise ``engine.InputError`` for a bad payload. If it takes a
             ``cancelled`` argument, it gets a function returning, per payload, whether its
-            request is gone (polled from the worker thread; those results are dropped).
+            request is gone (polled from the worker thread; those results are dropped). If it
+            takes ``sinks``, a batch with streamed texts gets their sinks, one per payload (None
+            for texts that do not stream).
     """
 
     def __init__(
@@ -86,7 +92,9 @@ class Batcher:
         self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model}")
         self._task: asyncio.Task | None = None
-        self._cancellable = "cancelled" in inspect.signature(run_batch).parameters
+        parameters = inspect.signature(run_batch).parameters
+        self._cancellable = "cancelled" in parameters
+        self._streams = "sinks" in parameters
         # Computed when scraped, from the queue itself: texts dropped because their request went
         # away stop counting at once, not when the loop next looks at the queue.
         metrics.queue_size.labels(model).set_function(self.waiting)
@@ -188,6 +196,8 @@ class Batcher:
         call = functools.partial(self._run_batch, batch[0].key, [item.payload for item in batch])
         if self._cancellable:
             call = functools.partial(call, cancelled=lambda: [item.future.done() for item in batch])
+        if self._streams and any(item.sink is not None for item in batch):
+            call = functools.partial(call, sinks=[item.sink for item in batch])
         try:
             results = await loop.run_in_executor(self._executor, call)
         except InputError as error:

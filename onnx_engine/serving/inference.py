@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -120,33 +120,62 @@ async def run_job(
         ValidationError, BackendError: set by the batcher for this job's texts.
         ClientDisconnectedError: the client went away (its texts are dropped).
     """
-    served = admission.served
-    metrics = served.batcher.metrics
-    started = time.perf_counter()
-    rows = await _encoded(served, job)
-    tokens = [row.tokens for row in rows]
-    tokenized = time.perf_counter()
-    metrics.tokenization_duration.observe(tokenized - started)
-    loop = asyncio.get_running_loop()
-    items = [
-        WorkItem(row, cost, job.key, job, loop.create_future())
-        for row, cost in zip(rows, served.handler.costs(job, tokens))
-    ]
-    admission.queue(items)
+    queued = await queue_job(state, admission, job)
+    items, started = queued.items, queued.started
     try:
         results: list[ItemResult] = await _wait(items, gone, state.config.request_timeout_s)
     finally:
-        for item in items:  # whatever ended the wait, texts nobody waits for must not run
-            item.future.cancel()
+        queued.cancel()  # whatever ended the wait, texts nobody waits for must not run
     total = time.perf_counter() - started
-    metrics.request_duration.observe(total)
+    admission.served.batcher.metrics.request_duration.observe(total)
     headers = {
-        "x-tokenization-time": _ms(tokenized - started),
+        "x-tokenization-time": _ms(queued.tokenized - started),
         "x-queue-time": _ms(max(result.queue_s for result in results)),
         "x-inference-time": _ms(max(result.inference_s for result in results)),
         "x-total-time": _ms(total),
     }
-    return JobResult([result.value for result in results], tokens, headers)
+    return JobResult([result.value for result in results], queued.tokens, headers)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job's texts in the batcher's queue: their work items, token counts and timestamps."""
+
+    items: list[WorkItem]
+    tokens: list[int]
+    started: float
+    tokenized: float
+
+    def cancel(self) -> None:
+        """Nobody waits for these texts any more: the batcher drops or stops them."""
+        for item in self.items:
+            item.future.cancel()
+
+
+async def queue_job(
+    state: ServerState, admission: Admission, job: Job,
+    sinks: Sequence[Callable[..., None] | None] | None = None,
+) -> QueuedJob:
+    """Encode a job's texts (once) within bound and hand them to the batcher; ``sinks`` (one per
+    text) stream.
+
+    Raises:
+        PayloadTooLargeError: a text over its model's input bound (``TaskHandler.bounded``).
+    """
+    served = admission.served
+    started = time.perf_counter()
+    rows = await _encoded(served, job)
+    tokens = [row.tokens for row in rows]
+    tokenized = time.perf_counter()
+    served.batcher.metrics.tokenization_duration.observe(tokenized - started)
+    loop = asyncio.get_running_loop()
+    items = [
+        WorkItem(row, cost, job.key, job, loop.create_future(),
+                 sink=None if sinks is None else sinks[index])
+        for index, (row, cost) in enumerate(zip(rows, served.handler.costs(job, tokens)))
+    ]
+    admission.queue(items)
+    return QueuedJob(items, tokens, started, tokenized)
 
 
 async def _encoded(served: ServedModel, job: Job) -> list[EncodedRow]:
@@ -179,10 +208,10 @@ async def _wait(items: list[WorkItem], gone: ClientGone, timeout: float | None) 
 
 def client_gone(request: Request) -> ClientGone:
     """An HTTP request's :data:`ClientGone`: its disconnect message."""
-    return lambda: _disconnected(request)
+    return lambda: disconnected(request)
 
 
-async def _disconnected(request: Request) -> None:
+async def disconnected(request: Request) -> None:
     """Return when the client goes away (the body has been read, so only that can arrive)."""
     while True:
         message = await request.receive()

@@ -99,6 +99,14 @@ class TaskHandler(ABC):
     def parse_hf(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
         """A job from a Hugging Face body; ``route`` is ``task`` or ``generate`` (TGI)."""
 
+    def parse_stream(self, inputs: Any, parameters: dict[str, Any], route: str) -> Job:
+        """A job whose answer streams (TGI's ``generate_stream``); only generation streams.
+
+        Raises:
+            NotFoundError: this task answers whole.
+        """
+        raise unsupported_route(self.task, "generate_stream")
+
     def check_texts(self, texts: Sequence[TextInput]) -> None:
         """Apply the server's request limits (text count, characters per text).
 
