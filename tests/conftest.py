@@ -258,3 +258,13 @@ def token_classifier_factory(tmp_path_factory) -> Callable[[str], ExportedClassi
 def any_token_classifier(request, token_classifier_factory) -> ExportedClassifier:
     """The WordPiece and the byte-level BPE NER model in turn."""
     return token_classifier_factory(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_inference_client_memory(monkeypatch):
+    """huggingface_hub remembers, process-wide and keyed on the ``model`` argument of the call
+    (None for a client built on a URL), the generation parameters a server once refused, and then
+    refuses ``stream=True`` for every later server. Each test is one user with one server."""
+    from huggingface_hub.inference import _common
+
+    monkeypatch.setattr(_common, "_UNSUPPORTED_TEXT_GENERATION_KWARGS", {})
