@@ -103,7 +103,8 @@ def command_line(args: argparse.Namespace) -> str:
     for model in args.model:
         parts += ["--model", model]
     parts += ["--batch", _joined(args.batch), "--seq", _joined(args.seq),
-              "--new-tokens", str(args.new_tokens), "--beams", str(args.beams), "--contenders", _joined(args.contenders),
+              "--new-tokens", str(args.new_tokens), "--beams", str(args.beams),
+              "--contenders", _joined(args.contenders),
               "--variants", _joined(args.variants), "--warmup", str(args.warmup),
               "--rounds", str(args.rounds), "--min-rounds", str(args.min_rounds),
               "--budget", f"{args.budget:g}", "--cold-runs", str(args.cold_runs),
