@@ -142,7 +142,7 @@ def node_profile(graph: Path, feeds: dict[str, np.ndarray], threads: int,
     median_by_op = {op: statistics.median(by_op.get(op, 0.0) for _, by_op, _ in per_run)
                     for op in ops}
     run_ms = statistics.median(run for run, _, _ in per_run)
-    kernel_ms = statistics.median(sum(by_op.values()) for _, by_op, _ in per_run)
+    kernel_ms = sum(median_by_op.values())  # so the op shares add up to it
     head_ms = statistics.median(head for _, _, head in per_run)
     outside = statistics.median(run - sum(by_op.values()) for run, by_op, _ in per_run)
     return {"run_ms": run_ms, "kernel_ms": kernel_ms, "outside_kernels_ms": outside,
