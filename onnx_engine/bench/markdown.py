@@ -61,7 +61,8 @@ def markdown_table(document: dict[str, Any]) -> str:
     peaks = document.get("peaks") or {}
     lines = [
         f"Measured on {machine['cpu_model']} ({machine['physical_cores']} cores, "
-        f"{machine['threads_used']} threads for every contender), onnxruntime "
+        f"{machine['threads_used']} threads for every contender; ISA flags: "
+        f"{' '.join(machine.get('cpu_isa_flags') or []) or 'not read'}), onnxruntime "
         f"{machine['packages'].get('onnxruntime')}, torch {machine['packages'].get('torch')}; "
         f"1-minute load average {_load(machine, 'start')} at start, {_load(machine, 'end')} at end"
         f"{_shared_warning(machine)}.",
