@@ -83,7 +83,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     base = importlib.import_module("onnx_engine.bench.contenders.base")
     raw = spec["settings"]
     settings = base.ContenderSettings(
-        **{**raw, "artifact": Path(raw["artifact"]),
+        **{**raw, "artifact": Path(raw["artifact"]), "cache_dir": Path(raw["cache_dir"]),
            "graphs": {role: Path(path) for role, path in raw["graphs"].items()}}
     )
     contender = contender_class(settings)

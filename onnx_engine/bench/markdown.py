@@ -26,7 +26,7 @@ def _shared_warning(machine: dict[str, Any]) -> str:
 _COLUMN_ORDER = (
     "pipeline", "pytorch", "pytorch-bf16", "optimum", "sentence-transformers",
     "sentence-transformers-bf16", "sentence-transformers-onnx", "fastembed", "ort-raw",
-    "openvino-raw", "engine",
+    "openvino-raw", "ctranslate2", "engine",
 )
 
 
@@ -61,7 +61,8 @@ def markdown_table(document: dict[str, Any]) -> str:
     peaks = document.get("peaks") or {}
     lines = [
         f"Measured on {machine['cpu_model']} ({machine['physical_cores']} cores, "
-        f"{machine['threads_used']} threads for every contender), onnxruntime "
+        f"{machine['threads_used']} threads for every contender; ISA flags: "
+        f"{' '.join(machine.get('cpu_isa_flags') or []) or 'not read'}), onnxruntime "
         f"{machine['packages'].get('onnxruntime')}, torch {machine['packages'].get('torch')}; "
         f"1-minute load average {_load(machine, 'start')} at start, {_load(machine, 'end')} at end"
         f"{_shared_warning(machine)}.",
@@ -76,17 +77,21 @@ def markdown_table(document: dict[str, Any]) -> str:
     for model in document["models"]:
         generation = any(row.get("generated_tokens") is not None for row in model["rows"])
         unit = "tokens/s" if generation else "items/s"
+        per_token = " ms/token | tokens |" if generation else ""
+        beams = model["rows"][0].get("beams") if generation else None
+        decoding = "" if beams is None else ", greedy" if beams == 1 else f", {beams} beams"
         lines += [
             f"**{model['name']}** ({model['task']}"
-            f"{', random weights' if model['random_weights'] else ''})",
+            f"{', random weights' if model['random_weights'] else ''}{decoding})",
             "",
             summary_table(model),
             "",
             "All rows:",
             "",
             f"| contender | variant | batch | seq | p50 ms | p90 ms | p99 ms | {unit} | "
-            "vs pipeline | / ort-raw | / floor |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"vs pipeline | / ort-raw | / floor |{per_token}",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            + ("---:|---:|" if generation else ""),
         ]
         for row in sorted(model["rows"], key=lambda r: (r["batch"], r["seq"], r["p50_ms"])):
             throughput = row["tokens_per_s"] if generation else row["items_per_s"]
@@ -95,6 +100,8 @@ def markdown_table(document: dict[str, Any]) -> str:
                 f"{row['p50_ms']:.1f} | {row['p90_ms']:.1f} | {row['p99_ms']:.1f} | "
                 f"{throughput:.1f} | {_ratio(row['speedup_vs_pipeline'])} | "
                 f"{_ratio(row['time_vs_ort_raw'], 3)} | {_ratio(row['vs_floor'])} |"
+                + (f" {row['ms_per_token']:.2f} | {row['generated_tokens']:.1f} |"
+                   if generation else "")
             )
         if model["cold_starts"]:
             lines += ["", "| contender | variant | cold start s | peak RSS MB | RSS vs optimum |",

@@ -48,8 +48,10 @@ class ModelBench:
         self.report.notes.append(text)
         self.log.write(f"note: {text}\n")
 
-    def _load(self, name: str, variant: str) -> Contender:
-        return load_contender(self.target, name, variant, self.threads, self.settings.new_tokens)
+    def _load(self, name: str, variant: str, beams: int | None = None) -> Contender:
+        return load_contender(self.target, name, variant, self.threads, self.settings.new_tokens,
+                              self.settings.beams if beams is None else beams,
+                              self.settings.cache_dir)
 
     def load(self) -> None:
         """Load every contender x variant that can run here; the rest become notes."""
@@ -87,13 +89,16 @@ class ModelBench:
             if self.generation else {}
         calls = {key: contender.run for key, contender in self.contenders.items()}
         stats = time_alternating(calls, self.settings.timing, on_round)
-        costs = self._variant_costs(workload) if self.settings.floor else {}
+        # A beam step runs batch x beams rows: the greedy probe's costs would not be its floor.
+        costs = self._variant_costs(workload) \
+            if self.settings.floor and self.settings.beams == 1 else {}
         for key, latency in stats.items():
             name, variant = key
             tokens = generated.get(key)
             self.report.rows.append(ResultRow(
                 self.target.name, name, variant, workload.batch, workload.seq, latency,
                 new_tokens=self.settings.new_tokens if self.generation else None,
+                beams=self.settings.beams if self.generation else None,
                 generated_tokens=tokens, cost=self._call_cost(costs.get(variant), tokens),
             ))
 
@@ -109,7 +114,7 @@ class ModelBench:
             return self.contenders[("ort-raw", variant)]
         if variant not in self._probes:
             try:
-                self._probes[variant] = self._load("ort-raw", variant)
+                self._probes[variant] = self._load("ort-raw", variant, beams=1)
             except ContenderUnavailable:
                 if variant == FP32:
                     raise
@@ -176,14 +181,17 @@ class ModelBench:
                 })
 
     def agreement(self) -> None:
-        """Each engine variant's predictions against PyTorch's (else engine fp32's)."""
+        """Each engine variant's predictions against PyTorch's (else engine fp32's); for
+        generation, every other contender's tokens too (same decoding settings, same tokens:
+        a contender that disagrees at fp32 is decoding something else)."""
         reference, label = self._agreement_reference()
         if reference is None:
             self.note("agreement skipped: neither PyTorch nor engine fp32 can run as a reference.")
             return
         texts = check_texts_for(self.target.task, self.target.manifest.max_length)
         for (name, variant), contender in self.contenders.items():
-            if name == "engine" and contender is not reference:
+            compared = name == "engine" or self.generation
+            if compared and contender is not reference:
                 result = compare(contender, reference, texts, f"{name} {variant}", label)
                 self.report.agreement.append(asdict(result))
 

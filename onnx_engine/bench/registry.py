@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from onnx_engine.bench.contenders.base import Contender, ContenderSettings
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.models import BenchTarget
@@ -12,6 +14,7 @@ from onnx_engine.tasks import TASKS
 # them it has; embedding models have their own, asked for by name).
 CONTENDER_NAMES = (
     "engine", "ort-raw", "openvino-raw", "pytorch", "pytorch-bf16", "pipeline", "optimum",
+    "ctranslate2",
 )
 
 
@@ -57,7 +60,8 @@ def contender_class(task: str, name: str) -> type[Contender]:
 
 
 def load_contender(target: BenchTarget, name: str, variant: str, threads: int,
-                   new_tokens: int) -> Contender:
+                   new_tokens: int, beams: int = 1,
+                   cache_dir: Path = ContenderSettings.cache_dir) -> Contender:
     """Check, create and load contender ``name`` on ``variant`` of ``target``.
 
     Raises:
@@ -66,7 +70,8 @@ def load_contender(target: BenchTarget, name: str, variant: str, threads: int,
     record = chosen_record(target.artifact, variant)
     graphs = {role: target.artifact / name for role, name in record.graphs.items()}
     settings = ContenderSettings(target.artifact, target.reference, variant, graphs, threads,
-                                 new_tokens, runtime=record.runtime)
+                                 new_tokens, runtime=record.runtime, beams=beams,
+                                 cache_dir=cache_dir)
     cls = contender_class(target.task, name)
     cls.check_available(settings)
     contender = cls(settings)

@@ -35,6 +35,7 @@ class ResultRow:
     seq: int
     stats: LatencyStats
     new_tokens: int | None = None
+    beams: int | None = None  # seq2seq: 1 greedy
     generated_tokens: float | None = None  # mean per row, for tokens/s
     cost: GraphCost | None = None  # FLOPs and weight bytes of one call
     floor_ms: float | None = None
@@ -54,6 +55,15 @@ class ResultRow:
         return self.batch * self.generated_tokens / (self.stats.p50_ms / 1e3)
 
     @property
+    def ms_per_token(self) -> float | None:
+        """Milliseconds per generated position: the call over the tokens each row produced
+        (a batch's rows advance together), so contenders that stop at different lengths compare
+        per step."""
+        if not self.generated_tokens:
+            return None
+        return self.stats.p50_ms / self.generated_tokens
+
+    @property
     def vs_floor(self) -> float | None:
         return self.stats.p50_ms / self.floor_ms if self.floor_ms else None
 
@@ -63,7 +73,7 @@ class ResultRow:
         data.update(asdict(self.cost) if self.cost else {})
         del data["stats"], data["cost"]
         data.update(items_per_s=self.items_per_s, tokens_per_s=self.tokens_per_s,
-                    vs_floor=self.vs_floor)
+                    ms_per_token=self.ms_per_token, vs_floor=self.vs_floor)
         return data
 
 

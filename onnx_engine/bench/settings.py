@@ -21,7 +21,9 @@ class BenchSettings:
     Attributes:
         batches, seqs: workload shapes; ``seq`` counts the tokens the model sees, special tokens
             included (T5: input tokens; the output length is ``new_tokens``).
-        new_tokens: tokens generated per row by seq2seq contenders (greedy, stop at EOS).
+        new_tokens: tokens generated per row by seq2seq contenders (stop at EOS).
+        beams: beams of seq2seq generation (1: greedy; beam search with ``length_penalty=1``
+            and no early stopping otherwise).
         contenders, variants: what to compare; ``auto`` is the variant the engine picks.
         threads: intra-op threads of every contender; ``None``: one per physical core.
         timing: warm-up, rounds and time budget per workload.
@@ -35,6 +37,7 @@ class BenchSettings:
     batches: tuple[int, ...] = (1, 8, 32)
     seqs: tuple[int, ...] = (8, 32, 128)
     new_tokens: int = 32
+    beams: int = 1
     contenders: tuple[str, ...] = CONTENDER_NAMES
     variants: tuple[str, ...] = (FP32,)
     threads: int | None = None
@@ -52,6 +55,8 @@ class BenchSettings:
                 raise BenchError(f"{name} must be positive integers, got {values!r}.")
         if not isinstance(self.new_tokens, int) or self.new_tokens < 1:
             raise BenchError(f"new_tokens must be a positive integer, got {self.new_tokens!r}.")
+        if not isinstance(self.beams, int) or self.beams < 1:
+            raise BenchError(f"beams must be a positive integer, got {self.beams!r}.")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise BenchError(f"threads must be a positive integer, got {self.threads!r}.")
         if self.cold_runs < 0:

@@ -29,13 +29,15 @@ class TargetCheck:
 
 
 def _p50(
-    rows: list[dict[str, Any]], contender: str, variant: str, batch: int, seq: int
+    rows: list[dict[str, Any]], contender: str, variant: str, batch: int, seq: int,
+    field: str = "p50_ms",
 ) -> float | None:
     for row in rows:
         if (row["contender"], row["variant"], row["batch"], row["seq"]) == (
             contender, variant, batch, seq
         ):
-            return row["p50_ms"]
+            value: float | None = row.get(field)
+            return value
     return None
 
 
@@ -50,9 +52,11 @@ class _Checks:
                                           _OPS[comparison](measured, limit)))
 
     def speedup(self, target: str, fast: tuple[str, str], slow: tuple[str, str], limit: float,
-                batch: int, seq: int) -> None:
-        """``slow`` p50 over ``fast`` p50 at one workload must reach ``limit``."""
-        ours, theirs = _p50(self.rows, *fast, batch, seq), _p50(self.rows, *slow, batch, seq)
+                batch: int, seq: int, field: str = "p50_ms") -> None:
+        """``slow`` p50 over ``fast`` p50 (or another time ``field``) at one workload must reach
+        ``limit``."""
+        ours = _p50(self.rows, *fast, batch, seq, field)
+        theirs = _p50(self.rows, *slow, batch, seq, field)
         if ours and theirs:
             self.add(target, f"b{batch} s{seq}", theirs / ours, ">=", limit)
 
@@ -130,6 +134,11 @@ def _seq2seq_targets(checks: _Checks, model: dict[str, Any], workloads: list[tup
         if "int8" in variants:
             checks.speedup("engine int8 vs pytorch generate", ("engine", "int8"),
                            ("pytorch", "fp32"), 4.5, batch, seq)
+        # Issue 18: per generated token, auto >= 1.5x CTranslate2 int8 greedy, 1.3x with beams.
+        beams = _p50(checks.rows, "engine", auto, batch, seq, "beams") or 1
+        checks.speedup(f"engine {auto} vs ctranslate2 int8 per token ({beams} beams)",
+                       ("engine", auto), ("ctranslate2", "int8"), 1.5 if beams == 1 else 1.3,
+                       batch, seq, field="ms_per_token")
     for step in model["decode_steps"]:
         if step["variant"] == "fp32" and step["batch"] == 1 and "vs_floor" in step:
             checks.add("fp32 decode step vs floor", f"b1 s{step['seq']} past {step['past_length']}",

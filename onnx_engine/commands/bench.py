@@ -63,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(default {_joined(defaults.seqs)})")
     parser.add_argument("--new-tokens", type=int, default=defaults.new_tokens,
                         help="generated tokens (seq2seq)")
+    parser.add_argument("--beams", type=int, default=defaults.beams,
+                        help="beams of seq2seq generation (default 1: greedy)")
     parser.add_argument("--contenders", type=_name_list, default=defaults.contenders,
                         help=f"default {_joined(defaults.contenders)}")
     parser.add_argument("--variants", type=_name_list, default=defaults.variants,
@@ -101,7 +103,8 @@ def command_line(args: argparse.Namespace) -> str:
     for model in args.model:
         parts += ["--model", model]
     parts += ["--batch", _joined(args.batch), "--seq", _joined(args.seq),
-              "--new-tokens", str(args.new_tokens), "--contenders", _joined(args.contenders),
+              "--new-tokens", str(args.new_tokens), "--beams", str(args.beams),
+              "--contenders", _joined(args.contenders),
               "--variants", _joined(args.variants), "--warmup", str(args.warmup),
               "--rounds", str(args.rounds), "--min-rounds", str(args.min_rounds),
               "--budget", f"{args.budget:g}", "--cold-runs", str(args.cold_runs),
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from onnx_engine.bench.targets import targets_table
 
     settings = BenchSettings(
-        batches=args.batch, seqs=args.seq, new_tokens=args.new_tokens,
+        batches=args.batch, seqs=args.seq, new_tokens=args.new_tokens, beams=args.beams,
         contenders=args.contenders, variants=args.variants, threads=args.threads,
         timing=TimingPlan(warmup=args.warmup, rounds=args.rounds,
                           min_rounds=min(args.min_rounds, args.rounds), budget_s=args.budget),

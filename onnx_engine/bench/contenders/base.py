@@ -24,6 +24,7 @@ _INSTALL_HINTS = {
     "torch": "pip install -c constraints.txt 'onnx-engine[export]'",
     "transformers": "pip install -c constraints.txt 'onnx-engine[export]'",
     "optimum.onnxruntime": "pip install -c constraints.txt 'onnx-engine[export]'",
+    "ctranslate2": "pip install -c constraints.txt 'onnx-engine[bench]'",
 }
 
 
@@ -39,6 +40,8 @@ class ContenderSettings:
         threads: intra-op threads for ONNX Runtime and ``torch.set_num_threads``.
         new_tokens: tokens to generate (seq2seq only).
         runtime: what runs the variant's graphs: ``onnxruntime``, or ``openvino`` (bf16).
+        beams: beams of seq2seq generation (1: greedy).
+        cache_dir: where contenders keep what they build once (CTranslate2's converted model).
     """
 
     artifact: Path
@@ -48,6 +51,8 @@ class ContenderSettings:
     threads: int
     new_tokens: int = 32
     runtime: str = "onnxruntime"
+    beams: int = 1
+    cache_dir: Path = Path("artifacts/bench")
 
 
 class Contender(ABC):

@@ -1,8 +1,9 @@
-"""The five ways of generating text with a T5-style model that the benchmark compares.
+"""The ways of generating text with a T5-style model that the benchmark compares.
 
-All decode greedily (``num_beams=1``) up to ``new_tokens`` tokens with the KV cache and stop a row
-at EOS, as ``transformers``' ``generate`` does; ``predictions`` returns the generated ids so the
-runner can count tokens (for tokens/s) and compare them between contenders.
+All decode with the settings' beams (1: greedy; ``length_penalty=1``, no early stopping) up to
+``new_tokens`` tokens with the KV cache and stop a row at EOS, as ``transformers``' ``generate``
+does; ``predictions`` returns the generated ids so the runner can count tokens (for tokens/s and
+ms per token) and compare them between contenders. CTranslate2 lives in its own module.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from onnx_engine.bench.contenders.base import (
     Bf16Autocast,
     Contender,
+    ContenderSettings,
     PipelineContender,
     TorchModelContender,
     engine_tokenizer,
@@ -25,6 +27,8 @@ from onnx_engine.bench.contenders.base import (
     pad_rows,
     torch_threads,
 )
+from onnx_engine.bench.contenders.ct2 import CTranslate2Seq2Seq
+from onnx_engine.bench.contenders.generated_ids import eos_ids, trim_after_eos
 
 _PAST, _PRESENT = "past_key_values.", "present."
 
@@ -41,9 +45,12 @@ class EngineSeq2Seq(Contender):
         self.model = load_engine(Seq2SeqLM, DEFAULT_OPTIONS, self.settings)
 
     def run(self) -> Any:
+        # Truncated at max_length as every other contender's tokenizer does: the check set's
+        # over-long texts would otherwise be decoded from a different source.
         return self.model.generate(
-            self.texts, max_new_tokens=self.settings.new_tokens, num_beams=1,
-            batch_size=len(self.texts),
+            self.texts, max_new_tokens=self.settings.new_tokens, num_beams=self.settings.beams,
+            length_penalty=1.0, early_stopping=False, batch_size=len(self.texts),
+            truncation=True,
         )
 
     def predictions(self, output: Any) -> np.ndarray:
@@ -60,6 +67,15 @@ class OrtRawSeq2Seq(Contender):
     runtimes = ("onnxruntime",)
 
     name = "ort-raw"
+
+    @classmethod
+    def check_available(cls, settings: ContenderSettings) -> None:
+        from onnx_engine.bench.errors import ContenderUnavailable
+
+        super().check_available(settings)
+        if settings.beams != 1:
+            raise ContenderUnavailable(f"{cls.name} decodes greedily only, not {settings.beams} "
+                                       "beams.")
 
     def load(self) -> None:
         from engine.manifest import ArtifactManifest
@@ -130,20 +146,11 @@ class OrtRawSeq2Seq(Contender):
         return np.stack(generated, axis=1), feeds
 
     def predictions(self, output: Any) -> np.ndarray:
-        return _trim_after_eos(output, self._eos)
+        return trim_after_eos(output, self._eos)
 
 
 def _pasts(names: list[str], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {_PAST + n[len(_PRESENT):]: a for n, a in zip(names, outputs) if n.startswith(_PRESENT)}
-
-
-def _trim_after_eos(ids: np.ndarray, eos: np.ndarray) -> np.ndarray:
-    """Generated ids with everything after each row's first EOS set to -1 (as padding)."""
-    out = np.array(ids, dtype=np.int64)
-    is_eos = np.isin(out, eos)
-    after = np.cumsum(is_eos, axis=1) - is_eos > 0
-    out[after] = -1
-    return out
 
 
 class _Generate:
@@ -152,13 +159,13 @@ class _Generate:
     def _generate(self, batch: Any) -> Any:
         with self._torch.inference_mode():
             return self.model.generate(
-                **batch, max_new_tokens=self.settings.new_tokens, num_beams=1, do_sample=False,
-                use_cache=True,
+                **batch, max_new_tokens=self.settings.new_tokens, num_beams=self.settings.beams,
+                length_penalty=1.0, early_stopping=False, do_sample=False, use_cache=True,
             )
 
     def predictions(self, output: Any) -> np.ndarray:
         # Drop the decoder start token; rows that ended early are padded after their EOS.
-        return _trim_after_eos(output.numpy()[:, 1:], _eos_ids(self.model.generation_config))
+        return trim_after_eos(output.numpy()[:, 1:], eos_ids(self.model.generation_config))
 
 
 class PyTorchSeq2Seq(_Generate, TorchModelContender):
@@ -211,20 +218,17 @@ class PipelineSeq2Seq(PipelineContender):
     def run(self) -> Any:
         # Ids instead of text so tokens can be counted; decoding 32 ids to text takes microseconds.
         return self.pipe(
-            self.texts, max_new_tokens=self.settings.new_tokens, num_beams=1, do_sample=False,
+            self.texts, max_new_tokens=self.settings.new_tokens, num_beams=self.settings.beams,
+            length_penalty=1.0, early_stopping=False, do_sample=False,
             batch_size=len(self.texts), return_tensors=True,
         )
 
     def predictions(self, output: Any) -> np.ndarray:
         ids = pad_rows([[int(i) for i in item["generated_token_ids"][1:]] for item in output])
-        return _trim_after_eos(ids, _eos_ids(self.pipe.model.generation_config))
-
-
-def _eos_ids(generation_config: Any) -> np.ndarray:
-    return np.atleast_1d(np.asarray(generation_config.eos_token_id, dtype=np.int64))
+        return trim_after_eos(ids, eos_ids(self.pipe.model.generation_config))
 
 
 SEQ2SEQ_CONTENDERS: tuple[type[Contender], ...] = (
     EngineSeq2Seq, OrtRawSeq2Seq, PyTorchSeq2Seq, PyTorchBf16Seq2Seq, PipelineSeq2Seq,
-    OptimumSeq2Seq,
+    OptimumSeq2Seq, CTranslate2Seq2Seq,
 )
