@@ -4,8 +4,9 @@ Which variant suits depends on the provider, and whether CUDA really works is on
 session exists (ONNX Runtime falls back to CPU silently). So the choice is made for the provider
 asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
 running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, and int8-openvino a
-calibrated QDQ graph that OpenVINO runs, so their sessions are OpenVINO's; with ``provider='openvino'`` every session is, in f32 unless it is the bf16 variant
-(``RuntimeOptions`` refuses ``openvino_precision='bf16'`` with any other variant).
+calibrated QDQ graph that OpenVINO runs, so their sessions are OpenVINO's; with
+``provider='openvino'`` every session is, in f32 unless it is the bf16 variant (``RuntimeOptions``
+refuses ``openvino_precision='bf16'`` with any other variant).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.manifest import TASK_CLASSIFICATION
-from engine.tasks.classification import Classifier
 from engine.options import RuntimeOptions
+from engine.tasks.classification import Classifier
 from engine.variants.records import (
     BF16,
     FP16,

@@ -17,13 +17,13 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.numerics import softmax
+from engine.options import RuntimeOptions
 from engine.tasks.token_classification import (
     AGGREGATION_STRATEGIES,
     TASK_TOKEN_CLASSIFICATION,
     TokenClassifier,
     token_pairs,
 )
-from engine.options import RuntimeOptions
 from engine.variants.records import (
     BF16,
     FP16,

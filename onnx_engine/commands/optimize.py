@@ -78,7 +78,7 @@ def requested_variants(args: argparse.Namespace) -> tuple[str, ...]:
     """The variants the flags ask for; ``--all`` leaves bf16 out (saying why) where it cannot
     run."""
     names = tuple(name for flag, name in _FLAG_VARIANTS
-                  if getattr(args, flag) or (args.all and name not in _NOT_IN_ALL))
+                  if getattr(args, flag, False) or (args.all and name not in _NOT_IN_ALL))
     if args.all and not args.bf16:
         from engine.openvino import bf16_unusable_reason
 
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not requested_variants(args):
         raise InputError(
-            "Choose the variants to make: --fusion, --int8, --fp16, --bf16, --int8-openvino or --all "
-            "(or --retime to time the existing ones on this CPU)."
+            "Choose the variants to make: --fusion, --int8, --fp16, --bf16, --int8-openvino or "
+            "--all (or --retime to time the existing ones on this CPU)."
         )
     return optimize_and_report(args, args.artifact, args.reference)
 

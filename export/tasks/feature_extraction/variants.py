@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
+from engine.options import RuntimeOptions
 from engine.pooling import l2_normalize
 from engine.tasks.feature_extraction import Embedder
-from engine.options import RuntimeOptions
 from engine.variants.records import (
     BF16,
     FP16,
