@@ -40,12 +40,23 @@ def bf16_unusable_reason() -> str | None:
     cpu = current_cpu()
     if not cpu.has_bf16:
         return f"this CPU has no bf16 instructions (AVX512-BF16 or AMX): {cpu.describe()}"
+    unusable = openvino_cpu_unusable_reason()
+    if unusable is not None:
+        return unusable
+    if "BF16" not in openvino_runtime().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return f"OpenVINO's CPU device does not offer BF16 on {cpu.model}"
+    return None
+
+
+def openvino_cpu_unusable_reason() -> str | None:
+    """Why OpenVINO cannot run graphs on this CPU (it is not installed, or has no CPU device),
+    or None where it can: all an int8-openvino variant needs (f32 around int8 matmuls)."""
     try:
         core = openvino_runtime().Core()
     except ProviderError as error:
         return str(error)
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        return f"OpenVINO's CPU device does not offer BF16 on {cpu.model}"
+    if "CPU" not in core.available_devices:
+        return "OpenVINO offers no CPU device here"
     return None
 
 

@@ -6,7 +6,8 @@ made, the gate it had to pass against PyTorch, the figures it measured, and its 
 never uses a variant that failed its gate, nor one made for another provider: int8
 (MatMulInteger) has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts.
 bf16 is the fp32 graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the
-CPU has bf16 instructions (``openvino_unusable``: the reason it is not, or None). A load asks
+CPU has bf16 instructions (``openvino_unusable``: the reason it is not, or None); int8-openvino
+is a calibrated int8 graph that OpenVINO runs, usable wherever OpenVINO is. A load asks
 that once, in :func:`offer_for`, and hands the :class:`Offer` on to re-gating, re-timing and
 the choice.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from engine.errors import ArtifactError, InputError, OnnxEngineError, ProviderError
 from engine.manifest import ArtifactManifest
-from engine.openvino import bf16_unusable_reason
+from engine.openvino import bf16_unusable_reason, openvino_cpu_unusable_reason
 from engine.variants.records import (
     AUTO,
     BF16,
@@ -29,6 +30,7 @@ from engine.variants.records import (
     FP32,
     FUSED,
     INT8,
+    INT8_OPENVINO,
     RUNTIME_ONNXRUNTIME,
     RUNTIME_OPENVINO,
     TARGET_CPU,
@@ -46,8 +48,8 @@ OPENVINO_NOT_CHECKED = "OpenVINO was not checked on this machine"
 # with fused attention is the usual win; the fused fp32 graph still beats the unfused one.
 # bf16 ranks after int8: on an AMD EPYC with AVX512-BF16 it ran 1.8x fp32, int8 2.5-3x.
 PREFERENCE = {
-    TARGET_CPU: (INT8, BF16, FP32, FUSED, FP16),
-    TARGET_CUDA: (FP16, FUSED, FP32, INT8, BF16),
+    TARGET_CPU: (INT8_OPENVINO, INT8, BF16, FP32, FUSED, FP16),
+    TARGET_CUDA: (FP16, FUSED, FP32, INT8, BF16, INT8_OPENVINO),
 }
 
 
@@ -73,9 +75,14 @@ def variant_records(manifest: ArtifactManifest) -> dict[str, VariantRecord]:
 def openvino_variants_unusable(records: Iterable[VariantRecord]) -> str | None:
     """Why the passing OpenVINO variants among ``records`` cannot run here, or None where they
     can. OpenVINO is imported (~0.2 s) only when there is such a variant to run."""
-    if not any(record.runtime == RUNTIME_OPENVINO and record.passed for record in records):
+    passing = [record for record in records if record.runtime == RUNTIME_OPENVINO and record.passed]
+    if not passing:
         return "no OpenVINO variant passed its gate"
-    return bf16_unusable_reason()
+    # One reason serves them all: where bf16 passed, its CPU needs (bf16 instructions) decide,
+    # else OpenVINO's CPU device alone (int8-openvino runs f32 around its int8 matmuls).
+    if any(record.name == BF16 for record in passing):
+        return bf16_unusable_reason()
+    return openvino_cpu_unusable_reason()
 
 
 def openvino_unusable_reason(records: Mapping[str, VariantRecord], requested: str) -> str | None:
@@ -224,21 +231,22 @@ def choose_for_load(offer: Offer, on_cuda: bool, on_openvino: bool) -> Choice:
 
 def choose_on_openvino(records: Mapping[str, VariantRecord], requested: str) -> VariantRecord:
     """``provider='openvino'``: the exported graphs (run in f32: for ``auto`` and ``fp32``,
-    options cannot ask for bf16), or the gated bf16 variant. The other variants hold ONNX
-    Runtime's own operators (fused attention, int8 ops).
+    options cannot ask for bf16), or a gated OpenVINO variant (bf16, int8-openvino). The other
+    variants hold ONNX Runtime's own operators (fused attention, int8 ops).
 
     Raises:
         InputError: a variant that only ONNX Runtime runs.
-        ArtifactError: bf16 asked for but not made, or failed its gate.
+        ArtifactError: an OpenVINO variant asked for but not made, or failed its gate.
     """
     if requested in (AUTO, FP32):
         return records[FP32]
-    if requested != BF16:
+    if requested not in (BF16, INT8_OPENVINO):
         raise InputError(
             f"The '{requested}' variant runs on ONNX Runtime, not OpenVINO. Load it with "
-            "provider='cpu', or use variant='auto', 'fp32' or 'bf16' with provider='openvino'."
+            "provider='cpu', or use variant='auto', 'fp32', 'bf16' or 'int8-openvino' with "
+            "provider='openvino'."
         )
-    return choose_variant(records, BF16, on_cuda=False, openvino_unusable=None)
+    return choose_variant(records, requested, on_cuda=False, openvino_unusable=None)
 
 
 def _unusable_reason(record: VariantRecord, provider: str, openvino_unusable: str | None) -> str:

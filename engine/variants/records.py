@@ -22,14 +22,17 @@ FUSED = "fused"
 INT8 = "int8"
 FP16 = "fp16"
 BF16 = "bf16"
-VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16)
+# NNCF's calibrated int8 of the exported graph (a QDQ ONNX file), run by OpenVINO (see
+# export.variants.openvino_int8): int8 matmuls, f32 elsewhere.
+INT8_OPENVINO = "int8-openvino"
+VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16, INT8_OPENVINO)
 VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
 
 TARGET_ANY = "any"
 TARGET_CPU = "cpu"
 TARGET_CUDA = "cuda"
-# Which runtime runs a variant's graphs: ONNX Runtime (every variant but bf16), or OpenVINO, which
-# runs the fp32 graphs in bf16 on CPUs that have it (see engine.openvino).
+# Which runtime runs a variant's graphs: ONNX Runtime, or OpenVINO, which runs the fp32 graphs in
+# bf16 on CPUs that have it (bf16, see engine.openvino) and the int8-openvino QDQ graphs.
 RUNTIME_ONNXRUNTIME = "onnxruntime"
 RUNTIME_OPENVINO = "openvino"
 RUNTIMES = (RUNTIME_ONNXRUNTIME, RUNTIME_OPENVINO)

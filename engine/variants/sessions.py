@@ -3,9 +3,10 @@
 Which variant suits depends on the provider, and whether CUDA really works is only known once a
 session exists (ONNX Runtime falls back to CPU silently). So the choice is made for the provider
 asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
-running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, so its sessions are
-OpenVINO's; with ``provider='openvino'`` every session is, in f32 unless it is the bf16 variant
-(``RuntimeOptions`` refuses ``openvino_precision='bf16'`` with any other variant).
+running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, and int8-openvino a
+calibrated QDQ graph that OpenVINO runs, so their sessions are OpenVINO's; with
+``provider='openvino'`` every session is, in f32 unless it is the bf16 variant (``RuntimeOptions``
+refuses ``openvino_precision='bf16'`` with any other variant).
 """
 
 from __future__ import annotations
@@ -84,12 +85,15 @@ def open_graphs(
 
 
 def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:
-    """``options`` for running ``record``: OpenVINO in bf16 for a bf16 variant, else unchanged.
+    """``options`` for running ``record``: OpenVINO for its variants (bf16 in bf16, int8-openvino
+    in f32 around its int8 matmuls, as it was gated), else unchanged.
 
-    The options then name the bf16 variant too: ``RuntimeOptions`` allows bf16 only with it.
+    The options then name the variant too: ``RuntimeOptions`` allows bf16 only with its variant.
     """
     if record.runtime == RUNTIME_OPENVINO:
-        return replace(options, provider="openvino", openvino_precision=BF16, variant=BF16)
+        precision = BF16 if record.name == BF16 else "f32"
+        return replace(options, provider="openvino", openvino_precision=precision,
+                       variant=record.name)
     return options
 
 

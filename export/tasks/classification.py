@@ -15,8 +15,17 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.manifest import TASK_CLASSIFICATION
+from engine.options import RuntimeOptions
 from engine.tasks.classification import Classifier
-from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import (
+    BF16,
+    FP16,
+    FUSED,
+    INT8,
+    INT8_OPENVINO,
+    VariantFigures,
+    VariantGate,
+)
 from engine.verification.gate_figures import measure_figures
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts, short_check_texts
@@ -141,9 +150,14 @@ class ClassifierChecker(VariantChecker):
             for index, text in enumerate(self.calibration)
         ]
 
-    def search_probe(self, artifact: Artifact, reference: ClassifierReference) -> SearchProbe:
+    def search_probe(
+        self,
+        artifact: Artifact,
+        reference: ClassifierReference,
+        options: RuntimeOptions | None = None,
+    ) -> SearchProbe:
         """A matmul's error is measured on the scores (softmax or sigmoid of the logits)."""
-        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores)
+        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores, options)
 
     def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
         short = [SENTENCES[1]]
@@ -170,6 +184,8 @@ CLASSIFICATION_GATES: dict[str, VariantGate] = {
     # bf16 keeps 8 mantissa bits (~2-3 significant digits): real MiniLM weights moved logits
     # by <= 0.008 here; 0.02 in probability leaves room for that, not for a broken layer.
     BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.0),
+    # Calibrated int8 through OpenVINO: int8's bar.
+    INT8_OPENVINO: VariantGate(max_prob_diff=0.03, min_agreement=0.0),
 }
 
 CLASSIFICATION_EXPORT = ExportTask(

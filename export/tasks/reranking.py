@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from engine.tasks.reranking import ACTIVATION_KEY, TASK_RANKING, Reranker, ranking_figures
-from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import (
+    BF16,
+    FP16,
+    FUSED,
+    INT8,
+    INT8_OPENVINO,
+    VariantFigures,
+    VariantGate,
+)
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts
 from export.dependencies import require
@@ -53,6 +61,7 @@ RANKING_GATES: dict[str, VariantGate] = {
     INT8: VariantGate(max_prob_diff=0.03, min_agreement=0.0),
     FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.0),
     BF16: VariantGate(max_prob_diff=0.02, min_agreement=0.0),
+    INT8_OPENVINO: VariantGate(max_prob_diff=0.03, min_agreement=0.0),  # int8's bar
 }
 
 

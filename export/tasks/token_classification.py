@@ -17,13 +17,22 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.numerics import softmax
+from engine.options import RuntimeOptions
 from engine.tasks.token_classification import (
     AGGREGATION_STRATEGIES,
     TASK_TOKEN_CLASSIFICATION,
     TokenClassifier,
     token_pairs,
 )
-from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import (
+    BF16,
+    FP16,
+    FUSED,
+    INT8,
+    INT8_OPENVINO,
+    VariantFigures,
+    VariantGate,
+)
 from engine.verification.gate_figures import OutputPair, measure_figures
 from engine.verification.references import write_references
 from export.check_set import SENTENCES, check_texts
@@ -171,9 +180,13 @@ class TokenClassifierChecker(VariantChecker):
         theirs = [reference.logits([text])[0] for text in texts]
         return measure_figures(token_pairs(texts, theirs, ours), softmax)
 
-    def search_probe(self, artifact: Artifact, reference: TokenClassifierReference
-                     ) -> SearchProbe:
-        return self.text_search_probe(artifact, reference, lambda fp32: scores_per_text)
+    def search_probe(
+        self,
+        artifact: Artifact,
+        reference: TokenClassifierReference,
+        options: RuntimeOptions | None = None,
+    ) -> SearchProbe:
+        return self.text_search_probe(artifact, reference, lambda fp32: scores_per_text, options)
 
     def workloads(self, engine: TokenClassifier) -> dict[str, Callable[[], object]]:
         """A short text alone and the check set in one padded batch."""
@@ -199,6 +212,7 @@ TOKEN_CLASSIFICATION_GATES = {
     INT8: VariantGate(max_prob_diff=0.1, min_agreement=0.95),
     FP16: VariantGate(max_prob_diff=0.01, min_agreement=0.99),
     BF16: VariantGate(max_prob_diff=0.05, min_agreement=0.98),
+    INT8_OPENVINO: VariantGate(max_prob_diff=0.1, min_agreement=0.95),  # int8's bar
 }
 
 TOKEN_CLASSIFICATION_EXPORT = ExportTask(

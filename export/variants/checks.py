@@ -74,8 +74,11 @@ class VariantChecker(ABC):
     def workloads(self, engine: Any) -> dict[str, Callable[[], object]]:
         """Named calls to time: a short input at batch 1 and a long padded batch."""
 
-    def search_probe(self, artifact: Artifact, reference: Any) -> SearchProbe | None:
-        """How the accuracy-aware int8 search judges a graph; None where the task has none."""
+    def search_probe(
+        self, artifact: Artifact, reference: Any, options: RuntimeOptions | None = None
+    ) -> SearchProbe | None:
+        """How the accuracy-aware int8 search judges a graph run with ``options`` (default:
+        ONNX Runtime on the CPU); None where the task has none."""
         return None
 
     def text_search_probe(
@@ -83,21 +86,26 @@ class VariantChecker(ABC):
         artifact: Artifact,
         reference: Any,
         scores: Callable[[Any], Callable[[np.ndarray], np.ndarray]],
+        options: RuntimeOptions | None = None,
     ) -> SearchProbe:
         """The probe of a one-graph text model: gate figures, timings, and the check set plus
         calibration texts tokenized one by one (static ranges) and in sorted batches (to rank
         matmuls on). ``scores(fp32_engine)`` turns the graph's first output into what a matmul's
-        error is measured on."""
-        options = RuntimeOptions(provider="cpu", verify_hashes=False)
+        error is measured on. ``options`` run the trial graphs (OpenVINO's for int8-openvino);
+        the fp32 graph that tokenizes and scores always runs on ONNX Runtime."""
+        fp32_options = RuntimeOptions(provider="cpu", verify_hashes=False)
+        trial_options = options or fp32_options
 
         def engine(path: Path) -> Any:
-            return self.open(artifact, {"model": path.name}, options, INT8)
+            return self.open(artifact, {"model": path.name}, trial_options,
+                             trial_options.variant or INT8)
 
         def latency_ms(path: Path) -> float:
             workloads = {"trial": self.workloads(engine(path))}
             return measure_speeds(workloads, runs=self.search_timing_runs)["trial"].score_ms
 
-        fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file}, options, FP32)
+        fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file},
+                         fp32_options, FP32)
 
         def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
             return fp32.session.select_inputs(fp32.tokenizer.encode(list(texts)).feeds())

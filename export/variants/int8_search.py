@@ -59,7 +59,10 @@ class SearchProbe:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
+    """One trial graph: how it was quantized, which nodes stayed fp32, its figures and a copy
+    of its file."""
+
     method: str
     kept: tuple[str, ...]
     figures: VariantFigures
@@ -93,11 +96,11 @@ def search_int8(
     with tempfile.TemporaryDirectory(prefix="onnx-engine-int8-") as scratch:
         folder = Path(scratch)
         calibration = StaticCalibration(probe.feeds, folder / "ranges.json")
-        found: dict[str, tuple[_Candidate, Path]] = {}
+        found: dict[str, tuple[Candidate, Path]] = {}
         for method in METHODS:
             # After a way that passed fully quantized, a later way that needs fp32 matmuls
             # could hardly be faster: it gets its fully quantized trial only.
-            done = any(not candidate.kept and _passes(candidate, gate)
+            done = any(not candidate.kept and passes(candidate, gate)
                        for candidate, _ in found.values())
             share = 0.0 if done else max_kept_share
             try:
@@ -111,7 +114,7 @@ def search_int8(
                 trials.append({"method": method, "error": f"{type(error).__name__}: {error}"[:300]})
         if not found:
             raise RuntimeError(f"int8 quantization failed every way: {trials}")
-        chosen, cost = _choose(found, gate, probe, target)
+        chosen, cost = choose_candidate(found, gate, probe, target)
         shutil.copyfile(chosen.file, target)
     return {
         **chosen.made_with,
@@ -154,35 +157,63 @@ def _search_method(
     calibration: StaticCalibration | None,
     folder: Path,
     trials: list[dict[str, Any]],
-) -> tuple[_Candidate, Path]:
+) -> tuple[Candidate, Path]:
     """The best candidate of one way of quantizing, and its fully quantized graph (for cost)."""
 
-    def trial(kept: Sequence[str]) -> _Candidate:
+    def trial(kept: Sequence[str]) -> Candidate:
         made_with = quantize_int8(source, target, settings, calibration, keep_nodes=kept)
-        figures = probe.figures(target)
-        file = folder / f"{method}-{len(kept)}.onnx"
-        shutil.copyfile(target, file)
-        problems = gate.violations(figures)
-        trials.append({
-            "method": method, "kept": len(kept), "passed": not problems,
-            "max_prob_diff": round(figures.max_prob_diff, 5),
-            "agreement": round(figures.agreement, 5), "flips": len(figures.flips),
-            **({"min_cosine": round(figures.min_cosine, 6)} if figures.min_cosine is not None
-               else {}),
-        })
-        return _Candidate(method, tuple(kept), figures, file, made_with)
+        return judged_trial(method, kept, made_with, target, folder, probe, gate, trials)
 
     full = trial(())
-    if _passes(full, gate) or max_kept_share <= 0:
+    if passes(full, gate) or max_kept_share <= 0:
         return full, full.file
     order = _by_sensitivity(source, settings, probe, matmuls, calibration)
     trials.append({"method": method, "sensitivity": [[name, error] for name, error in order]})
     limit = max(1, int(len(matmuls) * max_kept_share))
+    return fewest_kept(trial, [name for name, _ in order], full, gate, limit), full.file
+
+
+def judged_trial(
+    method: str,
+    kept: Sequence[str],
+    made_with: Mapping[str, Any],
+    target: Path,
+    folder: Path,
+    probe: SearchProbe,
+    gate: VariantGate,
+    trials: list[dict[str, Any]],
+) -> Candidate:
+    """The graph just written to ``target``, judged by the probe, kept as a copy in ``folder``
+    and recorded in ``trials`` (what the manifest lists)."""
+    figures = probe.figures(target)
+    file = folder / f"{method}-{len(kept)}.onnx"
+    shutil.copyfile(target, file)
+    problems = gate.violations(figures)
+    trials.append({
+        "method": method, "kept": len(kept), "passed": not problems,
+        "max_prob_diff": round(figures.max_prob_diff, 5),
+        "agreement": round(figures.agreement, 5), "flips": len(figures.flips),
+        **({"min_cosine": round(figures.min_cosine, 6)} if figures.min_cosine is not None
+           else {}),
+    })
+    return Candidate(method, tuple(kept), figures, file, made_with)
+
+
+def fewest_kept(
+    trial: Callable[[Sequence[str]], Candidate],
+    order: Sequence[str],
+    full: Candidate,
+    gate: VariantGate,
+    limit: int,
+) -> Candidate:
+    """The passing trial that keeps the fewest of ``order`` (most sensitive first) in fp32, by
+    doubling (1, 2, 4, ... up to ``limit``) and then bisection; where none passes, the trial
+    closest to passing (``full`` is the fully quantized one)."""
     best, failing, passing = full, 0, None
     count = 1
     while True:  # doubling: 1, 2, 4, ... until the gate holds
-        candidate = trial([name for name, _ in order[:count]])
-        if _passes(candidate, gate):
+        candidate = trial(order[:count])
+        if passes(candidate, gate):
             best, passing = candidate, count
             break
         best, failing = _closer(best, candidate), count
@@ -191,12 +222,12 @@ def _search_method(
         count = min(count * 2, limit)
     while passing is not None and passing - failing > 1:  # bisection: the fewest that pass
         middle = (passing + failing) // 2
-        candidate = trial([name for name, _ in order[:middle]])
-        if _passes(candidate, gate):
+        candidate = trial(order[:middle])
+        if passes(candidate, gate):
             best, passing = candidate, middle
         else:
             failing = middle
-    return best, full.file
+    return best
 
 
 def _by_sensitivity(
@@ -220,18 +251,19 @@ def _by_sensitivity(
     return [(name, round(error, 6)) for name, error in errors]
 
 
-def _passes(candidate: _Candidate, gate: VariantGate) -> bool:
+def passes(candidate: Candidate, gate: VariantGate) -> bool:
+    """Whether the trial's figures meet the gate."""
     return not gate.violations(candidate.figures)
 
 
-def _closer(first: _Candidate, second: _Candidate) -> _Candidate:
+def _closer(first: Candidate, second: Candidate) -> Candidate:
     """The candidate nearer to its gate, by the score difference it is judged on."""
     return min(first, second, key=lambda item: item.figures.max_prob_diff)
 
 
-def _choose(
-    found: Mapping[str, tuple[_Candidate, Path]], gate: VariantGate, probe: SearchProbe, slot: Path
-) -> tuple[_Candidate, dict[str, Any]]:
+def choose_candidate(
+    found: Mapping[str, tuple[Candidate, Path]], gate: VariantGate, probe: SearchProbe, slot: Path
+) -> tuple[Candidate, dict[str, Any]]:
     """The faster passing candidate (else the one closest to passing) and its cost in speed.
 
     Graphs are timed only where it decides something: between several passing ways, and
@@ -246,7 +278,7 @@ def _choose(
             timings[file] = probe.latency_ms(slot)
         return timings[file]
 
-    passing = [method for method, (candidate, _) in found.items() if _passes(candidate, gate)]
+    passing = [method for method, (candidate, _) in found.items() if passes(candidate, gate)]
     if len(passing) > 1:
         method = min(passing, key=lambda name: latency_ms(found[name][0].file))
     elif passing:

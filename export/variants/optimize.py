@@ -25,9 +25,9 @@ from engine.variants.choice import openvino_variants_unusable, variant_file_name
 from engine.variants.records import (
     BF16,
     FP16,
-    FP32,
     FUSED,
     INT8,
+    INT8_OPENVINO,
     RUNTIME_ONNXRUNTIME,
     RUNTIME_OPENVINO,
     TARGET_ANY,
@@ -52,9 +52,10 @@ from export.variants.files import (
 from export.variants.fusion import fuse_graph, half_precision_graph
 from export.variants.gates import gate_verdict, gates_with_overrides
 from export.variants.int8_search import search_int8
+from export.variants.openvino_int8 import build_needs_probe, search_openvino_int8
 from export.variants.quantize import QuantizeSettings, quantize_graph
 
-MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16)
+MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16, INT8_OPENVINO)
 
 logger = logging.getLogger(__name__)
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
@@ -69,8 +70,9 @@ class VariantRecipe:
 
     ``build(source, target, config)`` writes ``target`` and returns how it was made;
     ``config`` is the model's Hugging Face ``config.json``. ``search``, where given, replaces
-    ``build`` when the task can judge trial graphs (see ``GraphSearch``). A variant of the
-    ``openvino`` runtime (bf16) writes no graph: it runs the exported fp32 files in bf16.
+    ``build`` when the task can judge trial graphs (see ``GraphSearch``). ``build`` None writes
+    no graph (bf16: OpenVINO runs the exported fp32 files in bf16); ``runtime`` says which
+    runtime gates, times and runs the variant.
     """
 
     target: str
@@ -80,8 +82,10 @@ class VariantRecipe:
 
 
 def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
-    """fused, int8, fp16 and bf16; int8 searches for the fp32 matmuls it needs where the task
-    can; bf16 is OpenVINO's bf16 inference of the fp32 graphs (CPUs with AMX / AVX512-BF16)."""
+    """fused, int8, fp16, bf16 and int8-openvino; int8 searches for the fp32 matmuls it needs
+    where the task can; bf16 is OpenVINO's bf16 inference of the fp32 graphs (CPUs with AMX /
+    AVX512-BF16); int8-openvino is NNCF's calibrated int8, run by OpenVINO, searched the same way
+    (one-graph tasks only)."""
     return {
         FUSED: VariantRecipe(TARGET_ANY, fuse_graph),
         INT8: VariantRecipe(
@@ -91,6 +95,8 @@ def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str
         ),
         FP16: VariantRecipe(TARGET_CUDA, half_precision_graph),
         BF16: VariantRecipe(TARGET_CPU, None, runtime=RUNTIME_OPENVINO),
+        INT8_OPENVINO: VariantRecipe(TARGET_CPU, build_needs_probe, search=search_openvino_int8,
+                                     runtime=RUNTIME_OPENVINO),
     }
 
 
@@ -225,7 +231,7 @@ def _make_variant(
     Raises:
         OSError: a file could not be written; the caller turns it into an error.
     """
-    if recipe.runtime == RUNTIME_OPENVINO:  # runs the exported files: nothing to build
+    if recipe.build is None:  # bf16 runs the exported files: nothing to build
         graphs = {role: spec.file for role, spec in artifact.manifest.graphs.items()}
         record = VariantRecord(name, graphs, target=recipe.target, gate=gate, passed=False,
                                runtime=recipe.runtime)
@@ -234,10 +240,21 @@ def _make_variant(
     final = {role: variant_file_name(spec.file, name) for role, spec in graphs.items()}
     staging = {role: STAGING_PREFIX + file for role, file in final.items()}
     files = {final[role]: staging[role] for role in final}
-    record = VariantRecord(name, final, target=recipe.target, gate=gate, passed=False)
+    record = VariantRecord(name, final, target=recipe.target, gate=gate, passed=False,
+                           runtime=recipe.runtime)
+    if recipe.runtime == RUNTIME_OPENVINO:
+        from engine.openvino import openvino_cpu_unusable_reason
+
+        unusable = openvino_cpu_unusable_reason()
+        if unusable is not None:
+            return replace(record, reason=f"could not be built: {unusable}"), files
     config = artifact.config()
     made_with: dict[str, Any] = {}
-    probe = checker.search_probe(artifact, reference) if recipe.search else None
+    # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino), uncached.
+    trial_options = options_for(
+        record, RuntimeOptions(provider="cpu", verify_hashes=False, openvino_cache_dir="")
+    )
+    probe = checker.search_probe(artifact, reference, trial_options) if recipe.search else None
     try:
         if probe is not None and len(graphs) == 1:
             ((role, spec),) = graphs.items()
@@ -265,7 +282,7 @@ def _make_variant(
     # record's checked_on says which.
     on_gpu = recipe.target == TARGET_CUDA and cuda_unusable_reason() is None
     provider = "cuda" if on_gpu else "cpu"
-    options = RuntimeOptions(provider=provider)
+    options = options_for(record, RuntimeOptions(provider=provider))
     return _judged(record, checker, artifact, staging, options, reference), files
 
 
@@ -356,10 +373,11 @@ def _recorded(
     its staging file where ``staged`` has one)."""
     staged = staged or {}
     files = dict(manifest.files)
+    exported = {spec.file for spec in manifest.graphs.values()}
     for record in records.values():
-        if record.name == FP32 or record.runtime == RUNTIME_OPENVINO:  # no files of its own
-            continue
         for name in record.graphs.values():
+            if name in exported:  # fp32's and bf16's: the export's own files
+                continue
             path = artifact.path_of(staged.get(name, name))
             if path.is_file():
                 files[name] = file_record(path)

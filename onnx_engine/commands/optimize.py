@@ -1,4 +1,5 @@
-"""``onnx-engine optimize ARTIFACT --fusion --int8 --fp16 --bf16 | --all``: add gated variants.
+"""``onnx-engine optimize ARTIFACT --fusion --int8 --fp16 --bf16 --int8-openvino | --all``: add
+gated variants.
 
 The same flags on ``onnx-engine export`` run this right after the export. The exit status is 1
 when a requested variant failed its accuracy gate (it is recorded, with the reason, and never
@@ -13,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 EXIT_GATE_FAILED = 1
-_FLAG_VARIANTS = (("fusion", "fused"), ("int8", "int8"), ("fp16", "fp16"), ("bf16", "bf16"))
+_FLAG_VARIANTS = (("fusion", "fused"), ("int8", "int8"), ("fp16", "fp16"), ("bf16", "bf16"),
+                  ("int8_openvino", "int8-openvino"))
+# --all leaves out int8-openvino: its calibration and search take minutes and need NNCF.
+_NOT_IN_ALL = ("int8-openvino",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "optimize", help="add fused / int8 / fp16 / bf16 variants, each checked against PyTorch"
+        "optimize",
+        help="add fused / int8 / fp16 / bf16 / int8-openvino variants, each checked against PyTorch"
     )
     parser.add_argument("artifact", type=Path, help="artifact folder written by export")
     parser.add_argument("--reference", default=None,
@@ -45,8 +50,13 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bf16", action="store_true",
                        help="bf16 through OpenVINO (CPUs with AMX or AVX512-BF16; needs the "
                        "openvino extra)")
+    group.add_argument("--int8-openvino", action="store_true",
+                       help="calibrated int8 through OpenVINO (NNCF: SmoothQuant, the most "
+                       "sensitive matmuls kept in fp32 until it passes its gate; needs the "
+                       "openvino and export extras)")
     group.add_argument("--all", action="store_true",
-                       help="all of the above (bf16 only where OpenVINO can run it here)")
+                       help="fused, int8, fp16 and bf16 (bf16 only where OpenVINO can run it "
+                       "here); not int8-openvino, whose calibration takes minutes")
     group.add_argument("--gate", action="append", default=[], metavar="VARIANT.FIELD=VALUE",
                        help="change an accuracy limit, e.g. int8.max_prob_diff=0.05 (fields: "
                        "max_abs_diff, max_prob_diff, min_agreement; 'none' drops a limit)")
@@ -67,7 +77,8 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
 def requested_variants(args: argparse.Namespace) -> tuple[str, ...]:
     """The variants the flags ask for; ``--all`` leaves bf16 out (saying why) where it cannot
     run."""
-    names = tuple(name for flag, name in _FLAG_VARIANTS if args.all or getattr(args, flag))
+    names = tuple(name for flag, name in _FLAG_VARIANTS
+                  if getattr(args, flag, False) or (args.all and name not in _NOT_IN_ALL))
     if args.all and not args.bf16:
         from engine.openvino import bf16_unusable_reason
 
@@ -121,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not requested_variants(args):
         raise InputError(
-            "Choose the variants to make: --fusion, --int8, --fp16, --bf16 or --all "
-            "(or --retime to time the existing ones on this CPU)."
+            "Choose the variants to make: --fusion, --int8, --fp16, --bf16, --int8-openvino or "
+            "--all (or --retime to time the existing ones on this CPU)."
         )
     return optimize_and_report(args, args.artifact, args.reference)
 

@@ -14,9 +14,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
+from engine.options import RuntimeOptions
 from engine.pooling import l2_normalize
 from engine.tasks.feature_extraction import Embedder
-from engine.variants.records import BF16, FP16, FUSED, INT8, VariantFigures, VariantGate
+from engine.variants.records import (
+    BF16,
+    FP16,
+    FUSED,
+    INT8,
+    INT8_OPENVINO,
+    VariantFigures,
+    VariantGate,
+)
 from engine.verification.gate_figures import compare_embeddings as engine_compare_embeddings
 from export.check_set import SENTENCES, check_texts
 from export.retrieval_set import DOCUMENTS, QUERIES
@@ -44,6 +53,10 @@ EMBEDDING_GATES: dict[str, VariantGate] = {
     # bf16 (CPUs with AMX / AVX512-BF16): the same bar as the other 16-bit float variant.
     BF16: VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
                         flip_margin=FLIP_MARGIN, min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
+    # Calibrated int8 through OpenVINO: int8's bar.
+    INT8_OPENVINO: VariantGate(min_cosine=LOSSY_MIN_COSINE, min_agreement=LOSSY_TOP1_AGREEMENT,
+                               flip_margin=FLIP_MARGIN,
+                               min_retrieval_agreement=LOSSY_RETRIEVAL_AGREEMENT),
 }
 
 
@@ -97,11 +110,18 @@ class EmbeddingChecker(VariantChecker):
     def figures(self, engine: Embedder, reference: MemoizedReference) -> VariantFigures:
         return embedding_figures(engine, reference, self.calibration)
 
-    def search_probe(self, artifact: Artifact, reference: MemoizedReference) -> SearchProbe:
+    def search_probe(
+        self,
+        artifact: Artifact,
+        reference: MemoizedReference,
+        options: RuntimeOptions | None = None,
+    ) -> SearchProbe:
         """A matmul's error is measured on the token embeddings scaled to unit length (their
         direction is what the pooled, normalized sentence vector and its cosine are made of),
         one row of all its tokens per text, so the search takes each text's largest change."""
-        return self.text_search_probe(artifact, reference, lambda fp32: _unit_tokens_per_text)
+        return self.text_search_probe(
+            artifact, reference, lambda fp32: _unit_tokens_per_text, options
+        )
 
     def workloads(self, engine: Embedder) -> dict[str, Callable[[], object]]:
         return embedding_workloads(engine)

@@ -1,0 +1,190 @@
+"""int8-openvino: NNCF's calibrated int8 graph, made and gated by ``optimize``, run by OpenVINO
+torch-free; the nodes it keeps in fp32 really stay fp32; ``auto`` picks it only where it passed
+and is fastest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+
+import engine.openvino
+from engine import Classifier, Embedder
+from engine.manifest import ArtifactManifest
+from engine.session import OPENVINO
+from engine.variants.choice import choose_variant, variant_records
+from engine.variants.records import (
+    AUTO,
+    FP32,
+    INT8_OPENVINO,
+    RUNTIME_OPENVINO,
+    TARGET_CPU,
+    VariantSpeed,
+)
+from export.errors import ExportError
+from export.variants.openvino_int8 import (
+    build_needs_probe,
+    dequantized_readers,
+    quantize_with_nncf,
+    searched_nodes,
+)
+from export.variants.optimize import OptimizeSettings, optimize_artifact
+from onnx_engine.commands.optimize import requested_variants
+
+UNUSABLE = engine.openvino.openvino_cpu_unusable_reason()
+pytestmark = pytest.mark.skipif(UNUSABLE is not None, reason=f"no OpenVINO here: {UNUSABLE}")
+TEXTS = ["I love it", "Terrible, never again.", "a " * 300]
+# Random tiny weights are full of near-ties that any 8-bit rounding moves (fully quantized, the
+# tiny DistilBERT moved |Δprob| by 0.05 here): the real-weights gate is measured in benchmarks/.
+TINY_GATE = "int8-openvino.max_prob_diff=0.1"
+CALIBRATION = [
+    "The service was quick and friendly.", "I would not buy this again.", "It is fine, I guess.",
+    "Absolutely wonderful evening!", "The package arrived broken.", "Average food, nice view.",
+    "Worst purchase of the year.", "Great value for the price.",
+]
+
+
+@pytest.fixture(scope="module")
+def calibration_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calibration") / "texts.txt"
+    path.write_text("\n".join(CALIBRATION), encoding="utf-8")
+    return path
+
+
+def _quick(artifact, calibration):
+    """Optimize settings for int8-openvino on a tiny model: a few calibration texts, one round."""
+    return OptimizeSettings(artifact=artifact, variants=(INT8_OPENVINO,), timing_runs=1,
+                            quiet=True, calibration=calibration, gate_overrides=(TINY_GATE,))
+
+
+@pytest.fixture(scope="module")
+def int8_openvino_artifact(classifier_factory, tmp_path_factory, calibration_file):
+    """The tiny DistilBERT with an int8-openvino variant made, gated and timed on this CPU."""
+    artifact = tmp_path_factory.mktemp("int8-openvino") / "artifact"
+    shutil.copytree(classifier_factory("distilbert-2").artifact, artifact)
+    optimize_artifact(_quick(artifact, calibration_file))
+    return artifact
+
+
+def test_the_variant_is_a_gated_int8_graph_recorded_with_what_it_kept(int8_openvino_artifact):
+    record = variant_records(ArtifactManifest.read(int8_openvino_artifact))[INT8_OPENVINO]
+    assert record.passed, record.reason
+    assert record.runtime == RUNTIME_OPENVINO and record.checked_on == TARGET_CPU
+    assert dict(record.graphs) == {"model": "model.int8-openvino.onnx"}
+    assert record.figures.max_prob_diff <= record.gate.max_prob_diff
+    assert TARGET_CPU in record.speeds
+    made = record.made_with["model"]
+    assert made["method"].startswith("nncf.quantize") and made["openvino_precision"] == "f32"
+    search = made["accuracy_aware"]
+    assert search["matmuls"] > 0 and search["trials"][0]["kept"] == 0
+    assert set(search["kept_fp32_sensitivity"]) == set(search["kept_fp32_nodes"])
+    graph = onnx.load(str(int8_openvino_artifact / "model.int8-openvino.onnx"))
+    assert any(node.op_type == "DequantizeLinear" for node in graph.graph.node)
+    assert "model.int8-openvino.onnx" in ArtifactManifest.read(int8_openvino_artifact).files
+
+
+def test_it_loads_and_runs_on_openvino_without_torch(int8_openvino_artifact):
+    code = f"""
+import json, sys
+sys.modules["torch"] = None  # importing torch now fails
+import numpy as np
+from engine import Classifier
+fp32 = Classifier.load({str(int8_openvino_artifact)!r}, variant="fp32")
+model = Classifier.load({str(int8_openvino_artifact)!r}, variant="int8-openvino")
+texts = {TEXTS!r}
+moved = np.abs(model.scores(model.logits(texts)) - fp32.scores(fp32.logits(texts))).max()
+print(json.dumps({{"variant": model.variant, "providers": model.providers,
+                  "moved": float(moved), "transformers": "transformers" in sys.modules}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["variant"] == INT8_OPENVINO and report["providers"] == [OPENVINO]
+    assert report["moved"] <= 0.1 and not report["transformers"]
+
+
+def test_nodes_kept_in_fp32_read_no_dequantized_input(classifier_factory, tmp_path):
+    exported = classifier_factory("distilbert-2")
+    source = exported.artifact / "model.onnx"
+    classifier = Classifier.load(exported.artifact, provider="cpu", variant="fp32")
+    feeds = [classifier.session.select_inputs(classifier.tokenizer.encode([text]).feeds())
+             for text in TEXTS]
+    matmuls = searched_nodes(source)
+    kept = matmuls[:2]
+    made = quantize_with_nncf(source, tmp_path / "q.onnx", feeds, kept)
+    graph = onnx.load(str(tmp_path / "q.onnx"))
+    assert dequantized_readers(graph, kept) == []
+    assert dequantized_readers(graph, matmuls[2:])  # the others are quantized
+    gathers = [node.name for node in graph.graph.node if node.op_type == "Gather"]
+    assert gathers and dequantized_readers(graph, gathers) == []  # tables stay fp32
+    assert made["smooth_quant_alpha"] == 0.95 and made["calibration_inputs"] == len(TEXTS)
+
+
+def test_auto_picks_it_only_where_it_passed_and_is_fastest(int8_openvino_artifact):
+    records = variant_records(ArtifactManifest.read(int8_openvino_artifact))
+
+    def timed(name: str, latency: float):
+        return replace(records[name], speeds={TARGET_CPU: VariantSpeed({"b1": latency}, runs=1)})
+
+    fast = {FP32: timed(FP32, 10.0), INT8_OPENVINO: timed(INT8_OPENVINO, 4.0)}
+    assert choose_variant(fast, AUTO, on_cuda=False, openvino_unusable=None).name == INT8_OPENVINO
+    slow = {**fast, INT8_OPENVINO: timed(INT8_OPENVINO, 20.0)}
+    assert choose_variant(slow, AUTO, on_cuda=False, openvino_unusable=None).name == FP32
+    failed = {**fast, INT8_OPENVINO: replace(fast[INT8_OPENVINO], passed=False, reason="x")}
+    assert choose_variant(failed, AUTO, on_cuda=False, openvino_unusable=None).name == FP32
+    unusable = "OpenVINO is not installed"
+    assert choose_variant(fast, AUTO, on_cuda=False, openvino_unusable=unusable).name == FP32
+
+
+def test_auto_loads_it_when_the_manifest_times_it_fastest(int8_openvino_artifact, copy_artifact):
+    moved = copy_artifact(int8_openvino_artifact)
+    data = json.loads((moved / "manifest.json").read_text())
+    for name, latency in ((FP32, 10.0), (INT8_OPENVINO, 4.0)):
+        data["variants"][name]["speeds"][TARGET_CPU]["latency_ms"] = {"b1": latency}
+    (moved / "manifest.json").write_text(json.dumps(data))
+    classifier = Classifier.load(moved)
+    assert classifier.variant == INT8_OPENVINO and classifier.providers == [OPENVINO]
+    assert Classifier.load(moved, provider="openvino", variant=INT8_OPENVINO).variant == (
+        INT8_OPENVINO)
+
+
+def test_embeddings_get_the_variant_too(tiny_embedder_factory, copy_artifact, calibration_file):
+    artifact = copy_artifact(tiny_embedder_factory("mean").artifact)
+    settings = replace(_quick(artifact, calibration_file), gate_overrides=())
+    manifest = optimize_artifact(settings)
+    record = manifest.variants[INT8_OPENVINO]
+    assert record.passed, record.reason
+    assert record.figures.min_cosine >= record.gate.min_cosine
+    embedder = Embedder.load(artifact, variant=INT8_OPENVINO)
+    reference = Embedder.load(artifact, variant="fp32").embed(TEXTS)
+    cosine = np.sum(embedder.embed(TEXTS) * reference, axis=1) / (
+        np.linalg.norm(reference, axis=1) * np.linalg.norm(embedder.embed(TEXTS), axis=1))
+    assert cosine.min() >= 0.99
+
+
+def test_without_openvino_it_is_recorded_unbuilt(distilbert, copy_artifact, monkeypatch):
+    monkeypatch.setattr(engine.openvino, "openvino_cpu_unusable_reason",
+                        lambda: "OpenVINO is not installed")
+    artifact = copy_artifact(distilbert.artifact)
+    manifest = optimize_artifact(OptimizeSettings(artifact=artifact, variants=(INT8_OPENVINO,),
+                                                  timing_runs=1, quiet=True))
+    record = manifest.variants[INT8_OPENVINO]
+    assert not record.passed and "could not be built: OpenVINO is not installed" in record.reason
+    assert not (artifact / "model.int8-openvino.onnx").exists()
+
+
+def test_tasks_without_a_probe_say_why_and_the_flags_ask_for_it(tmp_path):
+    with pytest.raises(ExportError, match="one-graph text models"):
+        build_needs_probe(tmp_path / "a.onnx", tmp_path / "b.onnx", {})
+    flags = {"fusion": False, "int8": False, "fp16": False, "bf16": False, "int8_openvino": True}
+    assert requested_variants(argparse.Namespace(all=False, **flags)) == (INT8_OPENVINO,)
+    flags["int8_openvino"] = False
+    assert INT8_OPENVINO not in requested_variants(argparse.Namespace(all=True, **flags))
