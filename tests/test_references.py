@@ -11,18 +11,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
+from helpers import tamper_numerics
 
 import engine.variants.regate
-import engine.verification.machine
 import engine.verification.verify_here
 from engine import Classifier
-from engine.artifact import file_record, sha256_of
+from engine.artifact import sha256_of
 from engine.manifest import ArtifactManifest
 from engine.variants.records import INT8
-from engine.verification.machine import MachineKind, current_machine
+from engine.verification.machine import current_machine
 from engine.verification.references import REFERENCES_NAME, TOP_K
 from engine.verification.verdicts import VERDICTS_NAME
 from export.check_set import check_texts
@@ -54,15 +52,6 @@ def optimized(tmp_path_factory, distilbert) -> Path:
     return folder
 
 
-@pytest.fixture
-def other_machine(monkeypatch) -> MachineKind:
-    """This process seen as an aarch64 box: another architecture and ISA class."""
-    here = current_machine()
-    other = MachineKind("aarch64", ("asimd", "asimddp"), here.onnxruntime, here.openvino)
-    monkeypatch.setattr(engine.verification.machine, "current_machine", lambda: other)
-    return other
-
-
 def _copy(folder: Path, tmp_path: Path) -> Path:
     target = tmp_path / "copy"
     shutil.copytree(folder, target, ignore=shutil.ignore_patterns(VERDICTS_NAME))
@@ -73,21 +62,6 @@ def _torch_free_verify(folder: Path, *flags: str) -> subprocess.CompletedProcess
     code = TORCH_FREE.format(repo=str(REPO))
     return subprocess.run([sys.executable, "-c", code, "verify", str(folder), *flags],
                           capture_output=True, text=True, timeout=300)
-
-
-def _tamper_int8(folder: Path) -> None:
-    """Rewrite the int8 graph with other float weights (a valid model, other numbers) and record
-    its new hash in the manifest: only the numeric re-check can tell."""
-    path = folder / "model.int8.onnx"
-    model = onnx.load(str(path))
-    for tensor in model.graph.initializer:
-        values = numpy_helper.to_array(tensor)
-        if values.dtype == np.float32 and values.size > 16:
-            tensor.CopyFrom(numpy_helper.from_array(values * 3.0 + 0.5, tensor.name))
-    onnx.save(model, str(path))
-    manifest = ArtifactManifest.read(folder)
-    manifest.files["model.int8.onnx"] = file_record(path)
-    manifest.write(folder)
 
 
 def _fp32_bytes(folder: Path) -> int:
@@ -169,7 +143,7 @@ def test_verify_passes_torch_free_for_every_task(optimized, t5_v1_1, tiny_embedd
 
 def test_changed_int8_numerics_fail_verify_naming_the_figure(optimized, tmp_path, capsys):
     folder = _copy(optimized, tmp_path)
-    _tamper_int8(folder)
+    tamper_numerics(folder, INT8)
     assert main(["verify", str(folder)]) == 1
     out = capsys.readouterr().out
     assert "all match the manifest" in out  # the hash was updated: only numbers can tell
@@ -185,7 +159,7 @@ def test_changed_int8_numerics_fail_verify_naming_the_figure(optimized, tmp_path
 def test_auto_skips_a_failing_int8_on_another_machine(optimized, tmp_path, other_machine,
                                                       caplog):
     folder = _copy(optimized, tmp_path)
-    _tamper_int8(folder)
+    tamper_numerics(folder, INT8)
     with caplog.at_level(logging.INFO):
         model = Classifier.load(folder, provider="cpu")
     assert model.variant == "fp32"
