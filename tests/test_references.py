@@ -156,6 +156,23 @@ def test_changed_int8_numerics_fail_verify_naming_the_figure(optimized, tmp_path
     assert entry["int8"]["passed"] is False and entry["fp32"]["passed"] is True
 
 
+def test_a_recorded_verdict_is_not_trusted_for_a_file_changed_since(optimized, tmp_path,
+                                                                    capsys):
+    folder = _copy(optimized, tmp_path)
+    assert main(["verify", str(folder)]) == 0
+    listed = ArtifactManifest.read(folder)
+    tamper_numerics(folder, INT8)
+    listed.write(folder)  # the manifest as exported: the recorded verdict's fingerprint holds
+    capsys.readouterr()
+    assert main(["verify", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "file check FAILED: model.int8.onnx: sha256 differs" in out
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.startswith(("fp32 ", "int8 "))}
+    assert "cached verdict" in rows["fp32"]  # its file is unchanged
+    assert "FAIL" in rows["int8"] and "ran here" in rows["int8"]  # re-run, not the recorded pass
+
+
 def test_auto_skips_a_failing_int8_on_another_machine(optimized, tmp_path, other_machine,
                                                       caplog):
     folder = _copy(optimized, tmp_path)
@@ -205,7 +222,7 @@ def test_regating_is_logged_recorded_and_then_reused(optimized, tmp_path, other_
     assert main(["verify", str(folder)]) == 0
     assert calls == ["fp32"]  # int8's verdict on this machine kind was recorded by the load
     assert main(["verify", str(folder), "--force"]) == 0
-    assert calls == ["fp32", "fp32", "int8"]
+    assert sorted(calls) == ["fp32", "fp32", "int8"]  # verify runs the variants side by side
 
 
 def test_same_machine_trusts_the_optimize_gate(optimized, tmp_path, monkeypatch):
