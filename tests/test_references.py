@@ -233,6 +233,18 @@ def test_same_machine_trusts_the_optimize_gate(optimized, tmp_path, monkeypatch)
     assert not (folder / VERDICTS_NAME).exists()
 
 
+def test_auto_skips_a_variant_that_verify_failed_on_this_machine(optimized, tmp_path, caplog):
+    """The optimize machine itself: its gate was passed, but verify found int8 failing here."""
+    folder = _copy(optimized, tmp_path)
+    tamper_numerics(folder, INT8)
+    assert main(["verify", str(folder)]) == 1
+    with caplog.at_level(logging.WARNING):
+        model = Classifier.load(folder, provider="cpu")
+    assert model.variant == "fp32"
+    assert "'int8' skipped: failed its gate on this machine" in model.variant_reason
+    assert "variant='auto' skips 'int8'" in caplog.text and "re-gated" not in caplog.text
+
+
 def test_artifact_without_references_says_how_to_get_them(distilbert, tmp_path, capsys):
     folder = _copy(distilbert.artifact, tmp_path)
     (folder / REFERENCES_NAME).unlink()
