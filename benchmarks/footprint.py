@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     artifact = prepare(args.cache, args.model == "full")
+    load_before = os.getloadavg()
     size_lines, packs = artifact_sizes(artifact, args.cache)
     text = "a quietly moving film with a plot that never quite lands"
     timed = [("packed int8", packs["int8"], "int8"),
@@ -233,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Measured by `python benchmarks/footprint.py --model {args.model} --runs {args.runs}` on "
         f"{current_cpu().describe()}, Python {platform.python_version()}, ONNX Runtime "
-        f"{onnxruntime.__version__}.",
+        f"{onnxruntime.__version__}. Load average (1/5/15 min) "
+        f"{' / '.join(f'{value:.2f}' for value in load_before)} before the measurements, "
+        f"{' / '.join(f'{value:.2f}' for value in os.getloadavg())} after.",
         "",
         "## Install size per extra",
         "",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.manifest import ArtifactManifest
-from engine.verification.verify_here import check_file_hashes
+from engine.verification.file_hashes import check_file_hashes
 from export.exporter import task_exporter
 from export.parity import DEFAULT_ATOL, ParityReport
 

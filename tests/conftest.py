@@ -87,6 +87,19 @@ def distilbert(classifier_factory) -> ExportedClassifier:
 
 
 @pytest.fixture
+def other_machine(monkeypatch):
+    """This process seen as an aarch64 box: another architecture and ISA class than the one
+    ``optimize`` gated the variants on, so ``auto`` re-gates the lossy ones."""
+    import engine.verification.machine as machine_kind
+
+    here = machine_kind.current_machine()
+    other = machine_kind.MachineKind("aarch64", ("asimd", "asimddp"), here.onnxruntime,
+                                     here.openvino)
+    monkeypatch.setattr(machine_kind, "current_machine", lambda: other)
+    return other
+
+
+@pytest.fixture
 def copy_artifact(tmp_path) -> Callable[[Path], Path]:
     """Copy a shared artifact into this test's tmp folder so the test may modify it."""
 

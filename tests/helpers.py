@@ -109,3 +109,24 @@ def replace_file_and_record(folder: Path, name: str, content: bytes) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][name] = {"sha256": record.sha256, "size": record.size}
     (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def tamper_numerics(folder: Path, variant: str) -> None:
+    """Rewrite each graph of ``variant`` with other float weights (a valid model, other numbers)
+    and record the new hashes in the manifest: only the numeric re-check can tell."""
+    import onnx
+    from onnx import numpy_helper
+
+    from engine.manifest import ArtifactManifest
+
+    manifest = ArtifactManifest.read(folder)
+    for name in manifest.variants[variant].graphs.values():
+        path = folder / name
+        model = onnx.load(str(path))
+        for tensor in model.graph.initializer:
+            values = numpy_helper.to_array(tensor)
+            if values.dtype == np.float32 and values.size > 16:
+                tensor.CopyFrom(numpy_helper.from_array(values * 3.0 + 0.5, tensor.name))
+        onnx.save(model, str(path))
+        manifest.files[name] = file_record(path)
+    manifest.write(folder)

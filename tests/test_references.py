@@ -11,18 +11,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
+from helpers import tamper_numerics
 
 import engine.variants.regate
-import engine.verification.machine
 import engine.verification.verify_here
 from engine import Classifier
-from engine.artifact import file_record, sha256_of
+from engine.artifact import sha256_of
 from engine.manifest import ArtifactManifest
 from engine.variants.records import INT8
-from engine.verification.machine import MachineKind, current_machine
+from engine.verification.machine import current_machine
 from engine.verification.references import REFERENCES_NAME, TOP_K
 from engine.verification.verdicts import VERDICTS_NAME
 from export.check_set import check_texts
@@ -54,15 +52,6 @@ def optimized(tmp_path_factory, distilbert) -> Path:
     return folder
 
 
-@pytest.fixture
-def other_machine(monkeypatch) -> MachineKind:
-    """This process seen as an aarch64 box: another architecture and ISA class."""
-    here = current_machine()
-    other = MachineKind("aarch64", ("asimd", "asimddp"), here.onnxruntime, here.openvino)
-    monkeypatch.setattr(engine.verification.machine, "current_machine", lambda: other)
-    return other
-
-
 def _copy(folder: Path, tmp_path: Path) -> Path:
     target = tmp_path / "copy"
     shutil.copytree(folder, target, ignore=shutil.ignore_patterns(VERDICTS_NAME))
@@ -73,21 +62,6 @@ def _torch_free_verify(folder: Path, *flags: str) -> subprocess.CompletedProcess
     code = TORCH_FREE.format(repo=str(REPO))
     return subprocess.run([sys.executable, "-c", code, "verify", str(folder), *flags],
                           capture_output=True, text=True, timeout=300)
-
-
-def _tamper_int8(folder: Path) -> None:
-    """Rewrite the int8 graph with other float weights (a valid model, other numbers) and record
-    its new hash in the manifest: only the numeric re-check can tell."""
-    path = folder / "model.int8.onnx"
-    model = onnx.load(str(path))
-    for tensor in model.graph.initializer:
-        values = numpy_helper.to_array(tensor)
-        if values.dtype == np.float32 and values.size > 16:
-            tensor.CopyFrom(numpy_helper.from_array(values * 3.0 + 0.5, tensor.name))
-    onnx.save(model, str(path))
-    manifest = ArtifactManifest.read(folder)
-    manifest.files["model.int8.onnx"] = file_record(path)
-    manifest.write(folder)
 
 
 def _fp32_bytes(folder: Path) -> int:
@@ -169,7 +143,7 @@ def test_verify_passes_torch_free_for_every_task(optimized, t5_v1_1, tiny_embedd
 
 def test_changed_int8_numerics_fail_verify_naming_the_figure(optimized, tmp_path, capsys):
     folder = _copy(optimized, tmp_path)
-    _tamper_int8(folder)
+    tamper_numerics(folder, INT8)
     assert main(["verify", str(folder)]) == 1
     out = capsys.readouterr().out
     assert "all match the manifest" in out  # the hash was updated: only numbers can tell
@@ -182,10 +156,27 @@ def test_changed_int8_numerics_fail_verify_naming_the_figure(optimized, tmp_path
     assert entry["int8"]["passed"] is False and entry["fp32"]["passed"] is True
 
 
+def test_a_recorded_verdict_is_not_trusted_for_a_file_changed_since(optimized, tmp_path,
+                                                                    capsys):
+    folder = _copy(optimized, tmp_path)
+    assert main(["verify", str(folder)]) == 0
+    listed = ArtifactManifest.read(folder)
+    tamper_numerics(folder, INT8)
+    listed.write(folder)  # the manifest as exported: the recorded verdict's fingerprint holds
+    capsys.readouterr()
+    assert main(["verify", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "file check FAILED: model.int8.onnx: sha256 differs" in out
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.startswith(("fp32 ", "int8 "))}
+    assert "cached verdict" in rows["fp32"]  # its file is unchanged
+    assert "FAIL" in rows["int8"] and "ran here" in rows["int8"]  # re-run, not the recorded pass
+
+
 def test_auto_skips_a_failing_int8_on_another_machine(optimized, tmp_path, other_machine,
                                                       caplog):
     folder = _copy(optimized, tmp_path)
-    _tamper_int8(folder)
+    tamper_numerics(folder, INT8)
     with caplog.at_level(logging.INFO):
         model = Classifier.load(folder, provider="cpu")
     assert model.variant == "fp32"
@@ -231,7 +222,7 @@ def test_regating_is_logged_recorded_and_then_reused(optimized, tmp_path, other_
     assert main(["verify", str(folder)]) == 0
     assert calls == ["fp32"]  # int8's verdict on this machine kind was recorded by the load
     assert main(["verify", str(folder), "--force"]) == 0
-    assert calls == ["fp32", "fp32", "int8"]
+    assert sorted(calls) == ["fp32", "fp32", "int8"]  # verify runs the variants side by side
 
 
 def test_same_machine_trusts_the_optimize_gate(optimized, tmp_path, monkeypatch):
@@ -240,6 +231,18 @@ def test_same_machine_trusts_the_optimize_gate(optimized, tmp_path, monkeypatch)
                         lambda *args, **kwargs: pytest.fail("re-gated on the optimize machine"))
     Classifier.load(folder, provider="cpu")
     assert not (folder / VERDICTS_NAME).exists()
+
+
+def test_auto_skips_a_variant_that_verify_failed_on_this_machine(optimized, tmp_path, caplog):
+    """The optimize machine itself: its gate was passed, but verify found int8 failing here."""
+    folder = _copy(optimized, tmp_path)
+    tamper_numerics(folder, INT8)
+    assert main(["verify", str(folder)]) == 1
+    with caplog.at_level(logging.WARNING):
+        model = Classifier.load(folder, provider="cpu")
+    assert model.variant == "fp32"
+    assert "'int8' skipped: failed its gate on this machine" in model.variant_reason
+    assert "variant='auto' skips 'int8'" in caplog.text and "re-gated" not in caplog.text
 
 
 def test_artifact_without_references_says_how_to_get_them(distilbert, tmp_path, capsys):

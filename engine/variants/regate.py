@@ -6,8 +6,10 @@ one on a machine of another architecture or ISA class than that one, and than ev
 recorded verdict (``verdicts.json``), the variant is re-run here against the PyTorch outputs
 the artifact stores and judged by its own gate. One that fails is left out of ``auto`` (the log
 and the model's ``variant_reason`` say why); asked for by name it still loads, with a warning
-naming the failed figure. Exact variants (fused: held to fp32's |Δ|) are not re-gated at load;
-``onnx-engine verify`` checks them too.
+naming the failed figure. A verdict recorded for this machine kind (by ``onnx-engine verify`` or
+an earlier load) counts wherever there is one: a variant that failed here is skipped even on the
+machine that ran ``optimize``. Exact variants (fused: held to fp32's |Δ|) are not re-gated at
+load; ``onnx-engine verify`` checks them too.
 """
 
 from __future__ import annotations
@@ -61,12 +63,15 @@ def regated_for_this_machine(
     if not lossy:  # nothing to re-check: no need to read this machine's identity
         return offer, ""
     machine = machine_kind.current_machine()
-    candidates = [record for record in lossy if not gated_at_optimize_here(record, machine)]
+    cache = VerdictCache.read(artifact.path, artifact.manifest, machine)
+    known = {record.name: cache.verdict(record, record.gate) for record in lossy
+             if record.gate is not None}
+    # A verdict recorded on this machine kind (by verify or an earlier load) outranks the
+    # optimize gate: a variant that failed here is skipped even where optimize gated it.
+    candidates = [record for record in lossy
+                  if known[record.name] is not None or not gated_at_optimize_here(record, machine)]
     if not candidates:
         return offer, ""
-    cache = VerdictCache.read(artifact.path, artifact.manifest, machine)
-    known = {record.name: cache.verdict(record, record.gate) for record in candidates
-             if record.gate is not None}
     failed: dict[str, str] = {}
     fresh: dict[str, Verdict] = {}
     for record in candidates:

@@ -83,12 +83,6 @@ def read_verdicts(folder: Path) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "machines": {}}
 
 
-def cached_verdict(folder: Path, machine_key: str, variant: str, expected: str) -> Verdict | None:
-    """The verdict of ``variant`` recorded for ``machine_key``, if its fingerprint is
-    ``expected``."""
-    return _matching(_recorded(read_verdicts(folder), machine_key).get(variant), expected)
-
-
 @dataclass(frozen=True)
 class VerdictCache:
     """One artifact's verdicts for this machine kind, read once per load: the re-gate asks it

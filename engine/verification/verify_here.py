@@ -9,17 +9,18 @@ recorded verdict instead of re-running it (``force`` re-runs).
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import engine.verification.machine as machine_kind
-from engine.artifact import Artifact, sha256_of
+from engine.artifact import Artifact
 from engine.errors import OnnxEngineError
 from engine.manifest import ArtifactManifest
 from engine.tasks import engine_class_for
 from engine.variants.choice import openvino_unusable_reason, variant_records
 from engine.variants.records import AUTO, FP32, RUNTIME_OPENVINO, TARGET_CPU, VariantGate
+from engine.verification.file_hashes import FileHashes
 from engine.verification.machine import MachineKind
 from engine.verification.reference_check import (
     check_variant,
@@ -28,9 +29,11 @@ from engine.verification.reference_check import (
     missing_references_message,
 )
 from engine.verification.references import REFERENCES_NAME
-from engine.verification.verdicts import Verdict, cached_verdict, fingerprint, record_verdicts
+from engine.verification.verdicts import Verdict, VerdictCache
 
-logger = logging.getLogger(__name__)
+# Two variants' runs at once: each session's creation keeps about one core busy, so two overlap
+# well on the smallest machines; more would only hold more sessions in memory at once.
+VARIANTS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -67,24 +70,14 @@ class VerifyReport:
         return not (self.file_problems or self.missing_references or self.failed_variants)
 
 
-def check_file_hashes(folder: Path, manifest: ArtifactManifest) -> list[str]:
-    """Every file whose presence or sha256 differs from the manifest, as readable lines."""
-    problems = []
-    for name, record in manifest.files.items():
-        path = Path(folder) / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif sha256_of(path) != record.sha256:
-            problems.append(f"{name}: sha256 differs from manifest (file was modified)")
-    return problems
-
-
 def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
     """Check hashes, then run every variant that can run on this machine against the stored
     references (unless a verdict for its files is recorded for this machine kind, or ``force``).
 
     Variants are run even when a hash differs, so the report shows whether the change also
-    changes the outputs.
+    changes the outputs. The files are hashed in one thread while the variants run in others,
+    two at a time (``engine.verification.file_hashes``): a session's creation and the hashing
+    each keep about one core busy, so on two cores they overlap instead of adding up.
 
     Raises:
         ArtifactError: the folder or its manifest is missing or unreadable, or the references
@@ -94,42 +87,66 @@ def verify_here(path: str | Path, force: bool = False) -> VerifyReport:
     # list (with the rest) instead.
     artifact = Artifact(Path(path), ArtifactManifest.read(Path(path)), verify_hashes=False)
     machine = machine_kind.current_machine()
-    report = VerifyReport(machine, check_file_hashes(artifact.path, artifact.manifest))
-    if not has_references(artifact):
-        report.missing_references = missing_references_message(artifact)
-        return report
+    report = VerifyReport(machine)
+    with ThreadPoolExecutor(1, thread_name_prefix="verify-hash") as hashing, \
+            ThreadPoolExecutor(VARIANTS_AT_ONCE, thread_name_prefix="verify-run") as running:
+        hashes = FileHashes(artifact.path, artifact.manifest, hashing)
+        if not has_references(artifact):
+            report.file_problems = hashes.problems()
+            report.missing_references = missing_references_message(artifact)
+            return report
+        planned = _plan_checks(artifact, machine, hashes, running, force)
+        fresh: dict[str, Verdict] = {}
+        for check, pending in planned:
+            if pending is not None:
+                try:
+                    verdict = fresh[check.name] = pending.result()
+                except OnnxEngineError as error:  # a missing or unloadable file: a failure
+                    # here, not recorded (the file may be mended)
+                    verdict = Verdict(False, f"cannot run: {error}", None, "", 0.0, "")
+                check = replace(check, verdict=verdict)
+            report.checks.append(check)
+        report.file_problems = hashes.problems()
+    if fresh:
+        report.recorded = VerdictCache.read(artifact.path, artifact.manifest, machine).record(fresh)
+    return report
+
+
+def _plan_checks(
+    artifact: Artifact,
+    machine: MachineKind,
+    hashes: FileHashes,
+    running: ThreadPoolExecutor,
+    force: bool,
+) -> list[tuple[VariantCheck, Future[Verdict] | None]]:
+    """Each variant's check in the manifest's order: its recorded verdict, why it cannot run
+    here, or its run started on ``running`` (the future of its verdict)."""
     engine_class = engine_class_for(artifact.manifest.task)
-    options = engine_class.resolve_options()
+    # Spinning intra-op threads would take the cores from the variant running beside them.
+    options = replace(engine_class.resolve_options(), spin_wait=False)
     records = variant_records(artifact.manifest)
     openvino_unusable = openvino_unusable_reason(records, AUTO)
-    fresh: dict[str, Verdict] = {}
-    changed = {problem.split(":")[0] for problem in report.file_problems}
+    cache = VerdictCache.read(artifact.path, artifact.manifest, machine)
+    planned: list[tuple[VariantCheck, Future[Verdict] | None]] = []
     for name, record in records.items():
         gate = gate_for(artifact, record)
         eligible = name == FP32 or record.passed
         if not record.suits(TARGET_CPU):
-            not_run = f"made for {record.target}"
-            report.checks.append(VariantCheck(name, gate, None, not_run=not_run))
+            planned.append((VariantCheck(name, gate, None, not_run=f"made for {record.target}"),
+                            None))
             continue
         if record.runtime == RUNTIME_OPENVINO and openvino_unusable is not None:
-            report.checks.append(VariantCheck(name, gate, None, not_run=openvino_unusable))
+            planned.append((VariantCheck(name, gate, None, not_run=openvino_unusable), None))
             continue
-        expected = fingerprint(artifact.manifest, record, gate)
-        # A verdict holds for the files the manifest lists; one that differs is run afresh.
-        stale = force or bool(changed & {*record.graphs.values(), REFERENCES_NAME})
-        verdict = None if stale else cached_verdict(artifact.path, machine.key, name, expected)
-        cached = verdict is not None
-        if verdict is None:
-            try:
-                verdict = check_variant(engine_class.from_sessions, artifact, record, options)
-                fresh[name] = verdict
-            except OnnxEngineError as error:  # a missing or unloadable file: a failure here,
-                # not recorded (the file may be mended)
-                verdict = Verdict(False, f"cannot run: {error}", None, expected, 0.0, "")
-        report.checks.append(VariantCheck(name, gate, verdict, cached, auto_eligible=eligible))
-    if fresh:
-        report.recorded = record_verdicts(artifact.path, machine.to_dict(), machine.key, fresh)
-    return report
+        # A verdict holds for the files the manifest lists; one whose files differ is run afresh.
+        verdict = None if force else cache.verdict(record, gate)
+        if verdict is not None and hashes.changed({*record.graphs.values(), REFERENCES_NAME}):
+            verdict = None
+        check = VariantCheck(name, gate, verdict, verdict is not None, auto_eligible=eligible)
+        pending = None if verdict is not None else running.submit(
+            check_variant, engine_class.from_sessions, artifact, record, options)
+        planned.append((check, pending))
+    return planned
 
 
 def figures_text(gate: VariantGate, verdict: Verdict | None) -> str:
