@@ -8,7 +8,7 @@ inference three ways: the engine in this process, ``tritonclient.http`` (binary 
 checked against the in-process ones. The overhead is the p50 of each server path minus the
 in-process p50. Writes ``benchmarks/results/grpc-overhead.{json,md}``.
 
-    python benchmarks/grpc_bench.py [--model PATH_OR_NAME] [--pairs 400] [--duration 30]
+    python -m benchmarks.grpc_bench [--model PATH_OR_NAME] [--pairs 400] [--duration 30]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
         "p50_ms": p50,
         "overhead_p50_ms": {path: round(p50[path] - p50["in-process"], 3)
                             for path in ("http", "grpc")},
-        "meta": {**run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "meta": {**run_meta(_command(),
                             load_before), "artifact": str(artifact)},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -119,17 +119,13 @@ def _labels(result: Any) -> list[str]:
     return [label.decode() for label in result.as_numpy("label")]
 
 
-def _rounded(load: list[float] | None) -> list[float] | None:
-    return None if load is None else [round(value, 2) for value in load]
-
-
 def _markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
         "# gRPC and HTTP overhead over the in-process call, one client",
         "",
         f"`{meta['command']}` on {meta['cpu']} ({meta['cores']} cores), load average "
-        f"{_rounded(meta['load_before'])} before, {_rounded(meta['load_after'])} after; "
+        f"{meta['load_before']} before, {meta['load_after']} after; "
         f"{result['rounds']} rounds.",
         "",
         "| path | p50 ms | overhead p50 ms |",
@@ -139,6 +135,11 @@ def _markdown(result: dict[str, Any]) -> str:
         overhead = result["overhead_p50_ms"].get(path, "")
         lines.append(f"| {path} | {result['p50_ms'][path]} | {overhead} |")
     return "\n".join(lines) + "\n"
+
+
+def _command() -> str:
+    """How this run was started, as the usage line spells it (``python -m``)."""
+    return " ".join(["python -m benchmarks.grpc_bench", *map(shlex.quote, sys.argv[1:])])
 
 
 if __name__ == "__main__":

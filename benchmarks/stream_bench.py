@@ -11,7 +11,7 @@ warm-up, the timings taking turns within each round; the server runs as a subpro
 127.0.0.1 (ephemeral port), stopped with SIGTERM.
 Writes ``benchmarks/results/stream-ttft.{json,md}``.
 
-    python benchmarks/stream_bench.py --model ARTIFACT [--model t5-small ...] [--runs 40]
+    python -m benchmarks.stream_bench --model ARTIFACT [--model t5-small ...] [--runs 40]
                                       [--new-tokens 32]
 """
 
@@ -55,7 +55,7 @@ def main() -> None:
                              "source_model": target.manifest.source_model,
                              "random_weights": target.random_weights}
                for target in targets}
-    meta = run_meta(" ".join(shlex.quote(a) for a in ["python", *sys.argv]), load_before)
+    meta = run_meta(_command(), load_before)
     stem = RESULTS / "stream-ttft"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "models": results}, indent=2))
     table = markdown(results, meta)
@@ -142,6 +142,11 @@ def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
                  "Models (exported from): " + "; ".join(
                      f"{name}: `{row['source_model']}`" for name, row in results.items()) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _command() -> str:
+    """How this run was started, as the usage line spells it (``python -m``)."""
+    return " ".join(["python -m benchmarks.stream_bench", *map(shlex.quote, sys.argv[1:])])
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ def package_versions() -> dict[str, str | None]:
 
 
 def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages (None where the OS has none)."""
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    """1, 5 and 15 minute load averages, to the OS's two decimals (None where it has none)."""
+    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def machine_info(threads: int, environment: dict[str, str]) -> dict[str, Any]:
