@@ -202,6 +202,30 @@ def test_unknown_model_readiness_and_metadata_are_not_found(server):
         assert _code(error.value) == str(grpc.StatusCode.NOT_FOUND)
 
 
+def test_model_versions_answer_alike_over_grpc_and_http(server):
+    """The one version "1" (what metadata lists) answers everywhere, as no version does; any
+    other is NOT_FOUND / 404 on both listeners (gRPC used to serve any, HTTP V2's versioned
+    ready and metadata routes were missing, so tritonclient.http said version 1 is not ready)."""
+    http = httpclient.InferenceServerClient(server.url.split("//", 1)[1])
+    ours = _grpc(server)
+    for client, module in ((ours, grpcclient), (http, httpclient)):
+        assert client.is_model_ready("clf", "1")
+        assert client.infer("clf", _inputs(module, {"text": ["a"]}), model_version="1")
+        for call in (lambda: client.get_model_metadata("clf", "2"),
+                     lambda: client.infer("clf", _inputs(module, {"text": ["a"]}),
+                                          model_version="2")):
+            with pytest.raises(InferenceServerException) as error:
+                call()
+            assert _code(error.value) in (str(grpc.StatusCode.NOT_FOUND), "404")
+            assert "no version '2'" in error.value.message()
+    assert not http.is_model_ready("clf", "2")  # a 404 (tritonclient.grpc raises NOT_FOUND)
+    with pytest.raises(InferenceServerException) as error:
+        ours.is_model_ready("clf", "2")
+    assert _code(error.value) == str(grpc.StatusCode.NOT_FOUND)
+    assert list(ours.get_model_metadata("clf", "1").versions) == ["1"]
+    assert http.get_model_metadata("clf", "1")["versions"] == ["1"]
+
+
 def test_api_key_overload_and_a_cancelled_call(artifacts):
     """The key as `authorization` metadata; over the concurrency limit RESOURCE_EXHAUSTED; a
     call the client cancels frees its slot and is not work lost at SIGTERM (exit 0)."""

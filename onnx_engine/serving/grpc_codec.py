@@ -14,7 +14,7 @@ from typing import Any
 
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.grpc_proto import grpc_predict_v2_pb2 as pb
-from onnx_engine.serving.tasks.base import OutputTensor
+from onnx_engine.serving.tasks.base import MODEL_VERSION, OutputTensor
 from onnx_engine.serving.v2_codec import (
     NO_INPUTS,
     V2Request,
@@ -61,7 +61,7 @@ def infer_response(model: str, request: V2Request, outputs: list[OutputTensor]) 
     Raises:
         ValidationError: the request asked for an output the model does not have.
     """
-    response = pb.ModelInferResponse(model_name=model, model_version="1", id=request.id or "")
+    response = pb.ModelInferResponse(model_name=model, model_version=MODEL_VERSION, id=request.id or "")
     for output, _ in selected_outputs(request, outputs):
         response.outputs.add(name=output.name, datatype=output.datatype,
                              shape=list(output.data.shape))

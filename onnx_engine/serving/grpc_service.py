@@ -62,7 +62,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         async def ready() -> Any:
             if not self._serving():
                 return pb.ModelReadyResponse(ready=False)
-            self._state.model(request.name)  # NOT_FOUND for a name this server lacks
+            self._state.model(request.name, request.version)  # NOT_FOUND: no such model
             return pb.ModelReadyResponse(ready=True)
 
         return await self._answered(context, request.name, ready)
@@ -75,8 +75,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         async def metadata() -> Any:
-            return model_metadata(self._state.model(request.name).handler.v2_metadata(
-                request.name))
+            served = self._state.model(request.name, request.version)
+            return model_metadata(served.handler.v2_metadata(request.name))
 
         return await self._answered(context, request.name, metadata)
 
@@ -84,7 +84,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         state = self._state
 
         async def infer() -> Any:
-            served = state.model(request.model_name)
+            served = state.model(request.model_name, request.model_version)
             parsed: list[V2Request] = []  # the parsed request, which the answer echoes
 
             def make_job() -> Job:

@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.tokenization import checked_unicode
 from onnx_engine.serving.errors import BackendError, ValidationError
-from onnx_engine.serving.tasks.base import OutputTensor
+from onnx_engine.serving.tasks.base import MODEL_VERSION, OutputTensor
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Request parameters that steer the protocol or the scheduler, not the model.
@@ -106,7 +106,7 @@ def encode_response(
         else:
             entry["data"] = _json_tensor(output)
         entries.append(entry)
-    response: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
+    response: dict[str, Any] = {"model_name": model, "model_version": MODEL_VERSION, "outputs": entries}
     if request.id is not None:
         response["id"] = request.id
     header = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
