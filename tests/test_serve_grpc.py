@@ -202,6 +202,17 @@ def test_unknown_model_readiness_and_metadata_are_not_found(server):
         assert _code(error.value) == str(grpc.StatusCode.NOT_FOUND)
 
 
+def test_an_input_sent_twice_is_refused_alike(server):
+    """Two tensors named "text" used to answer the last one only, on both listeners."""
+    http = httpclient.InferenceServerClient(server.url.split("//", 1)[1])
+    for client, module in ((_grpc(server), grpcclient), (http, httpclient)):
+        twice = _inputs(module, {"text": ["a"]}) + _inputs(module, {"text": ["b"]})
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("clf", twice)
+        assert _code(error.value) in (str(grpc.StatusCode.INVALID_ARGUMENT), "422")
+        assert "Input 'text' is sent twice" in error.value.message()
+
+
 def test_model_versions_answer_alike_over_grpc_and_http(server):
     """The one version "1" (what metadata lists) answers everywhere, as no version does; any
     other is NOT_FOUND / 404 on both listeners (gRPC used to serve any, HTTP V2's versioned

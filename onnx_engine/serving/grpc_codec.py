@@ -18,6 +18,7 @@ from onnx_engine.serving.tasks.base import MODEL_VERSION, OutputTensor
 from onnx_engine.serving.v2_codec import (
     NO_INPUTS,
     V2Request,
+    add_input,
     bytes_elements,
     input_count,
     model_parameters,
@@ -45,10 +46,8 @@ def parse_infer_request(message: Any) -> V2Request:
     inputs: dict[str, list[str]] = {}
     for index, tensor in enumerate(message.inputs):
         count = input_count(tensor.name, tensor.datatype, list(tensor.shape))
-        if raw:
-            inputs[tensor.name] = bytes_elements(tensor.name, raw[index], count)
-        else:
-            inputs[tensor.name] = _content_strings(tensor, count)
+        add_input(inputs, tensor.name, bytes_elements(tensor.name, raw[index], count) if raw
+                  else _content_strings(tensor, count))
     parameters = {key: _value(parameter) for key, parameter in message.parameters.items()}
     requested = {output.name: True for output in message.outputs} or None
     return V2Request(request_id(message.id or None), inputs, model_parameters(parameters),

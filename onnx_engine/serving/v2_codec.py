@@ -71,7 +71,7 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
                 )
             values = bytes_elements(name, binary[offset : offset + binary_size], count)
             offset += binary_size
-        inputs[name] = values
+        add_input(inputs, name, values)
     if offset != len(binary):
         raise ValidationError(
             f"The body has {len(binary) - offset} bytes after the declared binary inputs."
@@ -180,6 +180,17 @@ def _input_header(tensor: Any) -> tuple[str, int, int | None]:
     if binary_size is not None and (not isinstance(binary_size, int) or binary_size < 0):
         raise ValidationError(f"Input '{name}' has a bad binary_data_size {binary_size!r}.")
     return name, count, binary_size
+
+
+def add_input(inputs: dict[str, list[str]], name: str, values: list[str]) -> None:
+    """Record input ``name``'s strings; a name sent twice would silently answer one of them.
+
+    Raises:
+        ValidationError: ``inputs`` has ``name`` already.
+    """
+    if name in inputs:
+        raise ValidationError(f"Input '{name}' is sent twice; send each input once.")
+    inputs[name] = values
 
 
 def input_count(name: str, datatype: Any, shape: Any) -> int:
