@@ -282,6 +282,15 @@ def test_request_timeout_is_deadline_exceeded(artifacts):
         assert "0.1 s request timeout" in late.value.message()
 
 
+def test_a_body_limit_over_what_grpc_can_hold_still_serves(artifacts):
+    """--max-body-bytes past gRPC's C-int message limit used to end the start in a traceback
+    (OverflowError); gRPC takes its largest message instead, HTTP the limit given."""
+    with serving(f"clf={artifacts['clf']}", "--max-body-bytes", str(5 * 2**30)) as served:
+        assert _ready(_grpc(served))
+        result = _grpc(served).infer("clf", _inputs(grpcclient, {"text": TEXTS[:1]}))
+        assert result.as_numpy("label").shape == (1,)
+
+
 def test_sigterm_drains_both_listeners(artifacts):
     """SIGTERM while calls run on both listeners: new calls get UNAVAILABLE, every accepted one
     is answered (exactly the engine's text), then the process exits 0."""

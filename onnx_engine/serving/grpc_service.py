@@ -36,6 +36,8 @@ from onnx_engine.serving.v2_routes import server_metadata
 
 T = TypeVar("T")
 Code = grpc.StatusCode
+# gRPC's message size limits are C ints: no message can be larger, whatever --max-body-bytes says.
+_GRPC_MAX = 2**31 - 1
 # The gRPC status of each HTTP status a ServeError carries; any other is INTERNAL.
 STATUS_CODES = {
     400: Code.INVALID_ARGUMENT, 422: Code.INVALID_ARGUMENT, 413: Code.INVALID_ARGUMENT,
@@ -157,7 +159,7 @@ class GrpcListener:
             InputError: the port cannot be bound (taken, or not this machine's address).
         """
         server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", state.config.max_body_bytes),
+            ("grpc.max_receive_message_length", min(state.config.max_body_bytes, _GRPC_MAX)),
             ("grpc.so_reuseport", 0),  # a port in use must fail, never be shared
         ])
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
