@@ -222,11 +222,11 @@ def test_model_versions_answer_alike_over_grpc_and_http(server):
     for client, module in ((ours, grpcclient), (http, httpclient)):
         assert client.is_model_ready("clf", "1")
         assert client.infer("clf", _inputs(module, {"text": ["a"]}), model_version="1")
-        for call in (lambda: client.get_model_metadata("clf", "2"),
-                     lambda: client.infer("clf", _inputs(module, {"text": ["a"]}),
-                                          model_version="2")):
+        inputs = _inputs(module, {"text": ["a"]})
+        for call, args in ((client.get_model_metadata, ("clf", "2")),
+                           (client.infer, ("clf", inputs, "2"))):
             with pytest.raises(InferenceServerException) as error:
-                call()
+                call(*args)
             assert _code(error.value) in (str(grpc.StatusCode.NOT_FOUND), "404")
             assert "no version '2'" in error.value.message()
     assert not http.is_model_ready("clf", "2")  # a 404 (tritonclient.grpc raises NOT_FOUND)

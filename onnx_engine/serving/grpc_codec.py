@@ -60,7 +60,8 @@ def infer_response(model: str, request: V2Request, outputs: list[OutputTensor]) 
     Raises:
         ValidationError: the request asked for an output the model does not have.
     """
-    response = pb.ModelInferResponse(model_name=model, model_version=MODEL_VERSION, id=request.id or "")
+    response = pb.ModelInferResponse(model_name=model, model_version=MODEL_VERSION,
+                                     id=request.id or "")
     for output, _ in selected_outputs(request, outputs):
         response.outputs.add(name=output.name, datatype=output.datatype,
                              shape=list(output.data.shape))

@@ -106,7 +106,8 @@ def encode_response(
         else:
             entry["data"] = _json_tensor(output)
         entries.append(entry)
-    response: dict[str, Any] = {"model_name": model, "model_version": MODEL_VERSION, "outputs": entries}
+    response: dict[str, Any] = {"model_name": model, "model_version": MODEL_VERSION,
+                                "outputs": entries}
     if request.id is not None:
         response["id"] = request.id
     header = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
