@@ -202,6 +202,41 @@ def test_unknown_model_readiness_and_metadata_are_not_found(server):
         assert _code(error.value) == str(grpc.StatusCode.NOT_FOUND)
 
 
+def test_an_input_sent_twice_is_refused_alike(server):
+    """Two tensors named "text" used to answer the last one only, on both listeners."""
+    http = httpclient.InferenceServerClient(server.url.split("//", 1)[1])
+    for client, module in ((_grpc(server), grpcclient), (http, httpclient)):
+        twice = _inputs(module, {"text": ["a"]}) + _inputs(module, {"text": ["b"]})
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("clf", twice)
+        assert _code(error.value) in (str(grpc.StatusCode.INVALID_ARGUMENT), "422")
+        assert "Input 'text' is sent twice" in error.value.message()
+
+
+def test_model_versions_answer_alike_over_grpc_and_http(server):
+    """The one version "1" (what metadata lists) answers everywhere, as no version does; any
+    other is NOT_FOUND / 404 on both listeners (gRPC used to serve any, HTTP V2's versioned
+    ready and metadata routes were missing, so tritonclient.http said version 1 is not ready)."""
+    http = httpclient.InferenceServerClient(server.url.split("//", 1)[1])
+    ours = _grpc(server)
+    for client, module in ((ours, grpcclient), (http, httpclient)):
+        assert client.is_model_ready("clf", "1")
+        assert client.infer("clf", _inputs(module, {"text": ["a"]}), model_version="1")
+        inputs = _inputs(module, {"text": ["a"]})
+        for call, args in ((client.get_model_metadata, ("clf", "2")),
+                           (client.infer, ("clf", inputs, "2"))):
+            with pytest.raises(InferenceServerException) as error:
+                call(*args)
+            assert _code(error.value) in (str(grpc.StatusCode.NOT_FOUND), "404")
+            assert "no version '2'" in error.value.message()
+    assert not http.is_model_ready("clf", "2")  # a 404 (tritonclient.grpc raises NOT_FOUND)
+    with pytest.raises(InferenceServerException) as error:
+        ours.is_model_ready("clf", "2")
+    assert _code(error.value) == str(grpc.StatusCode.NOT_FOUND)
+    assert list(ours.get_model_metadata("clf", "1").versions) == ["1"]
+    assert http.get_model_metadata("clf", "1")["versions"] == ["1"]
+
+
 def test_api_key_overload_and_a_cancelled_call(artifacts):
     """The key as `authorization` metadata; over the concurrency limit RESOURCE_EXHAUSTED; a
     call the client cancels frees its slot and is not work lost at SIGTERM (exit 0)."""
@@ -245,6 +280,15 @@ def test_request_timeout_is_deadline_exceeded(artifacts):
             _grpc(served).infer("t5", _inputs(grpcclient, {"text": SOURCES}), parameters=SLOW)
         assert _code(late.value) == str(grpc.StatusCode.DEADLINE_EXCEEDED)
         assert "0.1 s request timeout" in late.value.message()
+
+
+def test_a_body_limit_over_what_grpc_can_hold_still_serves(artifacts):
+    """--max-body-bytes past gRPC's C-int message limit used to end the start in a traceback
+    (OverflowError); gRPC takes its largest message instead, HTTP the limit given."""
+    with serving(f"clf={artifacts['clf']}", "--max-body-bytes", str(5 * 2**30)) as served:
+        assert _ready(_grpc(served))
+        result = _grpc(served).infer("clf", _inputs(grpcclient, {"text": TEXTS[:1]}))
+        assert result.as_numpy("label").shape == (1,)
 
 
 def test_sigterm_drains_both_listeners(artifacts):

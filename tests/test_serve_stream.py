@@ -201,6 +201,38 @@ def test_a_disconnected_stream_stops_its_row_and_the_others_finish(server, lm, m
                                   LONG[1])
 
 
+def test_a_failure_after_the_first_token_is_an_error_event_counted_as_a_failure(
+    server, lm, monkeypatch
+):
+    """The engine fails at the third decoder step: the tokens sent stay sent, then TGI's error
+    event, which InferenceClient raises; the metrics count a failure, not a success."""
+    next_step, steps = lm.graphs.next_step, []
+
+    def failing_step(*args):
+        steps.append(1)
+        if len(steps) == 3:
+            raise RuntimeError("the decoder broke")
+        return next_step(*args)
+
+    monkeypatch.setattr(lm.graphs, "next_step", failing_step)
+    labels = {"model": "t5"}
+    successes = metric_value(server, "onnx_engine_request_success_total", labels)
+    failures = metric_value(server, "onnx_engine_request_failure_total",
+                            {**labels, "error_type": "backend"})
+    with httpx.stream("POST", f"{server}/models/t5/generate_stream", timeout=TIMEOUT_S,
+                      json={"inputs": LONG[0], "parameters": {"max_new_tokens": 20}}) as response:
+        events = [json.loads(line[len("data:"):]) for line in response.iter_lines() if line]
+    assert [event["token"]["id"] for event in events[:-1]] == lm.generate(
+        LONG[0], max_new_tokens=3)[0].token_ids.tolist()
+    assert events[-1]["error_type"] == "backend" and "the decoder broke" in events[-1]["error"]
+    steps.clear()
+    with pytest.raises(Exception, match="the decoder broke"):
+        list(_client(server).text_generation(LONG[0], stream=True, max_new_tokens=20))
+    assert metric_value(server, "onnx_engine_request_success_total", labels) == successes
+    assert metric_value(server, "onnx_engine_request_failure_total",
+                        {**labels, "error_type": "backend"}) == failures + 2
+
+
 @pytest.mark.parametrize("path, body, status, fragment", [
     ("/models/t5/generate_stream", {"inputs": ["a", "b"]}, 422, "one text"),
     ("/models/t5/generate_stream", {"inputs": "x", "parameters": {"num_beams": 0}}, 422,

@@ -14,10 +14,11 @@ from typing import Any
 
 from onnx_engine.serving.errors import ValidationError
 from onnx_engine.serving.grpc_proto import grpc_predict_v2_pb2 as pb
-from onnx_engine.serving.tasks.base import OutputTensor
+from onnx_engine.serving.tasks.base import MODEL_VERSION, OutputTensor
 from onnx_engine.serving.v2_codec import (
     NO_INPUTS,
     V2Request,
+    add_input,
     bytes_elements,
     input_count,
     model_parameters,
@@ -45,10 +46,8 @@ def parse_infer_request(message: Any) -> V2Request:
     inputs: dict[str, list[str]] = {}
     for index, tensor in enumerate(message.inputs):
         count = input_count(tensor.name, tensor.datatype, list(tensor.shape))
-        if raw:
-            inputs[tensor.name] = bytes_elements(tensor.name, raw[index], count)
-        else:
-            inputs[tensor.name] = _content_strings(tensor, count)
+        add_input(inputs, tensor.name, bytes_elements(tensor.name, raw[index], count) if raw
+                  else _content_strings(tensor, count))
     parameters = {key: _value(parameter) for key, parameter in message.parameters.items()}
     requested = {output.name: True for output in message.outputs} or None
     return V2Request(request_id(message.id or None), inputs, model_parameters(parameters),
@@ -61,7 +60,8 @@ def infer_response(model: str, request: V2Request, outputs: list[OutputTensor]) 
     Raises:
         ValidationError: the request asked for an output the model does not have.
     """
-    response = pb.ModelInferResponse(model_name=model, model_version="1", id=request.id or "")
+    response = pb.ModelInferResponse(model_name=model, model_version=MODEL_VERSION,
+                                     id=request.id or "")
     for output, _ in selected_outputs(request, outputs):
         response.outputs.add(name=output.name, datatype=output.datatype,
                              shape=list(output.data.shape))

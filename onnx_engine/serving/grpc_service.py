@@ -36,6 +36,8 @@ from onnx_engine.serving.v2_routes import server_metadata
 
 T = TypeVar("T")
 Code = grpc.StatusCode
+# gRPC's message size limits are C ints: no message can be larger, whatever --max-body-bytes says.
+_GRPC_MAX = 2**31 - 1
 # The gRPC status of each HTTP status a ServeError carries; any other is INTERNAL.
 STATUS_CODES = {
     400: Code.INVALID_ARGUMENT, 422: Code.INVALID_ARGUMENT, 413: Code.INVALID_ARGUMENT,
@@ -62,7 +64,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         async def ready() -> Any:
             if not self._serving():
                 return pb.ModelReadyResponse(ready=False)
-            self._state.model(request.name)  # NOT_FOUND for a name this server lacks
+            self._state.model(request.name, request.version)  # NOT_FOUND: no such model
             return pb.ModelReadyResponse(ready=True)
 
         return await self._answered(context, request.name, ready)
@@ -75,8 +77,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         async def metadata() -> Any:
-            return model_metadata(self._state.model(request.name).handler.v2_metadata(
-                request.name))
+            served = self._state.model(request.name, request.version)
+            return model_metadata(served.handler.v2_metadata(request.name))
 
         return await self._answered(context, request.name, metadata)
 
@@ -84,7 +86,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         state = self._state
 
         async def infer() -> Any:
-            served = state.model(request.model_name)
+            served = state.model(request.model_name, request.model_version)
             parsed: list[V2Request] = []  # the parsed request, which the answer echoes
 
             def make_job() -> Job:
@@ -157,7 +159,7 @@ class GrpcListener:
             InputError: the port cannot be bound (taken, or not this machine's address).
         """
         server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", state.config.max_body_bytes),
+            ("grpc.max_receive_message_length", min(state.config.max_body_bytes, _GRPC_MAX)),
             ("grpc.so_reuseport", 0),  # a port in use must fail, never be shared
         ])
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)

@@ -12,7 +12,7 @@ from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import NotFoundError, UnavailableError
 from onnx_engine.serving.metrics import ServerMetrics
 from onnx_engine.serving.tasks import handler_for
-from onnx_engine.serving.tasks.base import TaskHandler
+from onnx_engine.serving.tasks.base import MODEL_VERSION, TaskHandler
 
 
 @dataclass(frozen=True)
@@ -68,17 +68,22 @@ class ServerState:
         for served in self.models.values():
             await served.batcher.close()
 
-    def model(self, name: str) -> ServedModel:
-        """The model to run a request on.
+    def model(self, name: str, version: str = "") -> ServedModel:
+        """The model to run a request on; ``version`` as the V2 protocol names it (empty: any).
 
         Raises:
             UnavailableError: models still loading, or the server is draining.
-            NotFoundError: no model of that name.
+            NotFoundError: no model of that name, or a version other than its one.
         """
         self.check_serving()
         if name not in self.models:
             raise NotFoundError(
                 f"No model named '{name}'; this server has {', '.join(sorted(self.models))}."
+            )
+        if version not in ("", MODEL_VERSION):
+            raise NotFoundError(
+                f"Model '{name}' has no version '{version}'; its one version is "
+                f"'{MODEL_VERSION}' (or leave the version out)."
             )
         return self.models[name]
 

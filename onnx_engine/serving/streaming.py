@@ -63,6 +63,7 @@ class RowStream:
         self.tokens: deque[Update] = deque()
         self.changed = asyncio.Event()
         self.gone = False  # the client disconnected
+        self.failure: ServeError | None = None  # sent as the stream's last (error) event
 
     def push(self, token_id: int, logprob: float, last: bool) -> None:
         self._loop.call_soon_threadsafe(self._arrived, (token_id, logprob, last))
@@ -108,10 +109,12 @@ class TokenStream:
                 watcher.cancel()
                 queued.cancel()
             served.batcher.metrics.request_duration.observe(time.perf_counter() - queued.started)
-        if whole:
-            served.batcher.metrics.successes.inc()
-        else:
+        if not whole:
             state.metrics.failures.labels(served.name, ClientDisconnectedError.error_type).inc()
+        elif row.failure is not None:  # the client got an error event, not an answer
+            state.metrics.failures.labels(served.name, row.failure.error_type).inc()
+        else:
+            served.batcher.metrics.successes.inc()
 
 
 async def _send_events(
@@ -181,6 +184,7 @@ async def _events(vocabulary: TokenVocabulary, job: Job, queued: QueuedJob, row:
             raise
         failure = error if isinstance(error, ServeError) else BackendError(
             f"The stream failed: {type(error).__name__}: {error}")
+        row.failure = failure
         yield _sse({"error": str(failure), "error_type": failure.error_type})
 
 

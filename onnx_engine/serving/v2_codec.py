@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.tokenization import checked_unicode
 from onnx_engine.serving.errors import BackendError, ValidationError
-from onnx_engine.serving.tasks.base import OutputTensor
+from onnx_engine.serving.tasks.base import MODEL_VERSION, OutputTensor
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Request parameters that steer the protocol or the scheduler, not the model.
@@ -71,7 +71,7 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
                 )
             values = bytes_elements(name, binary[offset : offset + binary_size], count)
             offset += binary_size
-        inputs[name] = values
+        add_input(inputs, name, values)
     if offset != len(binary):
         raise ValidationError(
             f"The body has {len(binary) - offset} bytes after the declared binary inputs."
@@ -106,7 +106,8 @@ def encode_response(
         else:
             entry["data"] = _json_tensor(output)
         entries.append(entry)
-    response: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
+    response: dict[str, Any] = {"model_name": model, "model_version": MODEL_VERSION,
+                                "outputs": entries}
     if request.id is not None:
         response["id"] = request.id
     header = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
@@ -180,6 +181,17 @@ def _input_header(tensor: Any) -> tuple[str, int, int | None]:
     if binary_size is not None and (not isinstance(binary_size, int) or binary_size < 0):
         raise ValidationError(f"Input '{name}' has a bad binary_data_size {binary_size!r}.")
     return name, count, binary_size
+
+
+def add_input(inputs: dict[str, list[str]], name: str, values: list[str]) -> None:
+    """Record input ``name``'s strings; a name sent twice would silently answer one of them.
+
+    Raises:
+        ValidationError: ``inputs`` has ``name`` already.
+    """
+    if name in inputs:
+        raise ValidationError(f"Input '{name}' is sent twice; send each input once.")
+    inputs[name] = values
 
 
 def input_count(name: str, datatype: Any, shape: Any) -> int:

@@ -37,14 +37,14 @@ def routes(state: ServerState) -> list[Route]:
 
     async def model_metadata(request: Request) -> Response:
         name = request.path_params["name"]
-        return JSONResponse(state.model(name).handler.v2_metadata(name))
+        return JSONResponse(state.model(name, _version(request)).handler.v2_metadata(name))
 
     async def model_ready(request: Request) -> Response:
-        state.model(request.path_params["name"])
+        state.model(request.path_params["name"], _version(request))
         return Response(status_code=200)
 
     async def infer(request: Request) -> Response:
-        served = state.model(request.path_params["name"])
+        served = state.model(request.path_params["name"], _version(request))
         body = await read_body(request, state.config)  # before admission (slow clients)
         parsed: list[V2Request] = []  # the parsed request, which the answer echoes (ids, outputs)
 
@@ -64,8 +64,14 @@ def routes(state: ServerState) -> list[Route]:
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route("/v2", metadata, methods=["GET"]),
         Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
     ]
 
+
+def _version(request: Request) -> str:
+    """The model version a route names (empty: the route names none)."""
+    return str(request.path_params.get("version", ""))

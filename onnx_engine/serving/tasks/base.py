@@ -26,6 +26,10 @@ from engine.tokenization import (
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.errors import NotFoundError, PayloadTooLargeError, ValidationError
 
+# The one version of every served model (V2 metadata "versions", answers' "model_version"):
+# a server's models are fixed at start, so a request naming another version names nothing.
+MODEL_VERSION = "1"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -209,7 +213,7 @@ class TaskHandler(ABC):
     def v2_metadata(self, name: str) -> dict[str, Any]:
         return {
             "name": name,
-            "versions": ["1"],
+            "versions": [MODEL_VERSION],
             "platform": "onnxruntime_onnx",
             "task": self.task,
             "inputs": [spec.as_json() for spec in self.v2_inputs],
