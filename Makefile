@@ -27,11 +27,12 @@ lint: install
 bench: install
 	$(BIN)/onnx-engine bench --json benchmarks/results/latest.json
 
-# The gRPC stubs of the Open Inference Protocol, committed beside their .proto (the test
-# tests/test_serve_grpc.py::test_committed_stubs_are_what_grpc_tools_generates keeps them equal).
+# The Open Inference Protocol's compiled descriptor set, committed beside its .proto (the test
+# tests/test_serve_grpc.py::test_committed_stubs_are_what_grpc_tools_generates keeps them equal);
+# grpc_proto/messages.py builds the message classes from it in a private descriptor pool.
 GRPC_PROTO := onnx_engine/serving/grpc_proto/grpc_predict_v2.proto
 grpc-stubs: install
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. $(GRPC_PROTO)
+	$(BIN)/python -m grpc_tools.protoc -I . --descriptor_set_out=$(GRPC_PROTO:.proto=.desc) $(GRPC_PROTO)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

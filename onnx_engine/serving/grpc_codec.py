@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from onnx_engine.serving.errors import ValidationError
-from onnx_engine.serving.grpc_proto import grpc_predict_v2_pb2 as pb
+from onnx_engine.serving.grpc_proto import messages as pb
 from onnx_engine.serving.tasks.base import MODEL_VERSION, OutputTensor
 from onnx_engine.serving.v2_codec import (
     NO_INPUTS,

@@ -25,8 +25,7 @@ from onnx_engine.serving.app import counted_failure, printable_message
 from onnx_engine.serving.auth import authorized
 from onnx_engine.serving.errors import UnauthorizedError
 from onnx_engine.serving.grpc_codec import infer_response, model_metadata, parse_infer_request
-from onnx_engine.serving.grpc_proto import grpc_predict_v2_pb2 as pb
-from onnx_engine.serving.grpc_proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from onnx_engine.serving.grpc_proto import messages as pb
 from onnx_engine.serving.inference import ClientGone, JobResult, answered
 from onnx_engine.serving.server import Listener
 from onnx_engine.serving.state import ServerState
@@ -47,9 +46,12 @@ STATUS_CODES = {
 }
 
 
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceService:
     """The RPCs of ``inference.GRPCInferenceService`` over one server's state (the repository
     load/unload RPCs stay unimplemented: this server's models are fixed at start)."""
+
+    RPCS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
+            "ModelInfer")
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
@@ -132,6 +134,19 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             )
 
 
+def rpc_handler(service: InferenceService) -> grpc.GenericRpcHandler:
+    """``service``'s RPCs at their wire names (``/inference.GRPCInferenceService/ModelInfer``,
+    ...), each (de)serialized by its message class from :mod:`.grpc_proto.messages`; the RPCs it
+    does not implement answer UNIMPLEMENTED, as grpc answers an unknown method."""
+    handlers = {}
+    for name in service.RPCS:
+        request, response = pb.RPCS[name]
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            getattr(service, name), request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString)
+    return grpc.method_handlers_generic_handler(pb.SERVICE, handlers)
+
+
 class GrpcListener:
     """The gRPC listener of one server, on the HTTP listener's host (and its TLS, if any).
 
@@ -162,7 +177,7 @@ class GrpcListener:
             ("grpc.max_receive_message_length", min(state.config.max_body_bytes, _GRPC_MAX)),
             ("grpc.so_reuseport", 0),  # a port in use must fail, never be shared
         ])
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
+        server.add_generic_rpc_handlers((rpc_handler(InferenceService(state)),))
         self.port = self._bind(server)
         await server.start()
         try:

@@ -1,7 +1,8 @@
-"""The Open Inference Protocol's gRPC messages and service, generated from
-``grpc_predict_v2.proto`` by ``make grpc-stubs`` (grpcio-tools); never edited by hand.
+"""The Open Inference Protocol's gRPC messages, from ``grpc_predict_v2.proto`` compiled by
+``make grpc-stubs`` (grpcio-tools) into the descriptor set ``grpc_predict_v2.desc``; never
+edited by hand.
 
-Their messages live in protobuf's default descriptor pool as ``inference.*``, as do
-``tritonclient.grpc``'s: the two cannot be imported into one process (protobuf refuses the
-duplicate symbols), so a gRPC client of this server runs in a process of its own.
+``tritonclient.grpc``'s generated stubs register the same ``inference.*`` names in protobuf's
+default descriptor pool, which refuses a name twice; so :mod:`.messages` builds ours in a pool of
+their own, and the two can be imported into one process in either order.
 """
