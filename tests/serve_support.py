@@ -17,18 +17,19 @@ from typing import Any
 import httpx
 import pytest
 
-from onnx_engine.serving.app import build_app
+from onnx_engine.serving.app import Alongside, build_app
 from onnx_engine.serving.config import ServeConfig
 from onnx_engine.serving.server import Listener, bind, make_server
 
 
 @contextlib.contextmanager
 def running_server(
-    config: ServeConfig, models: Any, listener: Listener = Listener(port=0)
+    config: ServeConfig, models: Any, listener: Listener = Listener(port=0),
+    alongside: Alongside | None = None,
 ) -> Iterator[tuple[str, Any]]:
-    """Serve ``build_app(config, models)`` from a thread on an ephemeral port; yields the base
-    URL and the app, and stops the server (bounded wait) when the block ends."""
-    app = build_app(config, models)
+    """Serve ``build_app(config, models, alongside)`` from a thread on an ephemeral port; yields
+    the base URL and the app, and stops the server (bounded wait) when the block ends."""
+    app = build_app(config, models, alongside)
     sock = bind(listener)
     server = make_server(app, listener)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

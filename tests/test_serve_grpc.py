@@ -2,10 +2,11 @@
 tritonclient.grpc unmodified, against real `onnx-engine serve` processes on 127.0.0.1.
 
 Each answer is compared with what the same server answers over HTTP (tritonclient.http), and for
-the classifier, T5 and embeddings with the engine called in-process. The servers are processes
-of their own: the server's protobuf messages and tritonclient.grpc's share the names
-``inference.*``, which protobuf refuses in one process (see onnx_engine/serving/grpc_proto), so
-this process never imports the server's gRPC modules. Every wait is bounded in count and time.
+the classifier, T5 and embeddings with the engine called in-process. Most servers are processes
+of their own (SIGTERM, exit codes, the CLI's flags); the server's gRPC modules also load into
+this process beside tritonclient.grpc (both have messages named ``inference.*``, ours in a
+private descriptor pool: see onnx_engine/serving/grpc_proto), and one test serves tritonclient
+from here. Every wait is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import trustme
 from google.protobuf import descriptor_pb2
-from serve_support import ServeProcess, metric_value, serve_process, stop_process, wait_until
+from serve_support import (
+    ServeProcess,
+    metric_value,
+    running_server,
+    serve_process,
+    stop_process,
+    wait_until,
+)
 from tiny_token_classifiers import NER_TEXTS
 from tritonclient.grpc import service_pb2 as triton_messages
 from tritonclient.utils import InferenceServerException
@@ -39,6 +47,7 @@ import engine
 reranker_factory = tiny_rerankers.reranker_factory  # the session fixture, shared
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = Path("onnx_engine/serving/grpc_proto/grpc_predict_v2.proto")
+DESCRIPTORS = PROTO.with_suffix(".desc")
 API_KEY = "grpc-key-3f9a"
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 TEXTS = ["a great movie", "the plot was dull and far too long", "ok", "héllo wörld 🙂", "x " * 40]
@@ -397,23 +406,21 @@ def test_grpc_port_is_refused_on_ray(distilbert, capsys):
 
 
 def test_committed_stubs_are_what_grpc_tools_generates(tmp_path):
-    """`make grpc-stubs` would write exactly the committed files (no hand edits, no drift)."""
+    """`make grpc-stubs` would write exactly the committed descriptor set (no hand edits, no
+    drift from the .proto), and it is the only generated file beside the .proto."""
     (tmp_path / PROTO).parent.mkdir(parents=True)
     (tmp_path / PROTO).write_bytes((ROOT / PROTO).read_bytes())
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".", "--python_out=.",
-                    "--grpc_python_out=.", str(PROTO)], cwd=tmp_path, check=True, timeout=120)
-    for stub in ("grpc_predict_v2_pb2.py", "grpc_predict_v2_pb2_grpc.py"):
-        generated, committed = tmp_path / PROTO.parent / stub, ROOT / PROTO.parent / stub
-        assert filecmp.cmp(generated, committed, shallow=False), f"{stub}: run make grpc-stubs"
-
-
-def test_messages_are_on_the_wire_what_tritonclient_sends_and_reads(tmp_path):
-    """Every message of our .proto has tritonclient's field numbers, types and names."""
-    described = tmp_path / "proto.desc"
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT),
-                    f"--descriptor_set_out={described}", str(ROOT / PROTO)], check=True,
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".",
+                    f"--descriptor_set_out={DESCRIPTORS}", str(PROTO)], cwd=tmp_path, check=True,
                    timeout=120)
-    files = descriptor_pb2.FileDescriptorSet.FromString(described.read_bytes())
+    assert filecmp.cmp(tmp_path / DESCRIPTORS, ROOT / DESCRIPTORS, shallow=False), (
+        f"{DESCRIPTORS}: run make grpc-stubs")
+    assert sorted(p.name for p in (ROOT / PROTO.parent).glob("*_pb2*.py")) == []
+
+
+def test_messages_are_on_the_wire_what_tritonclient_sends_and_reads():
+    """Every message of our .proto has tritonclient's field numbers, types and names."""
+    files = descriptor_pb2.FileDescriptorSet.FromString((ROOT / DESCRIPTORS).read_bytes())
     theirs = triton_messages.DESCRIPTOR.message_types_by_name
 
     def fields(message) -> dict:
@@ -432,3 +439,48 @@ def test_messages_are_on_the_wire_what_tritonclient_sends_and_reads(tmp_path):
     assert len(shared) == 14
     for message in shared:
         compare(message, theirs[message.name])
+
+
+# Imports tritonclient.grpc and the server's gRPC service in FIRST-then-other order, then sends
+# one ModelInferRequest of ours through tritonclient's message class and back.
+SERVICE_MODULE = "onnx_engine.serving.grpc_service"
+ONE_PROCESS = """
+import {first}, {second}
+from onnx_engine.serving.grpc_proto import messages as ours
+from tritonclient.grpc import service_pb2 as theirs
+request = ours.ModelInferRequest(model_name="clf", id="rq-1", raw_input_contents=[b"ab"])
+request.inputs.add(name="text", datatype="BYTES", shape=[1])
+request.parameters["top_k"].int64_param = 2
+back = ours.ModelInferRequest.FromString(
+    theirs.ModelInferRequest.FromString(request.SerializeToString()).SerializeToString())
+assert back == request, back
+print(ours.ModelInferRequest.DESCRIPTOR.full_name, theirs.ModelInferRequest.DESCRIPTOR.full_name)
+"""
+
+
+@pytest.mark.parametrize("first, second", [("tritonclient.grpc", SERVICE_MODULE),
+                                           (SERVICE_MODULE, "tritonclient.grpc")])
+def test_tritonclient_and_the_grpc_service_import_into_one_process(first, second):
+    done = subprocess.run([sys.executable, "-W", "error", "-c",
+                           ONE_PROCESS.format(first=first, second=second)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["inference.ModelInferRequest"] * 2
+
+
+def test_tritonclient_is_served_by_a_grpc_listener_in_its_own_process(serve_models):
+    """This process imported tritonclient.grpc at the top; the server's gRPC listener runs here
+    too (in-process app, its lifespan starting gRPC) and answers tritonclient what the engine
+    answers."""
+    from onnx_engine.serving.config import ServeConfig
+    from onnx_engine.serving.grpc_service import GrpcListener
+    from onnx_engine.serving.server import Listener
+
+    grpc_listener = GrpcListener(Listener(port=0), 0)
+    with running_server(ServeConfig(), serve_models, alongside=grpc_listener.serving):
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_listener.port}")
+        answer = client.infer("clf", _inputs(grpcclient, {"text": TEXTS}), request_id="rq-9",
+                              outputs=[grpcclient.InferRequestedOutput("logits")])
+    assert answer.get_response().id == "rq-9"
+    np.testing.assert_allclose(answer.as_numpy("logits"), serve_models["clf"].logits(TEXTS),
+                               rtol=1e-5, atol=1e-6)
