@@ -471,7 +471,7 @@ def test_tritonclient_and_the_grpc_service_import_into_one_process(first, second
 def test_tritonclient_is_served_by_a_grpc_listener_in_its_own_process(serve_models):
     """This process imported tritonclient.grpc at the top; the server's gRPC listener runs here
     too (in-process app, its lifespan starting gRPC) and answers tritonclient what the engine
-    answers."""
+    answers; the repository RPCs, not registered, are UNIMPLEMENTED."""
     from onnx_engine.serving.config import ServeConfig
     from onnx_engine.serving.grpc_service import GrpcListener
     from onnx_engine.serving.server import Listener
@@ -481,6 +481,9 @@ def test_tritonclient_is_served_by_a_grpc_listener_in_its_own_process(serve_mode
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_listener.port}")
         answer = client.infer("clf", _inputs(grpcclient, {"text": TEXTS}), request_id="rq-9",
                               outputs=[grpcclient.InferRequestedOutput("logits")])
+        with pytest.raises(InferenceServerException) as refused:  # models are fixed at start
+            client.load_model("clf")
+    assert _code(refused.value) == str(grpc.StatusCode.UNIMPLEMENTED)
     assert answer.get_response().id == "rq-9"
     np.testing.assert_allclose(answer.as_numpy("logits"), serve_models["clf"].logits(TEXTS),
                                rtol=1e-5, atol=1e-6)
