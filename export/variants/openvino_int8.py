@@ -88,9 +88,9 @@ def search_openvino_int8(
 ) -> dict[str, Any]:
     """Write NNCF's int8 graph of ``source`` with the fewest fp32 matmuls that pass to ``target``.
 
-    ``probe`` judges a graph as OpenVINO runs it (in the variant's precision). When no trial passes with at most
-    ``max_kept_share`` of the matmuls in fp32, the one closest to passing is written and the
-    gate then fails it with its figures.
+    ``probe`` judges a graph as OpenVINO runs it, in the variant's precision. When no trial
+    passes with at most ``max_kept_share`` of the matmuls in fp32, the one closest to passing
+    is written and the gate then fails it with its figures.
 
     Returns:
         How the variant was made: NNCF's settings, the nodes kept in fp32 with the error each
