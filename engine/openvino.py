@@ -50,7 +50,7 @@ def bf16_unusable_reason() -> str | None:
 
 def openvino_cpu_unusable_reason() -> str | None:
     """Why OpenVINO cannot run graphs on this CPU (it is not installed, or has no CPU device),
-    or None where it can: all an int8-openvino variant needs (f32 around int8 matmuls)."""
+    or None where it can: all an int8-openvino variant made in f32 needs."""
     try:
         core = openvino_runtime().Core()
     except ProviderError as error:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from engine.checks import check_choice, check_flag, check_int
 from engine.errors import InputError, OnnxEngineError
-from engine.variants.records import BF16, VARIANT_CHOICES
+from engine.variants.records import BF16, INT8_OPENVINO, VARIANT_CHOICES
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "openvino")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -189,7 +189,8 @@ class RuntimeOptions(LoadChoice, OpenVinoSettings, CudaSettings, SessionSettings
             ``fp16`` (CUDA only); see :mod:`engine.variants.choice`.
         openvino_precision: OpenVINO's inference precision with ``provider='openvino'``:
             ``f32`` (default; its own default is bf16 on CPUs that have it). ``bf16`` is the
-            precision of the gated ``bf16`` variant and is refused with any other variant.
+            precision of the gated ``bf16`` variant and is refused with any other variant but
+            ``int8-openvino``, which always runs in the precision it was gated in (its record's).
         openvino_cache_dir: where OpenVINO keeps compiled models, so a later load imports the
             compiled blob instead of compiling again (cold start); unset: the user's cache
             folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``onnx-engine/openvino``); ``""``
@@ -221,7 +222,7 @@ class RuntimeOptions(LoadChoice, OpenVinoSettings, CudaSettings, SessionSettings
             concern.__post_init__(self)
         # bf16 is a variant with an accuracy gate; as a bare precision it would run any other
         # variant in bf16 under that variant's name (fp32 measured |Δlogit| 1.8e-2).
-        if self.openvino_precision == BF16 and self.variant not in (None, BF16):
+        if self.openvino_precision == BF16 and self.variant not in (None, BF16, INT8_OPENVINO):
             raise InputError(
                 f"openvino_precision='bf16' belongs to the gated 'bf16' variant, not to "
                 f"variant={self.variant!r}: ask for variant='bf16' (made by 'onnx-engine "

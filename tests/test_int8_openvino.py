@@ -16,16 +16,22 @@ import onnx
 import pytest
 
 import engine.openvino
-from engine import Classifier, Embedder
+import engine.variants.choice
+import engine.variants.sessions
+import export.variants.openvino_int8
+from engine import Classifier, Embedder, RuntimeOptions
+from engine.errors import ProviderError
 from engine.manifest import ArtifactManifest
 from engine.session import OPENVINO
 from engine.variants.choice import choose_variant, variant_records
 from engine.variants.records import (
     AUTO,
+    BF16,
     FP32,
     INT8_OPENVINO,
     RUNTIME_OPENVINO,
     TARGET_CPU,
+    VariantRecord,
     VariantSpeed,
 )
 from export.errors import ExportError
@@ -81,7 +87,10 @@ def test_the_variant_is_a_gated_int8_graph_recorded_with_what_it_kept(int8_openv
     assert record.figures.max_prob_diff <= record.gate.max_prob_diff
     assert TARGET_CPU in record.speeds
     made = record.made_with["model"]
-    assert made["method"].startswith("nncf.quantize") and made["openvino_precision"] == "f32"
+    assert made["method"].startswith("nncf.quantize")
+    # bf16 around the int8 matmuls where this CPU runs bf16, as the bf16 variant decides it.
+    expected = "f32" if engine.openvino.bf16_unusable_reason() is not None else "bf16"
+    assert made["openvino_precision"] == expected == record.openvino_precision
     search = made["accuracy_aware"]
     assert search["matmuls"] > 0 and search["trials"][0]["kept"] == 0
     assert set(search["kept_fp32_sensitivity"]) == set(search["kept_fp32_nodes"])
@@ -188,3 +197,73 @@ def test_tasks_without_a_probe_say_why_and_the_flags_ask_for_it(tmp_path):
     assert requested_variants(argparse.Namespace(all=False, **flags)) == (INT8_OPENVINO,)
     flags["int8_openvino"] = False
     assert INT8_OPENVINO not in requested_variants(argparse.Namespace(all=True, **flags))
+
+
+BF16_UNUSABLE = engine.openvino.bf16_unusable_reason()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "f32"])
+def test_it_is_searched_gated_and_run_in_the_precision_it_records(
+    precision, distilbert, copy_artifact, calibration_file, monkeypatch
+):
+    """Issue 19: bf16 around the int8 matmuls where the CPU has it, f32 where not; every trial
+    of the search, the gate and the engine run the variant in the recorded precision."""
+    if precision == BF16 and BF16_UNUSABLE is not None:
+        pytest.skip(f"no bf16 here: {BF16_UNUSABLE}")
+    if precision == "f32":  # this CPU seen without bf16
+        monkeypatch.setattr(export.variants.openvino_int8, "bf16_unusable_reason",
+                            lambda: "this CPU has no bf16 instructions")
+    compiled: list[str] = []
+
+    class Spy(engine.variants.sessions.OpenVinoSession):
+        def __init__(self, model_path, options, output_names):
+            super().__init__(model_path, options, output_names)
+            compiled.append(self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+
+    monkeypatch.setattr(engine.variants.sessions, "OpenVinoSession", Spy)
+    artifact = copy_artifact(distilbert.artifact)
+    record = optimize_artifact(_quick(artifact, calibration_file)).variants[INT8_OPENVINO]
+    assert record.passed, record.reason
+    assert record.openvino_precision == precision
+    assert record.made_with["model"]["openvino_precision"] == precision
+    trials = len(record.made_with["model"]["accuracy_aware"]["trials"])
+    assert len(compiled) > trials and set(compiled) == {precision}  # trials, gate and timing
+    model = Classifier.load(artifact, variant=INT8_OPENVINO)
+    assert model.session.options.openvino_precision == precision
+
+
+def _int8_openvino(precision: str | None) -> VariantRecord:
+    made = {"method": "nncf"} if precision is None else {"openvino_precision": precision}
+    return VariantRecord(INT8_OPENVINO, {"model": "m.onnx"}, target=TARGET_CPU,
+                         made_with={"model": made}, passed=True, runtime=RUNTIME_OPENVINO)
+
+
+def test_the_recorded_precision_decides_where_it_runs(monkeypatch):
+    """Made in bf16, the variant needs a bf16 CPU, as the bf16 variant does; made in f32 (or
+    recorded before the precision was), OpenVINO's CPU device is enough."""
+    assert _int8_openvino(None).openvino_precision == "f32"
+    assert _int8_openvino("f32").openvino_precision == "f32"
+    assert _int8_openvino(BF16).openvino_precision == BF16
+    monkeypatch.setattr(engine.variants.choice, "bf16_unusable_reason", lambda: "no bf16 here")
+    monkeypatch.setattr(engine.variants.choice, "openvino_cpu_unusable_reason", lambda: None)
+    unusable = engine.variants.choice.openvino_variants_unusable
+    assert unusable([_int8_openvino(BF16)]) == "no bf16 here"
+    assert unusable([_int8_openvino("f32")]) is None
+    options = engine.variants.sessions.options_for(_int8_openvino(BF16), RuntimeOptions())
+    assert (options.provider, options.openvino_precision) == ("openvino", BF16)
+
+
+def test_made_in_bf16_it_is_out_of_use_on_a_cpu_without_bf16(
+    int8_openvino_artifact, copy_artifact, monkeypatch
+):
+    moved = copy_artifact(int8_openvino_artifact)
+    data = json.loads((moved / "manifest.json").read_text())
+    data["variants"][INT8_OPENVINO]["made_with"]["model"]["openvino_precision"] = BF16
+    for name, latency in ((FP32, 10.0), (INT8_OPENVINO, 4.0)):
+        data["variants"][name]["speeds"][TARGET_CPU]["latency_ms"] = {"b1": latency}
+    (moved / "manifest.json").write_text(json.dumps(data))
+    monkeypatch.setattr(engine.variants.choice, "bf16_unusable_reason",
+                        lambda: "this CPU has no bf16 instructions")
+    assert Classifier.load(moved).variant == FP32  # auto: the fastest it can run
+    with pytest.raises(ProviderError, match="cannot run it here: this CPU has no bf16"):
+        Classifier.load(moved, variant=INT8_OPENVINO)

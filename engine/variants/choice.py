@@ -7,7 +7,8 @@ never uses a variant that failed its gate, nor one made for another provider: in
 (MatMulInteger) has no CUDA kernels, and fp16 on CPU would only be slower fp32 behind casts.
 bf16 is the fp32 graphs run by OpenVINO in bf16: usable only where OpenVINO is installed and the
 CPU has bf16 instructions (``openvino_unusable``: the reason it is not, or None); int8-openvino
-is a calibrated int8 graph that OpenVINO runs, usable wherever OpenVINO is. A load asks
+is a calibrated int8 graph that OpenVINO runs, usable wherever OpenVINO is where it was made in
+f32, and only where bf16 is where it was made (and gated) in bf16. A load asks
 that once, in :func:`offer_for`, and hands the :class:`Offer` on to re-gating, re-timing and
 the choice.
 
@@ -78,9 +79,9 @@ def openvino_variants_unusable(records: Iterable[VariantRecord]) -> str | None:
     passing = [record for record in records if record.runtime == RUNTIME_OPENVINO and record.passed]
     if not passing:
         return "no OpenVINO variant passed its gate"
-    # One reason serves them all: where bf16 passed, its CPU needs (bf16 instructions) decide,
-    # else OpenVINO's CPU device alone (int8-openvino runs f32 around its int8 matmuls).
-    if any(record.name == BF16 for record in passing):
+    # One reason serves them all: where one that runs in bf16 passed (bf16, or an int8-openvino
+    # made in bf16), its CPU needs (bf16 instructions) decide, else OpenVINO's CPU device alone.
+    if any(record.openvino_precision == BF16 for record in passing):
         return bf16_unusable_reason()
     return openvino_cpu_unusable_reason()
 

@@ -23,7 +23,8 @@ INT8 = "int8"
 FP16 = "fp16"
 BF16 = "bf16"
 # NNCF's calibrated int8 of the exported graph (a QDQ ONNX file), run by OpenVINO (see
-# export.variants.openvino_int8): int8 matmuls, f32 elsewhere.
+# export.variants.openvino_int8): int8 matmuls, bf16 (where the CPU that made it has bf16) or f32
+# elsewhere, as its ``made_with`` records.
 INT8_OPENVINO = "int8-openvino"
 VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16, INT8_OPENVINO)
 VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
@@ -229,6 +230,18 @@ class VariantRecord:
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+
+    @property
+    def openvino_precision(self) -> str:
+        """OpenVINO's inference precision for this variant: bf16 for the bf16 variant, else the
+        ``openvino_precision`` its roles' ``made_with`` record (int8-openvino: bf16 where the CPU
+        that made it had bf16, the precision its gate and search ran in); f32 where none is
+        recorded (manifests from before it was)."""
+        if self.name == BF16:
+            return BF16
+        recorded = {made.get("openvino_precision") for made in self.made_with.values()
+                    if isinstance(made, Mapping)}
+        return BF16 if BF16 in recorded else "f32"
 
     def suits(self, provider: str) -> bool:
         return self.target in (TARGET_ANY, provider)

@@ -5,8 +5,9 @@ session exists (ONNX Runtime falls back to CPU silently). So the choice is made 
 asked for, and made again for CPU when ``auto`` fell back: a CUDA-only variant (fp16) never ends up
 running on CPU. A bf16 variant is the fp32 files run by OpenVINO in bf16, and int8-openvino a
 calibrated QDQ graph that OpenVINO runs, so their sessions are OpenVINO's; with
-``provider='openvino'`` every session is, in f32 unless it is the bf16 variant (``RuntimeOptions``
-refuses ``openvino_precision='bf16'`` with any other variant).
+``provider='openvino'`` every session is, in f32 unless it is the bf16 variant or an int8-openvino
+made (and gated) in bf16 (``RuntimeOptions`` refuses ``openvino_precision='bf16'`` with any other
+variant).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from engine.openvino import OpenVinoSession
 from engine.options import RuntimeOptions, required
 from engine.session import CPU, CUDA, OPENVINO, EngineSession, requested_providers
 from engine.variants.choice import Offer, choose_for_load, offer_for
-from engine.variants.records import BF16, RUNTIME_OPENVINO, VariantRecord
+from engine.variants.records import RUNTIME_OPENVINO, VariantRecord
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,14 @@ def open_graphs(
 
 
 def options_for(record: VariantRecord, options: RuntimeOptions) -> RuntimeOptions:
-    """``options`` for running ``record``: OpenVINO for its variants (bf16 in bf16, int8-openvino
-    in f32 around its int8 matmuls, as it was gated), else unchanged.
+    """``options`` for running ``record``: OpenVINO for its variants, in the precision they were
+    gated in (``VariantRecord.openvino_precision``: bf16 for bf16, the recorded one around
+    int8-openvino's int8 matmuls), else unchanged.
 
     The options then name the variant too: ``RuntimeOptions`` allows bf16 only with its variant.
     """
     if record.runtime == RUNTIME_OPENVINO:
-        precision = BF16 if record.name == BF16 else "f32"
-        return replace(options, provider="openvino", openvino_precision=precision,
+        return replace(options, provider="openvino", openvino_precision=record.openvino_precision,
                        variant=record.name)
     return options
 

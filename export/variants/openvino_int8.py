@@ -11,9 +11,12 @@ hashes and OpenVINO reads) and the ignored scope names the exported graph's own 
 Measured on the real all-MiniLM-L6-v2 encoder with a seeded head, fully quantized, largest
 |Δprob| vs fp32 on the check set and the 305 real sentences: 0.040 with SmoothQuant at alpha 0.95,
 0.070 at 0.5, 0.077 without. Run in OpenVINO's bf16 instead of f32 around the int8 matmuls:
-0.050 fully quantized, and 0.033 (f32: 0.029) with the 4 matmuls the search kept, over the gate,
-though 1.5x faster at b8 s128. Hence alpha 0.95 and f32 (``engine.variants.sessions``); a search
-in bf16 is the next step (README).
+0.050 fully quantized, and 0.033 (f32: 0.029) with the 4 matmuls an f32 search kept, over the
+gate, though 1.5x faster at b8 s128 (1.3x the bf16 variant). Hence alpha 0.95, and the precision
+is part of the recipe (:func:`inference_precision`): bf16 where the CPU that makes the variant
+runs bf16, else f32, recorded in ``made_with`` (``VariantRecord.openvino_precision``), and every
+trial of the search is judged in it, so a bf16 variant may keep a few more matmuls in fp32. The
+engine runs it in the recorded precision, and never where that is bf16 and the CPU has none.
 
 Where the fully quantized graph fails its gate, the matmuls are ranked by the error each causes
 quantized alone (``export.variants.int8_sensitivity``) and the fewest most sensitive ones are
@@ -29,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.variants.records import VariantGate
+from engine.openvino import bf16_unusable_reason
+from engine.variants.records import BF16, VariantGate
 from export.dependencies import require
 from export.errors import ExportError
 from export.quiet import quiet_library_output
@@ -45,8 +49,6 @@ from export.variants.int8_sensitivity import matmul_sensitivity
 METHOD = "nncf"
 # SmoothQuant's migration strength for MatMul inputs (see the module docstring for the figures).
 SMOOTH_QUANT_ALPHA = 0.95
-# What OpenVINO runs around the int8 matmuls, as gated: f32 held the gate with fewer fp32 matmuls.
-INFERENCE_PRECISION = "f32"
 # The nodes the search may keep in fp32: the matmuls, and the Gemm of a classifier head.
 SEARCHED_OPS = ("MatMul", "Gemm")
 # Never quantized: an int8 embedding table saves no arithmetic, and every token's vector (the
@@ -57,6 +59,12 @@ ALWAYS_FP32_OPS = ("Gather",)
 
 class KeptNodeQuantizedError(ExportError):
     """NNCF quantized an input of a node it was told to keep in fp32."""
+
+
+def inference_precision() -> str:
+    """What OpenVINO runs around the int8 matmuls, chosen on the machine that makes the variant:
+    bf16 where OpenVINO runs bf16 on this CPU (as the bf16 variant decides it), else f32."""
+    return "f32" if bf16_unusable_reason() is not None else BF16
 
 
 def build_needs_probe(source: Path, target: Path, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,9 +88,9 @@ def search_openvino_int8(
 ) -> dict[str, Any]:
     """Write NNCF's int8 graph of ``source`` with the fewest fp32 matmuls that pass to ``target``.
 
-    ``probe`` judges a graph as OpenVINO runs it. When no trial passes with at most
-    ``max_kept_share`` of the matmuls in fp32, the one closest to passing is written and the
-    gate then fails it with its figures.
+    ``probe`` judges a graph as OpenVINO runs it, in the variant's precision. When no trial
+    passes with at most ``max_kept_share`` of the matmuls in fp32, the one closest to passing
+    is written and the gate then fails it with its figures.
 
     Returns:
         How the variant was made: NNCF's settings, the nodes kept in fp32 with the error each
@@ -165,7 +173,6 @@ def quantize_with_nncf(
         "smooth_quant_alpha": SMOOTH_QUANT_ALPHA,
         "always_fp32_ops": list(ALWAYS_FP32_OPS),
         "calibration_inputs": len(feeds),
-        "openvino_precision": INFERENCE_PRECISION,
         "nncf": nncf.__version__,
     }
 

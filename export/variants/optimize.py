@@ -52,7 +52,11 @@ from export.variants.files import (
 from export.variants.fusion import fuse_graph, half_precision_graph
 from export.variants.gates import gate_verdict, gates_with_overrides
 from export.variants.int8_search import search_int8
-from export.variants.openvino_int8 import build_needs_probe, search_openvino_int8
+from export.variants.openvino_int8 import (
+    build_needs_probe,
+    inference_precision,
+    search_openvino_int8,
+)
 from export.variants.quantize import QuantizeSettings, quantize_graph
 
 MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16, INT8_OPENVINO)
@@ -72,13 +76,17 @@ class VariantRecipe:
     ``config`` is the model's Hugging Face ``config.json``. ``search``, where given, replaces
     ``build`` when the task can judge trial graphs (see ``GraphSearch``). ``build`` None writes
     no graph (bf16: OpenVINO runs the exported fp32 files in bf16); ``runtime`` says which
-    runtime gates, times and runs the variant.
+    runtime gates, times and runs the variant. ``precision``, where given, chooses OpenVINO's
+    inference precision on the machine that makes the variant (int8-openvino: bf16 where this
+    CPU has it); it is recorded in every role's ``made_with``, and the search, the gate and the
+    engine all run the variant in it.
     """
 
     target: str
     build: GraphBuilder | None
     search: GraphSearch | None = None
     runtime: str = RUNTIME_ONNXRUNTIME
+    precision: Callable[[], str] | None = None
 
 
 def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
@@ -96,7 +104,7 @@ def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str
         FP16: VariantRecipe(TARGET_CUDA, half_precision_graph),
         BF16: VariantRecipe(TARGET_CPU, None, runtime=RUNTIME_OPENVINO),
         INT8_OPENVINO: VariantRecipe(TARGET_CPU, build_needs_probe, search=search_openvino_int8,
-                                     runtime=RUNTIME_OPENVINO),
+                                     runtime=RUNTIME_OPENVINO, precision=inference_precision),
     }
 
 
@@ -249,8 +257,12 @@ def _make_variant(
         if unusable is not None:
             return replace(record, reason=f"could not be built: {unusable}"), files
     config = artifact.config()
+    # The precision is chosen once, before any trial, and recorded with each role's recipe.
+    recorded = {"openvino_precision": recipe.precision()} if recipe.precision is not None else {}
+    record = replace(record, made_with={role: dict(recorded) for role in final})
     made_with: dict[str, Any] = {}
-    # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino), uncached.
+    # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino, in its
+    # precision), uncached.
     trial_options = options_for(
         record, RuntimeOptions(provider="cpu", verify_hashes=False, openvino_cache_dir="")
     )
@@ -261,12 +273,12 @@ def _make_variant(
             source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
             built = recipe.search(source, target, gate=gate, probe=probe)
             built["accuracy_aware"]["calibration"] = calibration.describe()
-            made_with[role] = {"source": spec.file, **built}
+            made_with[role] = {"source": spec.file, **built, **recorded}
         else:
             for role, spec in graphs.items():
                 source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
                 built = recipe.build(source, target, config)
-                made_with[role] = {"source": spec.file, **built}
+                made_with[role] = {"source": spec.file, **built, **recorded}
     except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
         for name in staging.values():  # whatever it left half-written is not a variant
             artifact.path_of(name).unlink(missing_ok=True)
