@@ -19,14 +19,16 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from engine.cpu import current_cpu
 from engine.errors import CorruptArtifactError, ProviderError
+from engine.manifest import GraphSpec
 from engine.options import RuntimeOptions, required
 from engine.session import OPENVINO, EngineSession, first_line, openvino_runtime
+from engine.shape_buckets import MASK, ShapeBuckets, sequence_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +96,15 @@ class OpenVinoSession(EngineSession):
     runtime_name = "OpenVINO"
 
     def __init__(
-        self, model_path: Path, options: RuntimeOptions, output_names: tuple[str, ...]
+        self, model_path: Path, options: RuntimeOptions, output_names: tuple[str, ...],
+        spec: GraphSpec | None = None,
     ) -> None:
         """Compile ``model_path``; ``output_names`` are its ONNX outputs, from the manifest.
 
         OpenVINO gives a graph output the name of the node that computes it as well, and may
-        report either one, so the names the engine asks for come from the manifest.
+        report either one, so the names the engine asks for come from the manifest. ``spec``
+        (the manifest's signature of the graph) lets ``openvino_shape_buckets`` pad one-row
+        calls to static shapes (:mod:`engine.shape_buckets`); without it every call is dynamic.
         """
         options = options.resolved()
         self.path = Path(model_path)
@@ -115,13 +120,8 @@ class OpenVinoSession(EngineSession):
         cache = compiled_model_cache(options.openvino_cache_dir)
         if cache is not None:
             config["CACHE_DIR"] = str(cache)
-        try:
-            self._compiled = openvino.Core().compile_model(str(self.path), "CPU", config)
-        except Exception as error:  # OpenVINO raises its own untyped errors
-            raise CorruptArtifactError(
-                f"OpenVINO cannot compile '{self.path}': {first_line(error)}. Re-export the "
-                "artifact, or use provider='cpu'."
-            ) from error
+        self._core, self._config = openvino.Core(), config
+        self._compiled = self._compile(None)
         compiled_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         if compiled_precision != getattr(openvino.Type, precision):
             raise ProviderError(
@@ -142,6 +142,33 @@ class OpenVinoSession(EngineSession):
                 f"'{self.path.name}' has no output(s) {missing} that the manifest lists; "
                 "re-export the artifact."
             )
+        symbol = sequence_symbol(spec)
+        limit = options.openvino_shape_buckets or 0
+        self._buckets = (ShapeBuckets(spec, symbol, limit, self._compile)
+                         if spec is not None and symbol is not None and limit > 0 else None)
+
+    def _compile(self, length: int | None) -> Any:
+        """The graph compiled for one row of ``length`` tokens, or for any shape (None).
+
+        Raises:
+            CorruptArtifactError: OpenVINO cannot read or compile the graph.
+        """
+        try:
+            if length is None:
+                return self._core.compile_model(str(self.path), "CPU", self._config)
+            model = self._core.read_model(str(self.path))
+            model.reshape({port.get_any_name(): [1, length] for port in model.inputs})
+            return self._core.compile_model(model, "CPU", self._config)
+        except Exception as error:  # OpenVINO raises its own untyped errors
+            raise CorruptArtifactError(
+                f"OpenVINO cannot compile '{self.path}': {first_line(error)}. Re-export the "
+                "artifact, or use provider='cpu'."
+            ) from error
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """The static sequence lengths compiled so far (empty without shape buckets)."""
+        return self._buckets.buckets if self._buckets is not None else ()
 
     @property
     def raw(self) -> Any:
@@ -151,11 +178,22 @@ class OpenVinoSession(EngineSession):
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: list[str] | None = None
     ) -> list[np.ndarray]:
-        inputs = self.select_inputs(feeds)
+        inputs = cast(dict[str, np.ndarray], self.select_inputs(feeds))
+        names = output_names or self.output_names
+        if self._buckets is None or not self._buckets.applies(inputs):
+            return self._infer(self._compiled, inputs, names)
+        length = int(inputs[MASK].shape[1])
+        compiled = self._buckets.compiled(length)
+        padded = self._buckets.padded(inputs, int(compiled.inputs[0].get_shape()[1]))
+        values = self._infer(compiled, padded, names)
+        return [self._buckets.cut(name, value, length) for name, value in zip(names, values)]
+
+    def _infer(self, compiled: Any, inputs: Mapping[str, object],
+               names: list[str] | tuple[str, ...]) -> list[np.ndarray]:
         try:
-            results = self._compiled.create_infer_request().infer(inputs)
+            results = compiled.create_infer_request().infer(inputs)
         except Exception as error:
             raise self.failure(error) from error
         values = results.to_tuple()
-        return [values[self._output_index[name]] for name in (output_names or self.output_names)]
+        return [values[self._output_index[name]] for name in names]
 

@@ -132,9 +132,13 @@ class OpenVinoSettings:
 
     openvino_precision: str | None = None
     openvino_cache_dir: str | None = None
+    openvino_shape_buckets: int | None = None
 
     def __post_init__(self) -> None:
         _choose(self, "openvino_precision", OPENVINO_PRECISIONS)
+        if self.openvino_shape_buckets is not None:
+            check_int("openvino_shape_buckets", self.openvino_shape_buckets, minimum=0,
+                      what="a number of compiled buckets (0: off)")
         if self.openvino_cache_dir is not None and not isinstance(self.openvino_cache_dir, str):
             raise InputError(
                 f"openvino_cache_dir must be a folder path (or '' for no cache), got "
@@ -195,6 +199,12 @@ class RuntimeOptions(LoadChoice, OpenVinoSettings, CudaSettings, SessionSettings
             compiled blob instead of compiling again (cold start); unset: the user's cache
             folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``onnx-engine/openvino``); ``""``
             turns caching off.
+        openvino_shape_buckets: with OpenVINO, run one-row calls padded to the next power of
+            two length (at least 8) on a model compiled for that static shape, compiled on
+            first use and cached (the compiled-model cache keeps it for later loads), at most
+            this many at once (each holds its own weights, 35-60 MB for MiniLM); 0 (default)
+            runs every call dynamic. Measured 10-20% faster single-row latency net of padding;
+            batches stay dynamic (padding them costs more than static shapes save).
         io_binding: run the seq2seq decoder through ORT IO binding so the KV cache stays on the
             device between steps: ``auto`` (on CUDA only), ``on`` (also on CPU, where it only
             adds bookkeeping; for tests) or ``off``; see :mod:`engine.io_binding`.

@@ -77,7 +77,7 @@ def open_graphs(
     if providers == [OPENVINO]:
         specs = artifact.manifest.graphs
         return {
-            role: OpenVinoSession(path_of(name), options, specs[role].output_names)
+            role: OpenVinoSession(path_of(name), options, specs[role].output_names, specs[role])
             for role, name in graphs.items()
         }
     return {
