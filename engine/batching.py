@@ -15,7 +15,12 @@ def length_sorted_chunks(items: Sequence[TextInput], batch_size: int) -> Iterato
     groups like with like. Callers write each batch's results back at these indices, so the
     output keeps the input order.
     """
-    order = sorted(range(len(items)), key=lambda index: _char_length(items[index]))
+    return sorted_chunks([_char_length(item) for item in items], batch_size)
+
+
+def sorted_chunks(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``batch_size``, shortest first."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 

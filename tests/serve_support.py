@@ -93,14 +93,20 @@ def wait_ready(url: str, timeout_s: float = 60, **client_args: Any) -> None:
 def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None,
                  **client_args: Any) -> float:
     """The value of one sample of ``/metrics`` (0.0 when it is absent)."""
-    want = dict(labels or {})
+    return metric_samples(url, **client_args).get((name, frozenset((labels or {}).items())), 0.0)
+
+
+def metric_samples(url: str, **client_args: Any) -> dict[tuple[str, frozenset], float]:
+    """Every sample of one ``/metrics`` scrape, keyed by name and labels: figures read together."""
+    samples = {}
     for line in httpx.get(f"{url}/metrics", timeout=5, **client_args).text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
         sample, _, value = line.rpartition(" ")
         base, _, rest = sample.partition("{")
         found = dict(pair.split("=", 1) for pair in rest.rstrip("}").split(",") if pair)
-        if base == name and {k: v.strip('"') for k, v in found.items()} == want:
-            return float(value)
-    return 0.0
+        samples[base, frozenset((k, v.strip('"')) for k, v in found.items())] = float(value)
+    return samples
 
 
 def held_connection(url: str, extra_headers: str = "") -> socket.socket:

@@ -17,7 +17,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.batching import length_sorted_chunks
+from engine.batching import length_sorted_chunks, sorted_chunks
 from engine.options import ENGINE_DEFAULTS, RuntimeOptions, options_or_default
 from engine.session import EngineSession
 from engine.tokenization import EncodedBatch, EncodedRow, TextInput, TextTokenizer
@@ -224,9 +224,7 @@ class TextGraphModel(ArtifactModel):
     ) -> Iterator[tuple[list[int], EncodedBatch, np.ndarray]]:
         """:meth:`run_batches` on rows already encoded (``tokenizer.encode_rows``, a server's
         queue): grouped by token count, nothing tokenized again."""
-        order = sorted(range(len(rows)), key=lambda index: rows[index].tokens)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in sorted_chunks([row.tokens for row in rows], batch_size):
             yield (chunk, *self.run_rows([rows[index] for index in chunk], output))
 
     def run_rows(self, rows: Sequence[EncodedRow], output: str) -> tuple[EncodedBatch, np.ndarray]:

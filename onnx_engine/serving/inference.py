@@ -120,7 +120,7 @@ async def run_job(
         ValidationError, BackendError: set by the batcher for this job's texts.
         ClientDisconnectedError: the client went away (its texts are dropped).
     """
-    queued = await queue_job(state, admission, job)
+    queued = await queue_job(admission, job)
     items, started = queued.items, queued.started
     try:
         results: list[ItemResult] = await _wait(items, gone, state.config.request_timeout_s)
@@ -153,7 +153,7 @@ class QueuedJob:
 
 
 async def queue_job(
-    state: ServerState, admission: Admission, job: Job,
+    admission: Admission, job: Job,
     sinks: Sequence[Callable[..., None] | None] | None = None,
 ) -> QueuedJob:
     """Encode a job's texts (once) within bound and hand them to the batcher; ``sinks`` (one per

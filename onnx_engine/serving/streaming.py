@@ -99,7 +99,7 @@ class TokenStream:
             handler = cast(Text2TextHandler, served.handler)  # the one whose parse_stream works
             row = RowStream(asyncio.get_running_loop())
             greedy = handler.streams_tokens(job)
-            queued = await queue_job(state, admission, job, [row.push] if greedy else None)
+            queued = await queue_job(admission, job, [row.push] if greedy else None)
             queued.items[0].future.add_done_callback(row.wake)
             watcher = asyncio.ensure_future(row.watch(self._request))
             try:
