@@ -12,6 +12,10 @@ has no static-shape compile: padding is its only effect), times in one process, 
 It also records each static compile's time (no compiled-model cache) and the RSS it adds.
 
     python benchmarks/openvino_shape_buckets.py ARTIFACT GRAPH PRECISION|ort --json OUT
+    python benchmarks/openvino_shape_buckets.py ARTIFACT VARIANT engine --json OUT
+
+The ``engine`` form times ``Classifier.logits`` of one text (8..120 tokens) loaded with and
+without ``openvino_shape_buckets``, alternating, and the first call's bucket compile.
 
 Results: results/openvino-shape-buckets.md.
 """
@@ -23,6 +27,7 @@ import json
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +130,32 @@ def alternate(calls: list, budget_s: float, max_rounds: int = 60) -> list[float]
     return [statistics.median(each) for each in times]
 
 
+def engine_rows(artifact: Path, variant: str, budget: float) -> dict[str, Any]:
+    """The engine's own one-text latency with and without shape buckets, and first-call cost."""
+    from engine import Classifier
+    from engine.options import RuntimeOptions
+
+    # No compiled-model cache: the first call of a bucket pays its full compile.
+    plain = Classifier.load(artifact, variant=variant,
+                            options=RuntimeOptions(openvino_cache_dir=""))
+    bucketed = Classifier.load(artifact, variant=variant,
+                               options=RuntimeOptions(openvino_shape_buckets=8,
+                                                      openvino_cache_dir=""))
+    rows = []
+    for words in (4, 12, 28, 38, 60, 100):
+        text = " ".join(["word"] * words)
+        start = time.perf_counter()
+        bucketed.logits(text)
+        first = (time.perf_counter() - start) * 1000
+        tokens = int(bucketed.tokenizer.encode_rows([text])[0].tokens)
+        medians = alternate([partial(plain.logits, text), partial(bucketed.logits, text)], budget)
+        rows.append({"tokens": tokens, "bucket": bucketed.session.buckets[-1],
+                     "dynamic_ms": medians[0], "bucketed_ms": medians[1],
+                     "first_call_ms": first})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"variant": variant, "rows": rows, "load_average": os.getloadavg()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("artifact", type=Path)
@@ -133,6 +164,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--budget", type=float, default=4.0, help="seconds per comparison")
     args = parser.parse_args()
+    if args.precision == "engine":
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(engine_rows(args.artifact, args.graph, args.budget),
+                                        indent=1))
+        return
     graph = args.artifact / args.graph
     ort = args.precision == "ort"
     runner: OpenVinoRunner | OrtRunner = (OrtRunner(graph) if ort

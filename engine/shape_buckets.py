@@ -2,8 +2,8 @@
 model compiled for exactly that shape.
 
 Measured on the real MiniLM classifier (benchmarks/results/openvino-shape-buckets.md): a model
-compiled for a static [1, S] runs 10-25% faster than the dynamic one at the same shape, and still
-10-20% faster after padding a request to the next power of two (40 tokens in a 64 bucket). At
+compiled for a static [1, S] runs 14-24% faster than the dynamic one at the same shape, and still
+10-21% faster after padding a request to the next power of two (40 tokens in a 64 bucket). At
 8 and more rows the padding costs more than static shapes save (a batch of 8 x 40 in 8 x 64:
 11-17% slower; 5 rows in an 8-row bucket: 31-35% slower), and a static sequence with a dynamic
 batch saves only 2-5%; so only single-row calls are bucketed, and batches run dynamic.

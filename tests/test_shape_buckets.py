@@ -3,6 +3,8 @@ power-of-two length give the dynamic run's outputs for the real tokens (f32, wit
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from engine import Classifier, Embedder, TokenClassifier
 from engine.errors import InputError
 from engine.options import RuntimeOptions
 from engine.shape_buckets import bucket_length
+from onnx_engine.commands.runtime_args import add_runtime_arguments, runtime_options
 
 TEXTS = ["ok", "I love it, and I would buy it again.", "word " * 20, "Paris is in France"]
 BUCKETS = RuntimeOptions(openvino_shape_buckets=2)
@@ -59,3 +62,10 @@ def test_mean_pooled_embeddings_ignore_the_padding(tiny_embedder_factory):
     for text in TEXTS:
         np.testing.assert_allclose(bucketed.embed([text]), plain.embed([text]), atol=1e-5)
     assert bucketed.session.buckets
+
+
+def test_the_cli_flag_reaches_the_options():
+    parser = argparse.ArgumentParser()
+    add_runtime_arguments(parser)
+    args = parser.parse_args(["--provider", "openvino", "--openvino-shape-buckets", "4"])
+    assert runtime_options(args).openvino_shape_buckets == 4

@@ -29,6 +29,9 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         "accuracy gate for the provider; see 'onnx-engine optimize')")
     parser.add_argument("--device-id", type=int, default=None, metavar="N",
                         help="GPU to run on with CUDA (CUDA ordinal, default 0; ignored on CPU)")
+    parser.add_argument("--openvino-shape-buckets", type=int, default=None, metavar="N",
+                        help="with OpenVINO, run one-text calls on static power-of-two lengths, "
+                        "compiled on first use, at most N kept (default 0: off; see the README)")
 
 
 def add_batch_size_argument(parser: argparse.ArgumentParser, default: int) -> None:
@@ -45,6 +48,7 @@ def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
         verify_hashes=False if args.no_verify_hashes else None,
         variant=args.variant,
         device_id=args.device_id,
+        openvino_shape_buckets=args.openvino_shape_buckets,
     )
 
 
