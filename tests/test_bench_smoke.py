@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from onnx_engine.bench.targets import encoder_speedup_limit
 from onnx_engine.cli import main
 
 CONTENDERS = ("engine", "ort-raw", "pipeline")
@@ -105,6 +106,18 @@ def test_bf16_and_openvino_peers_run_where_the_cpu_has_them_else_say_why(distilb
     engine = next(row["p50_ms"] for row in model["rows"] if row["contender"] == "engine")
     assert best[0]["measured"] == pytest.approx(pytorch[fastest] / engine)
     assert f"(best PyTorch: {fastest})" in best[0]["target"]
+    assert best[0]["limit"] == encoder_speedup_limit(document["machine"]["cpu_isa_flags"])
+
+
+@pytest.mark.parametrize(("flags", "limit"), [
+    (["amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni"], 2.5),
+    (["avx2", "avx512_bf16", "avx512_vnni"], 2.0),
+    (["avx2", "fma"], 1.5),
+    (None, 1.5),
+])
+def test_encoder_targets_follow_the_cpu(flags, limit):
+    """Issue 19's limits: 2.5x best PyTorch with AMX-INT8, 2x with VNNI/BF16; unknown: 1.5x."""
+    assert encoder_speedup_limit(flags) == limit
 
 
 def test_bf16_variant_runs_in_the_engine_and_openvino_raw_not_in_ort_raw(

@@ -71,7 +71,7 @@ def run_benchmark(
         "models": [report.to_dict() for report in reports],
     }
     for model in document["models"]:
-        model["targets"] = check_targets(model)
+        model["targets"] = check_targets(model, machine.get("cpu_isa_flags"))
     return document, reports
 
 
