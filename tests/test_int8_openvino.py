@@ -36,12 +36,14 @@ from engine.variants.records import (
 )
 from export.errors import ExportError
 from export.variants.openvino_int8 import (
+    F32,
     build_needs_probe,
     dequantized_readers,
     quantize_with_nncf,
+    search_openvino_int8,
     searched_nodes,
 )
-from export.variants.optimize import OptimizeSettings, optimize_artifact
+from export.variants.optimize import OptimizeSettings, default_recipes, optimize_artifact
 from onnx_engine.commands.optimize import requested_variants
 
 UNUSABLE = engine.openvino.openvino_cpu_unusable_reason()
@@ -165,13 +167,20 @@ def test_auto_loads_it_when_the_manifest_times_it_fastest(int8_openvino_artifact
         INT8_OPENVINO)
 
 
-def test_embeddings_get_the_variant_too(tiny_embedder_factory, copy_artifact, calibration_file):
+def test_embeddings_get_the_variant_too(
+    tiny_embedder_factory, copy_artifact, calibration_file, monkeypatch
+):
+    """Made in f32 on every CPU: in bf16 no int8 trial of this tiny embedder passes on an AMX
+    Xeon (min cosine 0.90), and the search running again in f32 is tested below."""
+    monkeypatch.setattr(export.variants.openvino_int8, "bf16_unusable_reason",
+                        lambda: "this CPU has no bf16 instructions")
     artifact = copy_artifact(tiny_embedder_factory("mean").artifact)
     settings = replace(_quick(artifact, calibration_file), gate_overrides=())
     manifest = optimize_artifact(settings)
     record = manifest.variants[INT8_OPENVINO]
     assert record.passed, record.reason
     assert record.figures.min_cosine >= record.gate.min_cosine
+    assert record.openvino_precision == F32
     embedder = Embedder.load(artifact, variant=INT8_OPENVINO)
     reference = Embedder.load(artifact, variant="fp32").embed(TEXTS)
     cosine = np.sum(embedder.embed(TEXTS) * reference, axis=1) / (
@@ -216,8 +225,8 @@ def test_it_is_searched_gated_and_run_in_the_precision_it_records(
     compiled: list[str] = []
 
     class Spy(engine.variants.sessions.OpenVinoSession):
-        def __init__(self, model_path, options, output_names):
-            super().__init__(model_path, options, output_names)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
             compiled.append(self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     monkeypatch.setattr(engine.variants.sessions, "OpenVinoSession", Spy)
@@ -230,6 +239,35 @@ def test_it_is_searched_gated_and_run_in_the_precision_it_records(
     assert len(compiled) > trials and set(compiled) == {precision}  # trials, gate and timing
     model = Classifier.load(artifact, variant=INT8_OPENVINO)
     assert model.session.options.openvino_precision == precision
+
+
+def test_where_no_bf16_trial_passes_it_is_searched_again_in_f32(
+    distilbert, copy_artifact, calibration_file
+):
+    """bf16's rounding between the int8 matmuls can fail a model that int8 in f32 passes; the
+    variant then keeps int8's speed-up in f32, and records the bf16 trials it rejected."""
+    searches = []
+    failing_bf16_trials = [{"method": "nncf", "kept": 0, "passed": False, "min_cosine": 0.9}]
+
+    def search(source, target, gate, probe):
+        searches.append(probe)
+        if len(searches) == 1:  # the bf16 search: none of its trials passed
+            return {"accuracy_aware": {"trials": failing_bf16_trials, "passed": False}}
+        return search_openvino_int8(source, target, gate, probe)
+
+    recipe = replace(default_recipes()[INT8_OPENVINO], search=search,
+                     precisions=lambda: (BF16, F32))
+    artifact = copy_artifact(distilbert.artifact)
+    record = optimize_artifact(_quick(artifact, calibration_file),
+                               recipes={INT8_OPENVINO: recipe}).variants[INT8_OPENVINO]
+    assert len(searches) == 2
+    assert record.passed, record.reason
+    assert record.openvino_precision == F32
+    assert record.made_with["model"]["openvino_precision"] == F32
+    searched = record.made_with["model"]["accuracy_aware"]
+    assert searched["passed"] and searched["rejected_precisions"] == {BF16: failing_bf16_trials}
+    assert Classifier.load(artifact, variant=INT8_OPENVINO).session.options.openvino_precision == (
+        F32)
 
 
 def _int8_openvino(precision: str | None) -> VariantRecord:

@@ -124,6 +124,7 @@ def search_int8(
             "kept_fp32_nodes": list(chosen.kept),
             "speed_cost": cost,
             "trials": trials,
+            "passed": passes(chosen, gate),
         },
     }
 

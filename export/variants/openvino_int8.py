@@ -13,15 +13,20 @@ Measured on the real all-MiniLM-L6-v2 encoder with a seeded head, fully quantize
 0.070 at 0.5, 0.077 without. Run in OpenVINO's bf16 instead of f32 around the int8 matmuls:
 0.050 fully quantized, and 0.033 (f32: 0.029) with the 4 matmuls an f32 search kept, over the
 gate, though 1.5x faster at b8 s128 (1.3x the bf16 variant). Hence alpha 0.95, and the precision
-is part of the recipe (:func:`inference_precision`): bf16 where the CPU that makes the variant
-runs bf16, else f32, recorded in ``made_with`` (``VariantRecord.openvino_precision``), and every
-trial of the search is judged in it, so a bf16 variant may keep a few more matmuls in fp32. The
-engine runs it in the recorded precision, and never where that is bf16 and the CPU has none.
+is part of the recipe (:func:`inference_precisions`): bf16 first where the CPU that makes the
+variant runs bf16, then f32, every trial of a search judged in its precision, so a bf16 variant
+may keep a few more matmuls in fp32. Where no bf16 trial passes (a tiny seeded embedder on an AMX
+Xeon: min cosine 0.90 in bf16 with half its matmuls fp32, 0.998 fully quantized in f32), the
+search runs again in f32, which keeps int8's speed-up; the precision used is recorded in
+``made_with`` (``VariantRecord.openvino_precision``) with the rejected one's trials. The engine
+runs the variant in the recorded precision, and never where that is bf16 and the CPU has none.
 
-Where the fully quantized graph fails its gate, the matmuls are ranked by the error each causes
-quantized alone (``export.variants.int8_sensitivity``) and the fewest most sensitive ones are
-kept in fp32 (NNCF's ignored scope) by doubling and bisection, as for the ``int8`` variant. Every
-written graph is checked: a node kept in fp32 that still reads a dequantized input is an error.
+Where the fully quantized graph fails its gate, the unquantized graph is judged as the variant
+runs: where even it fails (bf16's rounding alone), no trial can pass and the search stops.
+Otherwise the matmuls are ranked by the error each causes quantized alone
+(``export.variants.int8_sensitivity``) and the fewest most sensitive ones are kept in fp32
+(NNCF's ignored scope) by doubling and bisection, as for the ``int8`` variant. Every written
+graph is checked: a node kept in fp32 that still reads a dequantized input is an error.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from export.variants.int8_search import (
 from export.variants.int8_sensitivity import matmul_sensitivity
 
 METHOD = "nncf"
+UNQUANTIZED = "unquantized"  # the trial that judges the source graph itself
+F32 = "f32"
 # SmoothQuant's migration strength for MatMul inputs (see the module docstring for the figures).
 SMOOTH_QUANT_ALPHA = 0.95
 # The nodes the search may keep in fp32: the matmuls, and the Gemm of a classifier head.
@@ -61,10 +68,11 @@ class KeptNodeQuantizedError(ExportError):
     """NNCF quantized an input of a node it was told to keep in fp32."""
 
 
-def inference_precision() -> str:
-    """What OpenVINO runs around the int8 matmuls, chosen on the machine that makes the variant:
-    bf16 where OpenVINO runs bf16 on this CPU (as the bf16 variant decides it), else f32."""
-    return "f32" if bf16_unusable_reason() is not None else BF16
+def inference_precisions() -> tuple[str, ...]:
+    """What OpenVINO may run around the int8 matmuls, in the order the search tries them on the
+    machine that makes the variant: bf16 (the faster) where OpenVINO runs bf16 on this CPU, as
+    the bf16 variant decides it, then f32, where bf16's rounding no longer adds to int8's."""
+    return (F32,) if bf16_unusable_reason() is not None else (BF16, F32)
 
 
 def build_needs_probe(source: Path, target: Path, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +120,9 @@ def search_openvino_int8(
 
         full = trial(())
         chosen = full
-        if not passes(full, gate) and max_kept_share > 0:
+        if not passes(full, gate) and max_kept_share > 0 and _floor_passes(
+            source, target, folder, probe, gate, matmuls, trials
+        ):
             order = matmul_sensitivity(source, matmuls, probe.sample_feeds, probe.scores)
             sensitivity = {name: round(error, 6) for name, error in order}
             limit = max(1, int(len(matmuls) * max_kept_share))
@@ -129,8 +139,26 @@ def search_openvino_int8(
             "kept_fp32_sensitivity": {name: sensitivity[name] for name in chosen.kept},
             "speed_cost": cost,
             "trials": trials,
+            "passed": passes(chosen, gate),
         },
     }
+
+
+def _floor_passes(
+    source: Path,
+    target: Path,
+    folder: Path,
+    probe: SearchProbe,
+    gate: VariantGate,
+    matmuls: Sequence[str],
+    trials: list[dict[str, Any]],
+) -> bool:
+    """Whether the unquantized graph, run as the variant runs (OpenVINO, in its precision),
+    passes: the most any trial can keep. A matmul kept in fp32 still runs in the inference
+    precision, so where bf16 alone fails the gate no search in bf16 can pass; it is recorded
+    as the trial ``unquantized``, and the search stops there."""
+    shutil.copyfile(source, target)
+    return passes(judged_trial(UNQUANTIZED, matmuls, {}, target, folder, probe, gate, trials), gate)
 
 
 def quantize_with_nncf(

@@ -54,7 +54,7 @@ from export.variants.gates import gate_verdict, gates_with_overrides
 from export.variants.int8_search import search_int8
 from export.variants.openvino_int8 import (
     build_needs_probe,
-    inference_precision,
+    inference_precisions,
     search_openvino_int8,
 )
 from export.variants.quantize import QuantizeSettings, quantize_graph
@@ -76,17 +76,17 @@ class VariantRecipe:
     ``config`` is the model's Hugging Face ``config.json``. ``search``, where given, replaces
     ``build`` when the task can judge trial graphs (see ``GraphSearch``). ``build`` None writes
     no graph (bf16: OpenVINO runs the exported fp32 files in bf16); ``runtime`` says which
-    runtime gates, times and runs the variant. ``precision``, where given, chooses OpenVINO's
-    inference precision on the machine that makes the variant (int8-openvino: bf16 where this
-    CPU has it); it is recorded in every role's ``made_with``, and the search, the gate and the
-    engine all run the variant in it.
+    runtime gates, times and runs the variant. ``precisions``, where given, lists OpenVINO's
+    inference precisions to search in on the machine that makes the variant, in order
+    (int8-openvino: bf16 where this CPU has it, then f32); the first whose search passes is
+    recorded in every role's ``made_with``, and the gate and the engine run the variant in it.
     """
 
     target: str
     build: GraphBuilder | None
     search: GraphSearch | None = None
     runtime: str = RUNTIME_ONNXRUNTIME
-    precision: Callable[[], str] | None = None
+    precisions: Callable[[], tuple[str, ...]] | None = None
 
 
 def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
@@ -104,7 +104,8 @@ def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str
         FP16: VariantRecipe(TARGET_CUDA, half_precision_graph),
         BF16: VariantRecipe(TARGET_CPU, None, runtime=RUNTIME_OPENVINO),
         INT8_OPENVINO: VariantRecipe(TARGET_CPU, build_needs_probe, search=search_openvino_int8,
-                                     runtime=RUNTIME_OPENVINO, precision=inference_precision),
+                                     runtime=RUNTIME_OPENVINO,
+                                     precisions=inference_precisions),
     }
 
 
@@ -256,29 +257,23 @@ def _make_variant(
         unusable = openvino_cpu_unusable_reason()
         if unusable is not None:
             return replace(record, reason=f"could not be built: {unusable}"), files
-    config = artifact.config()
-    # The precision is chosen once, before any trial, and recorded with each role's recipe.
-    recorded = {"openvino_precision": recipe.precision()} if recipe.precision is not None else {}
-    record = replace(record, made_with={role: dict(recorded) for role in final})
+    precisions: tuple[str | None, ...] = recipe.precisions() if recipe.precisions else (None,)
     made_with: dict[str, Any] = {}
-    # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino, in its
-    # precision), uncached.
-    trial_options = options_for(
-        record, RuntimeOptions(provider="cpu", verify_hashes=False, openvino_cache_dir="")
-    )
-    probe = checker.search_probe(artifact, reference, trial_options) if recipe.search else None
+    rejected: dict[str, Any] = {}  # precision -> the trials of its search that none passed
     try:
-        if probe is not None and len(graphs) == 1:
-            ((role, spec),) = graphs.items()
-            source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
-            built = recipe.search(source, target, gate=gate, probe=probe)
-            built["accuracy_aware"]["calibration"] = calibration.describe()
-            made_with[role] = {"source": spec.file, **built, **recorded}
-        else:
-            for role, spec in graphs.items():
-                source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
-                built = recipe.build(source, target, config)
-                made_with[role] = {"source": spec.file, **built, **recorded}
+        for precision in precisions:
+            recorded = {"openvino_precision": precision} if precision is not None else {}
+            record = replace(record, made_with={role: dict(recorded) for role in final})
+            made_with = _built_graphs(recipe, record, artifact, checker, reference, gate,
+                                      staging, calibration)
+            searches = [made["accuracy_aware"] for made in made_with.values()
+                        if "accuracy_aware" in made]
+            if precision == precisions[-1] or all(found["passed"] for found in searches):
+                break
+            rejected[str(precision)] = [trial for found in searches for trial in found["trials"]]
+        for made in made_with.values():
+            if rejected and "accuracy_aware" in made:
+                made["accuracy_aware"]["rejected_precisions"] = rejected
     except Exception as error:  # the ORT optimizer and quantizer raise anything; record it
         for name in staging.values():  # whatever it left half-written is not a variant
             artifact.path_of(name).unlink(missing_ok=True)
@@ -296,6 +291,41 @@ def _make_variant(
     provider = "cuda" if on_gpu else "cpu"
     options = options_for(record, RuntimeOptions(provider=provider))
     return _judged(record, checker, artifact, staging, options, reference), files
+
+
+def _built_graphs(
+    recipe: VariantRecipe,
+    record: VariantRecord,
+    artifact: Artifact,
+    checker: VariantChecker,
+    reference: Any,
+    gate: VariantGate,
+    staging: Mapping[str, str],
+    calibration: CalibrationSet,
+) -> dict[str, Any]:
+    """Write each role's graph of ``record`` to its ``staging`` file (searched where the task
+    can judge trial graphs, else built) and return how each was made, by role."""
+    recorded = next(iter(record.made_with.values()), {})
+    made_with: dict[str, Any] = {}
+    graphs = artifact.manifest.graphs
+    # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino, in its
+    # precision), uncached.
+    trial_options = options_for(
+        record, RuntimeOptions(provider="cpu", verify_hashes=False, openvino_cache_dir="")
+    )
+    probe = checker.search_probe(artifact, reference, trial_options) if recipe.search else None
+    if probe is not None and len(graphs) == 1:
+        ((role, spec),) = graphs.items()
+        source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
+        built = recipe.search(source, target, gate=gate, probe=probe)
+        built["accuracy_aware"]["calibration"] = calibration.describe()
+        return {role: {"source": spec.file, **built, **recorded}}
+    config = artifact.config()
+    for role, spec in graphs.items():
+        source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])
+        built = recipe.build(source, target, config)
+        made_with[role] = {"source": spec.file, **built, **recorded}
+    return made_with
 
 
 def _judge_openvino_variant(
