@@ -15,7 +15,6 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.manifest import TASK_CLASSIFICATION
-from engine.options import RuntimeOptions
 from engine.tasks.classification import Classifier
 from engine.variants.records import (
     BF16,
@@ -154,10 +153,9 @@ class ClassifierChecker(VariantChecker):
         self,
         artifact: Artifact,
         reference: ClassifierReference,
-        options: RuntimeOptions | None = None,
     ) -> SearchProbe:
         """A matmul's error is measured on the scores (softmax or sigmoid of the logits)."""
-        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores, options)
+        return self.text_search_probe(artifact, reference, lambda fp32: fp32.scores)
 
     def workloads(self, engine: Classifier) -> dict[str, Callable[[], object]]:
         short = [SENTENCES[1]]

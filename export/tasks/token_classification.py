@@ -17,7 +17,6 @@ import numpy as np
 
 from engine.artifact import Artifact
 from engine.numerics import softmax
-from engine.options import RuntimeOptions
 from engine.tasks.token_classification import (
     AGGREGATION_STRATEGIES,
     TASK_TOKEN_CLASSIFICATION,
@@ -184,9 +183,8 @@ class TokenClassifierChecker(VariantChecker):
         self,
         artifact: Artifact,
         reference: TokenClassifierReference,
-        options: RuntimeOptions | None = None,
     ) -> SearchProbe:
-        return self.text_search_probe(artifact, reference, lambda fp32: scores_per_text, options)
+        return self.text_search_probe(artifact, reference, lambda fp32: scores_per_text)
 
     def workloads(self, engine: TokenClassifier) -> dict[str, Callable[[], object]]:
         """A short text alone and the check set in one padded batch."""

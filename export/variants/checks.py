@@ -74,11 +74,9 @@ class VariantChecker(ABC):
     def workloads(self, engine: Any) -> dict[str, Callable[[], object]]:
         """Named calls to time: a short input at batch 1 and a long padded batch."""
 
-    def search_probe(
-        self, artifact: Artifact, reference: Any, options: RuntimeOptions | None = None
-    ) -> SearchProbe | None:
-        """How the accuracy-aware int8 search judges a graph run with ``options`` (default:
-        ONNX Runtime on the CPU); None where the task has none."""
+    def search_probe(self, artifact: Artifact, reference: Any) -> SearchProbe | None:
+        """How the accuracy-aware int8 search judges a graph (run by ONNX Runtime on the CPU
+        until the probe is re-pointed); None where the task has none."""
         return None
 
     def text_search_probe(
@@ -86,22 +84,19 @@ class VariantChecker(ABC):
         artifact: Artifact,
         reference: Any,
         scores: Callable[[Any], Callable[[np.ndarray], np.ndarray]],
-        options: RuntimeOptions | None = None,
     ) -> SearchProbe:
         """The probe of a one-graph text model: gate figures, timings, and the check set plus
         calibration texts tokenized one by one (static ranges) and in sorted batches (to rank
         matmuls on). ``scores(fp32_engine)`` turns the graph's first output into what a matmul's
-        error is measured on. ``options`` run the trial graphs (OpenVINO's for int8-openvino);
-        the fp32 graph that tokenizes and scores always runs on ONNX Runtime."""
+        error is measured on. The fp32 graph that tokenizes and scores always runs on ONNX
+        Runtime, whatever options the trials are re-pointed at."""
         fp32_options = RuntimeOptions(provider="cpu", verify_hashes=False)
-        trial_options = options or fp32_options
 
-        def engine(path: Path) -> Any:
-            return self.open(artifact, {"model": path.name}, trial_options,
-                             trial_options.variant or INT8)
+        def engine(path: Path, options: RuntimeOptions) -> Any:
+            return self.open(artifact, {"model": path.name}, options, options.variant or INT8)
 
-        def latency_ms(path: Path) -> float:
-            workloads = {"trial": self.workloads(engine(path))}
+        def latency_ms(path: Path, options: RuntimeOptions) -> float:
+            workloads = {"trial": self.workloads(engine(path, options))}
             return measure_speeds(workloads, runs=self.search_timing_runs)["trial"].score_ms
 
         fp32 = self.open(artifact, {"model": artifact.manifest.graphs["model"].file},
@@ -113,14 +108,15 @@ class VariantChecker(ABC):
         texts = check_texts(artifact.manifest.max_length) + self.calibration
         sample = sorted(texts[:: max(1, len(texts) // SENSITIVITY_SAMPLE)], key=len)
         return SearchProbe(
-            figures=lambda path: self.figures(engine(path), reference),
-            latency_ms=latency_ms,
+            judge=lambda path, options: self.figures(engine(path, options), reference),
+            time=latency_ms,
             feeds=[feeds([text]) for text in texts],
             sample_feeds=[
                 feeds(sample[start : start + CALIBRATION_BATCH])
                 for start in range(0, len(sample), CALIBRATION_BATCH)
             ],
             scores=scores(fp32),
+            options=fp32_options,
         )
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.options import RuntimeOptions
 from engine.variants.records import VariantFigures, VariantGate
 from export.dependencies import require
 from export.variants.int8_sensitivity import matmul_sensitivity
@@ -42,20 +43,38 @@ METHODS = (DYNAMIC, STATIC)
 class SearchProbe:
     """What the search may ask of a candidate graph file; supplied by the task's checker.
 
+    Everything but ``options`` is the same whichever way the trial graphs run, so one probe is
+    made per variant and re-pointed (``run_as``) at each precision a search is tried in.
+
     Attributes:
-        figures: the gate's figures for a graph (the check set and all calibration texts).
-        latency_ms: a short timing of a graph, to choose between passing candidates and to
-            record what keeping matmuls in fp32 cost.
+        judge: the gate's figures for a graph run with given options (the check set and all
+            calibration texts).
+        time: a short timing of a graph run with given options, to choose between passing
+            candidates and to record what keeping matmuls in fp32 cost.
         feeds: tokenized calibration inputs one text each, for static activation ranges.
         sample_feeds: a few padded batches of calibration texts to rank matmuls on.
         scores: the model's activation of its logits (softmax or sigmoid).
+        options: how the trial graphs run (OpenVINO's for int8-openvino, in its precision).
     """
 
-    figures: Callable[[Path], VariantFigures]
-    latency_ms: Callable[[Path], float]
+    judge: Callable[[Path, RuntimeOptions], VariantFigures]
+    time: Callable[[Path, RuntimeOptions], float]
     feeds: Sequence[Mapping[str, Any]]
     sample_feeds: Sequence[Mapping[str, Any]]
     scores: Callable[[Any], Any]
+    options: RuntimeOptions
+
+    def figures(self, graph: Path) -> VariantFigures:
+        """The gate's figures for ``graph`` run as the trials run."""
+        return self.judge(graph, self.options)
+
+    def latency_ms(self, graph: Path) -> float:
+        """A short timing of ``graph`` run as the trials run."""
+        return self.time(graph, self.options)
+
+    def run_as(self, options: RuntimeOptions) -> SearchProbe:
+        """This probe with trial graphs run with ``options``."""
+        return replace(self, options=options)
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,9 @@ def search_openvino_int8(
 
         full = trial(())
         chosen = full
-        if not passes(full, gate) and max_kept_share > 0 and _floor_passes(
-            source, target, folder, probe, gate, matmuls, trials
+        if not passes(full, gate) and max_kept_share > 0 and (
+            probe.options.openvino_precision == F32
+            or _floor_passes(source, target, folder, probe, gate, matmuls, trials)
         ):
             order = matmul_sensitivity(source, matmuls, probe.sample_feeds, probe.scores)
             sensitivity = {name: round(error, 6) for name, error in order}
@@ -153,10 +154,11 @@ def _floor_passes(
     matmuls: Sequence[str],
     trials: list[dict[str, Any]],
 ) -> bool:
-    """Whether the unquantized graph, run as the variant runs (OpenVINO, in its precision),
-    passes: the most any trial can keep. A matmul kept in fp32 still runs in the inference
+    """Whether the unquantized graph, run as the variant runs (OpenVINO, in a precision below
+    f32), passes: the most any trial can keep. A matmul kept in fp32 still runs in the inference
     precision, so where bf16 alone fails the gate no search in bf16 can pass; it is recorded
-    as the trial ``unquantized``, and the search stops there."""
+    as the trial ``unquantized``, and the search stops there. In f32 the unquantized graph is
+    the exported model itself, so the caller skips this."""
     shutil.copyfile(source, target)
     return passes(judged_trial(UNQUANTIZED, matmuls, {}, target, folder, probe, gate, trials), gate)
 

@@ -51,7 +51,7 @@ from export.variants.files import (
 )
 from export.variants.fusion import fuse_graph, half_precision_graph
 from export.variants.gates import gate_verdict, gates_with_overrides
-from export.variants.int8_search import search_int8
+from export.variants.int8_search import SearchProbe, search_int8
 from export.variants.openvino_int8 import (
     build_needs_probe,
     inference_precisions,
@@ -261,11 +261,17 @@ def _make_variant(
     made_with: dict[str, Any] = {}
     rejected: dict[str, Any] = {}  # precision -> the trials of its search that none passed
     try:
+        probe = checker.search_probe(artifact, reference) if recipe.search else None
         for precision in precisions:
             recorded = {"openvino_precision": precision} if precision is not None else {}
             record = replace(record, made_with={role: dict(recorded) for role in final})
-            made_with = _built_graphs(recipe, record, artifact, checker, reference, gate,
-                                      staging, calibration)
+            # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino, in
+            # its precision), uncached.
+            trial_options = options_for(
+                record, RuntimeOptions(provider="cpu", verify_hashes=False, openvino_cache_dir="")
+            )
+            made_with = _built_graphs(recipe, recorded, artifact, gate, staging, calibration,
+                                      probe.run_as(trial_options) if probe else None)
             searches = [made["accuracy_aware"] for made in made_with.values()
                         if "accuracy_aware" in made]
             if precision == precisions[-1] or all(found["passed"] for found in searches):
@@ -295,25 +301,18 @@ def _make_variant(
 
 def _built_graphs(
     recipe: VariantRecipe,
-    record: VariantRecord,
+    recorded: Mapping[str, Any],
     artifact: Artifact,
-    checker: VariantChecker,
-    reference: Any,
     gate: VariantGate,
     staging: Mapping[str, str],
     calibration: CalibrationSet,
+    probe: SearchProbe | None,
 ) -> dict[str, Any]:
-    """Write each role's graph of ``record`` to its ``staging`` file (searched where the task
-    can judge trial graphs, else built) and return how each was made, by role."""
-    recorded = next(iter(record.made_with.values()), {})
+    """Write each role's graph to its ``staging`` file (searched with ``probe`` where the task
+    can judge trial graphs, else built) and return how each was made, by role, with
+    ``recorded`` added."""
     made_with: dict[str, Any] = {}
     graphs = artifact.manifest.graphs
-    # Trial graphs are judged as the variant runs (OpenVINO's for int8-openvino, in its
-    # precision), uncached.
-    trial_options = options_for(
-        record, RuntimeOptions(provider="cpu", verify_hashes=False, openvino_cache_dir="")
-    )
-    probe = checker.search_probe(artifact, reference, trial_options) if recipe.search else None
     if probe is not None and len(graphs) == 1:
         ((role, spec),) = graphs.items()
         source, target = artifact.verified_file(spec.file), artifact.path_of(staging[role])

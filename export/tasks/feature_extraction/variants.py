@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from engine.artifact import Artifact
-from engine.options import RuntimeOptions
 from engine.pooling import l2_normalize
 from engine.tasks.feature_extraction import Embedder
 from engine.variants.records import (
@@ -114,13 +113,12 @@ class EmbeddingChecker(VariantChecker):
         self,
         artifact: Artifact,
         reference: MemoizedReference,
-        options: RuntimeOptions | None = None,
     ) -> SearchProbe:
         """A matmul's error is measured on the token embeddings scaled to unit length (their
         direction is what the pooled, normalized sentence vector and its cosine are made of),
         one row of all its tokens per text, so the search takes each text's largest change."""
         return self.text_search_probe(
-            artifact, reference, lambda fp32: _unit_tokens_per_text, options
+            artifact, reference, lambda fp32: _unit_tokens_per_text
         )
 
     def workloads(self, engine: Embedder) -> dict[str, Callable[[], object]]:
