@@ -217,30 +217,42 @@ def compare_seq2seq(lm: Seq2SeqLM, reference: Seq2SeqReference, atol: float) -> 
 
 
 def check_set_outputs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[OutputPair]:
-    """Engine and PyTorch outputs on the check set, over unpadded positions only.
+    """Engine and PyTorch outputs on the check set, over unpadded positions only: the encoder's
+    states (``encoder_pairs``), then the decoder's logits (``decoder_pairs``).
 
     Sources are the classifier check set: the empty text, a one-token text and one longer than
-    the tokenizer's maximum, which T5 reads whole. Encoder states at batch 1 and in one padded
-    batch; then, on that batch, the first decoder step, teacher-forced logits in one call, and
-    the same targets decoded token by token through the KV cache (8+ steps).
+    the tokenizer's maximum, which T5 reads whole.
     """
+    return encoder_pairs(lm, reference) + decoder_pairs(lm, reference)
+
+
+def encoder_pairs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[OutputPair]:
+    """Encoder states on the check set at batch 1 and in one padded batch."""
     sources = check_texts(reference.max_length)
-    targets = [PARITY_TARGETS[index % len(PARITY_TARGETS)] for index in range(len(sources))]
     pairs = []
     for index, text in enumerate(sources):
         hidden, mask = reference.encoder_states([text])
         ours = lm.encode([text]).last_hidden_state
         pairs.append(_masked_pair(f"encoder b1[{index}]", text, hidden[0], ours[0], mask[0]))
-    batch = f"batch{len(sources)}"
     hidden, mask = reference.encoder_states(sources)
     encoded = lm.encode(sources).last_hidden_state
-    pairs += _masked_pairs(f"encoder {batch}", sources, hidden, encoded, mask)
+    return pairs + _masked_pairs(f"encoder batch{len(sources)}", sources, hidden, encoded, mask)
 
+
+def decoder_pairs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[OutputPair]:
+    """Decoder logits on the check set in one padded batch: the first decoder step,
+    teacher-forced logits in one call, and the same targets decoded token by token through the
+    KV cache (8+ steps). These are predictions; the encoder's states are not."""
+    sources = check_texts(reference.max_length)
+    targets = [PARITY_TARGETS[index % len(PARITY_TARGETS)] for index in range(len(sources))]
+    batch = f"batch{len(sources)}"
     expected, target_mask = reference.target_logits(sources, targets)
     first = lm.generate(sources, max_new_tokens=1, output_logits=True, batch_size=len(sources))
-    for index, (text, sequence) in enumerate(zip(sources, first)):
-        name = f"first step {batch}[{index}]"
-        pairs.append(OutputPair(name, text, expected[index, 0], sequence.step_logits[0]))
+    pairs = [
+        OutputPair(f"first step {batch}[{index}]", text, expected[index, 0],
+                   sequence.step_logits[0])
+        for index, (text, sequence) in enumerate(zip(sources, first))
+    ]
     for name, use_cache in (("teacher-forced", False), ("kv-cache decode", True)):
         ours = lm.logits(sources, targets, use_cache=use_cache).logits
         pairs += _masked_pairs(f"{name} {batch}", sources, expected, ours, target_mask)

@@ -1,13 +1,13 @@
 """What checking a T5 variant against PyTorch fp32 means: logits where they must match, tokens
 where only the decisions must.
 
-Every variant runs the export's parity set (first step, teacher-forced and KV-cached logits; see
-:func:`export.tasks.text2text.exporter.check_set_outputs`) and greedy decoding of the check set
-along PyTorch's own greedy path: PyTorch generates, then both models are teacher-forced through
-that path (the variant through its KV cache, as generation runs it), so every position compares
-one token decision without the drift that follows a first difference. Each decoder position is
-one prediction; the gates (``T5_GATES``) hold fused fp32 to the logits and int8 / fp16 to the
-tokens.
+Every variant runs the decoder half of the export's parity set (first step, teacher-forced and
+KV-cached logits; see :func:`export.tasks.text2text.exporter.decoder_pairs`) and greedy decoding
+of the check set along PyTorch's own greedy path: PyTorch generates, then both models are
+teacher-forced through that path (the variant through its KV cache, as generation runs it), so
+every position compares one token decision without the drift that follows a first difference.
+Each decoder position is one prediction; the gates (``T5_GATES``) hold fused fp32 to the logits
+and int8 / fp16 to the tokens.
 """
 
 from __future__ import annotations
@@ -36,15 +36,13 @@ from export.tasks.text2text.exporter import (
     PARITY_TARGETS,
     Seq2SeqExporter,
     Seq2SeqReference,
-    check_set_outputs,
+    decoder_pairs,
 )
 from export.variants.checks import VariantChecker
 from export.variants.memoized import MemoizedReference
 
-# Parity pairs of encoder states, named so by check_set_outputs: hidden states, not predictions.
-_ENCODER_PAIRS = "encoder"
 # The reference's methods whose outputs every variant's check reuses (``MemoizedReference``).
-_KEPT = ("encoder_states", "target_logits", "decoder_logits", "generate")
+_KEPT = ("target_logits", "decoder_logits", "generate")
 
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
@@ -73,10 +71,7 @@ T5_GATES: dict[str, VariantGate] = {
 
 def seq2seq_figures(lm: Seq2SeqLM, reference: Seq2SeqReference) -> VariantFigures:
     """The variant's logits and tokens vs PyTorch fp32 on the parity set and the greedy path."""
-    parity = [
-        pair for pair in check_set_outputs(lm, reference)
-        if not pair.name.startswith(_ENCODER_PAIRS)
-    ]
+    parity = decoder_pairs(lm, reference)  # encoder states are not predictions
     path = greedy_path_pairs(lm, reference)
     figures = measure_figures(position_pairs([*parity, *path]), softmax)
     same_sequence = [
