@@ -7,6 +7,8 @@ lengths from a few tokens to hundreds) and one longer than the maximum (truncati
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 SENTENCES = (
     "I've been waiting for a HuggingFace course my whole life.",
     "I hate this so much!",
@@ -24,17 +26,38 @@ def filler_text(words: int) -> str:
     return " ".join(_FILLER[index % len(_FILLER)] for index in range(words))
 
 
-def check_texts(max_length: int, include_empty: bool = True) -> list[str]:
+def check_texts(
+    max_length: int,
+    include_empty: bool = True,
+    count_tokens: Callable[[str], int] | None = None,
+) -> list[str]:
     """Texts for a parity check of a model whose inputs are limited to ``max_length`` tokens.
 
-    The last one is over the limit (each word is at least one token): a classifier truncates it,
-    T5 reads it whole. It is only a little over, because T5's attention memory grows with the
-    square of the length in every padded row of the batch (2 x max_length took ~8 GB).
+    The last one is over the limit: a classifier truncates it, T5 reads it whole. It is only a
+    little over (``max_length + 32`` tokens), because T5's attention memory grows with the square
+    of the length in every padded row of the batch (2 x max_length took ~8 GB). Its length is
+    counted in words, each at least one token, unless ``count_tokens`` says how a text
+    tokenizes: a model that reads it whole should pass it, since a vocabulary that splits the
+    filler's words (the tests' small T5 vocabulary: ~2.9 pieces a word) turns ``max_length + 32``
+    words into three times the limit.
     """
     texts = ([""] if include_empty else []) + ["a", *SENTENCES]
-    texts.append(filler_text(max(2, max_length // 2)))
-    texts.append(filler_text(max_length + 32))
+    texts.append(_filler_of(max(2, max_length // 2), count_tokens))
+    texts.append(_filler_of(max_length + 32, count_tokens))
     return texts
+
+
+def _filler_of(tokens: int, count_tokens: Callable[[str], int] | None) -> str:
+    """The filler text of the fewest words that is at least ``tokens`` tokens long (``tokens``
+    words where nothing counts them)."""
+    low, high = 1, tokens  # every word is at least one token: ``tokens`` words are enough
+    while count_tokens is not None and low < high:
+        middle = (low + high) // 2
+        if count_tokens(filler_text(middle)) >= tokens:
+            high = middle
+        else:
+            low = middle + 1
+    return filler_text(high)
 
 
 def short_check_texts() -> list[str]:

@@ -52,6 +52,14 @@ class Seq2SeqReference:
     tokenizer: Any
     max_length: int
 
+    def check_sources(self, include_empty: bool = True) -> list[str]:
+        """The check set, its long texts counted in this tokenizer's tokens: T5 reads them
+        whole, so a word count would let the last run far over ``max_length``."""
+        return check_texts(self.max_length, include_empty, self._count_tokens)
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
     def _tokenize(self, texts: list[str], target: bool = False, truncation: bool = False) -> Any:
         """Padded; truncated only when asked: transformers' default for T5, whose relative
         position buckets take any length (the engine's default too)."""
@@ -174,7 +182,7 @@ class Seq2SeqExporter(TaskExporter):
         of the check set and, teacher-forced along it, each step's top-k logits and
         log-probabilities."""
         settings = self.generation_settings(reference)
-        sources = check_texts(reference.max_length, include_empty=False)
+        sources = reference.check_sources(include_empty=False)
         generated = reference.generate(sources, max_new_tokens=GREEDY_TOKENS).token_ids
         width = max(len(tokens) for tokens in generated)
         decoder_inputs = np.full((len(sources), width), settings["pad_token_id"], dtype=np.int64)
@@ -228,7 +236,7 @@ def check_set_outputs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[Output
 
 def encoder_pairs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[OutputPair]:
     """Encoder states on the check set at batch 1 and in one padded batch."""
-    sources = check_texts(reference.max_length)
+    sources = reference.check_sources()
     pairs = []
     for index, text in enumerate(sources):
         hidden, mask = reference.encoder_states([text])
@@ -243,7 +251,7 @@ def decoder_pairs(lm: Seq2SeqLM, reference: Seq2SeqReference) -> list[OutputPair
     """Decoder logits on the check set in one padded batch: the first decoder step,
     teacher-forced logits in one call, and the same targets decoded token by token through the
     KV cache (8+ steps). These are predictions; the encoder's states are not."""
-    sources = check_texts(reference.max_length)
+    sources = reference.check_sources()
     targets = [PARITY_TARGETS[index % len(PARITY_TARGETS)] for index in range(len(sources))]
     batch = f"batch{len(sources)}"
     expected, target_mask = reference.target_logits(sources, targets)

@@ -29,7 +29,7 @@ from engine.variants.records import (
     VariantGate,
 )
 from engine.verification.gate_figures import TIE_TOLERANCE, measure_figures
-from export.check_set import SENTENCES, check_texts
+from export.check_set import SENTENCES
 from export.parity import OutputPair, argmax_agrees
 from export.tasks.text2text.exporter import (
     GREEDY_TOKENS,
@@ -42,7 +42,7 @@ from export.variants.checks import VariantChecker
 from export.variants.memoized import MemoizedReference
 
 # The reference's methods whose outputs every variant's check reuses (``MemoizedReference``).
-_KEPT = ("target_logits", "decoder_logits", "generate")
+_KEPT = ("check_sources", "target_logits", "decoder_logits", "generate")
 
 # T5 token gates, in nats of log-probability between fp32's choice and the variant's. Seen on the
 # check set: int8 (per-channel) flipped tokens at fp32 margins up to 0.31 on the tiny T5 v1.1,
@@ -94,7 +94,7 @@ def greedy_path_pairs(
     refuses), covering the generated tokens up to and including EOS.
     """
     if sources is None:
-        sources = check_texts(reference.max_length, include_empty=False)
+        sources = reference.check_sources(include_empty=False)
     sources = list(sources)
     generated = reference.generate(sources, max_new_tokens=max_new_tokens).token_ids
     decoder_inputs = np.full(
