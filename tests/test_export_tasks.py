@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.errors import InputError
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
+from engine.variants.records import INT4
 from export.errors import ExportError
 from export.tasks import EXPORT_TASKS, export_task
 from export.variants.gates import default_gate
@@ -23,8 +25,13 @@ def test_table_holds_the_three_tasks_under_their_manifest_names() -> None:
 
 @pytest.mark.parametrize("task", sorted(EXPORT_TASKS))
 def test_every_makeable_variant_has_a_default_gate(task: str) -> None:
+    # int4 (4-bit decoder weights) is T5's alone
     for variant in MAKEABLE_VARIANTS:
-        assert default_gate(task, variant) is EXPORT_TASKS[task].gates[variant]
+        if variant == INT4 and task != TASK_TEXT2TEXT:
+            with pytest.raises(InputError, match=f"'int4' variant is not made for '{task}'"):
+                default_gate(task, variant)
+        else:
+            assert default_gate(task, variant) is EXPORT_TASKS[task].gates[variant]
 
 
 def test_unknown_task_names_the_known_ones() -> None:

@@ -64,7 +64,7 @@ def test_options_object_and_overrides(distilbert):
     [
         ("threads", 0), ("threads", True), ("threads", 1.5), ("graph_optimization", "max"),
         ("memory_arena", "yes"), ("spin_wait", 1), ("verify_hashes", 0),
-        ("variant", "int4"), ("io_binding", "always"), ("provider", 3),
+        ("variant", "int2"), ("io_binding", "always"), ("provider", 3),
     ],
 )
 def test_every_option_is_checked_when_constructed(field, value):

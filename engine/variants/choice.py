@@ -30,6 +30,7 @@ from engine.variants.records import (
     FP16,
     FP32,
     FUSED,
+    INT4,
     INT8,
     INT8_OPENVINO,
     RUNTIME_ONNXRUNTIME,
@@ -47,10 +48,11 @@ OPENVINO_NOT_CHECKED = "OpenVINO was not checked on this machine"
 # Used when speeds were not measured on the provider in use. CPU: int8 ran 2.5-3x faster than fp32
 # here, and the offline fusion was equal to 10% slower than ORT's own load-time fusion. CUDA: fp16
 # with fused attention is the usual win; the fused fp32 graph still beats the unfused one.
-# bf16 ranks after int8: on an AMD EPYC with AVX512-BF16 it ran 1.8x fp32, int8 2.5-3x.
+# bf16 ranks after int8: on an AMD EPYC with AVX512-BF16 it ran 1.8x fp32, int8 2.5-3x. int4
+# (T5) ranks after int8: faster at batch 1 only, and the coarser of the two.
 PREFERENCE = {
-    TARGET_CPU: (INT8_OPENVINO, INT8, BF16, FP32, FUSED, FP16),
-    TARGET_CUDA: (FP16, FUSED, FP32, INT8, BF16, INT8_OPENVINO),
+    TARGET_CPU: (INT8_OPENVINO, INT8, INT4, BF16, FP32, FUSED, FP16),
+    TARGET_CUDA: (FP16, FUSED, FP32, INT8, INT4, BF16, INT8_OPENVINO),
 }
 
 

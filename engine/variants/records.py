@@ -26,7 +26,10 @@ BF16 = "bf16"
 # export.variants.openvino_int8): int8 matmuls, bf16 (where the CPU that made it has bf16) or f32
 # elsewhere, as its ``made_with`` records.
 INT8_OPENVINO = "int8-openvino"
-VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16, INT8_OPENVINO)
+# T5 only: 4-bit decoder weights (MatMulNBits) and a rewritten decoder step, the encoder in int8
+# (see export.variants.int4).
+INT4 = "int4"
+VARIANT_NAMES = (FP32, FUSED, INT8, FP16, BF16, INT8_OPENVINO, INT4)
 VARIANT_CHOICES = (AUTO, *VARIANT_NAMES)
 
 TARGET_ANY = "any"

@@ -25,10 +25,13 @@ def default_gate(task: str, variant: str) -> VariantGate:
         ExportError: the task is unknown.
         InputError: no gate is defined for this task and variant.
     """
-    gate = export_task(task).gates.get(variant)
-    if gate is None:
-        raise InputError(f"No accuracy gate is defined for the '{variant}' variant of '{task}'.")
-    return gate
+    gates = export_task(task).gates
+    if variant not in gates:
+        raise InputError(
+            f"The '{variant}' variant is not made for '{task}' models (no accuracy gate is "
+            f"defined for it); their variants: {', '.join(gates)}."
+        )
+    return gates[variant]
 
 
 def parse_gate_override(text: str) -> tuple[str, str, float | None]:

@@ -26,6 +26,7 @@ from engine.variants.records import (
     BF16,
     FP16,
     FUSED,
+    INT4,
     INT8,
     INT8_OPENVINO,
     RUNTIME_ONNXRUNTIME,
@@ -51,6 +52,7 @@ from export.variants.files import (
 )
 from export.variants.fusion import fuse_graph, half_precision_graph
 from export.variants.gates import gate_verdict, gates_with_overrides
+from export.variants.int4 import int4_graph
 from export.variants.int8_search import SearchProbe, search_int8
 from export.variants.openvino_int8 import (
     build_needs_probe,
@@ -59,7 +61,8 @@ from export.variants.openvino_int8 import (
 )
 from export.variants.quantize import QuantizeSettings, quantize_graph
 
-MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16, INT8_OPENVINO)
+# int4 is made for T5 only (the tasks whose gates list it; see ``ExportTask.offers``).
+MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16, INT8_OPENVINO, INT4)
 
 logger = logging.getLogger(__name__)
 GraphBuilder = Callable[[Path, Path, Mapping[str, Any]], dict[str, Any]]
@@ -90,10 +93,11 @@ class VariantRecipe:
 
 
 def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str, VariantRecipe]:
-    """fused, int8, fp16, bf16 and int8-openvino; int8 searches for the fp32 matmuls it needs
-    where the task can; bf16 is OpenVINO's bf16 inference of the fp32 graphs (CPUs with AMX /
-    AVX512-BF16); int8-openvino is NNCF's calibrated int8, run by OpenVINO, searched the same way
-    (one-graph tasks only)."""
+    """fused, int8, fp16, bf16, int8-openvino and int4; int8 searches for the fp32 matmuls it
+    needs where the task can; bf16 is OpenVINO's bf16 inference of the fp32 graphs (CPUs with
+    AMX / AVX512-BF16); int8-openvino is NNCF's calibrated int8, run by OpenVINO, searched the
+    same way (one-graph tasks only); int4 is T5's 4-bit decoders, its encoder quantized as int8
+    is."""
     return {
         FUSED: VariantRecipe(TARGET_ANY, fuse_graph),
         INT8: VariantRecipe(
@@ -106,6 +110,7 @@ def default_recipes(quantize: QuantizeSettings = QuantizeSettings()) -> dict[str
         INT8_OPENVINO: VariantRecipe(TARGET_CPU, build_needs_probe, search=search_openvino_int8,
                                      runtime=RUNTIME_OPENVINO,
                                      precisions=inference_precisions),
+        INT4: VariantRecipe(TARGET_CPU, partial(int4_graph, encoder=quantize)),
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from engine.errors import InputError
 from export.dependencies import require
 from export.quiet import quiet_library_output
+from export.variants.t5_step import compact_step
 
 # Node-name patterns of layers that may be kept in fp32, by the name the CLI accepts.
 SENSITIVE_LAYERS = {
@@ -61,14 +62,19 @@ def quantize_graph(
 ) -> dict[str, Any]:
     """Write the dynamically quantized version of ``source`` to ``target`` (the recipe builder).
 
+    T5's KV-cached decoder step is quantized from its compact rewrite (``compact_step``: the same
+    computation in ~100 fused ops instead of ~1,000, so each generated token costs fewer ops).
+
     Returns:
         How the variant was made, for the manifest.
 
     Raises:
         InputError: ``keep_fp32`` names an unknown layer group.
+        StepRewriteError: T5's decoder step cannot be rewritten, or the rewrite differs.
         MissingDependencyError: onnx or onnxruntime's quantization tools are not installed.
     """
-    return quantize_int8(source, target, settings)
+    with compact_step(source, config) as (graph, rewritten):
+        return {**quantize_int8(graph, target, settings), **rewritten}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 
 FP32 = "fp32"
 AUTO = "auto"
-VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", "bf16", "int8-openvino", AUTO)
+VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", "bf16", "int8-openvino", "int4", AUTO)
 
 
 def check_variants(variants: tuple[str, ...]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from engine.variants.records import (
     BF16,
     FP16,
     FUSED,
+    INT4,
     INT8,
     INT8_OPENVINO,
     VariantFigures,
@@ -66,6 +67,9 @@ T5_GATES: dict[str, VariantGate] = {
     BF16: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
     # Not built for seq2seq (its three graphs have no search probe); int8's bar, should it be.
     INT8_OPENVINO: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
+    # 4-bit decoder weights: int8's bar, so the token gate, not the bit count, decides whether a
+    # model may run them.
+    INT4: VariantGate(min_agreement=T5_MIN_AGREEMENT, flip_margin=T5_INT8_FLIP_MARGIN),
 }
 
 
