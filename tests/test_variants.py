@@ -113,7 +113,8 @@ def test_a_variant_for_the_other_provider_is_refused(variant, on_cuda, provider)
 
 
 def test_unknown_variant_name_lists_the_choices():
-    with pytest.raises(InputError, match="auto, fp32, fused, int8, fp16, bf16, int8-openvino, int4"):
+    choices = "auto, fp32, fused, int8, fp16, bf16, int8-openvino, int4"
+    with pytest.raises(InputError, match=choices):
         select_variant(_manifest(), "int2", on_cuda=False)
 
 

@@ -1,7 +1,7 @@
 """The ``int4`` variant (T5): 4-bit decoder weights, the decoder step rewritten to fewer ops.
 
 Generation at batch 1 streams every decoder weight once per token, so a decoder step's time is
-its weight bytes plus its op count (issue 18's profile). This variant halves the bytes of int8:
+its weight bytes plus its op count (issue 18's profile). This variant halves int8's layer bytes:
 each decoder matmul becomes ONNX Runtime's ``MatMulNBits`` with 4-bit weights in blocks of 32
 along the input dimension (one fp32 scale per block, symmetric), computed at accuracy level 4
 (int8 activations: the VNNI / AMX path, as llama.cpp-style CPU decoders do). The KV-cached step
@@ -10,10 +10,11 @@ the exported step before it is quantized. The encoder runs once per call over ev
 token, where 4-bit weights are slower than int8 (ONNX-FACTS: a MiniLM-sized encoder at s16), so
 it gets the ``int8`` variant's dynamic quantization.
 
-Measured on t5-small (Intel Xeon with AMX, 2 cores, batch 1, median of alternating rounds): the
-cached step 9.0 ms in the int8 variant, 6.5 ms rewritten in 4 bits; slower than int8 at batch 8.
-``auto`` picks by the timings ``optimize`` records, and the token gate decides whether 4 bits
-are accurate enough for the model at hand.
+Measured on a full-size random t5-small (Intel Xeon with AMX, 2 cores, greedy, 32 tokens;
+``benchmarks/results/intel-amx-t5-small-int4.md``): 5.2 ms per token at batch 1 against int8's
+6.3 and CTranslate2 int8's 6.5; slower than int8 at batch 8 (M = 8 rows per matmul), where
+MLAS's int8 GEMM wins. ``auto`` picks by the timings ``optimize`` records, and the token gate
+decides whether 4 bits are accurate enough for the model at hand.
 """
 
 from __future__ import annotations
@@ -57,26 +58,38 @@ def int4_graph(
     if "encoder_hidden_states" not in inputs and PAST_INPUT not in inputs:
         return {**quantize_int8(source, target, encoder), "int4": "none: the encoder runs int8"}
     with compact_step(source, config) as (graph, made_with):
-        head = next(node.name for node in onnx.load(str(graph), load_external_data=False)
-                    .graph.node if OUTPUT_LOGITS in node.output)
-        # The LM head's error lands on the logits unmixed: in 4 bits it flipped clear token
-        # decisions of a random t5-small (margins up to 0.58 nats); in int8 it keeps them.
-        head_made = quantize_int8(graph, target, QuantizeSettings(), only_nodes=[head])
+        int8_nodes = _int8_nodes(onnx.load(str(graph), load_external_data=False),
+                                 config.get("vocab_size"))
+        head_made = quantize_int8(graph, target, QuantizeSettings(), only_nodes=int8_nodes)
     model = onnx.load(str(target))
     packed = pack_matmuls(model)
     onnx.save(model, str(target))
     return {
         "method": "4-bit weights (com.microsoft MatMulNBits, symmetric, round to nearest); "
-                  "the LM head in dynamic int8",
+                  "the LM head and the embedding table in int8 (dynamic)",
         "bits": INT4_BITS,
         "block_size": INT4_BLOCK_SIZE,
         "accuracy_level": INT4_ACCURACY_LEVEL,
         "matmuls_4bit": packed,
-        "lm_head": {key: head_made[key] for key in ("method", "per_channel",
-                                                    "folded_weight_transposes")},
+        "lm_head_and_embedding": {key: head_made[key] for key in (
+            "method", "per_channel", "folded_weight_transposes")},
         **made_with,
         "onnxruntime": require("onnxruntime").__version__,
     }
+
+
+def _int8_nodes(model: Any, vocab_size: int | None) -> list[str]:
+    """The nodes kept in int8: the LM head, whose error lands on the logits unmixed (in 4 bits it
+    flipped clear token decisions of a random t5-small, at margins up to 0.58 nats; in int8 it
+    keeps them), and the token embedding lookup (8-bit rows instead of a second fp32 copy of the
+    table in each decoder file: a lookup has no arithmetic for 4 bits to save)."""
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    return [
+        node.name for node in model.graph.node
+        if OUTPUT_LOGITS in node.output
+        or (node.op_type == "Gather" and node.input[0] in weights
+            and list(weights[node.input[0]].dims[:1]) == [vocab_size])
+    ]
 
 
 def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
