@@ -60,7 +60,7 @@ def int4_graph(
     with compact_step(source, config) as (graph, made_with):
         int8_nodes = _int8_nodes(onnx.load(str(graph), load_external_data=False),
                                  config.get("vocab_size"))
-        head_made = quantize_int8(graph, target, QuantizeSettings(), only_nodes=int8_nodes)
+        int8_made = quantize_int8(graph, target, QuantizeSettings(), only_nodes=int8_nodes)
     model = onnx.load(str(target))
     packed = pack_matmuls(model)
     onnx.save(model, str(target))
@@ -71,7 +71,7 @@ def int4_graph(
         "block_size": INT4_BLOCK_SIZE,
         "accuracy_level": INT4_ACCURACY_LEVEL,
         "matmuls_4bit": packed,
-        "lm_head_and_embedding": {key: head_made[key] for key in (
+        "lm_head_and_embedding": {key: int8_made[key] for key in (
             "method", "per_channel", "folded_weight_transposes")},
         **made_with,
         "onnxruntime": require("onnxruntime").__version__,
@@ -98,7 +98,7 @@ def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
     Each ``[K, N]`` weight is stored as N rows of ``ceil(K / block_size)`` blocks, a scale per
     block (its largest |w| maps to 7), values offset by 8 (the op's default zero point), two
     4-bit values per byte, low nibble first. ``accuracy_level`` is MatMulNBits' compute type
-    (0: fp32, exact to the dequantized weights). Returns how many matmuls were packed.
+    (0: fp32, exact to the dequantized weights). Returns how many weights were packed.
     """
     helper, numpy_helper = require("onnx.helper"), require("onnx.numpy_helper")
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
@@ -108,11 +108,12 @@ def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
         if weight is None or len(weight.dims) != 2:
             nodes.append(node)
             continue
-        values, scales = quantize_blocks(numpy_helper.to_array(weight))
         name = node.input[1]
-        packed += [numpy_helper.from_array(values, f"{name}.q4"),
-                   numpy_helper.from_array(scales, f"{name}.scales")]
-        replaced.add(name)
+        if name not in replaced:  # a weight two matmuls share is stored once
+            values, scales = quantize_blocks(numpy_helper.to_array(weight))
+            packed += [numpy_helper.from_array(values, f"{name}.q4"),
+                       numpy_helper.from_array(scales, f"{name}.scales")]
+            replaced.add(name)
         rows, columns = weight.dims
         nodes.append(helper.make_node(
             "MatMulNBits", [node.input[0], f"{name}.q4", f"{name}.scales"], list(node.output),
