@@ -215,3 +215,16 @@ def test_the_int8_step_is_quantized_from_the_rewrite(t5_v1_1, tmp_path):
     assert "rewritten_step" not in record.made_with["decoder"]
     step = onnx.load(str(artifact / record.graphs["decoder_with_past"]))
     assert sum(node.op_type == "MultiHeadAttention" for node in step.graph.node) == 4  # 2 layers
+
+
+def test_the_bench_floor_counts_4bit_weights_and_their_scales(tmp_path):
+    from onnx_engine.bench.graph_cost import GraphCostCounter
+
+    model = _one_matmul(np.ones((64, 48), np.float32))
+    pack_matmuls(model)
+    onnx.save(model, str(tmp_path / "int4.onnx"))
+    cost = GraphCostCounter(threads=1).count(tmp_path / "int4.onnx",
+                                             {"x": np.ones((2, 64), np.float32)})
+    # 48 columns x 2 blocks: 16 bytes of packed values and one fp32 scale per block
+    assert cost.weight_bytes == 48 * 2 * 16 + 48 * 2 * 4
+    assert cost.int8_ops == 2 * 2 * 48 * 64

@@ -22,7 +22,11 @@ from onnx_engine.bench.errors import BenchError
 MATMUL_OPS = {
     "MatMul": "float", "Gemm": "float", "FusedMatMul": "float",
     "MatMulInteger": "int8", "DynamicQuantizeMatMul": "int8", "MatMulIntegerToFloat": "int8",
+    # 4-bit weights computed on int8 activations (accuracy level 4, the int4 variant's)
+    "MatMulNBits": "int8",
 }
+# Stored inputs besides the weight that a product streams on every call: MatMulNBits' block scales.
+_EXTRA_WEIGHT_INPUTS = {"MatMulNBits": (2,)}
 # Ops that hide products inside them; a graph with these is under-counted and says so.
 _OPAQUE_OPS = ("Attention", "MultiHeadAttention", "QAttention", "QOrderedAttention")
 # Ops between a stored weight and the product that reads it (no data volume of their own).
@@ -84,10 +88,11 @@ class _Probe:
         nodes = [node for node in model.graph.node if node.op_type in MATMUL_OPS]
         initializers = {tensor.name: tensor for tensor in model.graph.initializer}
         producers = {output: node for node in model.graph.node for output in node.output}
-        self.weight_bytes = float(sum(
-            _nbytes(initializers[name])
-            for name in {_stored_weight(node, initializers, producers) for node in nodes} - {None}
-        ))
+        stored = {_stored_weight(node, initializers, producers) for node in nodes}
+        stored |= {node.input[index] for node in nodes
+                   for index in _EXTRA_WEIGHT_INPUTS.get(node.op_type, ())
+                   if index < len(node.input) and node.input[index] in initializers}
+        self.weight_bytes = float(sum(_nbytes(initializers[name]) for name in stored - {None}))
         self.uncounted = tuple(sorted(
             {n.op_type for n in model.graph.node if n.op_type in _OPAQUE_OPS}
         ))
