@@ -88,12 +88,13 @@ def test_models_the_rewrite_does_not_know_are_refused_by_name():
 
 def test_an_encoder_is_passed_through_unrewritten(t5_v1_1):
     encoder = t5_v1_1.artifact / ArtifactManifest.read(t5_v1_1.artifact).graphs["encoder"].file
-    with compact_step(encoder, _config(t5_v1_1)) as (graph, made_with):
+    with compact_step(encoder, _config(t5_v1_1)) as (graph, model, made_with):
         assert graph == encoder and made_with == {}
+        assert [value.name for value in model.graph.input] == ["input_ids", "attention_mask"]
 
 
 def _rewrite_only(source: Path, target: Path, config) -> dict:
-    with compact_step(source, config) as (graph, made_with):
+    with compact_step(source, config) as (graph, _, made_with):
         shutil.copyfile(graph, target)
     return made_with
 

@@ -54,12 +54,12 @@ def int4_graph(
         MissingDependencyError: onnx or onnxruntime is not installed.
     """
     onnx = require("onnx")
-    inputs = {value.name for value in onnx.load(str(source), load_external_data=False).graph.input}
-    if "encoder_hidden_states" not in inputs and PAST_INPUT not in inputs:
-        return {**quantize_int8(source, target, encoder), "int4": "none: the encoder runs int8"}
-    with compact_step(source, config) as (graph, made_with):
-        int8_nodes = _int8_nodes(onnx.load(str(graph), load_external_data=False),
-                                 config.get("vocab_size"))
+    with compact_step(source, config) as (graph, model, made_with):
+        inputs = {value.name for value in model.graph.input}
+        if "encoder_hidden_states" not in inputs and PAST_INPUT not in inputs:
+            return {**quantize_int8(source, target, encoder),
+                    "int4": "none: the encoder runs int8"}
+        int8_nodes = _int8_nodes(model, config.get("vocab_size"))
         int8_made = quantize_int8(graph, target, QuantizeSettings(), only_nodes=int8_nodes)
     model = onnx.load(str(target))
     packed = pack_matmuls(model)

@@ -61,7 +61,7 @@ from export.variants.openvino_int8 import (
 )
 from export.variants.quantize import QuantizeSettings, quantize_graph
 
-# int4 is made for T5 only (the tasks whose gates list it; see ``ExportTask.offers``).
+# int4 is made for T5 only: the tasks whose gates list it (``export.variants.gates.default_gate``).
 MAKEABLE_VARIANTS = (FUSED, INT8, FP16, BF16, INT8_OPENVINO, INT4)
 
 logger = logging.getLogger(__name__)

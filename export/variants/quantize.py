@@ -73,7 +73,7 @@ def quantize_graph(
         StepRewriteError: T5's decoder step cannot be rewritten, or the rewrite differs.
         MissingDependencyError: onnx or onnxruntime's quantization tools are not installed.
     """
-    with compact_step(source, config) as (graph, rewritten):
+    with compact_step(source, config) as (graph, _, rewritten):
         return {**quantize_int8(graph, target, settings), **rewritten}
 
 

@@ -203,25 +203,28 @@ class _GraphWriter:
 
 
 @contextmanager
-def compact_step(source: Path, config: Mapping[str, Any]) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """``(graph, made_with)``: where ``source`` is T5's KV-cached decoder step, its checked
-    rewrite in a scratch file beside it (removed on exit) and how it was made; else ``source``
-    itself and ``{}``. The quantizers (int8, int4) start from what this yields.
+def compact_step(
+    source: Path, config: Mapping[str, Any]
+) -> Iterator[tuple[Path, Any, dict[str, Any]]]:
+    """``(graph, model, made_with)``: where ``source`` is T5's KV-cached decoder step, its
+    checked rewrite in a scratch file beside it (removed on exit), that rewrite as an
+    ``onnx.ModelProto`` and how it was made; else ``source``, its loaded model and ``{}``. The
+    quantizers (int8, int4) start from what this yields.
 
     Raises:
         StepRewriteError: the step cannot be rewritten, or the rewrite differs from ``source``.
     """
     onnx = require("onnx")
-    if PAST_INPUT not in {value.name for value in onnx.load(str(source), load_external_data=False)
-                          .graph.input}:
-        yield source, {}
+    exported = onnx.load(str(source))
+    if PAST_INPUT not in {value.name for value in exported.graph.input}:
+        yield source, exported, {}
         return
-    model = decoder_step_graph(onnx.load(str(source)), config)
+    model = decoder_step_graph(exported, config)
     with tempfile.TemporaryDirectory(dir=source.parent, prefix=".step-") as scratch:
         rewritten = Path(scratch) / source.name
         onnx.save(model, str(rewritten))
         worst = check_same_outputs(source, rewritten, config)
-        yield rewritten, {"rewritten_step": {
+        yield rewritten, model, {"rewritten_step": {
             "method": "export.variants.t5_step.decoder_step_graph",
             "nodes": len(model.graph.node),
             "max_abs_diff_vs_exported": worst,
@@ -350,10 +353,10 @@ def _decoder_layer(graph: _GraphWriter, weights: _ExportedWeights, shape: StepSh
     else:
         active = graph.node(op, [project(normed, "layer.2/DenseReluDense/wi")],
                             [f"{name}.active"], domain=domain)
-    following = (f"/decoder/block.{layer + 1}/layer.0" if layer + 1 < shape.layers
-                 else "/decoder/final_layer_norm")
-    following_norm = (_norm(weights, following) if layer + 1 < shape.layers
-                      else weights.node_weight(f"{following}/Mul_1"))
+    if layer + 1 < shape.layers:
+        following_norm = _norm(weights, f"/decoder/block.{layer + 1}/layer.0")
+    else:
+        following_norm = weights.node_weight("/decoder/final_layer_norm/Mul_1")
     return _residual(graph, project(active, "layer.2/DenseReluDense/wo"), hidden, following_norm,
                      shape, f"layer{layer + 1}.0")
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.variants.records import AUTO, FP32, VARIANT_NAMES
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 
-FP32 = "fp32"
-AUTO = "auto"
-VARIANT_CHOICES = (FP32, "fused", "int8", "fp16", "bf16", "int8-openvino", "int4", AUTO)
+# The engine's variant names (one list: a new variant is benchable where it is loadable).
+VARIANT_CHOICES = (*VARIANT_NAMES, AUTO)
 
 
 def check_variants(variants: tuple[str, ...]) -> tuple[str, ...]:
