@@ -175,16 +175,22 @@ def test_int4_variant_is_4bit_decoders_over_an_int8_encoder(t5_v1_1, tmp_path):
     assert made["decoder"]["matmuls_4bit"] > 0 and made["decoder_with_past"]["matmuls_4bit"] > 0
     assert "rewritten_step" in made["decoder_with_past"]
     vocab = _config(t5_v1_1)["vocab_size"]
+    tables = {}
     for role in ("decoder", "decoder_with_past"):
         graph = onnx.load(str(artifact / record.graphs[role])).graph
         weights = {tensor.name for tensor in graph.initializer}
         assert not any(node.op_type == "MatMul" and node.input[1] in weights
                        for node in graph.node)  # every weight matmul 4-bit (or the int8 head)
-        # the LM head and the embedding table in int8, no fp32 copy of either left
-        tables = [tensor for tensor in graph.initializer
-                  if len(tensor.dims) == 2 and vocab in tensor.dims]
-        assert len(tables) == 2 and all(
-            tensor.data_type != onnx.TensorProto.FLOAT for tensor in tables)
+        # no fp32 copy of the LM head or the embedding table left
+        tables[role] = sorted(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+                              for tensor in graph.initializer
+                              if len(tensor.dims) >= 2 and vocab in tensor.dims)
+    # the first step: the embedding table (8-bit rows) and the LM head in int8
+    assert tables["decoder"] == ["int8", "uint8"]
+    # the step: 8-bit embedding rows, the 4-bit ranking head (packed nibbles) and the float16
+    # rows that re-score its top tokens
+    assert tables["decoder_with_past"] == ["float16", "uint8", "uint8"]
+    assert made["decoder_with_past"]["lm_head"]["candidates"] == 32
     model = Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu", variant=INT4))
     exported = Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu", variant=FP32))
     assert model.variant == INT4

@@ -26,10 +26,14 @@ from typing import Any
 import numpy as np
 
 from export.dependencies import require
+from export.variants.head_rescoring import (
+    HEAD_BLOCK_SIZE,
+    OUTPUT_LOGITS,
+    rescore_head_candidates,
+)
 from export.variants.quantize import QuantizeSettings, quantize_int8
 from export.variants.t5_step import MICROSOFT, PAST_INPUT, compact_step
 
-OUTPUT_LOGITS = "logits"
 INT4_BITS = 4
 INT4_BLOCK_SIZE = 32
 # MatMulNBits' compute type: 4 = int8 activations (quantized per block on the fly).
@@ -42,9 +46,10 @@ def int4_graph(
 ) -> dict[str, Any]:
     """Write ``source``'s int4 version to ``target`` (the recipe builder; one call per graph).
 
-    The KV-cached decoder step is rewritten, checked against ``source`` and made 4-bit; the first
-    decoder step is made 4-bit as exported; the encoder is quantized like ``int8`` with
-    ``encoder``.
+    The KV-cached decoder step is rewritten, checked against ``source`` and made 4-bit, its LM
+    head a 4-bit ranking head whose top logits are re-scored exactly
+    (:mod:`export.variants.head_rescoring`); the first decoder step (run once per call) is made
+    4-bit as exported, its head in int8; the encoder is quantized like ``int8`` with ``encoder``.
 
     Returns:
         How the graph was made, for the manifest.
@@ -59,47 +64,60 @@ def int4_graph(
         if "encoder_hidden_states" not in inputs and PAST_INPUT not in inputs:
             return {**quantize_int8(source, target, encoder),
                     "int4": "none: the encoder runs int8"}
-        int8_nodes = _int8_nodes(model, config.get("vocab_size"))
+        step = PAST_INPUT in inputs
+        int8_nodes = _int8_nodes(model, config.get("vocab_size"), head=not step)
         int8_made = quantize_int8(graph, target, QuantizeSettings(), only_nodes=int8_nodes)
     model = onnx.load(str(target))
-    packed = pack_matmuls(model)
+    lm_head: str | dict[str, Any] = "int8 (dynamic)"
+    block_sizes = {}
+    if step:
+        weight, lm_head = rescore_head_candidates(model)
+        block_sizes[weight] = HEAD_BLOCK_SIZE
+    packed = pack_matmuls(model, block_sizes=block_sizes)
     onnx.save(model, str(target))
     return {
         "method": "4-bit weights (com.microsoft MatMulNBits, symmetric, round to nearest); "
-                  "the LM head and the embedding table in int8 (dynamic)",
+                  "the embedding table in int8 (dynamic)",
         "bits": INT4_BITS,
         "block_size": INT4_BLOCK_SIZE,
         "accuracy_level": INT4_ACCURACY_LEVEL,
         "matmuls_4bit": packed,
-        "lm_head_and_embedding": {key: int8_made[key] for key in (
+        "lm_head": lm_head,
+        "int8": {key: int8_made[key] for key in (
             "method", "per_channel", "folded_weight_transposes")},
         **made_with,
         "onnxruntime": require("onnxruntime").__version__,
     }
 
 
-def _int8_nodes(model: Any, vocab_size: int | None) -> list[str]:
-    """The nodes kept in int8: the LM head, whose error lands on the logits unmixed (in 4 bits it
-    flipped clear token decisions of a random t5-small, at margins up to 0.58 nats; in int8 it
-    keeps them), and the token embedding lookup (8-bit rows instead of a second fp32 copy of the
-    table in each decoder file: a lookup has no arithmetic for 4 bits to save)."""
+def _int8_nodes(model: Any, vocab_size: int | None, head: bool) -> list[str]:
+    """The nodes kept in int8: the token embedding lookup (8-bit rows instead of a second fp32
+    copy of the table in each decoder file: a lookup has no arithmetic for 4 bits to save) and,
+    with ``head``, the LM head (where it is not re-scored, its error lands on the logits
+    unmixed: in 4 bits it flipped clear token decisions of a random t5-small, at margins up to
+    0.58 nats; in int8 it keeps them)."""
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
     return [
         node.name for node in model.graph.node
-        if OUTPUT_LOGITS in node.output
+        if (head and OUTPUT_LOGITS in node.output)
         or (node.op_type == "Gather" and node.input[0] in weights
             and list(weights[node.input[0]].dims[:1]) == [vocab_size])
     ]
 
 
-def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
+def pack_matmuls(
+    model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL,
+    block_sizes: Mapping[str, int] | None = None,
+) -> int:
     """Replace every MatMul with a constant 2-D weight by ``MatMulNBits``, in place.
 
     Each ``[K, N]`` weight is stored as N rows of ``ceil(K / block_size)`` blocks, a scale per
     block (its largest |w| maps to 7), values offset by 8 (the op's default zero point), two
-    4-bit values per byte, low nibble first. ``accuracy_level`` is MatMulNBits' compute type
-    (0: fp32, exact to the dequantized weights). Returns how many weights were packed.
+    4-bit values per byte, low nibble first. ``block_sizes`` maps weight names to another block
+    size than ``INT4_BLOCK_SIZE``; ``accuracy_level`` is MatMulNBits' compute type (0: fp32,
+    exact to the dequantized weights). Returns how many weights were packed.
     """
+    block_sizes = block_sizes or {}
     helper, numpy_helper = require("onnx.helper"), require("onnx.numpy_helper")
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
     nodes, packed, replaced = [], [], set()
@@ -109,8 +127,9 @@ def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
             nodes.append(node)
             continue
         name = node.input[1]
+        block_size = block_sizes.get(name, INT4_BLOCK_SIZE)
         if name not in replaced:  # a weight two matmuls share is stored once
-            values, scales = quantize_blocks(numpy_helper.to_array(weight))
+            values, scales = quantize_blocks(numpy_helper.to_array(weight), block_size)
             packed += [numpy_helper.from_array(values, f"{name}.q4"),
                        numpy_helper.from_array(scales, f"{name}.scales")]
             replaced.add(name)
@@ -118,7 +137,7 @@ def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
         nodes.append(helper.make_node(
             "MatMulNBits", [node.input[0], f"{name}.q4", f"{name}.scales"], list(node.output),
             name=node.name or f"{node.output[0]}/MatMulNBits", domain=MICROSOFT,
-            K=rows, N=columns, bits=INT4_BITS, block_size=INT4_BLOCK_SIZE,
+            K=rows, N=columns, bits=INT4_BITS, block_size=block_size,
             accuracy_level=accuracy_level,
         ))
     still_used = {name for node in nodes for name in node.input}
@@ -133,16 +152,18 @@ def pack_matmuls(model: Any, accuracy_level: int = INT4_ACCURACY_LEVEL) -> int:
     return len(replaced)
 
 
-def quantize_blocks(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quantize_blocks(
+    weight: np.ndarray, block_size: int = INT4_BLOCK_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """``(values, scales)`` of a ``[K, N]`` weight in MatMulNBits' 4-bit layout.
 
-    values: uint8 ``[N, blocks, INT4_BLOCK_SIZE // 2]``; scales: float32 ``[N * blocks]``.
+    values: uint8 ``[N, blocks, block_size // 2]``; scales: float32 ``[N * blocks]``.
     """
     rows, columns = weight.shape
-    blocks = -(-rows // INT4_BLOCK_SIZE)
-    padded = np.zeros((columns, blocks * INT4_BLOCK_SIZE), np.float32)
+    blocks = -(-rows // block_size)
+    padded = np.zeros((columns, blocks * block_size), np.float32)
     padded[:, :rows] = weight.T
-    grouped = padded.reshape(columns, blocks, INT4_BLOCK_SIZE)
+    grouped = padded.reshape(columns, blocks, block_size)
     scales = np.abs(grouped).max(axis=-1) / 7
     scales[scales == 0] = 1.0
     levels = (np.clip(np.rint(grouped / scales[..., None]), -7, 7) + 8).astype(np.uint8)
