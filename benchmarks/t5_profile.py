@@ -32,7 +32,14 @@ import numpy as np
 from onnx_engine.bench.contenders.base import ContenderSettings, ort_session_options
 from onnx_engine.bench.floor import measure_bandwidth
 from onnx_engine.bench.graph_cost import GraphCostCounter
-from onnx_engine.bench.machine import load_average, machine_info, physical_cores
+from onnx_engine.bench.machine import (
+    cpu_time_counters,
+    load_average,
+    machine_info,
+    physical_cores,
+    stolen_share,
+)
+from onnx_engine.bench.markdown import stolen_phrase
 from onnx_engine.bench.models import resolve_target
 from onnx_engine.bench.runner import resolve_variants
 from onnx_engine.bench.settings import BenchSettings
@@ -208,7 +215,8 @@ def markdown(document: dict[str, Any]) -> str:
         f"# T5 decoder step profile, batch 1 ({document['model']})", "",
         f"Measured on {machine['cpu_model']}, {machine['threads_used']} threads; ISA flags: "
         f"{' '.join(machine.get('cpu_isa_flags', [])) or '-'}; 1-minute load average "
-        f"{document['load_at_start'][0]:.1f} at start, {document['load_at_end'][0]:.1f} at end. "
+        f"{document['load_at_start'][0]:.1f} at start, {document['load_at_end'][0]:.1f} at end"
+        f"{stolen_phrase(document.get('cpu_time_stolen_share'))}. "
         f"Copy bandwidth measured here: {document['bandwidth_gb_s']:.1f} GB/s.", "",
         f"Command: `{document['command']}`", "",
         "| variant | engine ms/token | bare loop ms/token | bare with-past run ms | "
@@ -254,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
     threads = args.threads or physical_cores()
-    started_load = load_average()
+    started_load, counters_at_start = load_average(), cpu_time_counters()
     target = resolve_target(args.model, args.cache_dir, log=sys.stderr)
     settings = BenchSettings(variants=tuple(args.variants.split(",")), cache_dir=args.cache_dir)
     notes: list[str] = []
@@ -268,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                                      bandwidth) for v in variants],
     }
     document["load_at_end"] = load_average()
+    document["cpu_time_stolen_share"] = stolen_share(counters_at_start, cpu_time_counters())
     text = markdown(document)
     print(text)
     if args.json:

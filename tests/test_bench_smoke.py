@@ -44,6 +44,7 @@ def test_json_records_machine_command_and_peaks(bench_run):
     assert machine["cpu_model"] and machine["physical_cores"] >= 1
     assert machine["threads_used"] >= 1 and machine["packages"]["onnxruntime"]
     assert machine["environment"]["OMP_WAIT_POLICY"]
+    assert 0.0 <= machine["cpu_time_stolen_share"] < 1.0  # Linux: read from /proc/stat
     assert document["peaks"]["fp32_gflops"] > 0 and document["peaks"]["bandwidth_gb_s"] > 0
 
 

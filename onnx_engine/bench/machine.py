@@ -55,6 +55,29 @@ def load_average() -> list[float] | None:
     return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def cpu_time_counters(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """``(stolen, total)`` CPU time of all CPUs since boot, in the kernel's ticks (Linux; None
+    elsewhere). Stolen is time the hypervisor ran other guests while this one had work: on a
+    shared VM it slows every contender, and those synchronising threads often (OpenMP's
+    barriers: CTranslate2) far more than the rest, so ratios of a run with steal mislead."""
+    try:
+        fields = stat.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    ticks = [int(value) for value in fields[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def stolen_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two :func:`cpu_time_counters` readings."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return round((end[0] - start[0]) / (end[1] - start[1]), 4)
+
+
 def machine_info(threads: int, environment: dict[str, str]) -> dict[str, Any]:
     """CPU, cores, memory, OS, versions, the threads used and the environment that matters.
 

@@ -16,7 +16,13 @@ from typing import Any, TextIO
 from onnx_engine.bench.errors import BenchError, ContenderUnavailable
 from onnx_engine.bench.floor import MachinePeaks, measure_peaks
 from onnx_engine.bench.graph_cost import GraphCost
-from onnx_engine.bench.machine import load_average, machine_info, physical_cores
+from onnx_engine.bench.machine import (
+    cpu_time_counters,
+    load_average,
+    machine_info,
+    physical_cores,
+    stolen_share,
+)
 from onnx_engine.bench.model_bench import ModelBench
 from onnx_engine.bench.models import BenchTarget, resolve_target
 from onnx_engine.bench.report import ModelReport, with_ratios
@@ -47,6 +53,7 @@ def run_benchmark(
         ExportError: building a built-in model or exporting a checkpoint failed.
     """
     started = time.time()
+    counters_at_start = cpu_time_counters()
     threads = settings.threads or physical_cores()
     machine = machine_info(threads, env)
     peaks = [measure_peaks(threads)] if settings.floor else []
@@ -60,6 +67,7 @@ def run_benchmark(
     for report in reports:
         _finish(report, best)
     machine["load_average_at_end"] = load_average()
+    machine["cpu_time_stolen_share"] = stolen_share(counters_at_start, cpu_time_counters())
     document = {
         "schema_version": SCHEMA_VERSION,
         "command": command,
