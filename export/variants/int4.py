@@ -10,11 +10,14 @@ the exported step before it is quantized. The encoder runs once per call over ev
 token, where 4-bit weights are slower than int8 (ONNX-FACTS: a MiniLM-sized encoder at s16), so
 it gets the ``int8`` variant's dynamic quantization.
 
+The step's LM head is a 4-bit ranking head whose top logits are re-scored from float16 rows
+(:mod:`export.variants.head_rescoring`).
+
 Measured on a full-size random t5-small (Intel Xeon with AMX, 2 cores, greedy, 32 tokens;
-``benchmarks/results/intel-amx-t5-small-int4.md``): 5.2 ms per token at batch 1 against int8's
-6.3 and CTranslate2 int8's 6.5; slower than int8 at batch 8 (M = 8 rows per matmul), where
-MLAS's int8 GEMM wins. ``auto`` picks by the timings ``optimize`` records, and the token gate
-decides whether 4 bits are accurate enough for the model at hand.
+``benchmarks/results/intel-amx-t5-small-int4*.md``): 4.3-5.2 ms per token at batch 1 against
+int8's 6.3-6.8 and CTranslate2 int8's 6.5-6.8; slower than int8 at batch 8 (M = 8 rows per
+matmul), where MLAS's int8 GEMM (AMX) wins. ``auto`` picks by the timings ``optimize`` records,
+and the token gate decides whether 4 bits are accurate enough for the model at hand.
 """
 
 from __future__ import annotations
