@@ -22,6 +22,7 @@ from engine.options import ENGINE_DEFAULTS, RuntimeOptions, options_or_default
 from engine.session import EngineSession
 from engine.tokenization import EncodedBatch, EncodedRow, TextInput, TextTokenizer
 from engine.variants.opening import open_for_load
+from engine.variants.records import VariantRecord
 from engine.variants.sessions import open_graphs
 
 Model = TypeVar("Model", bound="ArtifactModel")
@@ -51,14 +52,21 @@ class ArtifactModel:
     resized to what is wrong (the file and the fix); empty when every variant was intact.
     ``variant_reason`` says which lossy variants ``auto`` skipped because they failed their gate
     on this machine, or that the variant asked for by name did ("" when neither).
+    ``variant_for_batches`` is the variant ``auto`` runs batched calls on where the task times
+    a ``batch_workload`` and another variant was faster there on this CPU (None: ``variant``
+    runs every call).
     """
 
     task: ClassVar[str]
     default_options: ClassVar[RuntimeOptions] = ENGINE_DEFAULTS
     # The session whose execution providers ``providers`` reports.
     provider_role: ClassVar[str] = "model"
+    # The optimizer's timing workload that ranks variants for batched calls (None: one variant
+    # for every call).
+    batch_workload: ClassVar[str | None] = None
     skipped_variants: Mapping[str, str] = MappingProxyType({})
     variant_reason: str = ""
+    variant_for_batches: VariantRecord | None = None
 
     def __init__(
         self,
@@ -137,10 +145,11 @@ class ArtifactModel:
         options = cls.resolve_options(options, **overrides)
         if not options.verify_hashes:
             artifact = replace(artifact, verify_hashes=False)
-        opened = open_for_load(artifact, options, cls.from_sessions)
+        opened = open_for_load(artifact, options, cls.from_sessions, cls.batch_workload)
         model = cls.from_sessions(artifact, opened.sessions, options, opened.name, checked=True)
         model.skipped_variants = MappingProxyType(dict(opened.skipped))
         model.variant_reason = opened.reason
+        model.variant_for_batches = opened.for_batches
         return model
 
     @classmethod

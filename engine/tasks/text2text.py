@@ -8,6 +8,7 @@ and through greedy or beam search decoding that reproduces ``transformers``' ``g
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -41,6 +42,7 @@ from engine.tokenization import (
     as_text_list,
     check_batch_size,
 )
+from engine.variants.sessions import open_graphs, options_for
 
 # The decode loop alternates three sessions; spinning intra-op threads of the session that just
 # ran would compete with the next one, so seq2seq loads its sessions without spinning. Measured on
@@ -51,6 +53,13 @@ from engine.tokenization import (
 DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False).over(ENGINE_DEFAULTS)
 logger = logging.getLogger(__name__)
 SCORE_REDUCTIONS = ("sum", "mean")
+# Generate calls of at least this many decoder rows (batch x beams) run the variant timed fastest
+# on the batch workload where that is not auto's pick. Measured on an Intel Xeon with AMX,
+# t5-small, 32 greedy tokens: int4 (MatMulNBits) 4.3-5.2 ms per token at batch 1 vs int8's
+# 6.3-6.8, but 8.6-12.7 at batch 8 vs int8's 6.7-11.0 (MLAS's int8 GEMM runs on AMX; the 4-bit
+# kernels at several rows do not), and with 4 beams int8's outputs are PyTorch's more often.
+BATCH_ROWS = 4
+BATCH_WORKLOAD = f"batch{BATCH_ROWS}_decode"
 
 
 class Seq2SeqLM(ArtifactModel):
@@ -59,6 +68,7 @@ class Seq2SeqLM(ArtifactModel):
     task = TASK_TEXT2TEXT
     default_options = DEFAULT_OPTIONS
     provider_role = "decoder_with_past"  # the decoder: what runs for every generated token
+    batch_workload = BATCH_WORKLOAD
 
     def _assemble(self, options: RuntimeOptions) -> None:
         artifact = self.artifact
@@ -74,6 +84,28 @@ class Seq2SeqLM(ArtifactModel):
         self.graphs = Seq2SeqGraphs(self.sessions, required(options.io_binding, "io_binding"),
                                     guard_finite=self.guard_finite)
         self.tokenizer = TextTokenizer.from_artifact(artifact)
+        self._options = options
+        self._batch_graphs: Seq2SeqGraphs | None = None
+        self._batch_graphs_lock = threading.Lock()  # servers generate from worker threads
+
+    def _graphs_for(self, rows: int) -> Seq2SeqGraphs:
+        """The graphs a generate call of ``rows`` decoder rows (batch x beams) runs: those of
+        ``variant_for_batches`` from ``BATCH_ROWS`` rows on, opened on the first such call (a
+        load that serves only batch 1 never pays for them), else the loaded variant's."""
+        record = self.variant_for_batches
+        if record is None or rows < BATCH_ROWS:
+            return self.graphs
+        with self._batch_graphs_lock:
+            if self._batch_graphs is None:
+                sessions = open_graphs(self.artifact, record.graphs,
+                                       options_for(record, self._options))
+                self._batch_graphs = Seq2SeqGraphs(
+                    sessions, required(self._options.io_binding, "io_binding"),
+                    guard_finite=self.guard_finite)
+                logger.info("%s: calls of %d or more decoder rows run variant '%s' (timed "
+                            "faster than '%s' on %s here)", self.artifact.path.name, BATCH_ROWS,
+                            record.name, self.variant, BATCH_WORKLOAD)
+        return self._batch_graphs
 
     def encode(self, texts: str | Sequence[str], truncation: bool = False) -> EncoderOutput:
         """Encoder last hidden state of a padded batch.
@@ -93,7 +125,8 @@ class Seq2SeqLM(ArtifactModel):
         target = "Das Wetter ist heute schön und wir gehen draußen spazieren."
         return {
             "b1_decode": lambda: self.logits([source], [target], use_cache=True),
-            "b4_decode": lambda: self.logits([source] * 4, [target] * 4, use_cache=True),
+            BATCH_WORKLOAD: lambda: self.logits([source] * BATCH_ROWS, [target] * BATCH_ROWS,
+                                                use_cache=True),
         }
 
     def logits(
@@ -250,7 +283,8 @@ class Seq2SeqLM(ArtifactModel):
                                   args.length_penalty, args.early_stopping, keep_logits)
         start_ids = np.full(len(chunk), self.settings.decoder_start_token_id, np.int64)
         should_stop = None if cancelled is None else (lambda: strategy.retire(cancelled()))
-        run_decoder(self.graphs, self._encode_rows(chunk), start_ids, strategy, should_stop)
+        graphs = self._graphs_for(len(chunk) * args.num_beams)
+        run_decoder(graphs, self._encode_rows(chunk, graphs), start_ids, strategy, should_stop)
         decoded = strategy.result()
         texts_out = self.tokenizer.decode(decoded.token_rows())
         gone = np.zeros(len(chunk), bool) if cancelled is None else cancelled()
@@ -317,9 +351,11 @@ class Seq2SeqLM(ArtifactModel):
     def _encode(self, sources: list[str], truncation: bool = False) -> EncoderState:
         return self._encode_rows(self.tokenizer.encode_rows(sources, truncation, "source"))
 
-    def _encode_rows(self, rows: Sequence[EncodedRow]) -> EncoderState:
+    def _encode_rows(
+        self, rows: Sequence[EncodedRow], graphs: Seq2SeqGraphs | None = None
+    ) -> EncoderState:
         batch = EncodedBatch.from_rows(rows, self.tokenizer.pad_id)
-        return self.graphs.encode(batch.input_ids, batch.attention_mask)
+        return (graphs or self.graphs).encode(batch.input_ids, batch.attention_mask)
 
     def _pairs(
         self, sources: str | Sequence[str], targets: str | Sequence[str]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from engine.cpu import CpuInfo
 from engine.errors import ArtifactError, InputError, OnnxEngineError, ProviderError
 from engine.manifest import ArtifactManifest
 from engine.openvino import bf16_unusable_reason, openvino_cpu_unusable_reason
@@ -285,6 +286,26 @@ def fastest(candidates: list[VariantRecord], provider: str) -> VariantRecord:
     if all(provider in record.speeds for record in candidates):
         return min(candidates, key=lambda item: (item.speeds[provider].score_ms, preference(item)))
     return min(candidates, key=preference)
+
+
+def fastest_on_workload(
+    offer: Offer, chosen: str, workload: str, cpu: CpuInfo
+) -> VariantRecord | None:
+    """For ``auto`` on the CPU: the candidate timed fastest on ``workload`` where that is not
+    ``chosen`` (the pick by every workload together), else None.
+
+    Only where every candidate was timed on ``workload`` on ``cpu`` itself: timings from another
+    CPU do not rank variants here (re-timing at load ranks them by all workloads together).
+    """
+    candidates = offer.usable_on_cpu
+    if offer.requested != AUTO or len(candidates) < 2:
+        return None
+    speeds = [record.speeds.get(TARGET_CPU) for record in candidates]
+    if not all(speed is not None and speed.taken_on(cpu) and workload in speed.latency_ms
+               for speed in speeds):
+        return None
+    best = min(candidates, key=lambda record: record.speeds[TARGET_CPU].latency_ms[workload])
+    return None if best.name == chosen else best
 
 
 def variant_file_name(graph_file: str, variant: str) -> str:

@@ -25,10 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from engine.artifact import Artifact
+from engine.cpu import current_cpu
 from engine.errors import ArtifactError
 from engine.options import RuntimeOptions, required
 from engine.session import CPU, EngineSession, requested_providers
-from engine.variants.choice import offer_for
+from engine.variants.choice import fastest_on_workload, offer_for
+from engine.variants.records import VariantRecord
 from engine.variants.regate import regated_for_this_machine
 from engine.variants.retime import retimed_auto
 from engine.variants.sessions import ModelFactory, open_variant
@@ -71,22 +73,28 @@ class OpenedVariant:
 
     ``skipped`` maps each variant left out for a missing or resized file to the problem;
     ``reason`` says which lossy variants failed their gate on this machine ("" when none).
+    ``for_batches`` is the variant ``auto`` runs for batched calls where another is faster there
+    than ``name`` (see :func:`open_for_load`); its sessions are the model's to open.
     """
 
     name: str
     sessions: Mapping[str, EngineSession]
     skipped: Mapping[str, str]
     reason: str
+    for_batches: VariantRecord | None = None
 
 
 def open_for_load(
-    artifact: Artifact, options: RuntimeOptions, build: ModelFactory
+    artifact: Artifact, options: RuntimeOptions, build: ModelFactory,
+    batch_workload: str | None = None,
 ) -> OpenedVariant:
     """Choose the variant ``options`` asks for on this machine and open its sessions.
 
     ``options`` are resolved (every field set). On ONNX Runtime's CPU provider only, lossy
     variants are re-gated and variants re-timed here first: on CUDA the CPU kernels' accuracy
-    and timings say nothing.
+    and timings say nothing. Where the task names a ``batch_workload`` and ``auto`` on the CPU
+    has a passing variant timed faster on it here than its pick, that variant is
+    ``for_batches`` (int4 is T5's fastest at batch 1, int8 at batch 4 on AMX).
 
     Raises:
         ArtifactError: the variant asked for was not made, failed its gate, or has a missing,
@@ -105,4 +113,7 @@ def open_for_load(
         chosen = retimed_auto(build, artifact, offer, options)
     if chosen is None:
         chosen = open_variant(artifact, variant, options, offer)
-    return OpenedVariant(chosen.name, chosen.sessions, skipped, reason)
+    for_batches = None
+    if on_cpu and batch_workload is not None:
+        for_batches = fastest_on_workload(offer, chosen.name, batch_workload, current_cpu())
+    return OpenedVariant(chosen.name, chosen.sessions, skipped, reason, for_batches)
