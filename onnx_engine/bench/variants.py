@@ -63,6 +63,22 @@ def resolve_auto(artifact: Path) -> str:
     return chosen_record(artifact, AUTO).name
 
 
+def resolve_auto_for_batches(artifact: Path, auto: str) -> str | None:
+    """The variant the engine's ``auto`` runs generate calls of ``BATCH_ROWS`` or more decoder
+    rows on (T5, see :mod:`engine.tasks.text2text`) where that is not ``auto``'s pick, else None."""
+    from engine.cpu import current_cpu
+    from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
+    from engine.tasks.text2text import BATCH_WORKLOAD
+    from engine.variants.choice import fastest_on_workload, offer_for
+
+    manifest = ArtifactManifest.read(artifact)
+    if manifest.task != TASK_TEXT2TEXT:
+        return None
+    record = fastest_on_workload(offer_for(manifest, AUTO, on_cpu=True), auto, BATCH_WORKLOAD,
+                                 current_cpu())
+    return record.name if record else None
+
+
 def load_engine(engine_class: type, base_options: Any, settings: Any) -> Any:
     """``engine_class.load`` on the CPU with the benchmark's threads and variant.
 
