@@ -31,9 +31,10 @@ def _document(stolen: float | None) -> dict:
                "cpu_time_stolen_share": stolen}
     target = {"target": "engine int4 vs ctranslate2 int8 per token", "workload": "b1 s16",
               "measured": 1.6, "comparison": ">=", "limit": 1.5, "met": True}
+    accuracy = {"target": "engine int4 token agreement with pytorch fp32", "workload": "check set",
+                "measured": 1.0, "comparison": ">=", "limit": 0.0, "met": True}
     model = {"name": "t5", "task": "text2text-generation", "random_weights": True, "rows": [],
-             "cold_starts": [],
-             "agreement": [], "targets": [target], "notes": []}
+             "cold_starts": [], "agreement": [], "targets": [target, accuracy], "notes": []}
     return {"machine": machine, "command": "onnx-engine bench", "models": [model]}
 
 
@@ -42,5 +43,6 @@ def test_a_run_with_stolen_cpu_time_says_so_and_judges_no_target():
     assert "1.0% of CPU time stolen by the hypervisor" in quiet
     assert "the machine was shared" not in quiet and "| met |" in quiet
     assert "13.0% of CPU time stolen" in shared and "the machine was shared" in shared
-    assert "| met (inconclusive: CPU time stolen) |" in shared
+    assert "| b1 s16 | 1.6 | >= 1.5 | met (inconclusive: CPU time stolen) |" in shared
+    assert "| check set | 1 | >= 0 | met |" in shared  # accuracy is not a timing
     assert "stolen" not in markdown_table(_document(None))  # not Linux: nothing claimed
