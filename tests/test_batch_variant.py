@@ -13,10 +13,12 @@ import pytest
 
 from engine import Seq2SeqLM
 from engine.cpu import current_cpu
+from engine.manifest import ArtifactManifest
 from engine.options import RuntimeOptions
 from engine.tasks.text2text import BATCH_WORKLOAD
 from engine.variants.records import INT4, INT8
 from export.variants.optimize import OptimizeSettings, optimize_artifact
+from onnx_engine.commands.optimize import auto_choice_line
 
 SOURCES = ["translate English to German: the house is small.", "a", "Numbers 7 8 9, symbols ! ?",
            "summarize: the quick brown fox jumps over the lazy dog"]
@@ -61,6 +63,9 @@ def test_batched_calls_run_the_variant_fastest_at_batch_4(two_variants, tmp_path
     artifact = _with_timings(two_variants, tmp_path, AMX_LIKE)
     model = Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu"))
     assert model.variant == INT4 and model.variant_for_batches.name == INT8
+    # what optimize prints about auto says so too
+    line = auto_choice_line(ArtifactManifest.read(artifact))
+    assert "picks: int4 (int8 for generate calls of 4 or more decoder rows" in line
     by_name = {name: Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu",
                                                                      variant=name))
                for name in (INT4, INT8)}

@@ -308,6 +308,15 @@ def fastest_on_workload(
     return None if best.name == chosen else best
 
 
+def auto_for_batches(
+    manifest: ArtifactManifest, picked: str, workload: str, cpu: CpuInfo
+) -> VariantRecord | None:
+    """:func:`fastest_on_workload` over ``manifest``'s variants for ``auto`` on the CPU, as a
+    load on ``cpu`` that needs no re-gating sees them (for reports: the bench, ``optimize``)."""
+    offer = offer_for(manifest, AUTO, on_cpu=True)
+    return fastest_on_workload(offer, picked, workload, cpu)
+
+
 def variant_file_name(graph_file: str, variant: str) -> str:
     """``model.onnx`` -> ``model.int8.onnx``: variant files sit beside the graph they come from."""
     stem, dot, suffix = graph_file.rpartition(".")

@@ -67,15 +67,12 @@ def resolve_auto_for_batches(artifact: Path, auto: str) -> str | None:
     """The variant the engine's ``auto`` runs generate calls of ``BATCH_ROWS`` or more decoder
     rows on (T5, see :mod:`engine.tasks.text2text`) where that is not ``auto``'s pick, else None."""
     from engine.cpu import current_cpu
-    from engine.manifest import TASK_TEXT2TEXT, ArtifactManifest
+    from engine.manifest import ArtifactManifest
     from engine.tasks.text2text import BATCH_WORKLOAD
-    from engine.variants.choice import fastest_on_workload, offer_for
+    from engine.variants.choice import auto_for_batches
 
-    manifest = ArtifactManifest.read(artifact)
-    if manifest.task != TASK_TEXT2TEXT:
-        return None
-    record = fastest_on_workload(offer_for(manifest, AUTO, on_cpu=True), auto, BATCH_WORKLOAD,
-                                 current_cpu())
+    record = auto_for_batches(ArtifactManifest.read(artifact), auto, BATCH_WORKLOAD,
+                              current_cpu())
     return record.name if record else None
 
 

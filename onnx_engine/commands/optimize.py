@@ -174,14 +174,23 @@ def variant_table(manifest: Any) -> str:
 
 def auto_choice_line(manifest: Any) -> str:
     from engine.cpu import current_cpu
-    from engine.variants.choice import openvino_variants_unusable, select_variant, variant_records
+    from engine.tasks.text2text import BATCH_ROWS, BATCH_WORKLOAD
+    from engine.variants.choice import (
+        auto_for_batches,
+        openvino_variants_unusable,
+        select_variant,
+        variant_records,
+    )
     from engine.variants.records import AUTO
 
     unusable = openvino_variants_unusable(variant_records(manifest).values())
     cpu, _ = select_variant(manifest, AUTO, on_cuda=False, openvino_unusable=unusable)
     cuda, _ = select_variant(manifest, AUTO, on_cuda=True)
+    batched = auto_for_batches(manifest, cpu, BATCH_WORKLOAD, current_cpu())
+    for_batches = (f" ({batched.name} for generate calls of {BATCH_ROWS} or more decoder rows, "
+                   "timed faster there)" if batched else "")
     return (
-        f"--variant auto picks: {cpu} on CPU, {cuda} on CUDA (CPU timings taken on "
+        f"--variant auto picks: {cpu}{for_batches} on CPU, {cuda} on CUDA (CPU timings taken on "
         f"{current_cpu().describe()}; on another CPU 'auto' re-times them at load)"
     )
 
