@@ -14,7 +14,6 @@ Run: ``python -m benchmarks.t5_beam_scores --model t5-small --variants int8,int4
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from engine.options import RuntimeOptions
 from export.check_set import check_texts
 from onnx_engine.bench.machine import cpu_model
 from onnx_engine.bench.models import resolve_target
+from onnx_engine.bench.report import write_results
 
 
 def beam_scores(artifact: Path, checkpoint: str, variants: list[str], beams: int,
@@ -110,12 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         **beam_scores(target.artifact, target.reference, args.variants.split(","), args.beams,
                       args.new_tokens),
     }
-    text = markdown(document)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
+    write_results(document, markdown(document), args.json, args.markdown)
     return 0
 
 

@@ -41,6 +41,7 @@ from onnx_engine.bench.machine import (
 )
 from onnx_engine.bench.markdown import stolen_phrase
 from onnx_engine.bench.models import resolve_target
+from onnx_engine.bench.report import write_results
 from onnx_engine.bench.runner import resolve_variants
 from onnx_engine.bench.settings import BenchSettings
 from onnx_engine.bench.variants import graph_files
@@ -277,12 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     document["load_at_end"] = load_average()
     document["cpu_time_stolen_share"] = stolen_share(counters_at_start, cpu_time_counters())
-    text = markdown(document)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
+    write_results(document, markdown(document), args.json, args.markdown)
     return 0
 
 

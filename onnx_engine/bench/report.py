@@ -156,3 +156,14 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_results(document: dict[str, Any], text: str, json_path: Path | None,
+                  markdown_path: Path | None) -> None:
+    """Print a benchmark script's Markdown and write it and its JSON where asked."""
+    print(text)
+    if json_path:
+        write_json(json_path, document)
+    if markdown_path:
+        Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown_path).write_text(text, encoding="utf-8")
