@@ -1,4 +1,4 @@
-"""``auto`` for T5 runs batched generate calls on the variant timed fastest at batch 4 where that
+"""``auto`` for T5 runs batched generate calls on the variant timed fastest at batch 8 where that
 is not its pick (engine/variants/choice.py ``fastest_on_workload``, Seq2SeqLM ``_graphs_for``):
 int4 wins batch 1 on AMX, int8 wins batch 8. The timings here are written into the manifest, so
 the test does not depend on which variant this machine happens to run faster."""
@@ -21,7 +21,7 @@ from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.commands.optimize import auto_choice_line
 
 SOURCES = ["translate English to German: the house is small.", "a", "Numbers 7 8 9, symbols ! ?",
-           "summarize: the quick brown fox jumps over the lazy dog"]
+           "summarize: the quick brown fox jumps over the lazy dog"] * 2  # BATCH_ROWS rows
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def _with_timings(artifact, tmp_path, timings: dict[str, dict[str, float]], cpu=
     return copy
 
 
-# int4 fastest at batch 1 and overall, int8 fastest at batch 4 (the AMX pattern)
+# int4 fastest at batch 1 and overall, int8 fastest at batch 8 (the AMX pattern)
 AMX_LIKE = {"fp32": {"b1_decode": 10.0, BATCH_WORKLOAD: 20.0},
             INT8: {"b1_decode": 6.0, BATCH_WORKLOAD: 9.0},
             INT4: {"b1_decode": 3.0, BATCH_WORKLOAD: 10.0}}
@@ -59,20 +59,23 @@ def _tokens(model: Seq2SeqLM, sources, **kwargs) -> list[list[int]]:
                                                               **kwargs)]
 
 
-def test_batched_calls_run_the_variant_fastest_at_batch_4(two_variants, tmp_path):
+def test_batched_calls_run_the_variant_fastest_at_batch_8(two_variants, tmp_path):
     artifact = _with_timings(two_variants, tmp_path, AMX_LIKE)
     model = Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu"))
     assert model.variant == INT4 and model.variant_for_batches.name == INT8
     # what optimize prints about auto says so too
     line = auto_choice_line(ArtifactManifest.read(artifact))
-    assert "picks: int4 (int8 for generate calls of 4 or more decoder rows" in line
+    assert "picks: int4 (int8 for generate calls of 8 or more decoder rows" in line
     by_name = {name: Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu",
                                                                      variant=name))
                for name in (INT4, INT8)}
-    # one row: int4; four rows (a batch of 4, or 4 beams of one source): int8's tokens
+    # up to 7 rows: int4 (4 beams of one source are 4 rows); 8 rows (a batch of 8, or 4 beams of
+    # two sources): int8's tokens
     assert _tokens(model, SOURCES[:1]) == _tokens(by_name[INT4], SOURCES[:1])
+    assert _tokens(model, SOURCES[:1], num_beams=4) == _tokens(by_name[INT4], SOURCES[:1],
+                                                                 num_beams=4)
     assert _tokens(model, SOURCES) == _tokens(by_name[INT8], SOURCES)
-    assert _tokens(model, SOURCES[:1], num_beams=4) == _tokens(by_name[INT8], SOURCES[:1],
+    assert _tokens(model, SOURCES[:2], num_beams=4) == _tokens(by_name[INT8], SOURCES[:2],
                                                                  num_beams=4)
     # the variants really differ here, so the equalities above say which one ran
     int4, int8 = by_name[INT4], by_name[INT8]
@@ -80,8 +83,8 @@ def test_batched_calls_run_the_variant_fastest_at_batch_4(two_variants, tmp_path
     assert not np.allclose(int4.decoder_logits(SOURCES, ids), int8.decoder_logits(SOURCES, ids))
 
 
-def test_one_variant_for_every_call_where_it_is_fastest_at_batch_4_too(two_variants, tmp_path):
-    timings = {**AMX_LIKE, INT4: {"b1_decode": 3.0, BATCH_WORKLOAD: 8.0}}
+def test_one_variant_for_every_call_where_it_is_fastest_at_batch_8_too(two_variants, tmp_path):
+    timings = {**AMX_LIKE, INT4: {"b1_decode": 3.0, BATCH_WORKLOAD: 8.5}}
     model = Seq2SeqLM.load(_with_timings(two_variants, tmp_path, timings),
                            options=RuntimeOptions(provider="cpu"))
     assert model.variant == INT4 and model.variant_for_batches is None

@@ -1,6 +1,6 @@
 """The bench's T5 targets judge what the engine's ``auto`` really runs per call: its pick for one
 decoder row, and the variant it runs batched calls on (``auto_for_batches``) from BATCH_ROWS rows
-(batch x beams) on."""
+(batch x beams: 8) on."""
 
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ def test_batched_workloads_are_judged_on_the_variant_auto_runs_them_on():
         "engine auto (int4) vs ctranslate2 int8 per token (1 beams) @ b8 s16"] == 1.2
 
 
-def test_four_beams_of_one_source_are_a_batched_call():
-    rows = [_row("int4", "engine", 1, 9.0, beams=4), _row("int8", "engine", 1, 8.0, beams=4),
-            _row("int8", "ctranslate2", 1, 10.0, beams=4)]
-    assert _ct2_targets(rows, "int8") == {
-        "engine auto (int8) vs ctranslate2 int8 per token (4 beams) @ b1 s16": 1.25}
+def test_beams_count_as_rows():
+    rows = [_row(variant, contender, batch, ms, beams=4) for variant, contender, batch, ms in (
+        ("int4", "engine", 1, 9.0), ("int8", "engine", 1, 8.0), ("int8", "ctranslate2", 1, 10.0),
+        ("int4", "engine", 2, 9.0), ("int8", "engine", 2, 8.0), ("int8", "ctranslate2", 2, 10.0))]
+    targets = _ct2_targets(rows, "int8")
+    # 4 beams of one source are 4 rows: int4; of two sources, 8 rows: int8
+    assert targets["engine auto (int4) vs ctranslate2 int8 per token (4 beams) @ b1 s16"] == 10 / 9
+    assert targets["engine auto (int8) vs ctranslate2 int8 per token (4 beams) @ b2 s16"] == 1.25

@@ -54,11 +54,12 @@ DEFAULT_OPTIONS = RuntimeOptions(spin_wait=False).over(ENGINE_DEFAULTS)
 logger = logging.getLogger(__name__)
 SCORE_REDUCTIONS = ("sum", "mean")
 # Generate calls of at least this many decoder rows (batch x beams) run the variant timed fastest
-# on the batch workload where that is not auto's pick. Measured on an Intel Xeon with AMX,
-# t5-small, 32 greedy tokens: int4 (MatMulNBits) 4.3-5.2 ms per token at batch 1 vs int8's
-# 6.3-6.8, but 8.6-12.7 at batch 8 vs int8's 6.7-11.0 (MLAS's int8 GEMM runs on AMX; the 4-bit
-# kernels at several rows do not), and with 4 beams int8's outputs are PyTorch's more often.
-BATCH_ROWS = 4
+# on the batch workload (this many rows) where that is not auto's pick. Measured on an Intel Xeon
+# with AMX, t5-small, 32 greedy tokens, 0.2% CPU time stolen: int4 (MatMulNBits) 4.68 ms per
+# token at batch 1 vs int8's 7.36, but 10.68 at batch 8 vs int8's 9.63 (MLAS's int8 GEMM runs
+# on AMX; its 4-bit kernels at several rows do not); at 4 rows (4 beams) the two were within
+# noise of each other (int4 8.31, int8 9.35; optimize's batch-4 timings ranked them both ways).
+BATCH_ROWS = 8
 BATCH_WORKLOAD = f"batch{BATCH_ROWS}_decode"
 
 

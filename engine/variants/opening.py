@@ -94,7 +94,7 @@ def open_for_load(
     variants are re-gated and variants re-timed here first: on CUDA the CPU kernels' accuracy
     and timings say nothing. Where the task names a ``batch_workload`` and ``auto`` on the CPU
     has a passing variant timed faster on it here than its pick, that variant is
-    ``for_batches`` (int4 is T5's fastest at batch 1, int8 at batch 4 on AMX).
+    ``for_batches`` (int4 is T5's fastest at batch 1, int8 at batch 8 on AMX).
 
     Raises:
         ArtifactError: the variant asked for was not made, failed its gate, or has a missing,
