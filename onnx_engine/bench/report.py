@@ -158,6 +158,12 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+def write_markdown(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def write_results(document: dict[str, Any], text: str, json_path: Path | None,
                   markdown_path: Path | None) -> None:
     """Print a benchmark script's Markdown and write it and its JSON where asked."""
@@ -165,5 +171,4 @@ def write_results(document: dict[str, Any], text: str, json_path: Path | None,
     if json_path:
         write_json(json_path, document)
     if markdown_path:
-        Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown_path).write_text(text, encoding="utf-8")
+        write_markdown(markdown_path, text)

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ.pop("OMP_WAIT_POLICY", None)
     from onnx_engine.bench.markdown import markdown_table
     from onnx_engine.bench.plot import plot_latency
-    from onnx_engine.bench.report import table, write_json
+    from onnx_engine.bench.report import table, write_json, write_markdown
     from onnx_engine.bench.runner import run_benchmark
     from onnx_engine.bench.targets import targets_table
 
@@ -156,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, document)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown_table(document), encoding="utf-8")
+        write_markdown(args.markdown, markdown_table(document))
     written = [str(path) for path in (args.json, args.plot, args.markdown) if path]
     if written:
         print(f"wrote {', '.join(written)}", file=sys.stderr)
