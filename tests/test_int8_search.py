@@ -14,7 +14,7 @@ from engine.numerics import softmax
 from engine.variants.records import INT8
 from export.check_set import check_texts
 from export.variants.calibration import DEFAULT_SENTENCES
-from export.variants.int8_search import DYNAMIC, matmul_nodes
+from export.variants.int8_search import DYNAMIC, METHODS, SMOOTHED, matmul_nodes
 from export.variants.int8_sensitivity import matmul_sensitivity
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from export.variants.quantize import QuantizeSettings, StaticCalibration, quantize_int8
@@ -97,3 +97,22 @@ def test_a_tight_gate_keeps_the_fewest_most_sensitive_matmuls(distilbert, copy_a
     else:  # no way passed within half the matmuls: the closest candidate, with its reason
         assert "max |Δprob|" in record.reason
     assert ArtifactManifest.read(artifact).variants[INT8] == record
+    _check_way_order(search["trials"], record.made_with["model"])
+
+
+def _check_way_order(trials, made_with) -> None:
+    """The SmoothQuant-scaled way is tried first, and a way after one that passed with n
+    matmuls in fp32 tries fewer than n only."""
+    judged = [trial for trial in trials if "kept" in trial]
+    assert judged[0]["method"] == SMOOTHED
+    fewest_passing = None
+    for method in METHODS:
+        ways = [trial for trial in judged if trial["method"] == method]
+        if fewest_passing is not None:
+            assert all(trial["kept"] < max(fewest_passing, 1) for trial in ways), (method, ways)
+        passing = [trial["kept"] for trial in ways if trial["passed"]]
+        if fewest_passing is not None:
+            passing.append(fewest_passing)
+        fewest_passing = min(passing, default=None)
+    chosen = made_with["accuracy_aware"]["method"]
+    assert ("smooth_quant_alpha" in made_with) == (chosen == SMOOTHED)
