@@ -138,3 +138,22 @@ def test_alpha_moves_the_scale_between_activation_and_weight(tmp_path, alpha):
                    if tensor.name == "h/smooth_quant_inverse")
     # The outlier channel is divided the most: its share of the range shrinks by its scale.
     assert int(np.argmin(inverse)) == OUTLIER
+
+
+def test_a_graph_without_initializer_weights_is_left_as_it_is(tmp_path):
+    """A matmul reading its weight through a Transpose (T5's tied LM head) is not scaled: the
+    search then skips the scaled way instead of repeating the plain one."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(0, 1, (WIDTH, WIDTH)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["w"], ["wt"], name="transpose"),
+         helper.make_node("MatMul", ["x", "wt"], ["y"], name="head")],
+        "tied", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])], [weight],
+    )
+    source, smoothed = tmp_path / "source.onnx", tmp_path / "smoothed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), str(source))
+    made = smooth_graph(source, smoothed, _feeds(2, seed=1))
+    assert made["smoothed_inputs"] == 0 and made["smoothed_matmuls"] == 0
+    assert [node.op_type for node in onnx.load(str(smoothed)).graph.node] == ["Transpose", "MatMul"]

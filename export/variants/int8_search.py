@@ -133,8 +133,11 @@ def search_int8(
                            calibration if method == STATIC else None)
                 if method == SMOOTHED:
                     smoothed = folder / "smoothed.onnx"
-                    way = replace(way, source=smoothed,
-                                  made_with=smooth_graph(source, smoothed, probe.feeds))
+                    scaled = smooth_graph(source, smoothed, probe.feeds)
+                    if not scaled["smoothed_inputs"]:  # it would repeat the dynamic way
+                        trials.append({"method": method, "skipped": "no matmul input to scale"})
+                        continue
+                    way = replace(way, source=smoothed, made_with=scaled)
                 found[method] = _search_method(way, target, settings, gate, probe, limit,
                                                folder, trials)
             except OSError:  # a full disk is no trial's result: the caller reports it
