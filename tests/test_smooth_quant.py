@@ -135,7 +135,7 @@ def test_alpha_moves_the_scale_between_activation_and_weight(tmp_path, alpha):
     assert made["smooth_quant_alpha"] == alpha
     model = onnx.load(str(smoothed))
     inverse = next(numpy_helper.to_array(tensor) for tensor in model.graph.initializer
-                   if tensor.name == "h/smooth_quant_inverse")
+                   if tensor.name == "w0/smooth_quant_inverse")
     # The outlier channel is divided the most: its share of the range shrinks by its scale.
     assert int(np.argmin(inverse)) == OUTLIER
 
@@ -157,3 +157,30 @@ def test_a_graph_without_initializer_weights_is_left_as_it_is(tmp_path):
     made = smooth_graph(source, smoothed, _feeds(2, seed=1))
     assert made["smoothed_inputs"] == 0 and made["smoothed_matmuls"] == 0
     assert [node.op_type for node in onnx.load(str(smoothed)).graph.node] == ["Transpose", "MatMul"]
+
+
+def test_a_weight_shared_across_layers_keeps_one_scaled_copy(tmp_path):
+    """ALBERT reads each layer's weights in every layer: the inputs of one weight share its
+    scales, so the scaled graph holds one copy of it (a copy per layer would multiply the int8
+    file's size by the layer count)."""
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 0.2, (WIDTH, WIDTH)).astype(np.float32)
+    shared[OUTLIER] /= 60
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h1"], name="relu1"),
+         helper.make_node("MatMul", ["h1", "w"], ["a"], name="layer1"),
+         helper.make_node("Relu", ["a"], ["h2"], name="relu2"),
+         helper.make_node("MatMul", ["h2", "w"], ["y"], name="layer2")],
+        "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])],
+        [numpy_helper.from_array(shared, "w")],
+    )
+    source, smoothed = tmp_path / "source.onnx", tmp_path / "smoothed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), str(source))
+    made = smooth_graph(source, smoothed, _feeds(8, seed=1))
+    assert made["smoothed_inputs"] == 2 and made["smoothed_matmuls"] == 2
+    weights = [tensor for tensor in onnx.load(str(smoothed)).graph.initializer
+               if len(tensor.dims) == 2]
+    assert [tensor.name for tensor in weights] == ["w/smoothed"]
+    assert _largest_error(smoothed, source, _feeds(4, seed=2)) < 1e-5

@@ -41,10 +41,15 @@ QUIET_CHANNEL_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
-class SmoothedInput:
-    """One activation the scaling divides, and the weight matmuls that read it."""
+class SmoothedGroup:
+    """Activations and weights that share one set of scales: the weight matmuls reading any of
+    ``inputs`` or any of ``weights``. One input read by several matmuls (Q, K and V) needs one
+    scale for all their weights, and one weight read on several inputs (ALBERT shares each
+    layer's weights across its layers) one scale for all those inputs, so that it keeps one
+    scaled copy instead of one per reader."""
 
-    tensor: str
+    inputs: tuple[str, ...]
+    weights: tuple[str, ...]
     matmuls: tuple[str, ...]
 
 
@@ -64,30 +69,48 @@ def smooth_graph(
     """
     onnx = require("onnx")
     model = onnx.load(str(source))
-    inputs = smoothable_inputs(model)
-    maxima = channel_maxima(model, [item.tensor for item in inputs], feeds)
-    for item in inputs:
-        _scale(model, item, maxima[item.tensor], alpha)
+    groups = smoothable_groups(model)
+    maxima = channel_maxima(model, [name for group in groups for name in group.inputs], feeds)
+    for group in groups:
+        _scale(model, group, np.max([maxima[name] for name in group.inputs], axis=0), alpha)
     _drop_unused_weights(model)
     onnx.save(model, str(target))
     return {
         "smooth_quant_alpha": alpha,
-        "smoothed_inputs": len(inputs),
-        "smoothed_matmuls": sum(len(item.matmuls) for item in inputs),
+        "smoothed_inputs": sum(len(group.inputs) for group in groups),
+        "smoothed_matmuls": sum(len(group.matmuls) for group in groups),
         "smooth_quant_calibration_inputs": len(feeds),
     }
 
 
-def smoothable_inputs(model: Any) -> list[SmoothedInput]:
-    """Each activation read by matmuls with a 2-D initializer weight, with those matmuls, in
-    graph order. An activation read by other nodes too is scaled for its matmuls only."""
+def smoothable_groups(model: Any) -> list[SmoothedGroup]:
+    """The matmuls with a 2-D initializer weight, in groups that share scales (linked by a
+    common input or a common weight), in graph order. An input or weight read by other nodes
+    too is scaled for these matmuls only."""
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
-    readers: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        if (node.op_type == "MatMul" and node.input[1] in weights
-                and len(weights[node.input[1]].dims) == 2 and node.input[0] not in weights):
-            readers.setdefault(node.input[0], []).append(node.name)
-    return [SmoothedInput(tensor, tuple(names)) for tensor, names in readers.items()]
+    matmuls = [node for node in model.graph.node
+               if node.op_type == "MatMul" and node.input[1] in weights
+               and len(weights[node.input[1]].dims) == 2 and node.input[0] not in weights]
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    for node in matmuls:  # union the input's and the weight's sets
+        parent[root("input:" + node.input[0])] = root("weight:" + node.input[1])
+    members: dict[str, list[Any]] = {}
+    for node in matmuls:
+        members.setdefault(root("weight:" + node.input[1]), []).append(node)
+    return [
+        SmoothedGroup(
+            inputs=tuple(dict.fromkeys(node.input[0] for node in nodes)),
+            weights=tuple(dict.fromkeys(node.input[1] for node in nodes)),
+            matmuls=tuple(node.name for node in nodes),
+        )
+        for nodes in members.values()
+    ]
 
 
 def channel_maxima(
@@ -113,28 +136,31 @@ def channel_maxima(
     return maxima
 
 
-def _scale(model: Any, item: SmoothedInput, activation_max: np.ndarray, alpha: float) -> None:
-    """Divide ``item.tensor`` by the SmoothQuant scales (one new ``Mul``) and multiply the rows
-    of its matmuls' weights by them, in place."""
+def _scale(model: Any, group: SmoothedGroup, activation_max: np.ndarray, alpha: float) -> None:
+    """Divide each of ``group.inputs`` by the SmoothQuant scales (one new ``Mul`` each) and
+    multiply the rows of each of its weights by them (one scaled copy each), in place."""
     onnx = require("onnx")
     numpy_helper = onnx.numpy_helper
-    nodes = [node for node in model.graph.node if node.name in set(item.matmuls)]
-    weights = {tensor.name: tensor for tensor in model.graph.initializer}
-    arrays = [numpy_helper.to_array(weights[node.input[1]]) for node in nodes]
-    weight_max = np.max([np.abs(array).max(axis=1) for array in arrays], axis=0)
+    tensors = {tensor.name: tensor for tensor in model.graph.initializer}
+    arrays = {name: numpy_helper.to_array(tensors[name]) for name in group.weights}
+    weight_max = np.max([np.abs(array).max(axis=1) for array in arrays.values()], axis=0)
     floor = max(float(activation_max.max()), 1e-12) * QUIET_CHANNEL_FLOOR
     scales = (np.maximum(activation_max, floor) ** alpha
               / np.maximum(weight_max, 1e-12) ** (1 - alpha)).astype(np.float32)
-    divided, inverse = f"{item.tensor}/smoothed", f"{item.tensor}/smooth_quant_inverse"
+    inverse = f"{group.weights[0]}/smooth_quant_inverse"
     model.graph.initializer.append(numpy_helper.from_array(1 / scales, inverse))
-    for node, array in zip(nodes, arrays):
-        scaled = f"{node.input[1]}/smoothed"
-        model.graph.initializer.append(numpy_helper.from_array(array * scales[:, None], scaled))
-        node.input[0], node.input[1] = divided, scaled
-    first = min(list(model.graph.node).index(node) for node in nodes)
-    model.graph.node.insert(first, onnx.helper.make_node(
-        "Mul", [item.tensor, inverse], [divided], name=f"{item.tensor}/smooth_quant"
-    ))
+    for name, array in arrays.items():
+        model.graph.initializer.append(
+            numpy_helper.from_array(array * scales[:, None], f"{name}/smoothed"))
+    nodes = [node for node in model.graph.node if node.name in set(group.matmuls)]
+    for tensor in group.inputs:
+        readers = [node for node in nodes if node.input[0] == tensor]
+        first = min(list(model.graph.node).index(node) for node in readers)
+        model.graph.node.insert(first, onnx.helper.make_node(
+            "Mul", [tensor, inverse], [f"{tensor}/smoothed"], name=f"{tensor}/smooth_quant"
+        ))
+    for node in nodes:
+        node.input[0], node.input[1] = f"{node.input[0]}/smoothed", f"{node.input[1]}/smoothed"
 
 
 def _drop_unused_weights(model: Any) -> None:
