@@ -15,10 +15,12 @@ from engine import Seq2SeqLM
 from engine.cpu import current_cpu
 from engine.manifest import ArtifactManifest
 from engine.options import RuntimeOptions
+from engine.tasks import text2text
 from engine.tasks.text2text import BATCH_WORKLOAD
 from engine.variants.records import INT4, INT8
 from export.variants.optimize import OptimizeSettings, optimize_artifact
 from onnx_engine.commands.optimize import auto_choice_line
+from onnx_engine.serving.model_specs import load_served_model
 
 SOURCES = ["translate English to German: the house is small.", "a", "Numbers 7 8 9, symbols ! ?",
            "summarize: the quick brown fox jumps over the lazy dog"] * 2  # BATCH_ROWS rows
@@ -99,3 +101,28 @@ def test_no_batch_variant_from_another_cpus_timings_or_a_variant_asked_for(two_v
     named = Seq2SeqLM.load(_with_timings(two_variants, tmp_path / "named", AMX_LIKE),
                            options=RuntimeOptions(provider="cpu", variant=INT4))
     assert named.variant == INT4 and named.variant_for_batches is None
+
+
+def test_a_server_opens_the_batch_variant_at_load(two_variants, tmp_path, monkeypatch):
+    """A served T5 model opens its batch variant while it loads (readiness waits for it), so
+    the first batched request does not pay a session load."""
+    artifact = _with_timings(two_variants, tmp_path, AMX_LIKE)
+    int8 = Seq2SeqLM.load(artifact, options=RuntimeOptions(provider="cpu", variant=INT8))
+    served = load_served_model(artifact, RuntimeOptions(provider="cpu"))
+    assert served.variant == INT4 and served.variant_for_batches.name == INT8
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a batched call opened sessions")
+
+    monkeypatch.setattr(text2text, "open_graphs", no_load)
+    assert _tokens(served, SOURCES) == _tokens(int8, SOURCES)
+
+
+def test_opening_the_batch_variant_is_nothing_where_there_is_none(two_variants, tmp_path,
+                                                                  monkeypatch):
+    timings = {**AMX_LIKE, INT4: {"b1_decode": 3.0, BATCH_WORKLOAD: 8.5}}
+    model = Seq2SeqLM.load(_with_timings(two_variants, tmp_path, timings),
+                           options=RuntimeOptions(provider="cpu"))
+    monkeypatch.setattr(text2text, "open_graphs", lambda *args, **kwargs: 1 / 0)
+    model.open_batch_variant()
+    assert model.variant_for_batches is None

@@ -204,6 +204,11 @@ class ArtifactModel:
         """Short named calls that rank variants by speed (a single input and a small batch)."""
         raise NotImplementedError
 
+    def open_batch_variant(self) -> None:
+        """Open ``variant_for_batches`` now instead of on the first batched call, which would
+        otherwise pay its session load (~1.5 s on t5-small); a server does this at load.
+        Nothing to do where every call runs ``variant``."""
+
 
 class TextGraphModel(ArtifactModel):
     """A model of one graph (``model``) fed by the artifact's tokenizer: classifier, embedder."""

@@ -108,6 +108,9 @@ class Seq2SeqLM(ArtifactModel):
                             record.name, self.variant, BATCH_WORKLOAD)
         return self._batch_graphs
 
+    def open_batch_variant(self) -> None:
+        self._graphs_for(BATCH_ROWS)
+
     def encode(self, texts: str | Sequence[str], truncation: bool = False) -> EncoderOutput:
         """Encoder last hidden state of a padded batch.
 

@@ -20,7 +20,7 @@ from onnx_engine.serving.config import (
     ServeConfig,
     serving_runtime_options,
 )
-from onnx_engine.serving.model_specs import model_specs
+from onnx_engine.serving.model_specs import load_served_model, model_specs
 from onnx_engine.serving.ray_scaling import RAY, RayScaling
 from onnx_engine.serving.settings import add_arguments, from_arguments
 
@@ -85,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_ray(args, specs, config, options)
 
     def load() -> dict[str, Any]:
-        import engine
-
-        return {name: engine.load(path, options=options) for name, path in specs.items()}
+        return {name: load_served_model(path, options) for name, path in specs.items()}
 
     server_module = serving["server"]
     listener = server_module.Listener(args.host, args.port, args.ssl_certfile, args.ssl_keyfile,

@@ -1,5 +1,6 @@
 """Which artifacts a server serves, under which names: ``NAME=ARTIFACT`` as the CLI and Ray's
-``serve run`` spell them, or a mapping (a Serve config file's ``models:``)."""
+``serve run`` spell them, or a mapping (a Serve config file's ``models:``); and how each is
+loaded for serving."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.options import RuntimeOptions
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -37,3 +39,18 @@ def model_specs(values: list[str] | Mapping[str, Any]) -> dict[str, Path]:
             raise InputError(f"Two models are named {name!r}; name them with NAME=ARTIFACT.")
         specs[name] = Path(path)
     return specs
+
+
+def load_served_model(path: Path, options: RuntimeOptions) -> Any:
+    """The engine model a server runs from the artifact at ``path``, with every variant a call
+    may run already open (T5's variant for batched calls), so that no request pays a session
+    load.
+
+    Raises:
+        OnnxEngineError: as ``engine.load``.
+    """
+    import engine
+
+    model = engine.load(path, options=options)
+    model.open_batch_variant()
+    return model

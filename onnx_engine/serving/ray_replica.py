@@ -14,6 +14,7 @@ from typing import Any
 from engine.options import RuntimeOptions
 from onnx_engine.serving.app import build_app
 from onnx_engine.serving.config import ServeConfig
+from onnx_engine.serving.model_specs import load_served_model
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,7 @@ class ModelServer:
 
     async def __init__(self, name: str, path: str, config: ServeConfig,
                        options: RuntimeOptions) -> None:
-        import engine
-
-        model = await asyncio.to_thread(engine.load, Path(path), options=options)
+        model = await asyncio.to_thread(load_served_model, Path(path), options)
         self._app = build_app(config, {name: model})
 
     def __serve_build_asgi_app__(self) -> Any:
