@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.manifest import TASK_CLASSIFICATION, TASK_FEATURE_EXTRACTION, TASK_TEXT2TEXT
-from engine.tasks.text2text import BATCH_ROWS
+from engine.tasks.text2text import is_batched_call
 
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 # "Best PyTorch" is the faster of these per workload: fp32, and bf16 autocast where the CPU has it.
@@ -37,7 +37,7 @@ ACCURACY_WORKLOAD = "check set"
 def _auto_for_rows(variants: dict[str, Any], rows: int) -> str:
     """What the engine's ``auto`` runs a generate call of ``rows`` decoder rows on."""
     batched = variants.get("auto_for_batches")
-    if batched and rows >= BATCH_ROWS:
+    if batched and is_batched_call(rows):
         return str(batched)
     return str(variants.get("auto") or "fp32")
 
