@@ -184,3 +184,16 @@ def test_a_weight_shared_across_layers_keeps_one_scaled_copy(tmp_path):
                if len(tensor.dims) == 2]
     assert [tensor.name for tensor in weights] == ["w/smoothed"]
     assert _largest_error(smoothed, source, _feeds(4, seed=2)) < 1e-5
+
+
+def test_nodes_without_names_are_scaled_too(tmp_path):
+    """ONNX allows empty node names: matmuls are told apart by their output tensors."""
+    source, smoothed = tmp_path / "source.onnx", tmp_path / "smoothed.onnx"
+    _outlier_graph(source)
+    model = onnx.load(str(source))
+    for node in model.graph.node:
+        node.name = ""
+    onnx.save(model, str(source))
+    made = smooth_graph(source, smoothed, _feeds(8, seed=1))
+    assert made["smoothed_inputs"] == 2 and made["smoothed_matmuls"] == 3
+    assert _largest_error(smoothed, source, _feeds(4, seed=2)) < 1e-5

@@ -50,7 +50,7 @@ class SmoothedGroup:
 
     inputs: tuple[str, ...]
     weights: tuple[str, ...]
-    matmuls: tuple[str, ...]
+    matmuls: tuple[str, ...]  # their output tensors: unique, where node names may be empty
 
 
 def smooth_graph(
@@ -107,7 +107,7 @@ def smoothable_groups(model: Any) -> list[SmoothedGroup]:
         SmoothedGroup(
             inputs=tuple(dict.fromkeys(node.input[0] for node in nodes)),
             weights=tuple(dict.fromkeys(node.input[1] for node in nodes)),
-            matmuls=tuple(node.name for node in nodes),
+            matmuls=tuple(node.output[0] for node in nodes),
         )
         for nodes in members.values()
     ]
@@ -152,10 +152,13 @@ def _scale(model: Any, group: SmoothedGroup, activation_max: np.ndarray, alpha: 
     for name, array in arrays.items():
         model.graph.initializer.append(
             numpy_helper.from_array(array * scales[:, None], f"{name}/smoothed"))
-    nodes = [node for node in model.graph.node if node.name in set(group.matmuls)]
+    wanted = set(group.matmuls)
+    nodes = [node for node in model.graph.node
+             if node.op_type == "MatMul" and node.output[0] in wanted]
     for tensor in group.inputs:
-        readers = [node for node in nodes if node.input[0] == tensor]
-        first = min(list(model.graph.node).index(node) for node in readers)
+        first = next(index for index, node in enumerate(model.graph.node)
+                     if node.op_type == "MatMul" and node.output[0] in wanted
+                     and node.input[0] == tensor)
         model.graph.node.insert(first, onnx.helper.make_node(
             "Mul", [tensor, inverse], [f"{tensor}/smoothed"], name=f"{tensor}/smooth_quant"
         ))
