@@ -10,7 +10,7 @@ from engine.manifest import TASK_CLASSIFICATION, ArtifactManifest
 from engine.numerics import sigmoid, softmax
 from engine.variants.records import FP16, INT8, Flip, VariantFigures
 from engine.verification.gate_figures import measure_figures
-from export.check_set import check_texts
+from export.check_set import check_texts, short_check_texts
 from export.parity import OutputPair
 from export.variants.calibration import calibration_set, read_texts
 from export.variants.gates import default_gate, gates_with_overrides
@@ -83,7 +83,8 @@ def test_the_gate_runs_on_the_calibration_texts(distilbert, copy_artifact, tmp_p
                                 calibration=tmp_path / "texts.txt")
     record = optimize_artifact(settings).variants[INT8]
     checks = len(check_texts(ArtifactManifest.read(artifact).max_length))
-    assert record.figures.inputs == 2 * checks + len(texts)  # b1 + batch + calibration
+    # b1, one padded batch, the short texts in one padded batch (verify's), calibration
+    assert record.figures.inputs == 2 * checks + len(short_check_texts()) + len(texts)
     search = record.made_with["model"]["accuracy_aware"]
     assert search["calibration"] == {"source": str(tmp_path / "texts.txt"),
                                      "texts": checks + len(texts), "beyond_check_set": 3}

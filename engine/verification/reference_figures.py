@@ -3,8 +3,9 @@
 The same figures ``onnx-engine optimize`` measures against live PyTorch
 (``engine.verification.gate_figures``), on the inputs the artifact stores
 (``engine.verification.references``):
-- classifier: the check set at batch 1 and its short texts in one padded batch (optimize also
-  batches the long texts, and adds its calibration texts, which the artifact does not carry);
+- classifier: the check set at batch 1 and its short texts in one padded batch (optimize judges
+  that batch too, and also the whole check set in one batch and its calibration texts, which
+  the artifact does not carry);
 - T5: PyTorch's greedy path through the KV cache, one prediction per step, judged on the stored
   top-k logits (optimize also compares the parity set's full logit rows);
 - embeddings: cosine on every stored text and retrieval of the stored queries.

@@ -107,17 +107,22 @@ def compare_classifier(
 
 
 def check_set_outputs(classifier: Classifier, reference: ClassifierReference) -> list[OutputPair]:
-    """Engine and PyTorch logits for each check-set text, at batch 1 and in one padded batch."""
+    """Engine and PyTorch logits for each check-set text at batch 1, all of them in one padded
+    batch, and the short ones in one padded batch: the batch torch-free ``verify`` runs from
+    ``references.npz``. Dynamic int8 scales each activation by the range of the whole padded
+    batch, so a batch of other texts can move its outputs further; a variant that passed here
+    must pass ``verify`` on the machine that made it."""
     texts = check_texts(reference.max_length)
     pairs = [
         OutputPair(f"b1[{index}]", text, reference.logits([text])[0], classifier.logits([text])[0])
         for index, text in enumerate(texts)
     ]
-    batch_reference = reference.logits(texts)
-    batch_engine = classifier.logits(texts, batch_size=len(texts))
-    for index, text in enumerate(texts):
-        name = f"batch{len(texts)}[{index}]"
-        pairs.append(OutputPair(name, text, batch_reference[index], batch_engine[index]))
+    for batch in (texts, short_check_texts()):
+        batch_reference = reference.logits(batch)
+        batch_engine = classifier.logits(batch, batch_size=len(batch))
+        for index, text in enumerate(batch):
+            name = f"batch{len(batch)}[{index}]"
+            pairs.append(OutputPair(name, text, batch_reference[index], batch_engine[index]))
     return pairs
 
 
