@@ -162,3 +162,32 @@ def test_int8_search_keeps_the_most_sensitive_matmuls_for_a_tight_cosine_bound(
                                    Embedder.load(artifact, variant=FP32).embed(texts), atol=0.05)
     else:
         assert "min cosine" in record.reason
+
+
+def test_the_gate_embeds_the_stored_texts_as_verify_does(tiny_embedder_factory):
+    """Dynamic int8 scales an activation by its whole padded batch, so which texts share a
+    call changes the outputs: the texts ``references.npz`` stores are embedded in one call of
+    their own, as torch-free ``verify`` embeds them, and the calibration texts apart."""
+    from engine.verification.references import REFERENCES_NAME, read_references
+    from export.tasks.feature_extraction.variants import embedding_figures
+
+    artifact = tiny_embedder_factory("mean").artifact
+    embedder = Embedder.load(artifact, provider="cpu", variant=FP32)
+    calls: list[list[str]] = []
+    plain = embedder.embed
+
+    def recorded(texts, **kwargs):
+        calls.append(list(texts))
+        return plain(texts, **kwargs)
+
+    class OwnOutputs:  # the reference: the fp32 engine itself
+        def encode(self, texts, pooling):
+            return plain(list(texts))
+
+    embedder.embed = recorded
+    extra = ["A calibration text.", "Another one, a little longer than the first."]
+    figures = embedding_figures(embedder, OwnOutputs(), extra)
+    stored = [str(text) for text in
+              read_references(artifact / REFERENCES_NAME, "feature-extraction")["texts"]]
+    assert calls == [extra, stored]
+    assert figures.min_cosine == pytest.approx(1.0, abs=1e-6)

@@ -69,9 +69,17 @@ def embedding_figures(
     engine: Embedder, reference: MemoizedReference, extra: Sequence[str] = ()
 ) -> VariantFigures:
     """The variant's embeddings and rankings against the reference's; the minimum cosine also
-    covers the ``extra`` (calibration) texts."""
-    texts = gate_texts(engine.max_length, tuple(dict.fromkeys(extra)))
-    ours = engine.embed(list(texts))
+    covers the ``extra`` (calibration) texts.
+
+    The texts ``references.npz`` stores are embedded in one call of their own, as torch-free
+    ``verify`` embeds them: dynamic int8 scales each activation by the range of its whole padded
+    batch, so their outputs depend on which texts share a batch, and a variant that passed here
+    must pass ``verify`` on the machine that made it."""
+    extra = tuple(dict.fromkeys(extra))
+    texts = gate_texts(engine.max_length, extra)
+    stored = list(texts[len(extra):])
+    ours = np.concatenate([engine.embed(list(extra)), engine.embed(stored)]) if extra else \
+        engine.embed(stored)
     theirs = reference.encode(texts, engine.pooling)
     return compare_embeddings(ours, theirs, texts, engine.pooling.similarity)
 
