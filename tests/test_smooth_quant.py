@@ -197,3 +197,15 @@ def test_nodes_without_names_are_scaled_too(tmp_path):
     made = smooth_graph(source, smoothed, _feeds(8, seed=1))
     assert made["smoothed_inputs"] == 2 and made["smoothed_matmuls"] == 3
     assert _largest_error(smoothed, source, _feeds(4, seed=2)) < 1e-5
+
+
+def test_an_input_silent_in_calibration_is_not_scaled(tmp_path):
+    """All zeros on every calibration feed (a Relu that never fired there) give no ranges to
+    scale by: left as it is rather than divided by near-zero scales."""
+    source, smoothed = tmp_path / "source.onnx", tmp_path / "smoothed.onnx"
+    _outlier_graph(source)
+    silent = [{"x": -np.abs(feed["x"])} for feed in _feeds(4, seed=1)]  # Relu(x) = 0
+    made = smooth_graph(source, smoothed, silent)
+    assert made["smoothed_inputs"] == 0 and made["smoothed_matmuls"] == 0  # h and q are zeros
+    assert "Mul" not in [node.op_type for node in onnx.load(str(smoothed)).graph.node]
+    assert _largest_error(smoothed, source, _feeds(2, seed=2)) == 0

@@ -69,10 +69,14 @@ def smooth_graph(
     """
     onnx = require("onnx")
     model = onnx.load(str(source))
-    groups = smoothable_groups(model)
-    maxima = channel_maxima(model, [name for group in groups for name in group.inputs], feeds)
+    found = smoothable_groups(model)
+    maxima = channel_maxima(model, [name for group in found for name in group.inputs], feeds)
+    activation_max = {group: np.max([maxima[name] for name in group.inputs], axis=0)
+                      for group in found}
+    # An input silent on every calibration feed says nothing about its channels' ranges.
+    groups = [group for group in found if activation_max[group].max() > 0]
     for group in groups:
-        _scale(model, group, np.max([maxima[name] for name in group.inputs], axis=0), alpha)
+        _scale(model, group, activation_max[group], alpha)
     _drop_unused_weights(model)
     onnx.save(model, str(target))
     return {
