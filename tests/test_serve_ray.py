@@ -174,8 +174,8 @@ def test_killed_replica_fails_only_its_requests_in_flight_and_comes_back(one_mod
     responses = asyncio.run(load_and_kill())
     failed = [r for r in responses if r.status_code != 200]
     # Only the requests in flight on the killed replica fail: Serve's proxy answers them 500
-    # (the replica died under them), or the app's body deadline answers 408 where the kill cut
-    # the proxy's stream of a request's body (seen once in five CI runs, after 30 s); while Serve
+    # (the replica died under them), or the app's body deadline answers 408 for one whose body
+    # never reached the app after the kill (seen once in five CI runs, after 30 s); while Serve
     # notices the death, a request may also find the queue full (429, "retry"). None is ever
     # answered with another request's result.
     assert {r.status_code for r in failed} <= {500, 503, 408, 429}, [r.text for r in failed]
