@@ -46,6 +46,13 @@ def sentence_transformers_modules() -> tuple[Any, Any, Any, Any]:
     return package.SentenceTransformer, modules.Transformer, modules.Pooling, modules.Normalize
 
 
+def reference_texts(max_length: int) -> tuple[str, ...]:
+    """The texts ``references.npz`` stores and torch-free ``verify`` embeds in one call: the
+    export's check set, the retrieval documents, then the queries (the variant gate judges
+    them the same way, besides its calibration texts)."""
+    return (*check_texts(max_length), *DOCUMENTS, *QUERIES)
+
+
 @dataclass(frozen=True)
 class EmbeddingReference:
     """The PyTorch side: the sentence-transformers pipeline the artifact must reproduce.
@@ -202,9 +209,9 @@ class FeatureExtractionExporter(TaskExporter):
         self.write_references(reference, folder)
 
     def write_references(self, reference: EmbeddingReference, folder: Path) -> None:
-        """Write ``references.npz``: sentence-transformers' embeddings of the variant gate's
-        texts (check set, retrieval documents, then queries; ``engine.verification.references``)."""
-        texts = [*check_texts(reference.max_length), *DOCUMENTS, *QUERIES]
+        """Write ``references.npz``: sentence-transformers' embeddings of
+        :func:`reference_texts` (``engine.verification.references``)."""
+        texts = list(reference_texts(reference.max_length))
         arrays = {
             "texts": np.array(texts),
             "embeddings": reference.encode(texts, reference.pooling).astype(np.float32),

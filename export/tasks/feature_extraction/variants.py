@@ -28,7 +28,7 @@ from engine.variants.records import (
 from engine.verification.gate_figures import compare_embeddings as engine_compare_embeddings
 from export.check_set import SENTENCES, check_texts
 from export.retrieval_set import DOCUMENTS, QUERIES
-from export.tasks.feature_extraction.exporter import FeatureExtractionExporter
+from export.tasks.feature_extraction.exporter import FeatureExtractionExporter, reference_texts
 from export.variants.checks import VariantChecker
 from export.variants.int8_search import SearchProbe
 from export.variants.memoized import MemoizedReference
@@ -60,9 +60,9 @@ EMBEDDING_GATES: dict[str, VariantGate] = {
 
 
 def gate_texts(max_length: int, extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """``extra`` texts (calibration), the export's check set, the retrieval documents, then the
-    queries (:func:`compare_embeddings` finds documents and queries at the end)."""
-    return (*extra, *check_texts(max_length), *DOCUMENTS, *QUERIES)
+    """``extra`` texts (calibration), then the stored :func:`reference_texts` (check set,
+    retrieval documents, queries: :func:`compare_embeddings` finds the last two at the end)."""
+    return (*extra, *reference_texts(max_length))
 
 
 def embedding_figures(
@@ -76,10 +76,9 @@ def embedding_figures(
     batch, so their outputs depend on which texts share a batch, and a variant that passed here
     must pass ``verify`` on the machine that made it."""
     extra = tuple(dict.fromkeys(extra))
+    calls = ([list(extra)] if extra else []) + [list(reference_texts(engine.max_length))]
+    ours = np.concatenate([engine.embed(texts) for texts in calls])
     texts = gate_texts(engine.max_length, extra)
-    stored = list(texts[len(extra):])
-    ours = np.concatenate([engine.embed(list(extra)), engine.embed(stored)]) if extra else \
-        engine.embed(stored)
     theirs = reference.encode(texts, engine.pooling)
     return compare_embeddings(ours, theirs, texts, engine.pooling.similarity)
 
